@@ -1,0 +1,69 @@
+"""Feature sections whose fields switch built-in plugins on: profiling, comm overlap, PEFT, and
+third-party plugin settings (torch-free)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import attrs
+
+from plugtron.config._fields import toggle
+
+
+@attrs.define(kw_only=True)
+class ProfilingConfig:
+    """Profilers (former NsysCallback, PytorchProfilerCallback, MemoryProfileCallback).
+
+    Steps are iteration numbers; ``profile_ranks`` are global ranks (default: rank 0).
+    """
+
+    use_nsys_profiler: bool = toggle("nsys_profiler", default=False)
+    use_pytorch_profiler: bool = toggle("pytorch_profiler", default=False)
+    record_memory_history: bool = toggle("memory_profiler", default=False)
+    profile_step_start: int = 10
+    profile_step_end: int = 12
+    profile_ranks: List[int] = attrs.field(factory=lambda: [0])
+    record_shapes: bool = False
+    memory_snapshot_path: str = "snapshot.pickle"
+    trace_dir: Optional[str] = None
+
+
+@attrs.define(kw_only=True)
+class CommOverlapConfig:
+    """Communication overlap (former MegatronCommOverlapCallback). Present = the comm_overlap
+    plugin is on; it copies these onto the model / DDP / optimizer configs before they are used."""
+
+    tp_comm_overlap: bool = False
+    overlap_p2p_comm: Optional[bool] = None
+    batch_p2p_comm: Optional[bool] = None
+    overlap_grad_reduce: Optional[bool] = None
+    overlap_param_gather: Optional[bool] = None
+    overlap_param_gather_with_optimizer_step: Optional[bool] = None
+    align_param_gather: Optional[bool] = None
+    bucket_size: Optional[int] = None
+    defer_embedding_wgrad_compute: Optional[bool] = None
+    wgrad_deferral_limit: Optional[int] = None
+
+
+@attrs.define(kw_only=True)
+class LoraConfig:
+    """LoRA adapters on the named linear layers (requires ``checkpoint.pretrained_checkpoint``)."""
+
+    target_modules: List[str] = attrs.field(
+        factory=lambda: ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"]
+    )
+    dim: int = 32
+    alpha: int = 32
+    dropout: float = 0.0
+
+
+@attrs.define(kw_only=True)
+class PluginSettings:
+    """``plugins.<name>``: a third-party (or any) plugin switched on by name.
+
+    ``options`` is handed to the plugin; a plugin that declares ``Settings`` (an attrs class) gets
+    them structured and checked like the rest of the config.
+    """
+
+    enabled: bool = False
+    options: Dict[str, Any] = attrs.field(factory=dict)

@@ -1,0 +1,93 @@
+"""Build a ``ConfigContainer`` from a recipe, an optional YAML file and dotted overrides.
+
+Order: recipe defaults < YAML file < command-line overrides. Everything is merged as plain data
+and structured once, so a YAML typo and a CLI typo get the same message and are reported together.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Iterable, Optional
+
+from plugtron.config import yaml_io
+from plugtron.errors import ConfigError
+
+
+def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
+    """``["train.train_iters=100", "optimizer.lr=3e-4"]`` -> nested dict, values typed as YAML."""
+    tree: Dict[str, Any] = {}
+    problems = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            problems.append(f"override {item!r}: expected dotted.key=value (e.g. train.train_iters=100)")
+            continue
+        try:
+            value = yaml_io.parse_scalar(raw)
+        except ConfigError as exc:
+            problems.append(f"override {item!r}: {exc.problems[0]}")
+            continue
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                problems.append(f"override {item!r}: {part} was already given a value")
+                break
+            node = nxt
+        else:
+            node[parts[-1]] = value
+    if problems:
+        raise ConfigError(problems, source="command line")
+    return tree
+
+
+def deep_merge(base: Any, update: Any, path: str = "") -> Any:
+    """Merge ``update`` into a copy of ``base``: mappings recursively, anything else replaced."""
+    if isinstance(base, dict) and isinstance(update, dict):
+        out = dict(base)
+        for k, v in update.items():
+            out[k] = deep_merge(base.get(k), v, f"{path}.{k}" if path else str(k)) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(update)
+
+
+def load_config(
+    config_path: Optional[str] = None,
+    overrides: Iterable[str] = (),
+    recipe: str = "tiny",
+):
+    """Recipe + YAML + overrides -> an unvalidated ``ConfigContainer``."""
+    from plugtron.config.container import ConfigContainer, resolve_types
+    from plugtron.config.converter import structure, unstructure
+    from plugtron.recipes import get_recipe
+
+    resolve_types()
+    data = unstructure(get_recipe(recipe)())
+    sources = [f"recipe {recipe!r}"]
+    if config_path:
+        data = deep_merge(data, yaml_io.load_file(config_path))
+        sources.append(str(config_path))
+    tree = parse_overrides(overrides)
+    if tree:
+        data = deep_merge(data, tree)
+        sources.append("command line")
+    return structure(data, ConfigContainer, source=" + ".join(sources))
+
+
+def to_yaml(cfg) -> str:
+    from plugtron.config.container import resolve_types
+    from plugtron.config.converter import unstructure
+
+    resolve_types()
+    return yaml_io.dumps(unstructure(cfg))
+
+
+def from_yaml(text: str, source: str = "<string>"):
+    """Exactly the config ``to_yaml`` wrote (no recipe underneath)."""
+    from plugtron.config.container import ConfigContainer, resolve_types
+    from plugtron.config.converter import structure
+
+    resolve_types()
+    return structure(yaml_io.loads(text, source=source) or {}, ConfigContainer, source=source)

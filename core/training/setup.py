@@ -1,0 +1,153 @@
+"""Building a run: process groups, seeds, model chunks, DDP, optimizer, scheduler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from datetime import timedelta
+from typing import List
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger("plugtron")
+
+
+def init_distributed(cfg) -> None:
+    """torch.distributed (env:// under torchrun, an in-memory store for one process) and Megatron's
+    model-parallel groups. CPU shims are applied first when CUDA is absent."""
+    from megatron.core import parallel_state as ps
+
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        from plugtron import cpu_shims
+
+        cpu_shims.apply()
+    backend = cfg.dist.distributed_backend
+    if backend == "auto":
+        backend = "nccl" if cuda else "gloo"
+    timeout = timedelta(minutes=cfg.dist.distributed_timeout_minutes)
+    if not dist.is_initialized():
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        if world == 1 and "MASTER_ADDR" not in os.environ:
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
+        else:
+            dist.init_process_group(backend, timeout=timeout)
+    m = cfg.model
+    if cfg.dist.enable_megatron_core_experimental:
+        from megatron.core.config import set_experimental_flag
+
+        set_experimental_flag(True)
+    ps.initialize_model_parallel(
+        tensor_model_parallel_size=m.tensor_model_parallel_size,
+        pipeline_model_parallel_size=m.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=m.virtual_pipeline_model_parallel_size,
+        context_parallel_size=m.context_parallel_size,
+        expert_model_parallel_size=m.expert_model_parallel_size,
+        expert_tensor_parallel_size=m.expert_tensor_parallel_size,
+        num_distributed_optimizer_instances=cfg.ddp.num_distributed_optimizer_instances,
+        use_sharp=cfg.dist.use_sharp,
+        nccl_communicator_config_path=cfg.dist.nccl_communicator_config_path,
+        distributed_timeout_minutes=cfg.dist.distributed_timeout_minutes,
+        order="tp-pp-dp" if cfg.dist.use_tp_pp_dp_mapping else "tp-cp-ep-dp-pp",
+        create_gloo_process_groups=cfg.dist.use_gloo_process_groups,
+    )
+
+
+def destroy_distributed() -> None:
+    from megatron.core import parallel_state as ps
+
+    ps.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def set_seeds(cfg) -> None:
+    """``seed + 100 * pipeline rank`` everywhere (Megatron-LM's rule): tensor-parallel ranks share
+    the seed (Megatron's RNG tracker offsets the TP-sharded streams itself)."""
+    from megatron.core import parallel_state as ps
+    from megatron.core import tensor_parallel
+
+    seed = cfg.rng.seed + 100 * ps.get_pipeline_model_parallel_rank()
+    if cfg.rng.data_parallel_random_init:
+        seed += 10 * ps.get_data_parallel_rank()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
+def build_model(cfg) -> List[torch.nn.Module]:
+    """This rank's model chunks (one per virtual pipeline stage), precision-wrapped and in DDP."""
+    from megatron.core import parallel_state as ps
+    from megatron.core import tensor_parallel
+    from megatron.core.distributed import DistributedDataParallel
+    from megatron.core.transformer.module import Float16Module
+
+    provider = cfg.model
+    vpp = provider.virtual_pipeline_model_parallel_size if ps.get_pipeline_model_parallel_world_size() > 1 else None
+    chunks = []
+    for vp_stage in range(vpp or 1):
+        stage = vp_stage if vpp else None
+        chunk = provider.provide(
+            pre_process=ps.is_pipeline_first_stage(ignore_virtual=False, vp_stage=stage),
+            post_process=ps.is_pipeline_last_stage(ignore_virtual=False, vp_stage=stage),
+            vp_stage=stage,
+        )
+        chunk.model_type = getattr(chunk, "model_type", None)
+        for p in chunk.parameters():
+            tensor_parallel.set_defaults_if_not_set_tensor_model_parallel_attributes(p)
+        if torch.cuda.is_available():
+            chunk.cuda(torch.cuda.current_device())
+        chunks.append(chunk)
+    if provider.fp16 or provider.bf16:
+        # Megatron trains half precision only inside Float16Module (fp32 main params live in the
+        # optimizer); without it matmuls see mixed dtypes.
+        chunks = [Float16Module(provider, c) for c in chunks]
+    return [
+        DistributedDataParallel(config=provider, ddp_config=cfg.ddp, module=c, disable_bucketing=i > 0)
+        for i, c in enumerate(chunks)
+    ]
+
+
+def build_optimizer(cfg, model):
+    """Megatron's optimizer (distributed or not, with fp32 main params for half precision) and
+    ``OptimizerParamScheduler`` driven in samples, as Megatron-LM does."""
+    from megatron.core.distributed import finalize_model_grads
+    from megatron.core.optimizer import get_megatron_optimizer
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+    optimizer = get_megatron_optimizer(cfg.optimizer, model, use_gloo_process_groups=cfg.dist.use_gloo_process_groups)
+    s, o = cfg.scheduler, cfg.optimizer
+    scheduler = OptimizerParamScheduler(
+        optimizer,
+        init_lr=s.lr_warmup_init,
+        max_lr=o.lr,
+        min_lr=o.min_lr,
+        lr_warmup_steps=s.lr_warmup_steps,
+        lr_decay_steps=s.lr_decay_steps,
+        lr_decay_style=s.lr_decay_style,
+        start_wd=s.start_weight_decay,
+        end_wd=s.end_weight_decay,
+        wd_incr_steps=s.wd_incr_steps,
+        wd_incr_style=s.weight_decay_incr_style,
+        use_checkpoint_opt_param_scheduler=s.use_checkpoint_opt_param_scheduler,
+        override_opt_param_scheduler=s.override_opt_param_scheduler,
+        wsd_decay_steps=s.wsd_decay_steps,
+        lr_wsd_decay_style=s.lr_wsd_decay_style,
+    )
+    # Wire Megatron's schedule to DDP: gradient sync (and PP embedding sync) after the last
+    # microbatch, loss scaling for fp16, no-sync during accumulation.
+    mc = cfg.model
+    mc.finalize_model_grads_func = finalize_model_grads
+    mc.grad_scale_func = optimizer.scale_loss
+    mc.no_sync_func = model[0].no_sync if len(model) == 1 else [m.no_sync for m in model]
+    if cfg.ddp.overlap_grad_reduce and len(model) > 1:
+        mc.grad_sync_func = [m.start_grad_sync for m in model]
+    if cfg.ddp.overlap_param_gather and cfg.optimizer.use_distributed_optimizer:
+        mc.param_sync_func = [m.start_param_sync for m in model] if len(model) > 1 else model[0].start_param_sync
+    return optimizer, scheduler

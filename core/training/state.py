@@ -1,0 +1,51 @@
+"""What the loop carries between steps and hands to plugins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+
+@dataclass
+class StepMetrics:
+    """Results of one iteration (see ``hookspecs.on_step``)."""
+
+    iteration: int
+    loss: Any  # 0-d tensor on the last pipeline stage, None elsewhere; float() is a sync point
+    grad_norm: Optional[float]
+    lr: float
+    skipped: bool
+    num_zeros_in_grad: Optional[float] = None
+
+
+@dataclass
+class TrainState:
+    """The run's progress. Plain counters are what a checkpoint's train state records."""
+
+    config: Any
+    model: List[Any] = field(default_factory=list)  # model chunks (DDP-wrapped), one per virtual stage
+    optimizer: Any = None
+    scheduler: Any = None
+    iteration: int = 0
+    consumed_train_samples: int = 0
+    skipped_train_iterations: int = 0
+    floating_point_operations_so_far: float = 0.0
+    should_stop: bool = False
+    should_save: bool = False
+    stop_reason: Optional[str] = None
+
+    def request_stop(self, reason: str, save: bool = True) -> None:
+        """Ask the loop to stop after the current step (and save first if ``save``).
+
+        Any rank may call it; the loop reduces the request across ranks, so all stop together."""
+        self.should_stop = True
+        self.should_save = self.should_save or save
+        self.stop_reason = reason
+
+    def counters(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "consumed_train_samples": self.consumed_train_samples,
+            "skipped_train_iterations": self.skipped_train_iterations,
+            "floating_point_operations_so_far": self.floating_point_operations_so_far,
+        }

@@ -1,0 +1,129 @@
+"""One training iteration and one evaluation, on Megatron-Core's forward/backward schedules."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+
+
+def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+    """Mean token loss of one microbatch over unmasked tokens (Megatron's schedule divides by the
+    number of microbatches when it backpropagates)."""
+    losses = output_tensor.float().view(-1)
+    mask = loss_mask.view(-1).float()
+    loss = torch.sum(losses * mask) / mask.sum().clamp(min=1.0)
+    return loss, {"lm loss": loss.detach()}
+
+
+def forward_step(data_iterator, model):
+    batch = next(data_iterator)
+    output = model(
+        batch["tokens"], batch["position_ids"], batch["attention_mask"], labels=batch["labels"]
+    )
+    return output, partial(_loss_func, batch["loss_mask"])
+
+
+def _to_device(batch: Dict[str, Any]) -> Dict[str, Any]:
+    if not torch.cuda.is_available():
+        return batch
+    return {k: (v.cuda(non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+class _OnDevice:
+    """Wraps a micro-batch iterator so each batch lands on the training device."""
+
+    def __init__(self, it):
+        self.it = it
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return _to_device(next(self.it))
+
+
+def _mean_loss(losses_reduced: List[Dict[str, torch.Tensor]]) -> Optional[torch.Tensor]:
+    """Average of microbatch losses, then over data-parallel ranks (collective over the DP group,
+    last pipeline stage only). None on other pipeline stages."""
+    from megatron.core import parallel_state as ps
+
+    if not losses_reduced:
+        return None
+    loss = torch.stack([d["lm loss"].float() for d in losses_reduced]).mean()
+    if ps.get_data_parallel_world_size() > 1:
+        dist.all_reduce(loss, group=ps.get_data_parallel_group())
+        loss /= ps.get_data_parallel_world_size()
+    return loss
+
+
+def train_step(cfg, model, optimizer, scheduler, iterators) -> Tuple[Optional[torch.Tensor], bool, Any, Any]:
+    """forward/backward over ``num_microbatches``, optimizer step, scheduler step.
+
+    Returns ``(loss, update_successful, grad_norm, num_zeros)``."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    for chunk in model:
+        chunk.zero_grad_buffer()
+    optimizer.zero_grad()
+    for chunk in model:
+        chunk.train()
+    losses = get_forward_backward_func()(
+        forward_step_func=forward_step,
+        data_iterator=iterators if len(iterators) > 1 else iterators[0],
+        model=model,
+        num_microbatches=cfg.num_microbatches,
+        seq_length=cfg.model.seq_length,
+        micro_batch_size=cfg.train.micro_batch_size,
+        decoder_seq_length=cfg.model.seq_length,
+        forward_only=False,
+    )
+    update_successful, grad_norm, num_zeros = optimizer.step()
+    if update_successful:
+        scheduler.step(increment=cfg.train.global_batch_size)
+    return _mean_loss(losses), bool(update_successful), grad_norm, num_zeros
+
+
+@torch.no_grad()
+def evaluate(cfg, model, iterators, num_batches: int) -> float:
+    """Mean loss over ``num_batches`` global batches; every rank returns the same float
+    (broadcast from the last pipeline stage: a collective and a CPU-GPU sync)."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    for chunk in model:
+        chunk.eval()
+    total, count = torch.zeros((), dtype=torch.float64), 0
+    for _ in range(num_batches):
+        losses = get_forward_backward_func()(
+            forward_step_func=forward_step,
+            data_iterator=iterators if len(iterators) > 1 else iterators[0],
+            model=model,
+            num_microbatches=cfg.num_microbatches,
+            seq_length=cfg.model.seq_length,
+            micro_batch_size=cfg.train.micro_batch_size,
+            decoder_seq_length=cfg.model.seq_length,
+            forward_only=True,
+        )
+        loss = _mean_loss(losses)
+        if loss is not None:
+            total += loss.double().cpu()
+        count += 1
+    for chunk in model:
+        chunk.train()
+    result = torch.tensor([float(total) / max(count, 1)], dtype=torch.float64)
+    return broadcast_from_last_stage(result)[0].item()
+
+
+def broadcast_from_last_stage(t: torch.Tensor) -> torch.Tensor:
+    """Give every pipeline stage the last stage's value (collective over the PP group)."""
+    from megatron.core import parallel_state as ps
+
+    if ps.get_pipeline_model_parallel_world_size() == 1:
+        return t
+    dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    buf = t.to(dev)
+    dist.broadcast(buf, src=ps.get_pipeline_model_parallel_last_rank(), group=ps.get_pipeline_model_parallel_group())
+    return buf.cpu()

@@ -1,0 +1,9 @@
+"""Model providers: Megatron-Core ``TransformerConfig`` subclasses that also build the model.
+
+Importing this package imports Megatron-Core (and torch); the CLI imports it only when a command
+needs a model or a resolved config.
+"""
+
+from plugtron.providers.gpt import GPTModelProvider
+
+__all__ = ["GPTModelProvider"]

@@ -1,0 +1,111 @@
+"""``GPTModelProvider``: a Megatron-Core ``TransformerConfig`` that knows how to build a GPTModel.
+
+It *is* Megatron's dataclass (subclassed, not copied), so every ``TransformerConfig`` and
+``ModelParallelConfig`` field - parallelism included - is settable from YAML as ``model.<field>``.
+Megatron's ``__post_init__`` validation and derivations run in ``finalize()`` (called by
+``ConfigContainer.validate()``), not at construction: a partially specified provider, as in the
+migration guide's snippets, constructs without error and YAML overrides can be applied first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Literal, Optional
+
+import torch
+from megatron.core.transformer import TransformerConfig
+
+log = logging.getLogger(__name__)
+
+
+def te_available() -> bool:
+    """Transformer Engine importable *and* CUDA present (TE layers cannot run on CPU)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import transformer_engine  # noqa: F401  (lazy: optional heavy extra)
+    except ImportError:
+        return False
+    return True
+
+
+@dataclasses.dataclass
+class GPTModelProvider(TransformerConfig):
+    """Decoder-only GPT. Extra fields beyond ``TransformerConfig`` are GPTModel's own arguments."""
+
+    seq_length: int = 1024
+    vocab_size: Optional[int] = None  # None: taken from the tokenizer, then padded
+    make_vocab_size_divisible_by: int = 128
+    share_embeddings_and_output_weights: bool = True
+    position_embedding_type: Literal["learned_absolute", "rope", "none"] = "learned_absolute"
+    rotary_base: int = 10000
+    rotary_percent: float = 1.0
+    rope_scaling: bool = False
+    rope_scaling_factor: float = 8.0
+    seq_len_interpolation_factor: Optional[float] = None
+    fp16_lm_cross_entropy: bool = False
+    parallel_output: bool = True
+    scatter_embedding_sequence_parallel: bool = True
+
+    def __post_init__(self) -> None:
+        # Deliberately deferred: see finalize(). Megatron's checks need the whole config.
+        pass
+
+    def finalize(self) -> None:
+        """Run Megatron's ``TransformerConfig.__post_init__`` (validation + derived fields such as
+        ``ffn_hidden_size`` and ``kv_channels``). Raises ``ValueError`` on an impossible config."""
+        TransformerConfig.__post_init__(self)
+
+    # ---- building -------------------------------------------------------------------------
+    def padded_vocab_size(self, vocab_size: int) -> int:
+        """Pad to a multiple of ``make_vocab_size_divisible_by * tensor_model_parallel_size``
+        (Megatron-LM's rule, so every TP shard of the embedding has the same size)."""
+        multiple = self.make_vocab_size_divisible_by * self.tensor_model_parallel_size
+        return ((vocab_size + multiple - 1) // multiple) * multiple
+
+    def layer_spec(self):
+        """Transformer Engine spec with TE + CUDA, else Megatron's local (pure torch) spec."""
+        from megatron.core.models.gpt import gpt_layer_specs as specs
+
+        use_te = self.transformer_impl == "transformer_engine" and te_available()
+        if self.transformer_impl == "transformer_engine" and not use_te:
+            log.debug("Transformer Engine unavailable: using the local layer spec")
+        if use_te:
+            return specs.get_gpt_layer_with_transformer_engine_spec(
+                num_experts=self.num_moe_experts,
+                moe_grouped_gemm=self.moe_grouped_gemm,
+                qk_layernorm=self.qk_layernorm,
+            )
+        return specs.get_gpt_layer_local_spec(
+            num_experts=self.num_moe_experts,
+            moe_grouped_gemm=self.moe_grouped_gemm,
+            qk_layernorm=self.qk_layernorm,
+            normalization=self.normalization,
+        )
+
+    def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
+        """Build this rank's GPTModel chunk. Parallel state must be initialized."""
+        from megatron.core.models.gpt import GPTModel
+
+        if self.vocab_size is None:
+            raise ValueError("model.vocab_size is not set (validate() fills it from the tokenizer)")
+        return GPTModel(
+            config=self,
+            transformer_layer_spec=self.layer_spec(),
+            vocab_size=self.vocab_size,
+            max_sequence_length=self.seq_length,
+            pre_process=pre_process,
+            post_process=post_process,
+            fp16_lm_cross_entropy=self.fp16_lm_cross_entropy,
+            parallel_output=self.parallel_output,
+            share_embeddings_and_output_weights=self.share_embeddings_and_output_weights,
+            position_embedding_type=self.position_embedding_type,
+            rotary_percent=self.rotary_percent,
+            rotary_base=self.rotary_base,
+            rope_scaling=self.rope_scaling,
+            rope_scaling_factor=self.rope_scaling_factor,
+            scatter_embedding_sequence_parallel=self.scatter_embedding_sequence_parallel,
+            seq_len_interpolation_factor=self.seq_len_interpolation_factor,
+            vp_stage=vp_stage,
+        )

@@ -1,0 +1,150 @@
+"""Plugin discovery, enabling, validation and error attribution, with fake entry points."""
+
+import gc
+from importlib import metadata
+
+import pytest
+
+from plugtron.config import ConfigContainer, PluginSettings, TrainingConfig
+from plugtron.errors import ConfigError, PluginError
+from plugtron.plugin_manager import BLOCK_ENV, PluginManager, discover, hook_names
+from plugtron.training.state import StepMetrics
+
+
+def ep(name, target):
+    return metadata.EntryPoint(name=name, value=f"fake_plugins:{target}", group="plugtron.plugins")
+
+
+EPS = [ep("recorder", "Recorder"), ep("typo", "DecoratedTypo"), ep("typo2", "UndecoratedTypo"),
+       ep("wrongarg", "WrongArgument"), ep("raises", "Raises"), ep("settings", "WithSettings"),
+       ep("badinit", "FailsToInit"), metadata.EntryPoint("manual_gc", "plugtron.plugins.manual_gc:ManualGC", "plugtron.plugins")]
+
+
+def cfg_with(*names, **options):
+    plugins = {n: PluginSettings(enabled=True, options=options.get(n, {})) for n in names}
+    return ConfigContainer(plugins=plugins)
+
+
+def metrics(i=1):
+    return StepMetrics(iteration=i, loss=None, grad_norm=1.0, lr=0.1, skipped=False)
+
+
+def test_builtin_plugins_are_registered_by_entry_point():
+    found = discover()
+    assert "manual_gc" in found
+    assert found["manual_gc"].value == "plugtron.plugins.manual_gc:ManualGC"
+
+
+def test_only_enabled_plugins_are_loaded():
+    pm = PluginManager(EPS)
+    hooks = pm.load(cfg_with("recorder"))
+    assert list(pm.loaded) == ["recorder"]
+    hooks.on_train_start(None)
+    hooks.on_step(None, metrics())
+    assert pm.loaded["recorder"].calls[0] == "on_train_start"
+    assert pm.loaded["recorder"].calls[1][0] == "on_step"
+
+
+def test_builtin_toggle_enables_plugin():
+    pm = PluginManager(EPS)
+    pm.load(ConfigContainer(train=TrainingConfig(manual_gc=True)))
+    assert list(pm.loaded) == ["manual_gc"]
+
+
+def test_unknown_plugin_lists_installed():
+    with pytest.raises(PluginError) as info:
+        PluginManager(EPS).load(cfg_with("recordr"))
+    msg = str(info.value)
+    assert "plugin 'recordr' is enabled by the config but not installed (did you mean 'recorder'?)" in msg
+    assert "installed: badinit, manual_gc, raises, recorder, settings, typo, typo2, wrongarg" in msg
+
+
+def test_blocked_plugin_is_an_error(monkeypatch):
+    monkeypatch.setenv(BLOCK_ENV, "recorder")
+    with pytest.raises(PluginError, match=f"plugin 'recorder' is enabled by the config but blocked by {BLOCK_ENV}"):
+        PluginManager(EPS).load(cfg_with("recorder"))
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("typo", "'on_stepp' is not a plugtron hook (did you mean 'on_step'?)"),
+    ("typo2", "'on_train_strat' is not a plugtron hook (did you mean 'on_train_start'?)"),
+    ("wrongarg", "Argument(s) {'metric'} are declared in the hookimpl but can not be found in the hookspec"),
+])
+def test_hook_typos_are_load_errors(name, expected):
+    with pytest.raises(PluginError) as info:
+        PluginManager(EPS).load(cfg_with(name))
+    assert f"plugin {name!r}" in str(info.value)
+    assert expected in str(info.value)
+
+
+def test_raising_plugin_is_named():
+    pm = PluginManager(EPS)
+    hooks = pm.load(cfg_with("recorder", "raises"))
+    with pytest.raises(PluginError) as info:
+        hooks.on_step(None, metrics())
+    assert "plugin 'raises'" in str(info.value)
+    assert "raised in on_step: RuntimeError: boom at step" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_failing_init_is_named():
+    with pytest.raises(PluginError, match="plugin 'badinit' .* failed to initialize: ValueError: needs a GPU"):
+        PluginManager(EPS).load(cfg_with("badinit"))
+
+
+def test_plugin_settings_are_structured_strictly():
+    pm = PluginManager(EPS)
+    pm.load(cfg_with("settings", settings={"every": 5}))
+    assert pm.loaded["settings"].settings.every == 5
+    with pytest.raises(ConfigError) as info:
+        PluginManager(EPS).load(cfg_with("settings", settings={"evry": 5, "tag": 3}))
+    assert "tag: expected str, got int 3" in str(info.value)
+    assert "evry: unknown key (did you mean 'every'?)" in str(info.value)
+
+
+def test_on_save_and_on_load_use_per_plugin_slots():
+    pm = PluginManager(EPS)
+    hooks = pm.load(cfg_with("recorder", "settings"))
+    saved = hooks.on_save(None, "/ckpt")
+    assert saved == {"recorder": {"seen": 0}}  # 'settings' has no on_save: no slot, no cost
+    hooks.on_load(None, "/ckpt", saved)
+    assert pm.loaded["recorder"].calls[-1] == ("on_load", {"seen": 0})
+
+
+def test_on_exception_never_raises():
+    class Bad:
+        def on_exception(self, state, exc):
+            raise RuntimeError("secondary")
+
+    pm = PluginManager(EPS)
+    pm.register("bad", Bad())
+    failures = pm.load(ConfigContainer()).on_exception(None, ValueError("primary"))
+    assert failures and failures[0][0] == "bad" and "secondary" in failures[0][1]
+
+
+def test_manual_gc_plugin_restores_state():
+    from plugtron.plugins.manual_gc import ManualGC
+
+    cfg = ConfigContainer(train=TrainingConfig(manual_gc=True, manual_gc_interval=2, manual_gc_eval=True))
+    plugin = ManualGC(cfg)
+    assert gc.isenabled()
+    plugin.on_train_start(None)
+    assert not gc.isenabled() and plugin.collections == 1
+    for i in range(1, 5):
+        plugin.on_step(None, metrics(i))
+    assert plugin.collections == 3  # start + steps 2 and 4
+    plugin.on_eval_start(None, "valid")
+    plugin.on_eval(None, "valid", {})
+    assert plugin.collections == 5
+    plugin.on_train_end(None)
+    assert gc.isenabled()
+
+
+def test_every_hook_is_documented():
+    from plugtron import hookspecs
+
+    for name in hook_names():
+        doc = getattr(hookspecs, name).__doc__ or ""
+        assert len(doc.split()) >= 10, name
+        assert "rank" in doc.lower() or "every" in doc.lower(), f"{name}: say on which ranks it fires"
+        assert name in hookspecs.__doc__, f"{name} missing from the loop pseudocode"
