@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 def _setup_logging() -> None:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="[plugtron] %(message)s", stream=sys.stdout)
+    for noisy in ("megatron", "megatron.core"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     import warnings
 
     warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")

@@ -93,7 +93,7 @@ class GPTModelProvider(TransformerConfig):
         return GPTModel(
             config=self,
             transformer_layer_spec=self.layer_spec(),
-            vocab_size=self.vocab_size,
+            vocab_size=self.padded_vocab_size(self.vocab_size),
             max_sequence_length=self.seq_length,
             pre_process=pre_process,
             post_process=post_process,

@@ -45,9 +45,10 @@ def _derive_scheduler(cfg, problems: List[str]) -> None:
             problems.append("scheduler: set lr_warmup_iters or lr_warmup_fraction, not both")
     else:
         warmup_iters = s.lr_warmup_iters
-    if warmup_iters > decay_iters and s.lr_decay_style != "constant":
+    if warmup_iters >= decay_iters:  # Megatron's scheduler asserts warmup < decay
         problems.append(
-            f"scheduler.lr_warmup_iters: warmup ({warmup_iters}) is longer than decay ({decay_iters} iters)"
+            f"scheduler.lr_warmup_iters: warmup ({warmup_iters} iters) must be shorter than decay "
+            f"({decay_iters} iters; lr_decay_iters defaults to train.train_iters)"
         )
     s.lr_warmup_steps = warmup_iters * gbs
     s.lr_decay_steps = decay_iters * gbs

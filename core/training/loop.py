@@ -156,7 +156,7 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
             hooks.on_step_start(state)
             loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, train_its)
             state.iteration += 1
-            state.consumed_train_samples = raw_its[0].consumed_samples
+            state.consumed_train_samples += t.global_batch_size
             state.skipped_train_iterations += 0 if ok else 1
             metrics = StepMetrics(
                 iteration=state.iteration,

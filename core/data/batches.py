@@ -1,0 +1,119 @@
+"""Deterministic micro batches for data-parallel training and a fixed evaluation window.
+
+Global batch k of a run covers dataset samples ``[k*gbs, (k+1)*gbs)`` (modulo the dataset length, so
+a short split cycles); data-parallel rank r takes the contiguous r-th ``1/dp_size`` share of it and
+hands it out ``micro_batch_size`` samples at a time. Which samples a step sees therefore depends only
+on ``consumed_samples``: a resumed run continues exactly where the stopped one left off, and the
+shares of all ranks concatenate to the global batch a single rank would see. The randomness lives in
+Megatron's shuffle index (seeded by ``dataset.random_seed``), not here.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import torch
+
+from plugtron.errors import ConfigError, DataError
+
+_KEYS = {"tokens": torch.int64, "labels": torch.int64, "loss_mask": torch.float32, "position_ids": torch.int64}
+
+
+def collate(samples: Sequence[Dict]) -> Dict[str, Optional[torch.Tensor]]:
+    """Stack Megatron sample dicts into a micro batch; extra keys (BlendedDataset's ``dataset_id``)
+    are dropped. ``attention_mask`` is ``[mbs, 1, s, s]`` bool (True = masked) when the dataset makes
+    one (``reset_attention_mask``), else ``None`` and the model applies its causal mask."""
+    batch: Dict[str, Optional[torch.Tensor]] = {
+        k: torch.stack([torch.as_tensor(s[k]) for s in samples]).to(dtype) for k, dtype in _KEYS.items()
+    }
+    masks = [s.get("attention_mask") for s in samples]
+    batch["attention_mask"] = None if masks[0] is None else torch.stack(masks).to(torch.bool)
+    return batch
+
+
+def _check_sizes(dataset, micro_batch_size: int, global_batch_size: int, dp_rank: int, dp_size: int) -> None:
+    if dataset is None or len(dataset) == 0:
+        raise DataError("cannot draw batches from an empty (or missing) dataset split")
+    problems = []
+    if micro_batch_size < 1 or dp_size < 1:
+        problems.append(f"train.micro_batch_size: {micro_batch_size} and data-parallel size {dp_size} must be >= 1")
+    elif global_batch_size % (micro_batch_size * dp_size) != 0:
+        problems.append(
+            f"train.global_batch_size: {global_batch_size} is not a multiple of micro_batch_size "
+            f"{micro_batch_size} x data-parallel size {dp_size}")
+    if not 0 <= dp_rank < max(dp_size, 1):
+        problems.append(f"data-parallel rank {dp_rank} is outside [0, {dp_size})")
+    if problems:
+        raise ConfigError(problems, source="batches")
+
+
+class MicroBatchIterator:
+    """Endless iterator over this rank's micro batches, global batch after global batch.
+
+    ``consumed_samples`` counts, across all ranks, the samples of complete global batches: it grows by
+    ``global_batch_size`` when the last micro batch of a global batch is handed out, so after the
+    optimizer step of that batch it is the value to checkpoint; pass it back to resume.
+    """
+
+    def __init__(self, dataset, micro_batch_size: int, global_batch_size: int, dp_rank: int = 0,
+                 dp_size: int = 1, consumed_samples: int = 0) -> None:
+        _check_sizes(dataset, micro_batch_size, global_batch_size, dp_rank, dp_size)
+        if consumed_samples < 0:
+            raise DataError(f"consumed_samples must be >= 0, got {consumed_samples}")
+        self.dataset = dataset
+        self.micro_batch_size = micro_batch_size
+        self.global_batch_size = global_batch_size
+        self.dp_rank, self.dp_size = dp_rank, dp_size
+        self.num_microbatches = global_batch_size // (micro_batch_size * dp_size)
+        self.consumed_samples = int(consumed_samples)
+        self._next_micro = 0  # position inside the current global batch
+
+    def sample_indices(self, consumed_samples: int, micro: int) -> List[int]:
+        """Dataset indices of micro batch ``micro`` of this rank in the global batch that starts
+        after ``consumed_samples`` samples."""
+        share = self.global_batch_size // self.dp_size
+        start = consumed_samples + self.dp_rank * share + micro * self.micro_batch_size
+        n = len(self.dataset)
+        return [(start + j) % n for j in range(self.micro_batch_size)]
+
+    def __iter__(self) -> "MicroBatchIterator":
+        return self
+
+    def __next__(self) -> Dict[str, Optional[torch.Tensor]]:
+        idx = self.sample_indices(self.consumed_samples, self._next_micro)
+        batch = collate([self.dataset[i] for i in idx])
+        self._next_micro += 1
+        if self._next_micro == self.num_microbatches:
+            self._next_micro = 0
+            self.consumed_samples += self.global_batch_size
+        return batch
+
+    def global_batch(self) -> List[Dict[str, Optional[torch.Tensor]]]:
+        """The rest of the current global batch (all of it when called on a batch boundary)."""
+        return [next(self) for _ in range(self.num_microbatches - self._next_micro)]
+
+
+class EvalBatches:
+    """The first ``eval_iters`` global batches of a split, the same window at every evaluation, so
+    losses of successive evaluations are comparable.
+
+    Each ``iter()`` starts over and yields ``len(self)`` micro batches of this rank, i.e.
+    ``eval_iters`` runs of ``num_microbatches``: one per forward-only step.
+    """
+
+    def __init__(self, dataset, micro_batch_size: int, global_batch_size: int, dp_rank: int = 0,
+                 dp_size: int = 1, eval_iters: int = 1) -> None:
+        _check_sizes(dataset, micro_batch_size, global_batch_size, dp_rank, dp_size)
+        if eval_iters < 1:
+            raise ConfigError([f"train.eval_iters: {eval_iters}; evaluation needs at least 1"], source="batches")
+        self._args = (dataset, micro_batch_size, global_batch_size, dp_rank, dp_size)
+        self.eval_iters = eval_iters
+        self.num_microbatches = global_batch_size // (micro_batch_size * dp_size)
+
+    def __len__(self) -> int:
+        return self.eval_iters * self.num_microbatches
+
+    def __iter__(self) -> Iterator[Dict[str, Optional[torch.Tensor]]]:
+        it = MicroBatchIterator(*self._args, consumed_samples=0)
+        for _ in range(len(self)):
+            yield next(it)
