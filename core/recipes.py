@@ -67,3 +67,27 @@ def get_recipe(name: str) -> Callable:
     if name not in RECIPES:
         raise ConfigError([f"recipe: unknown recipe {name!r}; available: {', '.join(RECIPES)}"])
     return RECIPES[name]
+
+
+def distributed_fused_adam_with_cosine_annealing(
+    max_lr: float = 3e-4,
+    min_lr: float = 3e-5,
+    lr_warmup_iters: int = 2000,
+    lr_decay_iters: int | None = None,
+    weight_decay: float = 0.1,
+    adam_beta1: float = 0.9,
+    adam_beta2: float = 0.95,
+    clip_grad: float = 1.0,
+):
+    """NeMo's recipe helper of the same name: distributed Adam + cosine schedule, as
+    ``(OptimizerConfig, SchedulerConfig)``."""
+    from megatron.core.optimizer import OptimizerConfig
+
+    from plugtron.config import SchedulerConfig
+
+    optimizer = OptimizerConfig(
+        optimizer="adam", lr=max_lr, min_lr=min_lr, weight_decay=weight_decay, adam_beta1=adam_beta1,
+        adam_beta2=adam_beta2, clip_grad=clip_grad, use_distributed_optimizer=True,
+    )
+    scheduler = SchedulerConfig(lr_decay_style="cosine", lr_warmup_iters=lr_warmup_iters, lr_decay_iters=lr_decay_iters)
+    return optimizer, scheduler

@@ -5,5 +5,6 @@ needs a model or a resolved config.
 """
 
 from plugtron.providers.gpt import GPTModelProvider
+from plugtron.providers.llama import LlamaProvider
 
-__all__ = ["GPTModelProvider"]
+__all__ = ["GPTModelProvider", "LlamaProvider"]

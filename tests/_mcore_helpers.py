@@ -98,18 +98,24 @@ def tiny_gpt_config(**overrides):
         kwargs.setdefault("params_dtype", torch.bfloat16)
     if kwargs.get("fp16"):
         kwargs.setdefault("params_dtype", torch.float16)
+    if kwargs.get("pipeline_model_parallel_size", 1) > 1:
+        kwargs.setdefault("pipeline_dtype", kwargs.get("params_dtype", torch.float32))
     return TransformerConfig(**kwargs)
 
 
 def build_tiny_gpt(config):
-    """GPTModel on the local (non-TE) layer spec, wrapped in Float16Module when bf16/fp16."""
+    """GPTModel (this rank's pipeline stage) on the local (non-TE) layer spec, wrapped in
+    Float16Module when bf16/fp16."""
+    from megatron.core import parallel_state
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     from megatron.core.transformer.module import Float16Module
 
     spec = get_gpt_layer_local_spec(num_experts=config.num_moe_experts, moe_grouped_gemm=False)
     model = GPTModel(config=config, transformer_layer_spec=spec, vocab_size=VOCAB,
-                     max_sequence_length=SEQ)
+                     max_sequence_length=SEQ,
+                     pre_process=parallel_state.is_pipeline_first_stage(),
+                     post_process=parallel_state.is_pipeline_last_stage())
     if config.bf16 or config.fp16:
         model = Float16Module(config, model)
     return model
@@ -166,7 +172,8 @@ def _forward_step(data_iterator, model):
 
 
 def train_steps(model, optimizer, batch, steps: int) -> list[float]:
-    """``steps`` optimizer steps on ``batch`` (one micro-batch each); returns the losses."""
+    """``steps`` optimizer steps on ``batch`` (one micro-batch each); returns the losses
+    (empty except on the last pipeline stage)."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     forward_backward = get_forward_backward_func()
@@ -181,5 +188,6 @@ def train_steps(model, optimizer, batch, steps: int) -> list[float]:
         )
         ok, _grad_norm, _zeros = optimizer.step()
         assert ok, "optimizer step skipped"
-        losses.append(float(reduced[0]["lm loss"]))
+        if reduced:
+            losses.append(float(reduced[0]["lm loss"]))
     return losses

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 import attrs
 
 from plugtron.config._fields import iter_toggles, toggle
-from plugtron.config.data import GPTDatasetConfig, TokenizerConfig
+from plugtron.config.data import FinetuningDatasetConfig, GPTDatasetConfig, TokenizerConfig
 from plugtron.config.extras import CommOverlapConfig, LoraConfig, PluginSettings, ProfilingConfig
 from plugtron.config.precision import PRESETS, MixedPrecisionConfig
 from plugtron.config.training import (
@@ -56,7 +56,7 @@ class ConfigContainer:
     train: TrainingConfig = attrs.field(factory=TrainingConfig)
     optimizer: "OptimizerConfig" = attrs.field(factory=_default_optimizer)
     scheduler: SchedulerConfig = attrs.field(factory=SchedulerConfig)
-    dataset: GPTDatasetConfig = attrs.field(factory=GPTDatasetConfig)
+    dataset: Union[GPTDatasetConfig, FinetuningDatasetConfig] = attrs.field(factory=GPTDatasetConfig)
     checkpoint: CheckpointConfig = attrs.field(factory=CheckpointConfig)
     logger: LoggerConfig = attrs.field(factory=LoggerConfig)
     tokenizer: TokenizerConfig = attrs.field(factory=TokenizerConfig)

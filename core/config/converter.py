@@ -185,10 +185,11 @@ def _build() -> cattrs.Converter:
                 return None
             if len(non_none) == 1:  # Optional[X]: delegate, so nested errors keep their paths
                 return c.structure(v, non_none[0])
-            if isinstance(v, Mapping):  # a mapping can only mean the one config-class member
+            if isinstance(v, Mapping):  # a mapping means a config-class member: the best-fitting one
                 classes = [a for a in non_none if _is_config_class(a)]
-                if len(classes) == 1:
-                    return c.structure(v, classes[0])
+                if classes:
+                    best = max(classes, key=lambda k: len(set(v) & set(settable_fields(k))) - len(set(v) - set(settable_fields(k))))
+                    return c.structure(v, best)
             for a in non_none:
                 try:
                     return c.structure(v, a)

@@ -48,3 +48,28 @@ class TokenizerConfig:
     merge_file: Optional[str] = None
     tokenizer_model: Optional[str] = None
     vocab_size: Optional[int] = None
+
+
+@attrs.define(kw_only=True)
+class PackedSequenceSpecs:
+    """Offline packing of several SFT examples per row (``micro_batch_size`` must be 1)."""
+
+    packed_sequence_size: int = -1
+    packed_train_data_path: Optional[str] = None
+    packed_val_data_path: Optional[str] = None
+
+
+@attrs.define(kw_only=True)
+class FinetuningDatasetConfig:
+    """SFT data: ``dataset_root`` with ``training.jsonl`` / ``validation.jsonl`` / ``test.jsonl``.
+
+    Accepted by the config (so recipes and the migration guide's snippets load); the SFT data
+    pipeline itself is not in this version: training with it stops with a clear error.
+    """
+
+    dataset_root: Optional[str] = None
+    seq_length: int = 2048
+    seed: int = 1234
+    do_validation: bool = True
+    do_test: bool = True
+    packed_sequence_specs: Optional[PackedSequenceSpecs] = None

@@ -123,9 +123,10 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
             )
     if vpp is not None and pp == 1:
         problems.append("model.virtual_pipeline_model_parallel_size: needs pipeline_model_parallel_size > 1")
-    if cfg.dataset.sequence_length != m.seq_length:
+    seq_field = "sequence_length" if hasattr(cfg.dataset, "sequence_length") else "seq_length"
+    if getattr(cfg.dataset, seq_field) != m.seq_length:
         problems.append(
-            f"dataset.sequence_length: {cfg.dataset.sequence_length} differs from model.seq_length {m.seq_length}"
+            f"dataset.{seq_field}: {getattr(cfg.dataset, seq_field)} differs from model.seq_length {m.seq_length}"
         )
 
 

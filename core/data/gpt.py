@@ -202,6 +202,11 @@ def build_datasets(cfg, tokenizer) -> Tuple[Optional[object], Optional[object], 
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
 
     ds = cfg.dataset
+    if not hasattr(ds, "blend"):
+        raise DataError(
+            f"dataset: {type(ds).__name__} (SFT data) is not supported by this version's data pipeline; "
+            "use GPTDatasetConfig (pretraining blends or mock data)"
+        )
     sizes = sample_counts(cfg.train)
     if not any(sizes):
         return None, None, None  # nothing to draw; Megatron would also turn "no blend" into mock
