@@ -207,6 +207,8 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
                 state.request_stop(f"exit_duration_in_mins {t.exit_duration_in_mins} reached")
             if _stop_agreed(state):
                 break
+        if t.skip_train and eval_on:  # Megatron's --skip-train: evaluate the loaded model only
+            _run_eval(cfg, state, hooks, make_its, valid_ds, "valid", summary["eval"])
         # Save-last is always on (Megatron Bridge); a stop requested with save=False skips it.
         if ck.save and saved_at != state.iteration and (not state.should_stop or state.should_save):
             ckptr.save(state)
