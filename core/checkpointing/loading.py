@@ -43,9 +43,21 @@ def _dist_load(ck, sharded_sd: Dict[str, Any], ckpt_dir: str, what: str, hint: s
         strategy = FullyParallelLoadStrategyWrapper(strategy, ps.get_data_parallel_group(with_context_parallel=True))
     try:
         return dist_checkpointing.load(sharded_sd, ckpt_dir, sharded_strategy=strategy, strict=ck.dist_ckpt_strictness)
-    except Exception as exc:  # Megatron/torch raise many types; all mean "this checkpoint does not fit"
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        raise CheckpointError(f"{ckpt_dir}: cannot load {what}: {type(exc).__name__}: {first}{hint}") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # torch's CheckpointException is a BaseException; all mean "does not fit"
+        raise CheckpointError(f"{ckpt_dir}: cannot load {what}: {_summarize(exc)}{hint}") from None
+
+
+def _summarize(exc: BaseException) -> str:
+    """One line: torch's CheckpointException wraps per-rank tracebacks; the cause is the last
+    ``...Exception: message`` line of them."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    causes = [ln for ln in lines if ("Exception: " in ln or "Error: " in ln) and not ln.startswith("File ")]
+    if causes:
+        head, msg = causes[-1].split(": ", 1)
+        return f"{head.rsplit('.', 1)[-1]}: {msg}"[:400]  # drop the module path of the class
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
 
 
 def load_into(ckptr, state, ckpt_dir: str) -> None:
