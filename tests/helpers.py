@@ -33,6 +33,20 @@ class WeightsDigest:
         self.value = weights_digest(state.model)
 
 
+class PidFile:
+    """Writes this rank's pid to ``<path>.rank<R>`` after step 2: every plugin's on_train_start (the
+    preemption handler included) has run by then, so a test may signal the process."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_step(self, state, metrics):
+        if metrics.iteration == 2:
+            with open(f"{self.path}.rank{os.environ.get('RANK', '0')}.tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(f"{self.path}.rank{os.environ.get('RANK', '0')}.tmp", f"{self.path}.rank{os.environ.get('RANK', '0')}")
+
+
 class Counter:
     """A plugin with state: counts steps across resumes through on_save/on_load."""
 
