@@ -135,7 +135,7 @@ def test_dp2_distributed_optimizer_sigterm_on_one_rank_resume_and_relayout(tmp_p
     assert proc.returncode == 0, log[-3000:]
     stopped = [json.load(open(f"{out}.rank{r}"))["iteration"] for r in range(2)]
     assert stopped[0] == stopped[1] < 16 and layout.read_tracker(str(root)) == stopped[0]
-    resumed = torchrun(tmp_path, "resumed", base + ck, env=digest)
+    resumed = torchrun(tmp_path, "resumed", base + ck + ["checkpoint.fully_parallel_load=true"], env=digest)
     assert resumed["losses"] == ref["losses"][stopped[0]:] and resumed["digest"] == ref["digest"]
     one = train(load_config(None, base + [f"checkpoint.load={root}", "train.skip_train=true"]))
     assert abs(one["eval"]["valid"][-1][1] - ref["eval"]["valid"][-1][1]) < 1e-5

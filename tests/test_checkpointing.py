@@ -31,7 +31,8 @@ def saved(tmp_path_factory):
     """One run of 8 iterations saving every 2 with most_recent_k=2: iterations 6 and 8 remain."""
     root = tmp_path_factory.mktemp("saved") / "ckpt"
     digest = WeightsDigest()
-    summary = run([f"checkpoint.save={root}", "checkpoint.save_interval=2", "checkpoint.most_recent_k=2"], digest)
+    summary = run([f"checkpoint.save={root}", "checkpoint.save_interval=2", "checkpoint.most_recent_k=2",
+                   "checkpoint.ckpt_assume_constant_structure=true"], digest)
     return root, summary, digest.value
 
 
@@ -65,7 +66,8 @@ def test_layout_retention_and_run_config(saved):
     ts = torch.load(it / "train_state.pt", weights_only=True)
     assert int(ts["iteration"]) == 8 and int(ts["consumed_train_samples"]) == 64
     assert int(ts["skipped_train_iterations"]) == 0 and float(ts["floating_point_operations_so_far"]) > 0
-    cfg = load_config(None, BASE + [f"checkpoint.save={root}", "checkpoint.save_interval=2", "checkpoint.most_recent_k=2"])
+    cfg = load_config(None, BASE + [f"checkpoint.save={root}", "checkpoint.save_interval=2", "checkpoint.most_recent_k=2",
+                                    "checkpoint.ckpt_assume_constant_structure=true"])
     assert from_yaml((it / "run_config.yaml").read_text()) == cfg.validate()
     layout.verify(str(it))  # every file matches its manifest entry
 
@@ -206,3 +208,65 @@ def test_schedule_change_on_resume_is_a_clear_error(saved, tmp_path):
     root, _ = _copy(saved, tmp_path)
     with pytest.raises(CheckpointError, match="override_opt_param_scheduler=true"):
         run([f"checkpoint.load={root}", "train.train_iters=12"])
+
+
+def test_checkpoint_object_entries_are_loaded_weights_only():
+    """Megatron/torch unpickle object entries of a dist checkpoint with weights_only=False; plugtron's
+    loads run under torch's force-weights-only switch, so a pickled callable is refused."""
+    import io
+
+    from plugtron.checkpointing.loading import weights_only_loads
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    buf = io.BytesIO()
+    torch.save([Evil()], buf)
+    with weights_only_loads(), pytest.raises(Exception, match="Weights only load failed"):
+        buf.seek(0)
+        torch.load(buf, weights_only=False)
+    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ
+
+
+class MainParams:
+    """Captures the optimizer's fp32 main parameters when saving and right after loading."""
+
+    def __init__(self):
+        self.saved = self.loaded = None
+
+    @staticmethod
+    def _main(state):
+        opts = getattr(state.optimizer, "chained_optimizers", [state.optimizer])
+        return [p.detach().clone() for o in opts for g in o.fp32_from_float16_groups for p in g]
+
+    def on_save(self, state, checkpoint_dir):
+        self.saved = self._main(state)
+
+    def on_load(self, state, checkpoint_dir, plugin_state):
+        self.loaded = self._main(state)
+
+
+@pytest.mark.parametrize("from_ckpt", [True, False], ids=["load_main_params_from_ckpt", "from_bf16_weights"])
+def test_main_params_without_optimizer_state(tmp_path, from_ckpt):
+    """bf16 with load_optim=false: main params come from the checkpoint's fp32 copy when
+    load_main_params_from_ckpt is set, else from the (rounded) bf16 weights."""
+    mp = ["mixed_precision=bf16-mixed", f"checkpoint.save={tmp_path}"]
+    saver = MainParams()
+    run(mp + ["train.exit_interval=3"], saver)
+    loader = MainParams()
+    run(mp + [f"checkpoint.load={tmp_path}", "checkpoint.load_optim=false", "train.train_iters=8",
+              f"checkpoint.load_main_params_from_ckpt={str(from_ckpt).lower()}"], loader)
+    same = all(torch.equal(a, b) for a, b in zip(saver.saved, loader.loaded))
+    assert same == from_ckpt
+    if not from_ckpt:  # the fp32 copies are the bf16 weights, widened
+        assert all(torch.equal(b, b.bfloat16().float()) for b in loader.loaded)
+
+
+def test_save_optim_false_resumes_weights_with_a_fresh_optimizer(tmp_path):
+    ck = [f"checkpoint.save={tmp_path}", "checkpoint.save_optim=false"]
+    run(ck + ["train.exit_interval=3"])
+    blob_keys = torch.load(tmp_path / "iter_0000003" / "common.pt", weights_only=True).keys()
+    assert "optimizer" not in blob_keys
+    got = run(ck + [f"checkpoint.load={tmp_path}"])
+    assert got["iteration"] == 8 and len(got["losses"]) == 5

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any, Dict
@@ -42,11 +43,29 @@ def _dist_load(ck, sharded_sd: Dict[str, Any], ckpt_dir: str, what: str, hint: s
     if ck.fully_parallel_load and ps.get_data_parallel_world_size() > 1:
         strategy = FullyParallelLoadStrategyWrapper(strategy, ps.get_data_parallel_group(with_context_parallel=True))
     try:
-        return dist_checkpointing.load(sharded_sd, ckpt_dir, sharded_strategy=strategy, strict=ck.dist_ckpt_strictness)
+        with weights_only_loads():
+            return dist_checkpointing.load(sharded_sd, ckpt_dir, sharded_strategy=strategy, strict=ck.dist_ckpt_strictness)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # torch's CheckpointException is a BaseException; all mean "does not fit"
         raise CheckpointError(f"{ckpt_dir}: cannot load {what}: {_summarize(exc)}{hint}") from None
+
+
+@contextlib.contextmanager
+def weights_only_loads():
+    """torch.distributed.checkpoint unpickles object entries (e.g. layers' ``_extra_state``) with
+    ``weights_only=False``; torch honours this variable on every ``torch.load`` call, so nothing a
+    checkpoint holds can run code while it is loaded (process-wide for the load's duration)."""
+    key = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+    previous = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = previous
 
 
 def _summarize(exc: BaseException) -> str:

@@ -61,6 +61,7 @@ class Checkpointer:
         self._save_strategy = None
         self._async_queue = None
         self._pending: Optional[int] = None  # iteration of an async save not yet published
+        self._saves = 0
 
     # ---- saving ---------------------------------------------------------------------------------
     def save(self, state) -> None:
@@ -94,9 +95,12 @@ class Checkpointer:
         from megatron.core import dist_checkpointing
 
         sd = ckstate.sharded_state_dict(state, with_optimizer=self.ck.save_optim, is_loading=False)
+        first, self._saves = self._saves == 0, self._saves + 1
         return dist_checkpointing.save(
             sd, staging, sharded_strategy=self._strategy(), async_sharded_save=self.ck.async_save,
-            validate_access_integrity=not self.ck.ckpt_assume_constant_structure or self._pending is None,
+            # the cross-rank shard-coverage check is a collective; with a structure assumed constant
+            # it is run on the first save only
+            validate_access_integrity=first or not self.ck.ckpt_assume_constant_structure,
         )
 
     def _strategy(self):
