@@ -179,6 +179,8 @@ def validate(cfg, world_size: int) -> None:
     _derive_vocab(cfg, problems)
     _derive_parallel(cfg, world_size, problems)
     _derive_scheduler(cfg, problems)
+    if hasattr(cfg.dataset, "problems"):  # FinetuningDatasetConfig: packing needs micro_batch_size 1, ...
+        problems.extend(cfg.dataset.problems(cfg.train))
     if cfg.peft is not None and not cfg.checkpoint.pretrained_checkpoint:
         problems.append("peft: requires checkpoint.pretrained_checkpoint (the model the adapters are trained on)")
     if cfg.dist.lazy_init:

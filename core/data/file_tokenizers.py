@@ -75,6 +75,11 @@ class _HFBacked:
         # No special tokens (BOS) added: SFT answer masks and packing count exactly the text's tokens.
         return self._tok.encode(text, add_special_tokens=False).ids
 
+    def tokenize_batch(self, texts: List[str]) -> List[List[int]]:
+        """One Rust call for many documents (what ``data preprocess`` uses). It runs on Rust threads
+        unless TOKENIZERS_PARALLELISM=false, which preprocess workers set: processes are the parallelism."""
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
     def detokenize(self, ids: Iterable[int]) -> str:
         return self._tok.decode([int(i) for i in ids if 0 <= int(i) < self._vocab_size and int(i) != self._eod],
                                 skip_special_tokens=False)
@@ -196,6 +201,9 @@ class SentencePieceTokenizer:
 
     def tokenize(self, text: str) -> List[int]:
         return list(self._sp.encode(text, out_type=int))
+
+    def tokenize_batch(self, texts: List[str]) -> List[List[int]]:
+        return self._sp.encode(texts, out_type=int, num_threads=1)  # processes are the parallelism
 
     def detokenize(self, ids: Iterable[int]) -> str:
         return self._sp.decode([int(i) for i in ids if 0 <= int(i) < self._vocab_size and int(i) != self._eod])
