@@ -175,12 +175,15 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
                 if _rank0():
                     log.info(format_log(rec, t.train_iters))
                 hooks.on_log(state, rec)
-            if eval_on and state.iteration % t.eval_interval == 0:
+            if eval_on and valid_ds is not None and state.iteration % t.eval_interval == 0:
                 _run_eval(cfg, state, hooks, make_its, valid_ds, "valid", summary["eval"])
             if t.exit_interval and state.iteration % t.exit_interval == 0:
                 state.request_stop(f"exit_interval {t.exit_interval} reached")
             if _stop_agreed(state):
                 break
+        if getattr(cfg.dataset, "do_test", False) and test_ds is not None and t.eval_iters > 0:
+            # The test split once, at the end, eval_iters batches (FinetuningDatasetConfig.do_test).
+            _run_eval(cfg, state, hooks, make_its, test_ds, "test", summary["eval"])
         hooks.on_train_end(state)
     except BaseException as exc:
         failures = hooks.on_exception(state, exc)
