@@ -263,3 +263,18 @@ def test_packed_sft_training_runs_valid_and_test(tmp_path):
     assert [it for it, _ in out["eval"]["valid"]] == [10, 20]
     assert [it for it, _ in out["eval"]["test"]] == [20]
     assert sum(losses[-3:]) / 3 < losses[0] - 1.0, losses
+
+
+def test_yaml_sft_section_replaces_the_recipes_dataset(tmp_path):
+    from plugtron.config import load_config
+
+    y = tmp_path / "sft.yaml"
+    y.write_text("model: {seq_length: 64}\ntrain: {micro_batch_size: 1}\n"
+                 "dataset:\n  dataset_root: /data/sft\n  seq_length: 64\n  data_format: chat\n"
+                 "  packed_sequence_specs: {packed_sequence_size: 64}\n")
+    cfg = load_config(str(y), ["dataset.do_test=false"])
+    ds = cfg.dataset
+    assert isinstance(ds, FinetuningDatasetConfig) and ds.packing and ds.data_format == "chat" and not ds.do_test
+    cfg.validate(1)
+    back = load_config(None, ["dataset.dataset_root=/d", "dataset.seq_length=128"]).dataset
+    assert isinstance(back, FinetuningDatasetConfig) and back.seq_length == 128

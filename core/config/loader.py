@@ -53,6 +53,15 @@ def deep_merge(base: Any, update: Any, path: str = "") -> Any:
     return copy.deepcopy(update)
 
 
+def _replace_other_dataset_kind(base: Dict[str, Any], update: Any) -> Dict[str, Any]:
+    """A ``dataset`` section of the other kind (SFT, marked by ``dataset_root``, vs pretraining)
+    replaces the one below it instead of merging: the two configs share no fields."""
+    new, old = (update or {}).get("dataset") if isinstance(update, dict) else None, base.get("dataset")
+    if isinstance(new, dict) and isinstance(old, dict) and ("dataset_root" in new) != ("dataset_root" in old):
+        base = {k: v for k, v in base.items() if k != "dataset"}
+    return base
+
+
 def load_config(
     config_path: Optional[str] = None,
     overrides: Iterable[str] = (),
@@ -67,11 +76,12 @@ def load_config(
     data = unstructure(get_recipe(recipe)())
     sources = [f"recipe {recipe!r}"]
     if config_path:
-        data = deep_merge(data, yaml_io.load_file(config_path))
+        loaded = yaml_io.load_file(config_path)
+        data = deep_merge(_replace_other_dataset_kind(data, loaded), loaded)
         sources.append(str(config_path))
     tree = parse_overrides(overrides)
     if tree:
-        data = deep_merge(data, tree)
+        data = deep_merge(_replace_other_dataset_kind(data, tree), tree)
         sources.append("command line")
     return structure(data, ConfigContainer, source=" + ".join(sources))
 
