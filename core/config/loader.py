@@ -54,12 +54,15 @@ def deep_merge(base: Any, update: Any, path: str = "") -> Any:
 
 
 def _replace_other_dataset_kind(base: Dict[str, Any], update: Any) -> Dict[str, Any]:
-    """A ``dataset`` section of the other kind (SFT, marked by ``dataset_root``, vs pretraining)
-    replaces the one below it instead of merging: the two configs share no fields."""
+    """A ``dataset`` section of the other kind (SFT: ``dataset_root``; pretraining: ``blend``,
+    ``sequence_length``, ...) replaces the one below it instead of merging: their fields differ."""
     new, old = (update or {}).get("dataset") if isinstance(update, dict) else None, base.get("dataset")
-    if isinstance(new, dict) and isinstance(old, dict) and ("dataset_root" in new) != ("dataset_root" in old):
-        base = {k: v for k, v in base.items() if k != "dataset"}
-    return base
+    if not (isinstance(new, dict) and isinstance(old, dict)):
+        return base
+    pretraining = {"blend", "blend_per_split", "split", "sequence_length", "mock"}
+    to_sft = "dataset_root" in new and "dataset_root" not in old
+    to_pretraining = bool(pretraining & set(new)) and "dataset_root" in old
+    return {k: v for k, v in base.items() if k != "dataset"} if to_sft or to_pretraining else base
 
 
 def load_config(
