@@ -143,3 +143,13 @@ def test_cli_with_bpe_then_training_learns(tmp_path, capsys):
     assert cfg.model.vocab_size == 500
     assert losses[0] > 5.5  # ~ln(500) at init
     assert sum(losses[-5:]) / 5 < losses[0] - 0.8, losses
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom plugtron.cli import main\ntry:\n    main(['data', 'preprocess', '--help'])\n"
+            "except SystemExit:\n    pass\nprint('torch imported:', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "--json-key" in out and out.strip().endswith("torch imported: False"), out

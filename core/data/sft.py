@@ -137,6 +137,13 @@ def build_sft_datasets(cfg, tokenizer):
     if not os.path.isdir(root):
         raise DataError(f"dataset.dataset_root: {root} is not a directory "
                         f"(expected one holding {', '.join(SPLIT_FILES.values())})")
+    if ds.packing and getattr(cfg.model, "transformer_impl", "local") == "transformer_engine":
+        from plugtron.providers.gpt import te_available
+
+        if te_available():  # TE's attention would ignore the block-diagonal mask: examples would mix
+            raise DataError("dataset.packed_sequence_specs: packed rows with Transformer Engine need the THD "
+                            "(cu_seqlens) path, which this version's training step does not pass yet; "
+                            "set model.transformer_impl: local, or drop packed_sequence_specs")
     specs = ds.packed_sequence_specs
     explicit = {"train": specs.packed_train_data_path if specs else None,
                 "valid": specs.packed_val_data_path if specs else None, "test": None}
