@@ -278,3 +278,17 @@ def test_yaml_sft_section_replaces_the_recipes_dataset(tmp_path):
     cfg.validate(1)
     back = load_config(None, ["dataset.dataset_root=/d", "dataset.seq_length=128"]).dataset
     assert isinstance(back, FinetuningDatasetConfig) and back.seq_length == 128
+
+
+def test_explicit_packed_path_is_written_then_used_alone(tmp_path):
+    root = write_root(tmp_path / "x")
+    target = tmp_path / "elsewhere" / "train_packed.npz"
+    cfg = make_cfg(root, mbs=1, packed=True, do_validation=False, do_test=False)
+    cfg.dataset.packed_sequence_specs.packed_train_data_path = str(target)
+    first = build_datasets(cfg, BYTES)[0]
+    assert target.is_file() and not os.path.exists(os.path.join(root, "packed"))
+    os.remove(os.path.join(root, "training.jsonl"))  # the packed file stands on its own
+    assert torch.equal(build_datasets(cfg, BYTES)[0][5]["tokens"], first[5]["tokens"])
+    cfg.dataset.packed_sequence_specs.packed_train_data_path = None
+    with pytest.raises(DataError, match=r"training\.jsonl not found"):
+        build_datasets(cfg, BYTES)

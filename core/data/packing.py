@@ -17,7 +17,7 @@ import bisect
 import hashlib
 import json
 import os
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy
 
@@ -47,10 +47,8 @@ def pack_rows(sizes: Sequence[int], capacity: int) -> List[List[int]]:
     return rows
 
 
-def packed_path(source: str, ds, tokenizer, explicit: Optional[str]) -> str:
-    """Where the packed split lives: ``explicit`` if given, else a content-keyed name next to the data."""
-    if explicit:
-        return os.path.abspath(os.path.expanduser(explicit))
+def packed_path(source: str, ds, tokenizer) -> str:
+    """A content-keyed name for the packed split, next to the data."""
     st = os.stat(source)
     key = json.dumps({"format": FORMAT, "source": os.path.abspath(source), "size": st.st_size,
                       "mtime_ns": st.st_mtime_ns, "tokenizer": dict(tokenizer.unique_identifiers),

@@ -94,13 +94,14 @@ class SFTDataset:
 
 
 def _split(path: str, ds, tokenizer, num_samples: int, seed: int, explicit_packed: Optional[str]) -> SFTDataset:
-    if ds.packing and explicit_packed is not None and os.path.isfile(explicit_packed) and not os.path.isfile(path):
-        source_missing_ok = True  # a packed file given explicitly stands on its own
-    else:
-        source_missing_ok = False
     if ds.packing:
         size = ds.packed_sequence_specs.packed_sequence_size
-        target = explicit_packed if source_missing_ok else packed_path(path, ds, tokenizer, explicit_packed)
+        if explicit_packed:  # used as is once it exists (the JSONL may then be absent)
+            target = os.path.abspath(os.path.expanduser(explicit_packed))
+        elif not os.path.isfile(path):
+            raise DataError(f"dataset.dataset_root: {path} not found")
+        else:
+            target = packed_path(path, ds, tokenizer)
         if not os.path.isfile(target):
             examples, dropped = load_examples(path, ds, tokenizer)
             _report_dropped(path, dropped)
