@@ -118,3 +118,25 @@ def test_unusable_files_give_clear_errors(tmp_path, files):
         build_tokenizer(TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(tmp_path / "empty")))
     with pytest.raises(DataError, match="required for HuggingFaceTokenizer"):
         build_tokenizer(TokenizerConfig(tokenizer_type="HuggingFaceTokenizer"))
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "hf", "sp"])
+def test_preprocess_with_each_tokenizer_round_trips(tmp_path, files, kind):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    from plugtron.data.preprocess import preprocess
+
+    cfg = {"gpt2": TokenizerConfig(tokenizer_type="GPT2BPETokenizer", vocab_file=files["gpt2"]["vocab_file"],
+                                   merge_file=files["gpt2"]["merge_file"]),
+           "hf": TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=files["hf"]),
+           "sp": TokenizerConfig(tokenizer_type="SentencePieceTokenizer", tokenizer_model=files["sp"])}[kind]
+    src = tmp_path / "docs.jsonl"
+    texts = [f"{t} #{i}" for i, t in enumerate(TEXT[:30])]
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = preprocess(str(src), str(tmp_path / "o"), cfg, workers=2)
+    tok = build_tokenizer(cfg)
+    ds = IndexedDataset(out["output_prefix"])
+    assert len(ds) == 30 and out["dtype"] == "uint16"
+    for i, text in enumerate(texts):
+        ids = ds[i].tolist()
+        assert ids[-1] == tok.eod and ids[:-1] == tok.tokenize(text) and tok.detokenize(ids) == text
