@@ -292,3 +292,23 @@ def test_explicit_packed_path_is_written_then_used_alone(tmp_path):
     cfg.dataset.packed_sequence_specs.packed_train_data_path = None
     with pytest.raises(DataError, match=r"training\.jsonl not found"):
         build_datasets(cfg, BYTES)
+
+
+def _two_rank_packing(rank, world_size, root, out_dir):
+    cfg = make_cfg(root, mbs=1, packed=True, do_test=False)
+    train = build_datasets(cfg, BYTES)[0]
+    torch.save(torch.stack([train[i]["tokens"] for i in range(8)]), f"{out_dir}/rows{rank}.pt")
+    bad = make_cfg(os.path.join(out_dir, "broken"), mbs=1, packed=True, do_validation=False, do_test=False)
+    with pytest.raises(DataError, match=r"training\.jsonl:41|rank 0 failed"):  # every rank stops, none hangs
+        build_datasets(bad, BYTES)
+
+
+@pytest.mark.slow
+def test_two_ranks_pack_once_and_agree(tmp_path):
+    import _mcore_helpers as h
+
+    root = write_root(tmp_path / "d")
+    write_root(tmp_path / "broken", extra=["{not json"])
+    h.spawn(_two_rank_packing, 2, root, str(tmp_path))
+    assert torch.equal(torch.load(tmp_path / "rows0.pt"), torch.load(tmp_path / "rows1.pt"))
+    assert len(os.listdir(os.path.join(root, "packed"))) == 2  # train + validation, no stray temporaries

@@ -65,7 +65,7 @@ def write_packed(path: str, examples, capacity: int) -> None:
     flat = [examples[i] for row in rows for i in row]
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp.npz"
+        tmp = f"{path}.{os.getpid()}.tmp.npz"  # unique: never two writers on one temporary
         numpy.savez(tmp, tokens=numpy.concatenate([ids for ids, _ in flat]),
                     answer=numpy.concatenate([a for _, a in flat]),
                     lengths=numpy.asarray([len(ids) for ids, _ in flat], dtype=numpy.int64),

@@ -103,16 +103,41 @@ def _split(path: str, ds, tokenizer, num_samples: int, seed: int, explicit_packe
         else:
             target = packed_path(path, ds, tokenizer)
         if not os.path.isfile(target):
-            examples, dropped = load_examples(path, ds, tokenizer)
-            _report_dropped(path, dropped)
-            write_packed(target, examples, size)
-            log.info(f"packed {len(examples)} examples of {path} into {target}")
+            def pack() -> None:
+                examples, dropped = load_examples(path, ds, tokenizer)
+                _report_dropped(path, dropped)
+                write_packed(target, examples, size)
+                log.info(f"packed {len(examples)} examples of {path} into {target}")
+
+            _rank0_first(pack, target)
         rows = PackedRows(target, size)
         return SFTDataset(rows.row, len(rows), num_samples, seed, ds.seq_length, tokenizer.eod, packed=True)
     examples, dropped = load_examples(path, ds, tokenizer)
     _report_dropped(path, dropped)
     return SFTDataset(lambda i: [examples[i]], len(examples), num_samples, seed, ds.seq_length, tokenizer.eod,
                       packed=False)
+
+
+def _rank0_first(fn: Callable[[], None], what: str) -> None:
+    """Run ``fn`` on global rank 0 only while the others wait (one writer per packed file; a shared
+    filesystem is assumed, as for Megatron's index cache). Rank 0's outcome is broadcast rather than
+    met at a barrier, so a failure there stops every rank instead of leaving them waiting."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return fn()
+    failed, error = 0, None
+    if dist.get_rank() == 0:
+        try:
+            fn()
+        except Exception as err:  # re-raised below, after telling the other ranks
+            failed, error = 1, err
+    flag = torch.tensor([failed], dtype=torch.int32, device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.broadcast(flag, src=0)
+    if error is not None:
+        raise error
+    if int(flag[0]):
+        raise DataError(f"rank 0 failed to write {what}; its error message says why")
 
 
 def _report_dropped(path: str, dropped: int) -> None:
