@@ -102,14 +102,15 @@ def _split(path: str, ds, tokenizer, num_samples: int, seed: int, explicit_packe
             raise DataError(f"dataset.dataset_root: {path} not found")
         else:
             target = packed_path(path, ds, tokenizer)
-        if not os.path.isfile(target):
-            def pack() -> None:
-                examples, dropped = load_examples(path, ds, tokenizer)
-                _report_dropped(path, dropped)
-                write_packed(target, examples, size)
-                log.info(f"packed {len(examples)} examples of {path} into {target}")
+        def pack() -> None:
+            if os.path.isfile(target):
+                return  # reuse
+            examples, dropped = load_examples(path, ds, tokenizer)
+            _report_dropped(path, dropped)
+            write_packed(target, examples, size)
+            log.info(f"packed {len(examples)} examples of {path} into {target}")
 
-            _rank0_first(pack, target)
+        _rank0_first(pack, target)  # every rank calls it: whether to pack is rank 0's decision alone
         rows = PackedRows(target, size)
         return SFTDataset(rows.row, len(rows), num_samples, seed, ds.seq_length, tokenizer.eod, packed=True)
     examples, dropped = load_examples(path, ds, tokenizer)
