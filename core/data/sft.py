@@ -102,6 +102,7 @@ def _split(path: str, ds, tokenizer, num_samples: int, seed: int, explicit_packe
             raise DataError(f"dataset.dataset_root: {path} not found")
         else:
             target = packed_path(path, ds, tokenizer)
+
         def pack() -> None:
             if os.path.isfile(target):
                 return  # reuse
