@@ -3,6 +3,7 @@
     plugtron train [CONFIG.yaml] [key=value ...]        train (the tiny recipe with no arguments)
     plugtron config show [CONFIG.yaml] [key=value ...]  print the resolved, validated config
     plugtron plugins list [CONFIG.yaml] [key=value ...] installed plugins and whether enabled
+    plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
 
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
 Bad input (config, overrides, data, plugins) prints one message naming what is wrong, no traceback.
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     with_config(cfg.add_parser("show", help="print the resolved, validated config as YAML"))
     plug = sub.add_parser("plugins", help="inspect plugins").add_subparsers(dest="action", metavar="ACTION")
     with_config(plug.add_parser("list", help="installed plugins: source, hooks, enabled"))
+    data = sub.add_parser("data", help="prepare data").add_subparsers(dest="action", metavar="ACTION")
+    from plugtron.data.preprocess_cli import add_arguments  # torch-free
+
+    add_arguments(data.add_parser("preprocess", help="JSONL -> Megatron indexed dataset (.bin/.idx)"))
     return p
 
 
@@ -95,6 +100,12 @@ def cmd_plugins_list(ns) -> int:
     return 0
 
 
+def cmd_data_preprocess(ns) -> int:
+    from plugtron.data.preprocess_cli import run
+
+    return run(ns)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from plugtron.errors import PlugtronError
 
@@ -104,6 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("train", None): cmd_train,
         ("config", "show"): cmd_config_show,
         ("plugins", "list"): cmd_plugins_list,
+        ("data", "preprocess"): cmd_data_preprocess,
     }
     handler = handlers.get((ns.command, getattr(ns, "action", None)))
     if handler is None:

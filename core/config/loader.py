@@ -53,6 +53,18 @@ def deep_merge(base: Any, update: Any, path: str = "") -> Any:
     return copy.deepcopy(update)
 
 
+def _replace_other_dataset_kind(base: Dict[str, Any], update: Any) -> Dict[str, Any]:
+    """A ``dataset`` section of the other kind (SFT: ``dataset_root``; pretraining: ``blend``,
+    ``sequence_length``, ...) replaces the one below it instead of merging: their fields differ."""
+    new, old = (update or {}).get("dataset") if isinstance(update, dict) else None, base.get("dataset")
+    if not (isinstance(new, dict) and isinstance(old, dict)):
+        return base
+    pretraining = {"blend", "blend_per_split", "split", "sequence_length", "mock"}
+    to_sft = "dataset_root" in new and "dataset_root" not in old
+    to_pretraining = bool(pretraining & set(new)) and "dataset_root" in old
+    return {k: v for k, v in base.items() if k != "dataset"} if to_sft or to_pretraining else base
+
+
 def load_config(
     config_path: Optional[str] = None,
     overrides: Iterable[str] = (),
@@ -67,11 +79,12 @@ def load_config(
     data = unstructure(get_recipe(recipe)())
     sources = [f"recipe {recipe!r}"]
     if config_path:
-        data = deep_merge(data, yaml_io.load_file(config_path))
+        loaded = yaml_io.load_file(config_path)
+        data = deep_merge(_replace_other_dataset_kind(data, loaded), loaded)
         sources.append(str(config_path))
     tree = parse_overrides(overrides)
     if tree:
-        data = deep_merge(data, tree)
+        data = deep_merge(_replace_other_dataset_kind(data, tree), tree)
         sources.append("command line")
     return structure(data, ConfigContainer, source=" + ".join(sources))
 

@@ -142,10 +142,15 @@ def _derive_vocab(cfg, problems: List[str]) -> None:
         else:
             m.vocab_size = tok.vocab_size + 1  # + EOD
     else:
-        problems.append(
-            f"model.vocab_size: required with tokenizer_type {tok.tokenizer_type!r} in this version "
-            "(set it to the tokenizer's vocabulary size)"
-        )
+        # File-backed tokenizers: load the (local) files to read the size. Only when model.vocab_size
+        # is unset, so `config show` of a cluster config with an explicit size works on a laptop.
+        from plugtron.data.tokenizers import build_tokenizer
+        from plugtron.errors import DataError
+
+        try:
+            m.vocab_size = build_tokenizer(tok).vocab_size
+        except DataError as err:
+            problems.append(f"model.vocab_size: unset, so it is read from the tokenizer, which failed: {err}")
 
 
 def _check_checkpoint(ck, world_size: int, problems: List[str]) -> None:
@@ -188,6 +193,8 @@ def validate(cfg, world_size: int) -> None:
     _derive_vocab(cfg, problems)
     _derive_parallel(cfg, world_size, problems)
     _derive_scheduler(cfg, problems)
+    if hasattr(cfg.dataset, "problems"):  # FinetuningDatasetConfig: packing needs micro_batch_size 1, ...
+        problems.extend(cfg.dataset.problems(cfg.train))
     if cfg.peft is not None and not cfg.checkpoint.pretrained_checkpoint:
         problems.append("peft: requires checkpoint.pretrained_checkpoint (the model the adapters are trained on)")
     if cfg.dist.lazy_init:

@@ -194,7 +194,7 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
                 if _rank0():
                     log.info(format_log(rec, t.train_iters))
                 hooks.on_log(state, rec)
-            if eval_on and state.iteration % t.eval_interval == 0:
+            if eval_on and valid_ds is not None and state.iteration % t.eval_interval == 0:
                 _run_eval(cfg, state, hooks, make_its, valid_ds, "valid", summary["eval"])
             if ck.save and ck.save_interval and state.iteration % ck.save_interval == 0:
                 ckptr.save(state)
@@ -207,8 +207,11 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
                 state.request_stop(f"exit_duration_in_mins {t.exit_duration_in_mins} reached")
             if _stop_agreed(state):
                 break
-        if t.skip_train and eval_on:  # Megatron's --skip-train: evaluate the loaded model only
+        if t.skip_train and eval_on and valid_ds is not None:  # Megatron's --skip-train: evaluate the loaded model
             _run_eval(cfg, state, hooks, make_its, valid_ds, "valid", summary["eval"])
+        if getattr(cfg.dataset, "do_test", False) and test_ds is not None and t.eval_iters > 0:
+            # The test split once, at the end, eval_iters batches (FinetuningDatasetConfig.do_test).
+            _run_eval(cfg, state, hooks, make_its, test_ds, "test", summary["eval"])
         # Save-last is always on (Megatron Bridge); a stop requested with save=False skips it.
         if ck.save and saved_at != state.iteration and (not state.should_stop or state.should_save):
             ckptr.save(state)
