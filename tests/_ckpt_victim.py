@@ -1,14 +1,16 @@
-"""A training run that kills itself (SIGKILL to its whole process group, as ``kill -9`` of a job
-would) at a chosen moment of checkpointing. Used by the crash tests in test_checkpointing.py.
+"""Training runs that kill themselves (SIGKILL to their whole process group, as ``kill -9`` of a
+job would) at a chosen moment of checkpointing. Used by the crash tests in test_checkpoint_crashes.py.
 
-    python _ckpt_victim.py OUT.json MODE overrides...
+    python _ckpt_victim.py OUT.json MODE[,MODE...] overrides...
 
-MODE: ``never`` | ``op:K`` (the K-th file-system operation performed while a save or publish is
-running: mkdir, open for writing, torch.save, fsync, rename, replace, rmtree) | ``publish:N``
-(entering the N-th publish, i.e. after an async write finished but before it is made visible) |
-``count`` (run to the end and record the operation names). The run resumes from ``checkpoint.load``
-if it holds a checkpoint. A run that finishes writes its summary (losses, final weight digest,
-operation log) to OUT.json.
+Each MODE is one run, forked from this process (torch and Megatron are imported once), one after
+another, all with the same overrides (so each resumes from what the previous one left):
+``never`` | ``op:K`` (die at the K-th file-system operation performed while a save or publish is
+running: mkdir, open for writing, torch.save, fsync, rename, replace, rmtree) | ``publish:N`` (die on
+entering the N-th publish: an async write finished, not yet visible) | ``count`` (record the
+operation names). After each run this process checks that every checkpoint directory with a final
+name verifies against its manifest. OUT.json: one record per run (mode, how it ended, the newest
+checkpoint, the run's summary with losses, final weights digest and operation log if it finished).
 """
 
 import builtins
@@ -20,7 +22,7 @@ import sys
 
 import torch
 
-from plugtron.checkpointing import manager
+from plugtron.checkpointing import layout, manager
 from plugtron.config import load_config
 from plugtron.plugin_manager import PluginManager
 from plugtron.training import train
@@ -28,9 +30,8 @@ from plugtron.training import train
 sys.path.insert(0, os.path.dirname(__file__))
 from helpers import WeightsDigest  # noqa: E402
 
-OPS = []
-ACTIVE = [False]
-MODE, TARGET = "never", 0
+_real_open = builtins.open
+RUN = {"mode": "never", "target": 0, "ops": [], "active": False, "publishes": 0}
 
 
 def _die():
@@ -39,9 +40,9 @@ def _die():
 
 def _counted(name, fn):
     def wrapper(*args, **kwargs):
-        if ACTIVE[0] and MODE in ("op", "count"):
-            OPS.append(name)
-            if MODE == "op" and len(OPS) == TARGET:
+        if RUN["active"] and RUN["mode"] in ("op", "count"):
+            RUN["ops"].append(name)
+            if RUN["mode"] == "op" and len(RUN["ops"]) == RUN["target"]:
                 _die()
         return fn(*args, **kwargs)
 
@@ -54,46 +55,91 @@ def _open(file, mode="r", *args, **kwargs):
     return _real_open(file, mode, *args, **kwargs)
 
 
-_real_open = builtins.open
-
-
 def _active(fn):
     def wrapper(*args, **kwargs):
-        ACTIVE[0] = True
+        RUN["active"] = True
         try:
             return fn(*args, **kwargs)
         finally:
-            ACTIVE[0] = False
+            RUN["active"] = False
 
     return wrapper
 
 
-def main():
-    global MODE, TARGET
-    out, mode, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
-    MODE, _, target = mode.partition(":")
-    TARGET = int(target or 0)
+def _instrument():
     for mod, name in ((os, "rename"), (os, "replace"), (os, "fsync"), (os, "makedirs"), (shutil, "rmtree"), (torch, "save")):
         setattr(mod, name, _counted(name, getattr(mod, name)))
     builtins.open = _open
     manager.Checkpointer.save = _active(manager.Checkpointer.save)
-    publish = manager.Checkpointer._publish
-    publishes = [0]
+    publish = _active(manager.Checkpointer._publish)
 
     def counting_publish(self, it):
-        publishes[0] += 1
-        if MODE == "publish" and publishes[0] == TARGET:
+        RUN["publishes"] += 1
+        if RUN["mode"] == "publish" and RUN["publishes"] == RUN["target"]:
             _die()
-        return _active(publish)(self, it)
+        return publish(self, it)
 
     manager.Checkpointer._publish = counting_publish
+
+
+def _child(mode: str, overrides, out: str) -> None:
+    os.setsid()  # our own process group: the SIGKILL takes this run and its helpers, nothing else
+    name, _, target = mode.partition(":")
+    RUN.update(mode=name, target=int(target or 0))
     pm = PluginManager()
     digest = WeightsDigest()
     pm.register("digest", digest)
     summary = train(load_config(None, overrides), plugin_manager=pm)
-    summary["digest"], summary["ops"] = digest.value, OPS
+    summary["digest"], summary["ops"] = digest.value, RUN["ops"]
     with _real_open(out, "w") as f:
         json.dump(summary, f)
+
+
+def _check(root):
+    """Every directory with a final name is complete (verifies against its manifest)."""
+    if not root or not os.path.isdir(root):
+        return None, []
+    done = layout.complete_iterations(root)
+    for it in done:
+        layout.verify(layout.iter_path(root, it))
+    return layout.latest_iteration(root), done
+
+
+def main():
+    out, modes, overrides = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
+    save_root = load_config(None, overrides).checkpoint.save
+    _instrument()
+    records = []
+    for i, mode in enumerate(modes):
+        run_out = f"{out}.run{i}"
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _child(mode, overrides, run_out)
+                code = 0
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            # os._exit skips multiprocessing's exit handlers: stop the helpers Megatron's checkpoint
+            # writer started (a manager process), or they outlive this run
+            import multiprocessing
+
+            for helper in multiprocessing.active_children():
+                helper.terminate()
+                helper.join()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        latest, complete = _check(save_root)
+        summary = json.load(_real_open(run_out)) if os.path.exists(run_out) else None
+        records.append({"mode": mode, "killed": killed, "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                        "latest": latest, "complete": complete, "summary": summary})
+    with _real_open(out, "w") as f:
+        json.dump(records, f)
 
 
 if __name__ == "__main__":

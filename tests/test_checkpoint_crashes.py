@@ -4,7 +4,6 @@ into another parallel layout. Every test here starts processes: marked slow (CI 
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,63 +23,52 @@ CRASH = SMALL + ["train.eval_interval=null", "train.train_iters=24", "checkpoint
                  "checkpoint.most_recent_k=2"]
 
 
-def victim(tmp_path, name, mode, overrides):
-    """Run ``_ckpt_victim.py`` in its own session (its SIGKILL takes its whole process group,
-    helpers included, and not pytest). Returns (returncode, summary or None)."""
-    out = tmp_path / f"{name}.json"
-    proc = subprocess.run([sys.executable, str(HERE / "_ckpt_victim.py"), str(out), mode, *overrides],
-                          capture_output=True, text=True, timeout=600, env=ENV, start_new_session=True)
-    summary = json.loads(out.read_text()) if out.exists() else None
-    return proc.returncode, summary, proc.stderr[-3000:]
+def victims(tmp_path, name, modes, overrides):
+    """Runs of ``_ckpt_victim.py`` forked from one process, one per mode, in order (each resumes
+    from what the previous left); returns one record per run (see that script)."""
+    out, log = tmp_path / f"{name}.json", tmp_path / f"{name}.log"
+    with open(log, "w") as f:  # a file, not a pipe: a killed run's orphans can never hold it open
+        proc = subprocess.run([sys.executable, str(HERE / "_ckpt_victim.py"), str(out), ",".join(modes), *overrides],
+                              stdout=f, stderr=subprocess.STDOUT, timeout=1200, env=ENV, start_new_session=True)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    return json.loads(out.read_text())
 
 
-def assert_newest_is_loadable(root):
-    it = layout.latest_iteration(str(root))
-    if it is not None:
-        layout.verify(layout.iter_path(str(root), it))
-    return it
+def finished(record):
+    assert not record["killed"] and record["exit"] == 0 and record["summary"], record
+    return record["summary"]
 
 
 def test_kill_9_at_20_points_of_a_save_then_resume(tmp_path):
-    rc, ref, err = victim(tmp_path, "ref", "never", CRASH + [f"checkpoint.save={tmp_path / 'ref'}"])
-    assert rc == 0, err
-    root = tmp_path / "ckpt"
-    ck = [f"checkpoint.save={root}", f"checkpoint.load={root}"]
-    rc, counted, err = victim(tmp_path, "count", "count", CRASH + ck + ["train.exit_interval=1"])
-    assert rc == 0, err
+    ref = finished(victims(tmp_path, "ref", ["never"], CRASH + [f"checkpoint.save={tmp_path / 'ref'}"])[0])
+    counted = finished(victims(tmp_path, "count", ["count"], CRASH + [f"checkpoint.save={tmp_path / 'count'}",
+                                                                       "train.exit_interval=1"])[0])
     per_save = len(counted["ops"])  # file-system operations of one save (a first one, no retention)
     assert per_save >= 25, counted["ops"]
-    shutil.rmtree(root)
     # 20 kill points spread over a save, from its first mkdir to the retention after the publish
     points = sorted({1 + round(i * (per_save + 6) / 19) for i in range(20)})
     assert len(points) == 20
-    resumed_from = []
-    for k in points:
-        rc, summary, err = victim(tmp_path, f"k{k}", f"op:{k}", CRASH + ck)
-        assert rc == -signal.SIGKILL, (k, rc, err)
-        resumed_from.append(assert_newest_is_loadable(root))
-        for it in layout.complete_iterations(str(root)):  # whatever carries a final name is whole
-            layout.verify(layout.iter_path(str(root), it))
-    assert resumed_from[-1] is not None and resumed_from[-1] > 0  # saves got published between kills
-    rc, final, err = victim(tmp_path, "final", "never", CRASH + ck)
-    assert rc == 0, err
+    root = tmp_path / "ckpt"
+    runs = victims(tmp_path, "chain", [f"op:{k}" for k in points] + ["never"],
+                   CRASH + [f"checkpoint.save={root}", f"checkpoint.load={root}"])
+    assert all(r["killed"] for r in runs[:-1]), [(r["mode"], r["killed"], r["exit"]) for r in runs]
+    newest = [r["latest"] for r in runs[:-1]]
+    assert newest[-1] is not None and newest[-1] > 0, newest  # saves got published between kills
+    assert newest == sorted(newest, key=lambda x: x or 0)  # the newest checkpoint never went back
+    final = finished(runs[-1])
     assert final["losses"][-1] == ref["losses"][-1] and final["digest"] == ref["digest"]
-    assert layout.complete_iterations(str(root)) == [23, 24]
+    assert runs[-1]["complete"] == [23, 24]
 
 
 def test_kill_between_async_write_and_publish_leaves_a_loadable_checkpoint(tmp_path):
     base = SMALL + ["train.eval_interval=null", "train.train_iters=8", "checkpoint.save_interval=2",
                     "checkpoint.async_save=true"]
-    rc, ref, err = victim(tmp_path, "ref", "never", base + [f"checkpoint.save={tmp_path / 'ref'}"])
-    assert rc == 0, err
+    ref = finished(victims(tmp_path, "ref", ["never"], base + [f"checkpoint.save={tmp_path / 'ref'}"])[0])
     root = tmp_path / "ckpt"
-    ck = [f"checkpoint.save={root}", f"checkpoint.load={root}"]
-    rc, _, err = victim(tmp_path, "killed", "publish:2", base + ck)  # the write of step 4 is done, unpublished
-    assert rc == -signal.SIGKILL, err
-    assert assert_newest_is_loadable(root) == 2
-    assert any(n.endswith(layout.STAGING) for n in os.listdir(root))
-    rc, final, err = victim(tmp_path, "final", "never", base + ck)
-    assert rc == 0, err
+    killed, resumed = victims(tmp_path, "chain", ["publish:2", "never"],  # step 4's write done, unpublished
+                              base + [f"checkpoint.save={root}", f"checkpoint.load={root}"])
+    assert killed["killed"] and killed["latest"] == 2
+    final = finished(resumed)
     assert final["losses"] == ref["losses"][2:] and final["digest"] == ref["digest"]
 
 
