@@ -34,6 +34,10 @@ def te_available() -> bool:
 class GPTModelProvider(TransformerConfig):
     """Decoder-only GPT. Extra fields beyond ``TransformerConfig`` are GPTModel's own arguments."""
 
+    # Marks a model provider for the config converter: ``model.provider: <name>`` selects a class
+    # from ``plugtron.providers.registry`` (not a dataclass field: no annotation).
+    _plugtron_provider = True
+
     seq_length: int = 1024
     vocab_size: Optional[int] = None  # None: taken from the tokenizer, then padded
     make_vocab_size_divisible_by: int = 128

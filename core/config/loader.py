@@ -53,6 +53,18 @@ def deep_merge(base: Any, update: Any, path: str = "") -> Any:
     return copy.deepcopy(update)
 
 
+def merge_sources(base: Any, update: Any) -> Any:
+    """``deep_merge``, except that a ``model.provider`` different from the base's starts the model
+    section from that provider's own defaults (``provider: llama3_8b`` over the tiny recipe is a
+    Llama 3 8B, not a tiny model of class Llama3_8B); keys given next to it still apply."""
+    model = update.get("model") if isinstance(update, dict) else None
+    if isinstance(model, dict) and "provider" in model and isinstance(base, dict):
+        old = base.get("model")
+        if isinstance(old, dict) and old.get("provider", "gpt") != model["provider"]:
+            base = {**base, "model": {}}
+    return deep_merge(base, update)
+
+
 def load_config(
     config_path: Optional[str] = None,
     overrides: Iterable[str] = (),
@@ -67,11 +79,11 @@ def load_config(
     data = unstructure(get_recipe(recipe)())
     sources = [f"recipe {recipe!r}"]
     if config_path:
-        data = deep_merge(data, yaml_io.load_file(config_path))
+        data = merge_sources(data, yaml_io.load_file(config_path))
         sources.append(str(config_path))
     tree = parse_overrides(overrides)
     if tree:
-        data = deep_merge(data, tree)
+        data = merge_sources(data, tree)
         sources.append("command line")
     return structure(data, ConfigContainer, source=" + ".join(sources))
 
