@@ -168,9 +168,10 @@ def save(model, provider, out: Path, hf_config: dict = None) -> Path:
     from plugtron.config import ConfigContainer, to_yaml
 
     target = iter_dir(out, 0)
+    if target.exists() and any(target.iterdir()):  # every rank checks: no rank is left in a barrier
+        raise ConversionError(f"{target}: already exists and is not empty; choose a new output directory")
+    dist.barrier()
     if dist.get_rank() == 0:
-        if target.exists() and any(target.iterdir()):
-            raise ConversionError(f"{target}: already exists and is not empty; choose a new output directory")
         target.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(target))
