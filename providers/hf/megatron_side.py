@@ -215,10 +215,21 @@ def load_model(root: Path, tp: int = 1) -> Tuple[object, object]:
 
     path = checkpoint_dir(root)
     provider, model = build_model(load_provider(root), tp)
+    # torch.distributed.checkpoint unpickles object entries; torch honours this variable on every
+    # torch.load, so a checkpoint from elsewhere cannot run code while it is exported.
+    previous = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
     try:
         loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))
-    except Exception as exc:  # Megatron raises assorted types for missing/mismatched tensors
-        raise CheckpointError(f"{path}: cannot load the model weights ({type(exc).__name__}: {exc})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # torch's CheckpointException is a BaseException
+        raise CheckpointError(f"{path}: cannot load the model weights ({type(exc).__name__}: {str(exc)[:300]})") from None
+    finally:
+        if previous is None:
+            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = previous
     missing, unexpected = model.load_state_dict(loaded["model"], strict=False)
     missing = [k for k in missing if not k.endswith("_extra_state")]
     if missing or unexpected:
