@@ -30,6 +30,15 @@ def te_available() -> bool:
     return True
 
 
+def check_encoder_parallelism(cfg) -> None:
+    etp, epp = cfg.encoder_tensor_model_parallel_size, cfg.encoder_pipeline_model_parallel_size
+    if etp not in (None, cfg.tensor_model_parallel_size) or epp not in (None, 0):
+        raise ValueError(
+            "encoder_tensor_model_parallel_size/encoder_pipeline_model_parallel_size: Megatron-Core 0.16 has no "
+            "separate encoder parallelism; leave them null (the encoder uses the model's TP/PP)"
+        )
+
+
 @dataclasses.dataclass
 class GPTModelProvider(TransformerConfig):
     """Decoder-only GPT. Extra fields beyond ``TransformerConfig`` are GPTModel's own arguments."""
@@ -51,6 +60,10 @@ class GPTModelProvider(TransformerConfig):
     fp16_lm_cross_entropy: bool = False
     parallel_output: bool = True
     scatter_embedding_sequence_parallel: bool = True
+    # The guide's encoder parallelism fields. Megatron-Core 0.16 removed separate encoder
+    # parallelism: accepted only as "same as the decoder" (null, or equal to TP / 0 for PP).
+    encoder_tensor_model_parallel_size: Optional[int] = None
+    encoder_pipeline_model_parallel_size: Optional[int] = None
 
     def __post_init__(self) -> None:
         # Deliberately deferred: see finalize(). Megatron's checks need the whole config.
@@ -60,6 +73,7 @@ class GPTModelProvider(TransformerConfig):
         """Run Megatron's ``TransformerConfig.__post_init__`` (validation + derived fields such as
         ``ffn_hidden_size`` and ``kv_channels``). Raises ``ValueError`` on an impossible config."""
         TransformerConfig.__post_init__(self)
+        check_encoder_parallelism(self)
 
     # ---- building -------------------------------------------------------------------------
     def padded_vocab_size(self, vocab_size: int) -> int:

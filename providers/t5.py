@@ -15,7 +15,7 @@ from typing import Callable, Literal, Optional
 import torch.nn.functional as F
 from megatron.core.transformer import TransformerConfig
 
-from plugtron.providers.gpt import te_available
+from plugtron.providers.gpt import check_encoder_parallelism, te_available
 
 
 @dataclasses.dataclass
@@ -40,12 +40,17 @@ class T5ModelProvider(TransformerConfig):
     activation_func: Callable = F.gelu
     add_bias_linear: bool = True
     layernorm_epsilon: float = 1e-5
+    # The guide's encoder parallelism fields. Megatron-Core 0.16 removed separate encoder
+    # parallelism: accepted only as "same as the decoder" (null, or equal to TP / 0 for PP).
+    encoder_tensor_model_parallel_size: Optional[int] = None
+    encoder_pipeline_model_parallel_size: Optional[int] = None
 
     def __post_init__(self) -> None:
         pass  # deferred to finalize(), as for GPTModelProvider
 
     def finalize(self) -> None:
         TransformerConfig.__post_init__(self)
+        check_encoder_parallelism(self)
         if self.encoder_num_layers is None:
             self.encoder_num_layers = self.num_layers
 

@@ -135,3 +135,22 @@ def test_mamba_pattern_logic_and_clear_error_without_kernels():
     if mamba_kernels_missing() is not None:
         with pytest.raises(UnsupportedOnThisMachine, match="mamba_ssm CUDA kernels"):
             cfg.model.provide()
+
+
+GUIDE_PARALLELISM = (
+    "tensor_model_parallel_size pipeline_model_parallel_size virtual_pipeline_model_parallel_size "
+    "microbatch_group_size_per_vp_stage num_layers_in_first_pipeline_stage num_layers_in_last_pipeline_stage "
+    "context_parallel_size sequence_parallel expert_model_parallel_size expert_tensor_parallel_size "
+    "pipeline_model_parallel_layout pipeline_model_parallel_comm_backend pipeline_dtype "
+    "encoder_tensor_model_parallel_size encoder_pipeline_model_parallel_size "
+    "account_for_embedding_in_pipeline_split account_for_loss_in_pipeline_split use_te_rng_tracker"
+).split()
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama", "mixtral", "t5"])
+def test_guide_parallelism_fields_live_on_the_provider(name):
+    from plugtron.config.converter import settable_fields
+
+    assert not set(GUIDE_PARALLELISM) - set(settable_fields(provider_class(name)))
+    with pytest.raises(ConfigError, match="no separate encoder parallelism"):
+        load_config(None, ["model.encoder_pipeline_model_parallel_size=2"]).validate()
