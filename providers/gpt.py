@@ -48,6 +48,8 @@ class GPTModelProvider(TransformerConfig):
     _plugtron_provider = True
 
     seq_length: int = 1024
+    # Positions the model supports (learned table size; HF's max_position_embeddings); null: seq_length.
+    max_position_embeddings: Optional[int] = None
     vocab_size: Optional[int] = None  # None: taken from the tokenizer, then padded
     make_vocab_size_divisible_by: int = 128
     share_embeddings_and_output_weights: bool = True
@@ -112,7 +114,7 @@ class GPTModelProvider(TransformerConfig):
             config=self,
             transformer_layer_spec=self.layer_spec(),
             vocab_size=self.padded_vocab_size(self.vocab_size),
-            max_sequence_length=self.seq_length,
+            max_sequence_length=self.max_position_embeddings or self.seq_length,
             pre_process=pre_process,
             post_process=post_process,
             fp16_lm_cross_entropy=self.fp16_lm_cross_entropy,

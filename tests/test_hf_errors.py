@@ -110,3 +110,16 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert "plugtron: error:" in err and "nope: no such directory" in err and "Traceback" not in err
     assert main(["convert", "export-hf", str(tmp_path), str(tmp_path / "hf")]) == 2
     assert "not a plugtron checkpoint" in capsys.readouterr().err
+
+
+def test_bf16_checkpoint_round_trips_bit_exact(tmp_path):
+    from safetensors.torch import load_file
+
+    from plugtron.providers.hf import AutoBridge
+
+    src = save(build("mistral").to(torch.bfloat16), tmp_path / "hf")
+    AutoBridge.import_ckpt(str(src), str(tmp_path / "mc"))  # trained in fp32: bf16 -> fp32 is exact
+    AutoBridge.export_ckpt(str(tmp_path / "mc"), str(tmp_path / "out"))
+    a, b = load_file(src / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
+    assert sorted(a) == sorted(b)
+    assert all(b[k].dtype == torch.bfloat16 and torch.equal(a[k], b[k]) for k in a)

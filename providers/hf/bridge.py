@@ -87,8 +87,12 @@ class AutoBridge:
         if saved.is_file():
             original = json.loads(saved.read_text(encoding="utf-8"))
         config = configs.hf_config(provider, original)
-        dtype = _DTYPES.get(str(config.get("torch_dtype")), torch.float32)
+        # transformers >= 4.56 writes "dtype", older versions "torch_dtype"
+        dtype = _DTYPES.get(str(config.get("dtype", config.get("torch_dtype"))), torch.float32)
         hf = weights.mcore_to_hf(fam.name, provider, tensors, dtype=dtype)
-        files.write_model_dir(Path(hf_path), hf, config, max_shard_bytes=max_shard_bytes)
+        import torch.distributed as dist
+
+        if not dist.is_initialized() or dist.get_rank() == 0:  # under torchrun: one writer
+            files.write_model_dir(Path(hf_path), hf, config, max_shard_bytes=max_shard_bytes)
         log.info("exported %s to %s", root, hf_path)
         return Path(hf_path)

@@ -63,6 +63,7 @@ def _llama_like(cfg: dict) -> Dict[str, Any]:
         num_layers=_get(cfg, "num_hidden_layers"), hidden_size=h, num_attention_heads=heads,
         num_query_groups=_get(cfg, "num_key_value_heads", heads), ffn_hidden_size=_get(cfg, "intermediate_size"),
         vocab_size=_get(cfg, "vocab_size"), seq_length=_get(cfg, "max_position_embeddings"),
+        max_position_embeddings=_get(cfg, "max_position_embeddings"),
         layernorm_epsilon=float(_get(cfg, "rms_norm_eps", 1e-6)), rotary_base=_get(cfg, "rope_theta", 10000.0),
         share_embeddings_and_output_weights=bool(cfg.get("tie_word_embeddings", False)),
         attention_dropout=float(cfg.get("attention_dropout", 0.0)), hidden_dropout=0.0,
@@ -80,7 +81,8 @@ def _llama_like_hf(p) -> Dict[str, Any]:
     out = dict(
         num_hidden_layers=p.num_layers, hidden_size=p.hidden_size, num_attention_heads=p.num_attention_heads,
         num_key_value_heads=p.num_query_groups or p.num_attention_heads, intermediate_size=p.ffn_hidden_size,
-        vocab_size=p.vocab_size, max_position_embeddings=p.seq_length, rms_norm_eps=p.layernorm_epsilon,
+        vocab_size=p.vocab_size, max_position_embeddings=p.max_position_embeddings or p.seq_length,
+        rms_norm_eps=p.layernorm_epsilon,
         rope_theta=float(p.rotary_base), tie_word_embeddings=p.share_embeddings_and_output_weights,
         hidden_act="silu", attention_dropout=p.attention_dropout,
         head_dim=p.kv_channels or p.hidden_size // p.num_attention_heads,
@@ -153,7 +155,8 @@ def _gpt2(cfg: dict) -> Dict[str, Any]:
     return dict(
         num_layers=_get(cfg, "n_layer"), hidden_size=h, num_attention_heads=_get(cfg, "n_head"),
         ffn_hidden_size=cfg.get("n_inner") or 4 * h, vocab_size=_get(cfg, "vocab_size"),
-        seq_length=_get(cfg, "n_positions"), layernorm_epsilon=float(_get(cfg, "layer_norm_epsilon", 1e-5)),
+        seq_length=_get(cfg, "n_positions"), max_position_embeddings=_get(cfg, "n_positions"),
+        layernorm_epsilon=float(_get(cfg, "layer_norm_epsilon", 1e-5)),
         activation_func=_activations()[_GPT2_ACT[act]],
         share_embeddings_and_output_weights=bool(cfg.get("tie_word_embeddings", True)),
         hidden_dropout=float(cfg.get("resid_pdrop", 0.1)), attention_dropout=float(cfg.get("attn_pdrop", 0.1)),
@@ -168,7 +171,8 @@ def _gpt2_hf(p) -> Dict[str, Any]:
     return dict(
         n_layer=p.num_layers, n_embd=p.hidden_size, n_head=p.num_attention_heads,
         n_inner=None if p.ffn_hidden_size == 4 * p.hidden_size else p.ffn_hidden_size,
-        vocab_size=p.vocab_size, n_positions=p.seq_length, n_ctx=p.seq_length,
+        vocab_size=p.vocab_size, n_positions=p.max_position_embeddings or p.seq_length,
+        n_ctx=p.max_position_embeddings or p.seq_length,
         layer_norm_epsilon=p.layernorm_epsilon,
         activation_function="gelu_new" if p.activation_func is fast_gelu else "gelu",
         resid_pdrop=p.hidden_dropout, embd_pdrop=p.hidden_dropout, attn_pdrop=p.attention_dropout,
@@ -221,6 +225,7 @@ def hf_config(provider, original: Optional[dict] = None) -> Dict[str, Any]:
     out.update(fam.to_hf(provider))
     out["architectures"] = [fam.architecture]
     out["model_type"] = fam.model_type
-    out.setdefault("torch_dtype", "float32")
+    if "dtype" not in out and "torch_dtype" not in out:
+        out["torch_dtype"] = "float32"  # the weights plugtron trains are fp32 unless imported otherwise
     return out
 

@@ -118,7 +118,7 @@ def gpt2_rules(p) -> List[Rule]:
     h, nh, f, V = p.hidden_size, p.num_attention_heads, p.ffn_hidden_size, p.vocab_size
     T = "transformer."
     rules = [_copy(T + "wte.weight", "embedding.word_embeddings.weight", (V, h)),
-             _copy(T + "wpe.weight", "embedding.position_embeddings.weight", (p.seq_length, h))]
+             _copy(T + "wpe.weight", "embedding.position_embeddings.weight", (p.max_position_embeddings or p.seq_length, h))]
     for i in range(p.num_layers):
         L, M = f"{T}h.{i}.", f"decoder.layers.{i}."
         for hf_norm, mc_norm in (("ln_1", "input_layernorm"), ("ln_2", "pre_mlp_layernorm")):
