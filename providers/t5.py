@@ -23,6 +23,9 @@ class T5ModelProvider(TransformerConfig):
     """Encoder-decoder T5. ``num_layers`` is the decoder depth; ``encoder_num_layers`` defaults to it."""
 
     _plugtron_provider = True  # selectable as `model.provider: t5` (see plugtron.providers.registry)
+    # Checked by `plugtron train` before anything is built (a class attribute, not a field).
+    not_trainable_by_loop = ("T5ModelProvider: `plugtron train` feeds decoder-only (GPT) batches; train T5 "
+                             "from Python with provider.provide() (see docs/providers.md)")
 
     encoder_num_layers: Optional[int] = None
     seq_length: int = 512  # encoder input length

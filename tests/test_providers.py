@@ -116,6 +116,15 @@ def test_t5_trains_on_cpu_with_span_corruption():
     assert losses[0] > 4.0 and losses[-1] < 0.5 * losses[0], losses
 
 
+def test_plugtron_train_refuses_t5_with_a_clear_message():
+    from plugtron.training import train
+
+    cfg = load_config(None, ["model.provider=t5", "model.num_layers=2", "model.hidden_size=64",
+                             "model.num_attention_heads=4", "model.seq_length=128"])
+    with pytest.raises(ConfigError, match="T5ModelProvider: `plugtron train` feeds decoder-only"):
+        train(cfg)
+
+
 def test_mamba_pattern_logic_and_clear_error_without_kernels():
     base = ["model.provider=mamba", "model.num_layers=4", "model.hidden_size=64", "model.num_attention_heads=4",
             "model.seq_length=128"]
