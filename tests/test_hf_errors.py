@@ -123,3 +123,26 @@ def test_bf16_checkpoint_round_trips_bit_exact(tmp_path):
     a, b = load_file(src / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
     assert sorted(a) == sorted(b)
     assert all(b[k].dtype == torch.bfloat16 and torch.equal(a[k], b[k]) for k in a)
+
+
+def test_gpt2_checkpoint_without_transformer_prefix(tmp_path):
+    """The hub's original ``gpt2`` weights are a GPT2Model state dict (no ``transformer.`` prefix,
+    with the causal-mask buffers ``attn.bias``/``attn.masked_bias``)."""
+    from safetensors.torch import load_file, save_file
+
+    from plugtron.providers.hf import AutoBridge
+    from plugtron.providers.hf import megatron_side as ms
+
+    model = build("gpt2")
+    src = save(model, tmp_path / "hf")
+    tensors = {k.removeprefix("transformer."): v for k, v in load_file(src / "model.safetensors").items()}
+    tensors["h.0.attn.bias"] = torch.tril(torch.ones(1, 1, 64, 64))
+    tensors["h.0.attn.masked_bias"] = torch.tensor(-1e4)
+    save_file(tensors, str(src / "model.safetensors"))
+    AutoBridge.import_ckpt(str(src), str(tmp_path / "mc"))
+    toks = tokens()
+    with ms.megatron_world(1):
+        _, mc = ms.load_model(tmp_path / "mc")
+        got = megatron_logits(mc, toks)[..., :VOCAB]
+    with torch.no_grad():
+        assert (got - model(toks).logits).abs().max() <= 1e-4
