@@ -5,6 +5,7 @@
     plugtron plugins list [CONFIG.yaml] [key=value ...] installed plugins and whether enabled
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
     plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
+    plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
 
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
 Bad input (config, overrides, data, plugins) prints one message naming what is wrong, no traceback.
@@ -51,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.providers.hf.commands import add_parser as add_convert_parser  # torch-free
 
     add_convert_parser(sub)
+    data = sub.add_parser("data", help="prepare data").add_subparsers(dest="action", metavar="ACTION")
+    from plugtron.data.preprocess_cli import add_arguments  # torch-free
+
+    add_arguments(data.add_parser("preprocess", help="JSONL -> Megatron indexed dataset (.bin/.idx)"))
     return p
 
 
@@ -109,6 +114,12 @@ def _convert(name: str):
     return run
 
 
+def cmd_data_preprocess(ns) -> int:
+    from plugtron.data.preprocess_cli import run
+
+    return run(ns)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from plugtron.errors import PlugtronError
 
@@ -120,6 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("plugins", "list"): cmd_plugins_list,
         ("convert", "import-hf"): _convert("cmd_import_hf"),
         ("convert", "export-hf"): _convert("cmd_export_hf"),
+        ("data", "preprocess"): cmd_data_preprocess,
     }
     handler = handlers.get((ns.command, getattr(ns, "action", None)))
     if handler is None:

@@ -5,8 +5,10 @@ Where each hook fires in the loop (``plugtron.training.loop.train``)::
     config = recipe + YAML + overrides;  config.validate()
     plugins = enabled plugins (train.manual_gc, ..., plugins.<name>.enabled)
     configure_model(config, provider)            # all ranks, before anything is built
-    build model chunks, DDP, optimizer, scheduler, data
-    if checkpoint.load / pretrained_checkpoint:  load ...; on_load(state, checkpoint_dir, plugin_state)
+    build model chunks, DDP, optimizer, scheduler
+    if checkpoint.load holds a checkpoint:  resume ...; on_load(state, checkpoint_dir, plugin_state)
+    elif checkpoint.pretrained_checkpoint:  load weights only (no hook: nothing of a run is resumed)
+    build data iterators at state.consumed_train_samples
     on_train_start(state)
     try:
         while state.iteration < train_iters and not state.should_stop:
@@ -17,9 +19,10 @@ Where each hook fires in the loop (``plugtron.training.loop.train``)::
             if iteration % log_interval == 0:   on_log(state, log)
             if iteration % eval_interval == 0:
                 on_eval_start(state, "valid");  evaluate;  on_eval(state, "valid", metrics)
-            if iteration % save_interval == 0 or should_save:
-                save ...; on_save(state, checkpoint_dir) -> plugin_state
-        if checkpoint.save: final save (save-last is always on) -> on_save
+            if iteration % save_interval == 0:
+                save ...; on_save(state, checkpoint_dir) -> plugin_state;  publish
+            if stop requested (any rank; e.g. preemption): break
+        if checkpoint.save and not saved at this iteration: final save -> on_save  (save-last)
         on_train_end(state)
     except BaseException as exc:
         on_exception(state, exc);  raise
@@ -62,8 +65,8 @@ def on_load(state, checkpoint_dir, plugin_state) -> None:
 
     Fires on every rank after model, optimizer, scheduler, RNG and data position are restored,
     before ``on_train_start``. ``checkpoint_dir`` is the ``iter_XXXXXXX`` directory;
-    ``plugin_state`` is what *this* plugin returned from ``on_save`` (``None`` if nothing was saved
-    for it). Return value ignored.
+    ``plugin_state`` is what *this* plugin returned from ``on_save`` on this rank (rank 0's when the
+    world size changed; ``None`` if nothing was saved for it). Return value ignored.
     """
 
 
@@ -125,11 +128,14 @@ def on_eval(state, split, metrics) -> None:
 # ---- checkpoints -----------------------------------------------------------------------------------
 @hookspec
 def on_save(state, checkpoint_dir):
-    """A checkpoint was written to ``checkpoint_dir`` (before it is published as complete).
+    """A checkpoint of ``state.iteration`` is being written into ``checkpoint_dir``.
 
-    Fires on every rank. Return this plugin's state to save (a dict of plain data and tensors) or
-    ``None`` for nothing; it is stored in the plugin's own namespaced slot and handed back to
-    ``on_load`` on resume. A plugin without state pays nothing.
+    Fires on every rank, after the model/optimizer data was handed to the writer and before the
+    checkpoint is published: ``checkpoint_dir`` is the ``iter_XXXXXXX.staging`` directory, and files a
+    plugin writes there are published (and verified on load) with the checkpoint. Return this
+    plugin's state to save - plain data and tensors, loadable with ``torch.load(weights_only=True)``
+    - or ``None`` for nothing. Each rank's states go to ``plugins/rank_XXXXX.pt`` under the plugin's
+    name and come back to its ``on_load``. A plugin without state pays nothing.
     """
 
 

@@ -71,12 +71,6 @@ def test_null_tokenizer():
         build_tokenizer(TokenizerConfig(tokenizer_type="NullTokenizer"))
 
 
-@pytest.mark.parametrize("kind", ["GPT2BPETokenizer", "HuggingFaceTokenizer", "SentencePieceTokenizer"])
-def test_other_tokenizers_arrive_later(kind):
-    with pytest.raises(DataError, match="later plugtron version"):
-        build_tokenizer(TokenizerConfig(tokenizer_type=kind))
-
-
 # -------------------------------------------------------------------------------- bundled corpus
 
 def test_bundled_corpus_rebuilds_byte_identical(tmp_path):

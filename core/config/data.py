@@ -52,7 +52,12 @@ class TokenizerConfig:
 
 @attrs.define(kw_only=True)
 class PackedSequenceSpecs:
-    """Offline packing of several SFT examples per row (``micro_batch_size`` must be 1)."""
+    """Offline packing of several SFT examples per row (``micro_batch_size`` must be 1).
+
+    ``packed_sequence_size`` > 0 turns packing on and must equal ``dataset.seq_length``. The packed
+    files are written next to the data (``<dataset_root>/packed/``) and reused while the data,
+    tokenizer and settings are unchanged; ``packed_*_data_path`` put them elsewhere.
+    """
 
     packed_sequence_size: int = -1
     packed_train_data_path: Optional[str] = None
@@ -63,8 +68,11 @@ class PackedSequenceSpecs:
 class FinetuningDatasetConfig:
     """SFT data: ``dataset_root`` with ``training.jsonl`` / ``validation.jsonl`` / ``test.jsonl``.
 
-    Accepted by the config (so recipes and the migration guide's snippets load); the SFT data
-    pipeline itself is not in this version: training with it stops with a clear error.
+    ``data_format: input_output``: each line has ``input_key`` (prompt) and ``output_key`` (answer);
+    ``chat``: each line has ``messages_key``, a list of ``{"role", "content"}``. The loss covers only
+    answer (assistant) tokens and the final EOD. An example longer than ``seq_length + 1`` tokens is
+    cut: first ``truncation_field`` from ``truncation_method``'s side, then the other field (chat:
+    from the right). ``eval_iters`` is shared by validation and test (the guide's rule).
     """
 
     dataset_root: Optional[str] = None
@@ -73,3 +81,30 @@ class FinetuningDatasetConfig:
     do_validation: bool = True
     do_test: bool = True
     packed_sequence_specs: Optional[PackedSequenceSpecs] = None
+    data_format: Literal["input_output", "chat"] = "input_output"
+    input_key: str = "input"
+    output_key: str = "output"
+    messages_key: str = "messages"
+    # "left" keeps the end of a long prompt, the part next to the answer.
+    truncation_field: Literal["input", "output"] = "input"
+    truncation_method: Literal["left", "right"] = "left"
+
+    @property
+    def packing(self) -> bool:
+        return self.packed_sequence_specs is not None and self.packed_sequence_specs.packed_sequence_size > 0
+
+    def problems(self, train) -> List[str]:
+        """Config-only checks (no file access), reported by ``ConfigContainer.validate()``."""
+        out = []
+        if not self.dataset_root:
+            out.append("dataset.dataset_root: required (a directory with training.jsonl, validation.jsonl, test.jsonl)")
+        if self.packing:
+            size = self.packed_sequence_specs.packed_sequence_size
+            if train.micro_batch_size != 1:
+                out.append(f"train.micro_batch_size: {train.micro_batch_size}, but packed sequences "
+                           "(dataset.packed_sequence_specs) need micro_batch_size 1: each row already holds "
+                           "several examples; raise train.global_batch_size instead")
+            if size != self.seq_length:
+                out.append(f"dataset.packed_sequence_specs.packed_sequence_size: {size} differs from "
+                           f"dataset.seq_length {self.seq_length}; a packed row is one model sequence")
+        return out

@@ -53,10 +53,24 @@ def deep_merge(base: Any, update: Any, path: str = "") -> Any:
     return copy.deepcopy(update)
 
 
+def _replace_other_dataset_kind(base: Dict[str, Any], update: Any) -> Dict[str, Any]:
+    """A ``dataset`` section of the other kind (SFT: ``dataset_root``; pretraining: ``blend``,
+    ``sequence_length``, ...) replaces the one below it instead of merging: their fields differ."""
+    new, old = (update or {}).get("dataset") if isinstance(update, dict) else None, base.get("dataset")
+    if not (isinstance(new, dict) and isinstance(old, dict)):
+        return base
+    pretraining = {"blend", "blend_per_split", "split", "sequence_length", "mock"}
+    to_sft = "dataset_root" in new and "dataset_root" not in old
+    to_pretraining = bool(pretraining & set(new)) and "dataset_root" in old
+    return {k: v for k, v in base.items() if k != "dataset"} if to_sft or to_pretraining else base
+
+
 def merge_sources(base: Any, update: Any) -> Any:
-    """``deep_merge``, except that a ``model.provider`` different from the base's starts the model
-    section from that provider's own defaults (``provider: llama3_8b`` over the tiny recipe is a
-    Llama 3 8B, not a tiny model of class Llama3_8B); keys given next to it still apply."""
+    """``deep_merge``, except that a dataset section of the other kind replaces the one below it,
+    and a ``model.provider`` different from the base's starts the model section from that
+    provider's own defaults (``provider: llama3_8b`` over the tiny recipe is a Llama 3 8B, not a
+    tiny model of class Llama3_8B); keys given next to it still apply."""
+    base = _replace_other_dataset_kind(base, update)
     model = update.get("model") if isinstance(update, dict) else None
     if isinstance(model, dict) and "provider" in model and isinstance(base, dict):
         old = base.get("model")

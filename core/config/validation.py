@@ -142,10 +142,29 @@ def _derive_vocab(cfg, problems: List[str]) -> None:
         else:
             m.vocab_size = tok.vocab_size + 1  # + EOD
     else:
-        problems.append(
-            f"model.vocab_size: required with tokenizer_type {tok.tokenizer_type!r} in this version "
-            "(set it to the tokenizer's vocabulary size)"
-        )
+        # File-backed tokenizers: load the (local) files to read the size. Only when model.vocab_size
+        # is unset, so `config show` of a cluster config with an explicit size works on a laptop.
+        from plugtron.data.tokenizers import build_tokenizer
+        from plugtron.errors import DataError
+
+        try:
+            m.vocab_size = build_tokenizer(tok).vocab_size
+        except DataError as err:
+            problems.append(f"model.vocab_size: unset, so it is read from the tokenizer, which failed: {err}")
+
+
+def _check_checkpoint(ck, world_size: int, problems: List[str]) -> None:
+    if ck.save_interval is not None and not ck.save:
+        problems.append("checkpoint.save_interval: set checkpoint.save (the directory) too")
+    if ck.ckpt_format == "torch":
+        if world_size > 1:
+            problems.append(f"checkpoint.ckpt_format: 'torch' is single-process only (world size {world_size}); use 'torch_dist'")
+        if ck.async_save:
+            problems.append("checkpoint.async_save: needs ckpt_format 'torch_dist'")
+    for key in ("save", "load", "pretrained_checkpoint"):
+        path = getattr(ck, key)
+        if path is not None and not str(path).strip():
+            problems.append(f"checkpoint.{key}: empty path; give a directory or null")
 
 
 def validate(cfg, world_size: int) -> None:
@@ -174,6 +193,8 @@ def validate(cfg, world_size: int) -> None:
     _derive_vocab(cfg, problems)
     _derive_parallel(cfg, world_size, problems)
     _derive_scheduler(cfg, problems)
+    if hasattr(cfg.dataset, "problems"):  # FinetuningDatasetConfig: packing needs micro_batch_size 1, ...
+        problems.extend(cfg.dataset.problems(cfg.train))
     if cfg.peft is not None and not cfg.checkpoint.pretrained_checkpoint:
         problems.append("peft: requires checkpoint.pretrained_checkpoint (the model the adapters are trained on)")
     if cfg.dist.lazy_init:
@@ -183,6 +204,7 @@ def validate(cfg, world_size: int) -> None:
         problems.append(f"checkpoint.save_interval: expected >= 1 or null, got {ck.save_interval}")
     if ck.most_recent_k == 0 or ck.most_recent_k < -1:
         problems.append(f"checkpoint.most_recent_k: expected -1 (keep all) or >= 1, got {ck.most_recent_k}")
+    _check_checkpoint(ck, world_size, problems)
     if not problems:
         try:
             cfg.model.finalize()

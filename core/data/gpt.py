@@ -202,11 +202,14 @@ def build_datasets(cfg, tokenizer) -> Tuple[Optional[object], Optional[object], 
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
 
     ds = cfg.dataset
-    if not hasattr(ds, "blend"):
-        raise DataError(
-            f"dataset: {type(ds).__name__} (SFT data) is not supported by this version's data pipeline; "
-            "use GPTDatasetConfig (pretraining blends or mock data)"
-        )
+    model_vocab = getattr(cfg.model, "vocab_size", None)
+    if model_vocab is not None and model_vocab < tokenizer.vocab_size:
+        raise DataError(f"model.vocab_size: {model_vocab} is smaller than the tokenizer's {tokenizer.vocab_size} "
+                        f"({tokenizer.unique_identifiers['class']}); leave it unset to take the tokenizer's")
+    if not hasattr(ds, "blend"):  # FinetuningDatasetConfig
+        from plugtron.data.sft import build_sft_datasets
+
+        return build_sft_datasets(cfg, tokenizer)
     sizes = sample_counts(cfg.train)
     if not any(sizes):
         return None, None, None  # nothing to draw; Megatron would also turn "no blend" into mock

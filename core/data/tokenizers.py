@@ -85,11 +85,11 @@ class NullTokenizer:
         return " ".join(str(int(i)) for i in ids)
 
 
-_LATER = ("GPT2BPETokenizer", "HuggingFaceTokenizer", "SentencePieceTokenizer")
+_KINDS = ("ByteLevelTokenizer", "NullTokenizer", "GPT2BPETokenizer", "HuggingFaceTokenizer", "SentencePieceTokenizer")
 
 
 def build_tokenizer(tok_cfg: TokenizerConfig):
-    """The tokenizer named by ``tokenizer.tokenizer_type``."""
+    """The tokenizer named by ``tokenizer.tokenizer_type``; file-backed ones load local files only."""
     kind = tok_cfg.tokenizer_type
     if kind == "ByteLevelTokenizer":
         return ByteLevelTokenizer()
@@ -99,11 +99,12 @@ def build_tokenizer(tok_cfg: TokenizerConfig):
                 f"tokenizer.vocab_size: NullTokenizer needs a positive vocab_size, got {tok_cfg.vocab_size!r}"
             )
         return NullTokenizer(tok_cfg.vocab_size)
-    if kind in _LATER:
-        raise DataError(
-            f"tokenizer.tokenizer_type: {kind!r} arrives in a later plugtron version; "
-            "this version supports 'ByteLevelTokenizer' and 'NullTokenizer'"
-        )
-    raise DataError(
-        f"tokenizer.tokenizer_type: unknown {kind!r}; expected 'ByteLevelTokenizer' or 'NullTokenizer'"
-    )
+    from plugtron.data import file_tokenizers as ft
+
+    if kind == "GPT2BPETokenizer":
+        return ft.GPT2BPETokenizer(tok_cfg.vocab_file, tok_cfg.merge_file)
+    if kind == "HuggingFaceTokenizer":
+        return ft.HuggingFaceTokenizer(tok_cfg.tokenizer_model)
+    if kind == "SentencePieceTokenizer":
+        return ft.SentencePieceTokenizer(tok_cfg.tokenizer_model)
+    raise DataError(f"tokenizer.tokenizer_type: unknown {kind!r}; expected one of {', '.join(_KINDS)}")

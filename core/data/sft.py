@@ -1,0 +1,195 @@
+"""SFT datasets: one example per row (padded), or several per row when packed.
+
+Both yield Megatron's sample keys (``tokens``, ``labels``, ``loss_mask``, ``position_ids``), so the
+training loop, ``MicroBatchIterator`` and the loss are the same as for pretraining. Packed rows also
+carry a block-diagonal causal ``attention_mask`` ([1, s, s] bool, True = masked) and restart
+``position_ids`` at 0 for every example: each example attends only to itself, exactly as unpacked.
+That mask is what the local (pure torch) layer spec needs on CPU; on GPU with Transformer Engine the
+same boundaries as ``cu_seqlens`` (``packed_seq_params``) select the THD kernel instead.
+
+Order: sample ``i`` is row ``perm_e[i mod n]`` of epoch ``e = i // n``, ``perm_e`` a permutation
+seeded by ``(dataset.seed, e)``: a pure function of the seed and consumed samples, so a resumed run
+continues the same stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, List, Optional
+
+import numpy
+import torch
+
+from plugtron.data.packing import PackedRows, packed_path, write_packed
+from plugtron.data.sft_examples import SPLIT_FILES, load_examples
+from plugtron.errors import DataError
+
+log = logging.getLogger("plugtron")
+
+
+def make_sample(examples, seq_length: int, eod: int, packed: bool):
+    """Lay ``examples`` (list of (ids, answer)) out in one row of ``seq_length`` positions."""
+    tokens = numpy.full(seq_length, eod, dtype=numpy.int64)
+    labels = numpy.full(seq_length, eod, dtype=numpy.int64)
+    loss_mask = numpy.zeros(seq_length, dtype=numpy.float32)
+    position_ids = numpy.arange(seq_length, dtype=numpy.int64)
+    segment = numpy.full(seq_length, len(examples), dtype=numpy.int64)  # padding: a segment of its own
+    cu_seqlens, pos = [0], 0
+    for k, (ids, answer) in enumerate(examples):
+        m = len(ids) - 1
+        if pos + m > seq_length:
+            raise DataError(f"packed row overflows seq_length {seq_length}")
+        tokens[pos:pos + m], labels[pos:pos + m] = ids[:-1], ids[1:]
+        loss_mask[pos:pos + m] = answer[1:]
+        position_ids[pos:pos + m] = numpy.arange(m)
+        segment[pos:pos + m] = k
+        pos += m
+        cu_seqlens.append(pos)
+    position_ids[pos:] = numpy.arange(seq_length - pos)
+    sample = {"tokens": torch.from_numpy(tokens), "labels": torch.from_numpy(labels),
+              "loss_mask": torch.from_numpy(loss_mask), "position_ids": torch.from_numpy(position_ids)}
+    if packed:
+        seg = torch.from_numpy(segment)
+        # Cost: s*s bytes per row (16 MiB at s=4096); only the CPU/local-spec path needs it.
+        causal = torch.ones(seq_length, seq_length, dtype=torch.bool).triu(1)
+        sample["attention_mask"] = ((seg[:, None] != seg[None, :]) | causal).unsqueeze(0)
+        sample["cu_seqlens"] = torch.tensor(cu_seqlens + ([seq_length] if pos < seq_length else []), dtype=torch.int32)
+    return sample
+
+
+def packed_seq_params(cu_seqlens: torch.Tensor):
+    """Megatron's ``PackedSeqParams`` (THD layout) for one packed row: the GPU/TE path."""
+    from megatron.core.packed_seq_params import PackedSeqParams
+
+    cu = cu_seqlens.to(torch.int32)
+    longest = int((cu[1:] - cu[:-1]).max())
+    return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                           max_seqlen_q=longest, max_seqlen_kv=longest)
+
+
+class SFTDataset:
+    """``num_rows`` rows served in a fresh seeded permutation every epoch, ``epochs`` long enough for
+    the requested samples."""
+
+    def __init__(self, get_row: Callable[[int], list], num_rows: int, num_samples: int, seed: int,
+                 seq_length: int, eod: int, packed: bool) -> None:
+        self.get_row, self.n, self.seed = get_row, num_rows, seed
+        self.seq_length, self.eod, self.packed = seq_length, eod, packed
+        self.epochs = max(1, -(-num_samples // num_rows))
+        self._perm_epoch, self._perm = -1, None
+
+    def __len__(self) -> int:
+        return self.n * self.epochs
+
+    def row_index(self, idx: int) -> int:
+        epoch, i = divmod(int(idx) % len(self), self.n)
+        if epoch != self._perm_epoch:
+            self._perm = numpy.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._perm_epoch = epoch
+        return int(self._perm[i])
+
+    def __getitem__(self, idx: int):
+        return make_sample(self.get_row(self.row_index(idx)), self.seq_length, self.eod, self.packed)
+
+
+def _split(path: str, ds, tokenizer, num_samples: int, seed: int, explicit_packed: Optional[str]) -> SFTDataset:
+    if ds.packing:
+        size = ds.packed_sequence_specs.packed_sequence_size
+        if explicit_packed:  # used as is once it exists (the JSONL may then be absent)
+            target = os.path.abspath(os.path.expanduser(explicit_packed))
+        elif not os.path.isfile(path):
+            raise DataError(f"dataset.dataset_root: {path} not found")
+        else:
+            target = packed_path(path, ds, tokenizer)
+
+        def pack() -> None:
+            if os.path.isfile(target):
+                return  # reuse
+            examples, dropped = load_examples(path, ds, tokenizer)
+            _report_dropped(path, dropped)
+            write_packed(target, examples, size)
+            log.info(f"packed {len(examples)} examples of {path} into {target}")
+
+        _rank0_first(pack, target)  # every rank calls it: whether to pack is rank 0's decision alone
+        rows = PackedRows(target, size)
+        return SFTDataset(rows.row, len(rows), num_samples, seed, ds.seq_length, tokenizer.eod, packed=True)
+    examples, dropped = load_examples(path, ds, tokenizer)
+    _report_dropped(path, dropped)
+    return SFTDataset(lambda i: [examples[i]], len(examples), num_samples, seed, ds.seq_length, tokenizer.eod,
+                      packed=False)
+
+
+def _rank0_first(fn: Callable[[], None], what: str) -> None:
+    """Run ``fn`` on global rank 0 only while the others wait (one writer per packed file; a shared
+    filesystem is assumed, as for Megatron's index cache). Rank 0's outcome is broadcast rather than
+    met at a barrier, so a failure there stops every rank instead of leaving them waiting."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return fn()
+    failed, error = 0, None
+    if dist.get_rank() == 0:
+        try:
+            fn()
+        except Exception as err:  # re-raised below, after telling the other ranks
+            failed, error = 1, err
+    flag = torch.tensor([failed], dtype=torch.int32, device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.broadcast(flag, src=0)
+    if error is not None:
+        raise error
+    if int(flag[0]):
+        raise DataError(f"rank 0 failed to write {what}; its error message says why")
+
+
+def _report_dropped(path: str, dropped: int) -> None:
+    if dropped:
+        log.warning(f"{path}: {dropped} example(s) skipped: seq_length left no answer token to learn")
+
+
+def sft_sample_counts(train, ds) -> List[int]:
+    from plugtron.data.gpt import sample_counts
+
+    train_n, valid_n, test_n = sample_counts(train)
+    return [train_n, valid_n if ds.do_validation else 0, test_n if ds.do_test and train.eval_iters > 0 else 0]
+
+
+def build_sft_datasets(cfg, tokenizer):
+    """(train, valid, test) for a ``FinetuningDatasetConfig``; a split not asked for is ``None``.
+    The test split is never packed (it is read once, at the end)."""
+    ds = cfg.dataset
+    problems = ds.problems(cfg.train)
+    if problems:
+        raise DataError("; ".join(problems))
+    root = os.path.abspath(os.path.expanduser(ds.dataset_root))
+    if not os.path.isdir(root):
+        raise DataError(f"dataset.dataset_root: {root} is not a directory "
+                        f"(expected one holding {', '.join(SPLIT_FILES.values())})")
+    if ds.packing and getattr(cfg.model, "transformer_impl", "local") == "transformer_engine":
+        from plugtron.providers.gpt import te_available
+
+        if te_available():  # TE's attention would ignore the block-diagonal mask: examples would mix
+            raise DataError("dataset.packed_sequence_specs: packed rows with Transformer Engine need the THD "
+                            "(cu_seqlens) path, which this version's training step does not pass yet; "
+                            "set model.transformer_impl: local, or drop packed_sequence_specs")
+    specs = ds.packed_sequence_specs
+    explicit = {"train": specs.packed_train_data_path if specs else None,
+                "valid": specs.packed_val_data_path if specs else None, "test": None}
+    out = []
+    for (split, name), n in zip(SPLIT_FILES.items(), sft_sample_counts(cfg.train, ds)):
+        if n == 0:
+            out.append(None)
+            continue
+        seed = ds.seed + {"train": 0, "valid": 1, "test": 2}[split]  # independent orders per split
+        if split == "test" and ds.packing:
+            ds_unpacked = _unpacked_view(ds)
+            out.append(_split(os.path.join(root, name), ds_unpacked, tokenizer, n, seed, None))
+        else:
+            out.append(_split(os.path.join(root, name), ds, tokenizer, n, seed, explicit[split]))
+    return tuple(out)
+
+
+def _unpacked_view(ds):
+    import attrs
+
+    return attrs.evolve(ds, packed_sequence_specs=None)
