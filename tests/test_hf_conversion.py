@@ -35,6 +35,7 @@ def test_import_writes_the_pretrained_checkpoint_layout(converted):
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == "0"
     it = ckpt / "iter_0000000"
     assert (it / ".metadata").is_file() and (it / "common.pt").is_file()
+    assert (it / "manifest.json").is_file() and not (ckpt / "iter_0000000.staging").exists()
     cfg = from_yaml((it / "run_config.yaml").read_text())
     assert provider_name(type(cfg.model)) == family
     assert cfg.model.vocab_size == VOCAB

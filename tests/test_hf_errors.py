@@ -109,7 +109,7 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "plugtron: error:" in err and "nope: no such directory" in err and "Traceback" not in err
     assert main(["convert", "export-hf", str(tmp_path), str(tmp_path / "hf")]) == 2
-    assert "not a plugtron checkpoint" in capsys.readouterr().err
+    assert "holds no checkpoint" in capsys.readouterr().err
 
 
 def test_bf16_checkpoint_round_trips_bit_exact(tmp_path):

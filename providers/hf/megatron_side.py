@@ -6,6 +6,7 @@ tensor-parallel shards from whole tensors, gathering whole tensors back, and the
     OUT/iter_0000000/                          dist_checkpointing.save({"model": sharded_state_dict})
     OUT/iter_0000000/run_config.yaml           plugtron config whose `model` section is the provider
     OUT/iter_0000000/hf_config.json            the imported config.json (token ids, dtype) for export
+    OUT/iter_0000000/manifest.json             size and CRC32 of every file (plugtron.checkpointing.layout)
 """
 
 from __future__ import annotations
@@ -22,13 +23,8 @@ import torch.distributed as dist
 from plugtron.errors import CheckpointError
 from plugtron.providers.hf.errors import ConversionError
 
-TRACKER = "latest_checkpointed_iteration.txt"
 RUN_CONFIG = "run_config.yaml"
 HF_CONFIG = "hf_config.json"
-
-
-def iter_dir(root: Path, iteration: int) -> Path:
-    return root / f"iter_{iteration:07d}"
 
 
 @contextlib.contextmanager
@@ -160,44 +156,47 @@ def gather(model, provider) -> Dict[str, torch.Tensor]:
 
 
 def save(model, provider, out: Path, hf_config: dict = None) -> Path:
-    """Write the layout above (collective: every rank calls it)."""
+    """Write the layout above (collective: every rank calls it) through plugtron's checkpoint
+    layout: written under ``.staging``, manifest (size + CRC32 of every file), atomic publish, then
+    the tracker - so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one."""
     import json
+    import shutil
 
     from megatron.core import dist_checkpointing
 
+    from plugtron.checkpointing import layout
     from plugtron.config import ConfigContainer, to_yaml
 
-    target = iter_dir(out, 0)
-    if target.exists() and any(target.iterdir()):  # every rank checks: no rank is left in a barrier
-        raise ConversionError(f"{target}: already exists and is not empty; choose a new output directory")
+    final, staging = Path(layout.iter_path(str(out), 0)), Path(layout.staging_path(str(out), 0))
+    if final.exists() and any(final.iterdir()):  # every rank checks: no rank is left in a barrier
+        raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
     dist.barrier()
     if dist.get_rank() == 0:
-        target.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)  # a conversion that was killed
+        staging.mkdir(parents=True)
     dist.barrier()
-    dist_checkpointing.save({"model": model.sharded_state_dict()}, str(target))
+    dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
     if dist.get_rank() == 0:
-        (target / RUN_CONFIG).write_text(to_yaml(ConfigContainer(model=provider)), encoding="utf-8")
+        (staging / RUN_CONFIG).write_text(to_yaml(ConfigContainer(model=provider)), encoding="utf-8")
         if hf_config is not None:
-            (target / HF_CONFIG).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
-        (out / TRACKER).write_text("0\n", encoding="utf-8")
+            (staging / HF_CONFIG).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+        layout.write_manifest(str(staging))
+        layout.publish(str(staging), str(final))
+        layout.write_tracker(str(out), 0)
     dist.barrier()
-    return target
+    return final
 
 
 def checkpoint_dir(root: Path) -> Path:
-    """``root/iter_XXXXXXX`` named by the tracker file (or ``root`` itself if it is an iter dir)."""
-    tracker = root / TRACKER
-    if tracker.is_file():
-        text = tracker.read_text(encoding="utf-8").strip()
-        if not text.isdigit():
-            raise CheckpointError(f"{tracker}: expected an iteration number, got {text!r}")
-        path = iter_dir(root, int(text))
-    elif (root / RUN_CONFIG).is_file():
-        path = root
-    else:
-        raise CheckpointError(f"{root}: not a plugtron checkpoint (no {TRACKER})")
+    """The checkpoint directory of ``root`` (a save root with a tracker, or an ``iter_*`` dir),
+    verified against its manifest when it has one."""
+    from plugtron.checkpointing import layout
+
+    path = Path(layout.resolve_checkpoint_dir(str(root), "export-hf"))
     if not (path / RUN_CONFIG).is_file():
         raise CheckpointError(f"{path}: no {RUN_CONFIG} (the model's provider is needed to rebuild it)")
+    if (path / layout.MANIFEST).is_file():
+        layout.verify(str(path))
     return path
 
 
@@ -215,21 +214,15 @@ def load_model(root: Path, tp: int = 1) -> Tuple[object, object]:
 
     path = checkpoint_dir(root)
     provider, model = build_model(load_provider(root), tp)
-    # torch.distributed.checkpoint unpickles object entries; torch honours this variable on every
-    # torch.load, so a checkpoint from elsewhere cannot run code while it is exported.
-    previous = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    from plugtron.checkpointing.loading import weights_only_loads
+
     try:
-        loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))
+        with weights_only_loads():  # a checkpoint from elsewhere cannot run code while it is read
+            loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # torch's CheckpointException is a BaseException
         raise CheckpointError(f"{path}: cannot load the model weights ({type(exc).__name__}: {str(exc)[:300]})") from None
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = previous
     missing, unexpected = model.load_state_dict(loaded["model"], strict=False)
     missing = [k for k in missing if not k.endswith("_extra_state")]
     if missing or unexpected:
