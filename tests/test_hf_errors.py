@@ -146,3 +146,13 @@ def test_gpt2_checkpoint_without_transformer_prefix(tmp_path):
         got = megatron_logits(mc, toks)[..., :VOCAB]
     with torch.no_grad():
         assert (got - model(toks).logits).abs().max() <= 1e-4
+
+
+def test_convert_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom plugtron.cli import main\ntry:\n    main(['convert', 'import-hf', '--help'])\n"
+            "except SystemExit:\n    pass\nprint('torch imported:', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "HF_DIR" in out and out.strip().endswith("torch imported: False"), out
