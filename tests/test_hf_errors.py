@@ -156,3 +156,16 @@ def test_convert_help_does_not_import_torch():
             "except SystemExit:\n    pass\nprint('torch imported:', 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "HF_DIR" in out and out.strip().endswith("torch imported: False"), out
+
+
+@pytest.mark.parametrize("vocab, divisor, same_up_to", [
+    (32000, 32, 8), (128256, 32, 8), (151936, 16, 8), (250, 32, 8), (50257, 64, 2), (257, 128, 1)])
+def test_vocab_padding_is_the_same_at_every_tensor_parallel_size(vocab, divisor, same_up_to):
+    """A converted checkpoint must load at TP=1 and TP=2 (torch_dist reshards, but only between
+    equal global shapes): the padding multiple is divisor x TP, so the divisor is chosen to make the
+    padded size TP-independent as far as the vocabulary allows."""
+    from plugtron.providers.hf.bridge import tp_independent_vocab_divisor
+
+    assert tp_independent_vocab_divisor(vocab) == divisor
+    padded = {tp: -(-vocab // (divisor * tp)) * divisor * tp for tp in (1, 2, 4, 8) if tp <= same_up_to}
+    assert len(set(padded.values())) == 1 and padded[1] - vocab < 128

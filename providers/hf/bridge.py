@@ -24,6 +24,20 @@ log = logging.getLogger("plugtron")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def tp_independent_vocab_divisor(vocab_size: int, max_tp: int = 8) -> int:
+    """A ``make_vocab_size_divisible_by`` (power of two <= 128) whose padded vocabulary is the same
+    at every TP in 1, 2, 4, ... up to the largest possible of ``max_tp``: the padded size is a
+    multiple of divisor x TP (Megatron's rule), so a checkpoint padded for TP=1 would otherwise
+    not load at TP=2 (e.g. Qwen2.5's 151936 rows pad to 152064 at TP=2 with the default 128)."""
+    tp = max_tp
+    while tp >= 1:
+        for d in (128, 64, 32, 16, 8, 4, 2, 1):
+            if -(-vocab_size // d) % tp == 0:
+                return d
+        tp //= 2
+    return 128  # unreachable: d=1, tp=1 always fits
+
+
 class AutoBridge:
     """A local Hugging Face model directory and its plugtron family."""
 
@@ -47,6 +61,7 @@ class AutoBridge:
         # The checkpoint's parameter names depend on the layer spec; record the one used here.
         kwargs["transformer_impl"] = "transformer_engine" if te_available() else "local"
         kwargs["params_dtype"] = torch.float32
+        kwargs["make_vocab_size_divisible_by"] = tp_independent_vocab_divisor(kwargs["vocab_size"])
         kwargs.update(overrides)
         cls = provider_class(self.family.name)
         try:
