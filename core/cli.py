@@ -3,6 +3,8 @@
     plugtron train [CONFIG.yaml] [key=value ...]        train (the tiny recipe with no arguments)
     plugtron config show [CONFIG.yaml] [key=value ...]  print the resolved, validated config
     plugtron plugins list [CONFIG.yaml] [key=value ...] installed plugins and whether enabled
+    plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
+    plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
 
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     with_config(cfg.add_parser("show", help="print the resolved, validated config as YAML"))
     plug = sub.add_parser("plugins", help="inspect plugins").add_subparsers(dest="action", metavar="ACTION")
     with_config(plug.add_parser("list", help="installed plugins: source, hooks, enabled"))
+    from plugtron.providers.hf.commands import add_parser as add_convert_parser  # torch-free
+
+    add_convert_parser(sub)
     data = sub.add_parser("data", help="prepare data").add_subparsers(dest="action", metavar="ACTION")
     from plugtron.data.preprocess_cli import add_arguments  # torch-free
 
@@ -100,6 +105,15 @@ def cmd_plugins_list(ns) -> int:
     return 0
 
 
+def _convert(name: str):
+    def run(ns) -> int:
+        from plugtron.providers.hf import commands
+
+        return getattr(commands, name)(ns)
+
+    return run
+
+
 def cmd_data_preprocess(ns) -> int:
     from plugtron.data.preprocess_cli import run
 
@@ -115,6 +129,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("train", None): cmd_train,
         ("config", "show"): cmd_config_show,
         ("plugins", "list"): cmd_plugins_list,
+        ("convert", "import-hf"): _convert("cmd_import_hf"),
+        ("convert", "export-hf"): _convert("cmd_export_hf"),
         ("data", "preprocess"): cmd_data_preprocess,
     }
     handler = handlers.get((ns.command, getattr(ns, "action", None)))

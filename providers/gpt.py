@@ -30,11 +30,26 @@ def te_available() -> bool:
     return True
 
 
+def check_encoder_parallelism(cfg) -> None:
+    etp, epp = cfg.encoder_tensor_model_parallel_size, cfg.encoder_pipeline_model_parallel_size
+    if etp not in (None, cfg.tensor_model_parallel_size) or epp not in (None, 0):
+        raise ValueError(
+            "encoder_tensor_model_parallel_size/encoder_pipeline_model_parallel_size: Megatron-Core 0.16 has no "
+            "separate encoder parallelism; leave them null (the encoder uses the model's TP/PP)"
+        )
+
+
 @dataclasses.dataclass
 class GPTModelProvider(TransformerConfig):
     """Decoder-only GPT. Extra fields beyond ``TransformerConfig`` are GPTModel's own arguments."""
 
+    # Marks a model provider for the config converter: ``model.provider: <name>`` selects a class
+    # from ``plugtron.providers.registry`` (not a dataclass field: no annotation).
+    _plugtron_provider = True
+
     seq_length: int = 1024
+    # Positions the model supports (learned table size; HF's max_position_embeddings); null: seq_length.
+    max_position_embeddings: Optional[int] = None
     vocab_size: Optional[int] = None  # None: taken from the tokenizer, then padded
     make_vocab_size_divisible_by: int = 128
     share_embeddings_and_output_weights: bool = True
@@ -47,6 +62,10 @@ class GPTModelProvider(TransformerConfig):
     fp16_lm_cross_entropy: bool = False
     parallel_output: bool = True
     scatter_embedding_sequence_parallel: bool = True
+    # The guide's encoder parallelism fields. Megatron-Core 0.16 removed separate encoder
+    # parallelism: accepted only as "same as the decoder" (null, or equal to TP / 0 for PP).
+    encoder_tensor_model_parallel_size: Optional[int] = None
+    encoder_pipeline_model_parallel_size: Optional[int] = None
 
     def __post_init__(self) -> None:
         # Deliberately deferred: see finalize(). Megatron's checks need the whole config.
@@ -56,6 +75,7 @@ class GPTModelProvider(TransformerConfig):
         """Run Megatron's ``TransformerConfig.__post_init__`` (validation + derived fields such as
         ``ffn_hidden_size`` and ``kv_channels``). Raises ``ValueError`` on an impossible config."""
         TransformerConfig.__post_init__(self)
+        check_encoder_parallelism(self)
 
     # ---- building -------------------------------------------------------------------------
     def padded_vocab_size(self, vocab_size: int) -> int:
@@ -94,7 +114,7 @@ class GPTModelProvider(TransformerConfig):
             config=self,
             transformer_layer_spec=self.layer_spec(),
             vocab_size=self.padded_vocab_size(self.vocab_size),
-            max_sequence_length=self.seq_length,
+            max_sequence_length=self.max_position_embeddings or self.seq_length,
             pre_process=pre_process,
             post_process=post_process,
             fp16_lm_cross_entropy=self.fp16_lm_cross_entropy,

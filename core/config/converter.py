@@ -267,9 +267,57 @@ def _build() -> cattrs.Converter:
 
     c.register_structure_hook_factory(_is_config_class, class_structure)
     c.register_unstructure_hook_factory(_is_config_class, class_unstructure)
+    _register_provider_hooks(c, class_structure, class_unstructure)
     # Values typed Any (plugin options, MixedPrecisionConfig dtypes) are dumped by runtime type.
     c.register_unstructure_hook_factory(_is_torch_dtype, lambda t: dtype_name)
     return c
+
+
+def _is_provider(t: Any) -> bool:
+    return isinstance(t, type) and getattr(t, "_plugtron_provider", False) is True
+
+
+def _register_provider_hooks(c: cattrs.Converter, class_structure, class_unstructure) -> None:
+    """The model section is polymorphic: ``provider: <name>`` picks a class from plugtron's fixed
+    registry (``plugtron.providers.registry``); values name classes, never modules. Registered
+    after the generic class hooks, so these take precedence for provider classes."""
+    structure_fns: Dict[type, Any] = {}
+    unstructure_fns: Dict[type, Any] = {}
+
+    def structure_as(target, data):
+        if target not in structure_fns:
+            structure_fns[target] = class_structure(target)
+        return structure_fns[target](data, target)
+
+    def unstructure_as(target, value):
+        if target not in unstructure_fns:
+            unstructure_fns[target] = class_unstructure(target)
+        return unstructure_fns[target](value)
+
+    def provider_structure(cls):
+        def s(v, _):
+            if isinstance(v, Mapping) and "provider" in v:
+                from plugtron.providers.registry import provider_class
+
+                target = provider_class(v["provider"])
+                return structure_as(target, {k: x for k, x in v.items() if k != "provider"})
+            return structure_as(cls, v)
+
+        return s
+
+    def provider_unstructure(cls):
+        def u(v):
+            from plugtron.providers.registry import provider_name
+
+            name = provider_name(type(v)) if type(v) is not cls else None
+            if name is None:  # the declared class, or an unregistered Python subclass
+                return unstructure_as(cls, v)
+            return {"provider": name, **unstructure_as(type(v), v)}
+
+        return u
+
+    c.register_structure_hook_factory(_is_provider, provider_structure)
+    c.register_unstructure_hook_factory(_is_provider, provider_unstructure)
 
 
 _DTYPES = {

@@ -65,6 +65,20 @@ def _replace_other_dataset_kind(base: Dict[str, Any], update: Any) -> Dict[str, 
     return {k: v for k, v in base.items() if k != "dataset"} if to_sft or to_pretraining else base
 
 
+def merge_sources(base: Any, update: Any) -> Any:
+    """``deep_merge``, except that a dataset section of the other kind replaces the one below it,
+    and a ``model.provider`` different from the base's starts the model section from that
+    provider's own defaults (``provider: llama3_8b`` over the tiny recipe is a Llama 3 8B, not a
+    tiny model of class Llama3_8B); keys given next to it still apply."""
+    base = _replace_other_dataset_kind(base, update)
+    model = update.get("model") if isinstance(update, dict) else None
+    if isinstance(model, dict) and "provider" in model and isinstance(base, dict):
+        old = base.get("model")
+        if isinstance(old, dict) and old.get("provider", "gpt") != model["provider"]:
+            base = {**base, "model": {}}
+    return deep_merge(base, update)
+
+
 def load_config(
     config_path: Optional[str] = None,
     overrides: Iterable[str] = (),
@@ -79,12 +93,11 @@ def load_config(
     data = unstructure(get_recipe(recipe)())
     sources = [f"recipe {recipe!r}"]
     if config_path:
-        loaded = yaml_io.load_file(config_path)
-        data = deep_merge(_replace_other_dataset_kind(data, loaded), loaded)
+        data = merge_sources(data, yaml_io.load_file(config_path))
         sources.append(str(config_path))
     tree = parse_overrides(overrides)
     if tree:
-        data = deep_merge(_replace_other_dataset_kind(data, tree), tree)
+        data = merge_sources(data, tree)
         sources.append("command line")
     return structure(data, ConfigContainer, source=" + ".join(sources))
 

@@ -142,6 +142,10 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
     from plugtron.training.step import train_step
 
     cfg.validate(world_size)
+    if getattr(cfg.model, "not_trainable_by_loop", None):  # e.g. T5: the loop's data and step are decoder-only
+        from plugtron.errors import ConfigError
+
+        raise ConfigError([f"model: {cfg.model.not_trainable_by_loop}"])
     machine.check(cfg)
     hooks = (plugin_manager or PluginManager()).load(cfg)
     setup.init_distributed(cfg)

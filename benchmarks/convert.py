@@ -1,0 +1,107 @@
+"""Hugging Face import/export time against reading/writing the same bytes of safetensors directly.
+
+Writes a random Llama-layout model of about ``--size-mb`` (fp32, 32000-token vocabulary, 12
+layers, hidden size chosen to hit the size) as config.json + model.safetensors, then times, in one
+process and on the same files:
+
+- read:   every tensor of model.safetensors loaded with safetensors (the floor for import's input)
+- write:  the same tensors written with safetensors.save_file (the floor for export's output)
+- import: ``AutoBridge.import_ckpt`` (read, fuse QKV/fc1, build the Megatron model, torch_dist save)
+- export: ``AutoBridge.export_ckpt`` (torch_dist load into a model, split, write safetensors)
+
+    python benchmarks/convert.py [--size-mb 500] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+
+
+def _hf_config(size_mb: float) -> dict:
+    vocab, layers = 32000, 12
+    # params = 2*vocab*h (untied embeddings) + layers*12*h^2 (attention 4h^2 + SwiGLU 3*h*(8h/3))
+    target = size_mb * 2**20 / 4
+    h = (-2 * vocab + math.sqrt(4 * vocab**2 + 48 * layers * target)) / (24 * layers)
+    h = max(64, int(round(h / 64)) * 64)
+    heads = h // 64
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": vocab, "hidden_size": h,
+        "intermediate_size": int(round(8 * h / 3 / 64)) * 64, "num_hidden_layers": layers,
+        "num_attention_heads": heads, "num_key_value_heads": heads // 4 if heads % 4 == 0 else heads,
+        "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
+        "tie_word_embeddings": False, "torch_dtype": "float32",
+    }
+
+
+def _write_model(path: Path, size_mb: float) -> int:
+    import torch
+    from safetensors.torch import save_file
+
+    from plugtron.providers.hf.configs import FAMILIES
+    from plugtron.providers.hf.weights import llama_rules
+    from plugtron.providers.llama import LlamaProvider
+
+    cfg = _hf_config(size_mb)
+    provider = LlamaProvider(**FAMILIES["LlamaForCausalLM"].to_provider(cfg))
+    g = torch.Generator().manual_seed(0)
+    tensors = {name: torch.randn(shape, generator=g) * 0.02
+               for rule in llama_rules(provider) for name, shape in zip(rule.hf, rule.shapes)}
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(cfg))
+    save_file(tensors, str(path / "model.safetensors"))
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mb", type=float, default=500.0, help="model size in MiB (fp32)")
+    ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one, removed)")
+    args = ap.parse_args()
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from plugtron.providers.hf import AutoBridge
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="plugtron-convert-bench-"))
+    try:
+        nbytes = _write_model(work / "hf", args.size_mb)
+        src = work / "hf" / "model.safetensors"
+
+        def read_all():
+            with safe_open(str(src), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}
+
+        t_read, tensors = _timed(read_all)
+        t_write, _ = _timed(lambda: save_file(tensors, str(work / "direct.safetensors")))
+        del tensors
+        t_import, _ = _timed(lambda: AutoBridge.import_ckpt(str(work / "hf"), str(work / "mcore")))
+        t_export, _ = _timed(lambda: AutoBridge.export_ckpt(str(work / "mcore"), str(work / "exported")))
+        mb = nbytes / 2**20
+        print(f"model: {mb:.0f} MiB of fp32 safetensors ({json.loads((work / 'hf' / 'config.json').read_text())['hidden_size']} hidden, 12 layers)")
+        print(f"{'step':<8}{'seconds':>10}{'MiB/s':>10}{'x direct':>10}")
+        for name, t, base in (("read", t_read, t_read), ("import", t_import, t_read),
+                              ("write", t_write, t_write), ("export", t_export, t_write)):
+            print(f"{name:<8}{t:>10.2f}{mb / t:>10.0f}{t / base:>10.1f}")
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""``AutoBridge``: Hugging Face directory <-> plugtron/Megatron checkpoint, as Megatron Bridge
+names it (``AutoBridge.import_ckpt(hf_path, megatron_path)``).
+
+Import: config.json picks the family and its provider; weights are mapped whole (``weights``),
+then sharded into this rank's tensor-parallel slice of a real Megatron-Core model and written with
+``dist_checkpointing`` (``megatron_side``). Export loads the checkpoint into a TP=1 model in one
+process (torch_dist checkpoints reshard on load), maps back and writes config.json + safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from plugtron.providers.hf import configs, files, megatron_side, weights
+from plugtron.providers.hf.errors import ConversionError
+
+log = logging.getLogger("plugtron")
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def tp_independent_vocab_divisor(vocab_size: int, max_tp: int = 8) -> int:
+    """A ``make_vocab_size_divisible_by`` (power of two <= 128) whose padded vocabulary is the same
+    at every TP in 1, 2, 4, ... up to the largest possible of ``max_tp``: the padded size is a
+    multiple of divisor x TP (Megatron's rule), so a checkpoint padded for TP=1 would otherwise
+    not load at TP=2 (e.g. Qwen2.5's 151936 rows pad to 152064 at TP=2 with the default 128)."""
+    tp = max_tp
+    while tp >= 1:
+        for d in (128, 64, 32, 16, 8, 4, 2, 1):
+            if -(-vocab_size // d) % tp == 0:
+                return d
+        tp //= 2
+    return 128  # unreachable: d=1, tp=1 always fits
+
+
+class AutoBridge:
+    """A local Hugging Face model directory and its plugtron family."""
+
+    def __init__(self, model_dir: Path, hf_config: dict):
+        self.model_dir = model_dir
+        self.hf_config = hf_config
+        self.family = configs.family_of_config(hf_config, where=str(model_dir / "config.json"))
+
+    @classmethod
+    def from_hf_pretrained(cls, hf_model_id_or_path: str) -> "AutoBridge":
+        model_dir = files.resolve_local(str(hf_model_id_or_path))
+        return cls(model_dir, files.read_config(model_dir))
+
+    def to_megatron_provider(self, **overrides: Any):
+        """The provider for this model (a registered class), unfinalized; ``overrides`` are provider
+        fields (e.g. ``tensor_model_parallel_size=2``)."""
+        from plugtron.providers.gpt import te_available
+        from plugtron.providers.registry import provider_class
+
+        kwargs = self.family.to_provider(self.hf_config)
+        # The checkpoint's parameter names depend on the layer spec; record the one used here.
+        kwargs["transformer_impl"] = "transformer_engine" if te_available() else "local"
+        kwargs["params_dtype"] = torch.float32
+        kwargs["make_vocab_size_divisible_by"] = tp_independent_vocab_divisor(kwargs["vocab_size"])
+        kwargs.update(overrides)
+        cls = provider_class(self.family.name)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ConversionError(f"provider {cls.__name__}: {exc}") from None
+
+    def megatron_tensors(self, provider):
+        reader = files.SafetensorsReader(self.model_dir)
+        return weights.hf_to_mcore(self.family.name, provider, reader, where=str(self.model_dir))
+
+    @classmethod
+    def import_ckpt(cls, hf_model_id_or_path: str, megatron_path: str, tensor_model_parallel_size: int = 1,
+                    **provider_overrides: Any) -> Path:
+        """Convert a local Hugging Face model into a plugtron checkpoint at ``megatron_path``.
+        With ``tensor_model_parallel_size > 1`` run it under torchrun (every rank calls it)."""
+        bridge = cls.from_hf_pretrained(hf_model_id_or_path)
+        tp = tensor_model_parallel_size
+        provider = bridge.to_megatron_provider(tensor_model_parallel_size=tp, **provider_overrides)
+        tensors = bridge.megatron_tensors(provider)
+        with megatron_side.megatron_world(tp):
+            built, model = megatron_side.build_model(provider, tp)
+            megatron_side.fill(model, built, tensors)
+            out = megatron_side.save(model, provider, Path(megatron_path), hf_config=bridge.hf_config)
+        log.info("imported %s (%s) into %s", bridge.model_dir, bridge.family.architecture, out)
+        return Path(megatron_path)
+
+    @staticmethod
+    def export_ckpt(megatron_path: str, hf_path: str, max_shard_bytes: Optional[int] = None) -> Path:
+        """Write ``hf_path``/config.json + safetensors from a plugtron checkpoint (any TP layout)."""
+        root = Path(megatron_path)
+        with megatron_side.megatron_world(1):
+            provider, model = megatron_side.load_model(root, tp=1)
+            tensors = megatron_side.gather(model, provider)
+        fam = configs.family_of_provider(provider)
+        original = None
+        saved = megatron_side.checkpoint_dir(root) / megatron_side.HF_CONFIG
+        if saved.is_file():
+            original = json.loads(saved.read_text(encoding="utf-8"))
+        config = configs.hf_config(provider, original)
+        # transformers >= 4.56 writes "dtype", older versions "torch_dtype"
+        dtype = _DTYPES.get(str(config.get("dtype", config.get("torch_dtype"))), torch.float32)
+        hf = weights.mcore_to_hf(fam.name, provider, tensors, dtype=dtype)
+        import torch.distributed as dist
+
+        if not dist.is_initialized() or dist.get_rank() == 0:  # under torchrun: one writer
+            files.write_model_dir(Path(hf_path), hf, config, max_shard_bytes=max_shard_bytes)
+        log.info("exported %s to %s", root, hf_path)
+        return Path(hf_path)

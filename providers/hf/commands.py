@@ -1,0 +1,37 @@
+"""``plugtron convert import-hf HF_DIR OUT_DIR`` and ``plugtron convert export-hf CKPT_DIR HF_DIR``.
+
+Kept out of ``plugtron.cli`` so ``plugtron --help`` does not import torch; errors are
+``PlugtronError``s, printed by the CLI without a traceback.
+"""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    conv = sub.add_parser("convert", help="convert Hugging Face <-> plugtron checkpoints")
+    acts = conv.add_subparsers(dest="action", metavar="ACTION")
+    imp = acts.add_parser("import-hf", help="a local Hugging Face model dir -> a plugtron (Megatron torch_dist) checkpoint")
+    imp.add_argument("hf_dir", metavar="HF_DIR", help="local directory with config.json and *.safetensors")
+    imp.add_argument("out_dir", metavar="OUT_DIR", help="new checkpoint directory (use as checkpoint.pretrained_checkpoint)")
+    imp.add_argument("--tp", type=int, default=1, help="tensor-parallel size to shard into (>1: run under torchrun)")
+    exp = acts.add_parser("export-hf", help="a plugtron checkpoint -> config.json + safetensors that transformers loads")
+    exp.add_argument("ckpt_dir", metavar="CKPT_DIR", help="plugtron checkpoint (with latest_checkpointed_iteration.txt)")
+    exp.add_argument("hf_dir", metavar="HF_DIR", help="output directory")
+    exp.add_argument("--max-shard-gb", type=float, default=None, help="split the safetensors into shards of this size")
+
+
+def cmd_import_hf(ns) -> int:
+    from plugtron.providers.hf import AutoBridge
+
+    AutoBridge.import_ckpt(ns.hf_dir, ns.out_dir, tensor_model_parallel_size=ns.tp)
+    print(f"wrote {ns.out_dir} (use it as checkpoint.pretrained_checkpoint)")
+    return 0
+
+
+def cmd_export_hf(ns) -> int:
+    from plugtron.providers.hf import AutoBridge
+
+    shard = int(ns.max_shard_gb * 2**30) if ns.max_shard_gb else None
+    AutoBridge.export_ckpt(ns.ckpt_dir, ns.hf_dir, max_shard_bytes=shard)
+    print(f"wrote {ns.hf_dir}")
+    return 0

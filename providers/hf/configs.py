@@ -1,0 +1,231 @@
+"""Hugging Face ``config.json`` <-> provider, per family, and the architecture table.
+
+Each family reads only keys whose meaning Megatron reproduces exactly; a value it cannot reproduce
+(another activation, an unsupported RoPE scaling type, attention bias without MLP bias) is an
+``UnsupportedArchitecture`` naming the key, never a silently different model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, Optional
+
+from plugtron.providers.hf.errors import ConversionError, UnsupportedArchitecture
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name: str  # also the registry name of the provider class
+    architecture: str  # HF ``architectures[0]``
+    model_type: str  # HF ``model_type``
+    to_provider: Callable[[dict], Dict[str, Any]]
+    to_hf: Callable[[Any], Dict[str, Any]]
+
+
+def _get(cfg: dict, key: str, default: Any = ..., where: str = "config.json") -> Any:
+    if key in cfg and cfg[key] is not None:
+        return cfg[key]
+    if default is ...:
+        raise ConversionError(f"{where}: required key '{key}' is missing")
+    return default
+
+
+def _require(cfg: dict, key: str, allowed, default=None) -> Any:
+    value = cfg.get(key, default)
+    if value not in allowed:
+        raise UnsupportedArchitecture(
+            f"config.json: {key}={value!r} is not supported (supported: {', '.join(map(repr, allowed))})"
+        )
+    return value
+
+
+def _rope_scaling(cfg: dict) -> Dict[str, Any]:
+    rs = cfg.get("rope_scaling")
+    if not rs:
+        return {"rope_scaling": False}
+    kind = rs.get("rope_type", rs.get("type"))
+    # Megatron implements exactly Llama 3.1's scaling with these constants; anything else differs.
+    fixed = {"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    if kind != "llama3" or any(float(rs.get(k, v)) != v for k, v in fixed.items()):
+        raise UnsupportedArchitecture(
+            f"config.json: rope_scaling={rs!r} is not supported (only rope_type 'llama3' with "
+            "low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192)"
+        )
+    return {"rope_scaling": True, "rope_scaling_factor": float(rs["factor"])}
+
+
+def _llama_like(cfg: dict) -> Dict[str, Any]:
+    _require(cfg, "hidden_act", ("silu",), "silu")
+    if cfg.get("attention_bias", False) or cfg.get("mlp_bias", False):
+        raise UnsupportedArchitecture("config.json: attention_bias/mlp_bias=true is not supported for this family")
+    h, heads = _get(cfg, "hidden_size"), _get(cfg, "num_attention_heads")
+    kw = dict(
+        num_layers=_get(cfg, "num_hidden_layers"), hidden_size=h, num_attention_heads=heads,
+        num_query_groups=_get(cfg, "num_key_value_heads", heads), ffn_hidden_size=_get(cfg, "intermediate_size"),
+        vocab_size=_get(cfg, "vocab_size"), seq_length=_get(cfg, "max_position_embeddings"),
+        max_position_embeddings=_get(cfg, "max_position_embeddings"),
+        layernorm_epsilon=float(_get(cfg, "rms_norm_eps", 1e-6)), rotary_base=_get(cfg, "rope_theta", 10000.0),
+        share_embeddings_and_output_weights=bool(cfg.get("tie_word_embeddings", False)),
+        attention_dropout=float(cfg.get("attention_dropout", 0.0)), hidden_dropout=0.0,
+        **_rope_scaling(cfg),
+    )
+    head_dim = cfg.get("head_dim")
+    if head_dim and head_dim != h // heads:
+        kw["kv_channels"] = head_dim
+    if float(kw["rotary_base"]).is_integer():
+        kw["rotary_base"] = int(kw["rotary_base"])
+    return kw
+
+
+def _llama_like_hf(p) -> Dict[str, Any]:
+    out = dict(
+        num_hidden_layers=p.num_layers, hidden_size=p.hidden_size, num_attention_heads=p.num_attention_heads,
+        num_key_value_heads=p.num_query_groups or p.num_attention_heads, intermediate_size=p.ffn_hidden_size,
+        vocab_size=p.vocab_size, max_position_embeddings=p.max_position_embeddings or p.seq_length,
+        rms_norm_eps=p.layernorm_epsilon,
+        rope_theta=float(p.rotary_base), tie_word_embeddings=p.share_embeddings_and_output_weights,
+        hidden_act="silu", attention_dropout=p.attention_dropout,
+        head_dim=p.kv_channels or p.hidden_size // p.num_attention_heads,
+    )
+    if p.rope_scaling:
+        out["rope_scaling"] = {"rope_type": "llama3", "factor": float(p.rope_scaling_factor), "low_freq_factor": 1.0,
+                               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    else:
+        out["rope_scaling"] = None
+    return out
+
+
+def _mistral(cfg: dict) -> Dict[str, Any]:
+    kw = _llama_like(cfg)
+    window = cfg.get("sliding_window")
+    if window:  # HF lets a query see the previous `window` tokens including itself
+        kw["window_size"] = (int(window) - 1, 0)
+    return kw
+
+
+def _mistral_hf(p) -> Dict[str, Any]:
+    out = _llama_like_hf(p)
+    out["sliding_window"] = p.window_size[0] + 1 if p.window_size else None
+    return out
+
+
+def _qwen2(cfg: dict) -> Dict[str, Any]:
+    if cfg.get("use_sliding_window", False):
+        raise UnsupportedArchitecture("config.json: use_sliding_window=true is not supported for Qwen2")
+    kw = _llama_like(cfg)
+    kw["add_qkv_bias"] = True
+    return kw
+
+
+def _qwen2_hf(p) -> Dict[str, Any]:
+    out = _llama_like_hf(p)
+    out.pop("head_dim")
+    out["use_sliding_window"] = False
+    return out
+
+
+def _mixtral(cfg: dict) -> Dict[str, Any]:
+    kw = _mistral(cfg)
+    kw.update(num_moe_experts=_get(cfg, "num_local_experts"), moe_router_topk=_get(cfg, "num_experts_per_tok"),
+              moe_aux_loss_coeff=float(cfg.get("router_aux_loss_coef", 0.02)),
+              moe_ffn_hidden_size=kw["ffn_hidden_size"])
+    if cfg.get("router_jitter_noise"):
+        kw["moe_input_jitter_eps"] = float(cfg["router_jitter_noise"])
+    return kw
+
+
+def _mixtral_hf(p) -> Dict[str, Any]:
+    out = _mistral_hf(p)
+    out.update(num_local_experts=p.num_moe_experts, num_experts_per_tok=p.moe_router_topk,
+               router_aux_loss_coef=p.moe_aux_loss_coeff, router_jitter_noise=p.moe_input_jitter_eps or 0.0,
+               intermediate_size=p.moe_ffn_hidden_size)
+    return out
+
+
+_GPT2_ACT = {"gelu_new": "fast_gelu", "gelu_pytorch_tanh": "fast_gelu", "gelu": "gelu"}
+
+
+def _gpt2(cfg: dict) -> Dict[str, Any]:
+    act = _require(cfg, "activation_function", tuple(_GPT2_ACT), "gelu_new")
+    _require(cfg, "scale_attn_weights", (True,), True)
+    _require(cfg, "scale_attn_by_inverse_layer_idx", (False,), False)
+    from plugtron.config.converter import _activations
+
+    h = _get(cfg, "n_embd")
+    return dict(
+        num_layers=_get(cfg, "n_layer"), hidden_size=h, num_attention_heads=_get(cfg, "n_head"),
+        ffn_hidden_size=cfg.get("n_inner") or 4 * h, vocab_size=_get(cfg, "vocab_size"),
+        seq_length=_get(cfg, "n_positions"), max_position_embeddings=_get(cfg, "n_positions"),
+        layernorm_epsilon=float(_get(cfg, "layer_norm_epsilon", 1e-5)),
+        activation_func=_activations()[_GPT2_ACT[act]],
+        share_embeddings_and_output_weights=bool(cfg.get("tie_word_embeddings", True)),
+        hidden_dropout=float(cfg.get("resid_pdrop", 0.1)), attention_dropout=float(cfg.get("attn_pdrop", 0.1)),
+    )
+
+
+def _gpt2_hf(p) -> Dict[str, Any]:
+    from megatron.core.activations import fast_gelu
+
+    if not p.share_embeddings_and_output_weights:
+        raise UnsupportedArchitecture("GPT-2 export: untied embeddings cannot be written as GPT2LMHeadModel")
+    return dict(
+        n_layer=p.num_layers, n_embd=p.hidden_size, n_head=p.num_attention_heads,
+        n_inner=None if p.ffn_hidden_size == 4 * p.hidden_size else p.ffn_hidden_size,
+        vocab_size=p.vocab_size, n_positions=p.max_position_embeddings or p.seq_length,
+        n_ctx=p.max_position_embeddings or p.seq_length,
+        layer_norm_epsilon=p.layernorm_epsilon,
+        activation_function="gelu_new" if p.activation_func is fast_gelu else "gelu",
+        resid_pdrop=p.hidden_dropout, embd_pdrop=p.hidden_dropout, attn_pdrop=p.attention_dropout,
+        tie_word_embeddings=True,
+    )
+
+
+FAMILIES: Dict[str, Family] = {f.architecture: f for f in (
+    Family("llama", "LlamaForCausalLM", "llama", _llama_like, _llama_like_hf),
+    Family("mistral", "MistralForCausalLM", "mistral", _mistral, _mistral_hf),
+    Family("qwen2", "Qwen2ForCausalLM", "qwen2", _qwen2, _qwen2_hf),
+    Family("mixtral", "MixtralForCausalLM", "mixtral", _mixtral, _mixtral_hf),
+    Family("gpt2", "GPT2LMHeadModel", "gpt2", _gpt2, _gpt2_hf),
+)}
+BY_NAME: Dict[str, Family] = {f.name: f for f in FAMILIES.values()}
+
+
+def family_of_config(cfg: dict, where: str = "config.json") -> Family:
+    archs = cfg.get("architectures") or []
+    for arch in archs:
+        if arch in FAMILIES:
+            return FAMILIES[arch]
+    by_type = [f for f in FAMILIES.values() if f.model_type == cfg.get("model_type")]
+    if not archs and by_type:
+        return by_type[0]
+    raise UnsupportedArchitecture(
+        f"{where}: architecture {archs or cfg.get('model_type')!r} is not supported; "
+        f"supported: {', '.join(FAMILIES)}"
+    )
+
+
+def family_of_provider(provider) -> Family:
+    from plugtron.providers.registry import provider_name
+
+    for cls in type(provider).__mro__:
+        name = provider_name(cls)
+        if name in BY_NAME:
+            return BY_NAME[name]
+    raise UnsupportedArchitecture(
+        f"model: provider {type(provider).__name__} has no Hugging Face export (supported families: "
+        f"{', '.join(BY_NAME)})"
+    )
+
+
+def hf_config(provider, original: Optional[dict] = None) -> Dict[str, Any]:
+    """config.json for ``provider``: architecture keys derived from it, other keys (token ids,
+    dtype) kept from ``original`` (the imported config.json) when there is one."""
+    fam = family_of_provider(provider)
+    out = dict(original or {})
+    out.update(fam.to_hf(provider))
+    out["architectures"] = [fam.architecture]
+    out["model_type"] = fam.model_type
+    if "dtype" not in out and "torch_dtype" not in out:
+        out["torch_dtype"] = "float32"  # the weights plugtron trains are fp32 unless imported otherwise
+    return out
+

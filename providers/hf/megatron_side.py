@@ -1,0 +1,230 @@
+"""The Megatron side of conversion: a process group to build the model in, filling this rank's
+tensor-parallel shards from whole tensors, gathering whole tensors back, and the checkpoint layout
+``checkpoint.pretrained_checkpoint`` reads::
+
+    OUT/latest_checkpointed_iteration.txt      "0"
+    OUT/iter_0000000/                          dist_checkpointing.save({"model": sharded_state_dict})
+    OUT/iter_0000000/run_config.yaml           plugtron config whose `model` section is the provider
+    OUT/iter_0000000/hf_config.json            the imported config.json (token ids, dtype) for export
+    OUT/iter_0000000/manifest.json             size and CRC32 of every file (plugtron.checkpointing.layout)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from pathlib import Path
+from typing import Dict, Tuple
+
+import torch
+import torch.distributed as dist
+
+from plugtron.errors import CheckpointError
+from plugtron.providers.hf.errors import ConversionError
+
+RUN_CONFIG = "run_config.yaml"
+HF_CONFIG = "hf_config.json"
+
+
+@contextlib.contextmanager
+def megatron_world(tp: int = 1):
+    """Megatron's parallel state with tensor parallel size ``tp``: reuses an initialized process
+    group (torchrun) or starts a one-process gloo group; tears down only what it started."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+    if not torch.cuda.is_available():
+        from plugtron import cpu_shims
+
+        cpu_shims.apply()
+    started_pg = started_mp = False
+    if not dist.is_initialized():
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if world == 1 and "MASTER_ADDR" not in os.environ:
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+        else:
+            dist.init_process_group(backend)
+        started_pg = True
+    try:
+        if dist.get_world_size() % tp:
+            raise ConversionError(f"tensor_model_parallel_size={tp} needs a multiple of {tp} processes "
+                                  f"(this run has {dist.get_world_size()}; start it with torchrun)")
+        if not ps.model_parallel_is_initialized():
+            ps.initialize_model_parallel(tensor_model_parallel_size=tp)
+            started_mp = True
+        elif ps.get_tensor_model_parallel_world_size() != tp:
+            raise ConversionError(f"Megatron is already initialized with TP="
+                                  f"{ps.get_tensor_model_parallel_world_size()}, conversion asked for TP={tp}")
+        model_parallel_cuda_manual_seed(1234)  # initial values are overwritten; the RNG tracker must exist
+        yield
+    finally:
+        if started_mp:
+            ps.destroy_model_parallel()
+        if started_pg:
+            dist.destroy_process_group()
+
+
+def build_model(provider, tp: int):
+    """A bare GPTModel for ``provider`` on this rank (TP ``tp``, one pipeline stage)."""
+    p = copy.deepcopy(provider)
+    p.tensor_model_parallel_size, p.pipeline_model_parallel_size = tp, 1
+    p.virtual_pipeline_model_parallel_size = None
+    p.use_cpu_initialization = True
+    p.finalize()
+    return p, p.provide()
+
+
+# Transformer Engine's spec fuses the pre-attention/pre-MLP norms into the next linear layer.
+_TE_NORMS = {
+    "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
+    "self_attention.linear_qkv.layer_norm_bias": "input_layernorm.bias",
+    "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight",
+    "mlp.linear_fc1.layer_norm_bias": "pre_mlp_layernorm.bias",
+}
+
+
+def canonical_name(name: str, provider) -> str:
+    """A model parameter's name in the whole-model (local spec, global expert index) namespace."""
+    for te, local in _TE_NORMS.items():
+        if name.endswith(te):
+            return name[: -len(te)] + local
+    if ".local_experts." in name:
+        from megatron.core import parallel_state as ps
+
+        head, rest = name.split(".local_experts.", 1)
+        idx, tail = rest.split(".", 1)
+        per_rank = provider.num_moe_experts // ps.get_expert_model_parallel_world_size()
+        return f"{head}.local_experts.{ps.get_expert_model_parallel_rank() * per_rank + int(idx)}.{tail}"
+    return name
+
+
+def _pad_vocab(t: torch.Tensor, rows: int) -> torch.Tensor:
+    # Padding rows are zero: their logits are 0 and no real token id reaches them.
+    if t.shape[0] == rows:
+        return t
+    return torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])], 0)
+
+
+_VOCAB = ("embedding.word_embeddings.weight", "output_layer.weight")
+
+
+def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
+    """Copy each whole tensor's shard for this rank into ``model``; every tensor must be used."""
+    from megatron.core import parallel_state as ps
+
+    padded = provider.padded_vocab_size(provider.vocab_size)
+    left = set(tensors)
+    for name, param in model.named_parameters():
+        key = canonical_name(name, provider)
+        if key not in tensors:
+            raise ConversionError(f"no source tensor for Megatron parameter '{key}'")
+        left.discard(key)
+        full = tensors[key].to(param.dtype)
+        if key in _VOCAB:
+            full = _pad_vocab(full, padded)
+        if getattr(param, "tensor_model_parallel", False):
+            expert = not getattr(param, "allreduce", True)
+            n = ps.get_expert_tensor_parallel_world_size() if expert else ps.get_tensor_model_parallel_world_size()
+            r = ps.get_expert_tensor_parallel_rank() if expert else ps.get_tensor_model_parallel_rank()
+            dim = param.partition_dim
+            if provider.gated_linear_unit and key.endswith(("linear_fc1.weight", "linear_fc1.bias")):
+                # each rank holds [gate_r; up_r], not rows r of [gate; up]
+                shard = torch.cat([half.chunk(n, dim)[r] for half in full.chunk(2, 0)], 0)
+            else:
+                shard = full.chunk(n, dim)[r]
+        else:
+            shard = full
+        if tuple(shard.shape) != tuple(param.shape):
+            raise ConversionError(f"Megatron parameter '{key}': got shape {tuple(shard.shape)} for this rank, "
+                                  f"expected {tuple(param.shape)}")
+        with torch.no_grad():
+            param.copy_(shard)
+    if left:
+        raise ConversionError(f"tensor(s) with no Megatron parameter: {', '.join(sorted(left))}")
+
+
+def gather(model, provider) -> Dict[str, torch.Tensor]:
+    """Whole tensors of a TP=1 model, vocabulary padding removed."""
+    out = {}
+    for name, param in model.named_parameters():
+        key = canonical_name(name, provider)
+        t = param.detach()
+        out[key] = t[: provider.vocab_size].clone() if key in _VOCAB else t.clone()
+    return out
+
+
+def save(model, provider, out: Path, hf_config: dict = None) -> Path:
+    """Write the layout above (collective: every rank calls it) through plugtron's checkpoint
+    layout: written under ``.staging``, manifest (size + CRC32 of every file), atomic publish, then
+    the tracker - so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one."""
+    import json
+    import shutil
+
+    from megatron.core import dist_checkpointing
+
+    from plugtron.checkpointing import layout
+    from plugtron.config import ConfigContainer, to_yaml
+
+    final, staging = Path(layout.iter_path(str(out), 0)), Path(layout.staging_path(str(out), 0))
+    if final.exists() and any(final.iterdir()):  # every rank checks: no rank is left in a barrier
+        raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
+    dist.barrier()
+    if dist.get_rank() == 0:
+        shutil.rmtree(staging, ignore_errors=True)  # a conversion that was killed
+        staging.mkdir(parents=True)
+    dist.barrier()
+    dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
+    if dist.get_rank() == 0:
+        (staging / RUN_CONFIG).write_text(to_yaml(ConfigContainer(model=provider)), encoding="utf-8")
+        if hf_config is not None:
+            (staging / HF_CONFIG).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+        layout.write_manifest(str(staging))
+        layout.publish(str(staging), str(final))
+        layout.write_tracker(str(out), 0)
+    dist.barrier()
+    return final
+
+
+def checkpoint_dir(root: Path) -> Path:
+    """The checkpoint directory of ``root`` (a save root with a tracker, or an ``iter_*`` dir),
+    verified against its manifest when it has one."""
+    from plugtron.checkpointing import layout
+
+    path = Path(layout.resolve_checkpoint_dir(str(root), "export-hf"))
+    if not (path / RUN_CONFIG).is_file():
+        raise CheckpointError(f"{path}: no {RUN_CONFIG} (the model's provider is needed to rebuild it)")
+    if (path / layout.MANIFEST).is_file():
+        layout.verify(str(path))
+    return path
+
+
+def load_provider(root: Path):
+    from plugtron.config import from_yaml
+
+    path = checkpoint_dir(root) / RUN_CONFIG
+    return from_yaml(path.read_text(encoding="utf-8"), source=str(path)).model
+
+
+def load_model(root: Path, tp: int = 1) -> Tuple[object, object]:
+    """(provider, bare GPTModel) with the checkpoint's model weights; inside ``megatron_world(tp)``.
+    Only the model's keys are read, so optimizer/RNG entries in a training checkpoint are ignored."""
+    from megatron.core import dist_checkpointing
+
+    path = checkpoint_dir(root)
+    provider, model = build_model(load_provider(root), tp)
+    from plugtron.checkpointing.loading import weights_only_loads
+
+    try:
+        with weights_only_loads():  # a checkpoint from elsewhere cannot run code while it is read
+            loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # torch's CheckpointException is a BaseException
+        raise CheckpointError(f"{path}: cannot load the model weights ({type(exc).__name__}: {str(exc)[:300]})") from None
+    missing, unexpected = model.load_state_dict(loaded["model"], strict=False)
+    missing = [k for k in missing if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return provider, model

@@ -1,0 +1,199 @@
+"""The weight mapping: Hugging Face tensors <-> Megatron-Core GPTModel tensors (whole, un-sharded,
+in the local layer spec's names; ``bridge`` renames for Transformer Engine's fused norms and
+slices for tensor parallelism).
+
+One ``Rule`` per Megatron tensor: the HF tensors it is made of, their expected shapes, and an
+invertible op. Megatron's fused QKV is grouped by key/value head: for each of the ``ng`` groups,
+its ``nh/ng`` query heads, then its key head, then its value head; a contiguous split of the rows
+into TP parts therefore gives every rank whole groups. The gated MLP's ``linear_fc1`` is
+``[gate; up]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+
+from plugtron.providers.hf.errors import ConversionError
+
+Shape = Tuple[int, ...]
+
+
+@dataclasses.dataclass
+class Rule:
+    mcore: str
+    hf: Tuple[str, ...]
+    shapes: Tuple[Shape, ...]
+    fuse: Callable[..., torch.Tensor]  # hf tensors -> mcore tensor
+    split: Callable[[torch.Tensor], Sequence[torch.Tensor]]  # inverse
+
+
+def _copy(name: str, mcore: str, shape: Shape) -> Rule:
+    return Rule(mcore, (name,), (shape,), lambda t: t, lambda t: (t,))
+
+
+def _transposed(name: str, mcore: str, shape: Shape) -> Rule:
+    """GPT-2's Conv1D stores ``[in, out]``; Megatron's linear layers ``[out, in]``."""
+    return Rule(mcore, (name,), (shape,), lambda t: t.t().contiguous(), lambda t: (t.t().contiguous(),))
+
+
+def _concat(names: Tuple[str, str], mcore: str, shape: Shape) -> Rule:
+    return Rule(mcore, names, (shape, shape), lambda a, b: torch.cat([a, b], 0), lambda t: t.chunk(2, 0))
+
+
+def _qkv(names: Tuple[str, str, str], mcore: str, nh: int, ng: int, hd: int, rest: Shape) -> Rule:
+    per = nh // ng
+
+    def fuse(q, k, v):
+        q = q.reshape(ng, per, hd, *rest)
+        k, v = k.reshape(ng, 1, hd, *rest), v.reshape(ng, 1, hd, *rest)
+        return torch.cat([q, k, v], 1).reshape(ng * (per + 2) * hd, *rest)
+
+    def split(t):
+        q, k, v = t.reshape(ng, per + 2, hd, *rest).split([per, 1, 1], 1)
+        return (q.reshape(nh * hd, *rest).contiguous(), k.reshape(ng * hd, *rest).contiguous(),
+                v.reshape(ng * hd, *rest).contiguous())
+
+    shapes = ((nh * hd, *rest), (ng * hd, *rest), (ng * hd, *rest))
+    return Rule(mcore, names, shapes, fuse, split)
+
+
+def _gpt2_qkv(name: str, mcore: str, nh: int, hd: int, is_bias: bool) -> Rule:
+    """GPT-2's ``c_attn`` is ``[h, 3h]`` = q|k|v columns; Megatron's MHA fuses per head."""
+    h = nh * hd
+    inner = _qkv(("q", "k", "v"), mcore, nh, nh, hd, () if is_bias else (h,))
+
+    def fuse(t):
+        t = t if is_bias else t.t()
+        return inner.fuse(*t.split(h, 0))
+
+    def split(t):
+        qkv = torch.cat(list(inner.split(t)), 0)
+        return (qkv if is_bias else qkv.t().contiguous(),)
+
+    return Rule(mcore, (name,), ((3 * h,) if is_bias else (h, 3 * h),), fuse, split)
+
+
+def llama_rules(p, moe_prefix: str = "block_sparse_moe") -> List[Rule]:
+    """Llama, Mistral, Qwen2 (QKV bias) and Mixtral (MoE) share one layout."""
+    h, nh = p.hidden_size, p.num_attention_heads
+    ng, hd = p.num_query_groups or nh, p.kv_channels or h // nh
+    f, V = p.ffn_hidden_size, p.vocab_size
+    rules = [_copy("model.embed_tokens.weight", "embedding.word_embeddings.weight", (V, h))]
+    for i in range(p.num_layers):
+        L, M = f"model.layers.{i}.", f"decoder.layers.{i}."
+        a = L + "self_attn."
+        rules += [
+            _copy(L + "input_layernorm.weight", M + "input_layernorm.weight", (h,)),
+            _qkv((a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"),
+                 M + "self_attention.linear_qkv.weight", nh, ng, hd, (h,)),
+            _copy(a + "o_proj.weight", M + "self_attention.linear_proj.weight", (h, nh * hd)),
+            _copy(L + "post_attention_layernorm.weight", M + "pre_mlp_layernorm.weight", (h,)),
+        ]
+        if p.add_qkv_bias:
+            rules.append(_qkv((a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias"),
+                              M + "self_attention.linear_qkv.bias", nh, ng, hd, ()))
+        if p.num_moe_experts:
+            fe, E = p.moe_ffn_hidden_size or f, p.num_moe_experts
+            m = L + moe_prefix + "."
+            rules.append(_copy(m + "gate.weight", M + "mlp.router.weight", (E, h)))
+            for e in range(E):
+                x, X = f"{m}experts.{e}.", f"{M}mlp.experts.local_experts.{e}."
+                rules += [_concat((x + "w1.weight", x + "w3.weight"), X + "linear_fc1.weight", (fe, h)),
+                          _copy(x + "w2.weight", X + "linear_fc2.weight", (h, fe))]
+        else:
+            rules += [
+                _concat((L + "mlp.gate_proj.weight", L + "mlp.up_proj.weight"), M + "mlp.linear_fc1.weight", (f, h)),
+                _copy(L + "mlp.down_proj.weight", M + "mlp.linear_fc2.weight", (h, f)),
+            ]
+    rules.append(_copy("model.norm.weight", "decoder.final_layernorm.weight", (h,)))
+    if not p.share_embeddings_and_output_weights:
+        rules.append(_copy("lm_head.weight", "output_layer.weight", (V, h)))
+    return rules
+
+
+def gpt2_rules(p) -> List[Rule]:
+    h, nh, f, V = p.hidden_size, p.num_attention_heads, p.ffn_hidden_size, p.vocab_size
+    T = "transformer."
+    rules = [_copy(T + "wte.weight", "embedding.word_embeddings.weight", (V, h)),
+             _copy(T + "wpe.weight", "embedding.position_embeddings.weight", (p.max_position_embeddings or p.seq_length, h))]
+    for i in range(p.num_layers):
+        L, M = f"{T}h.{i}.", f"decoder.layers.{i}."
+        for hf_norm, mc_norm in (("ln_1", "input_layernorm"), ("ln_2", "pre_mlp_layernorm")):
+            rules += [_copy(f"{L}{hf_norm}.{w}", f"{M}{mc_norm}.{w}", (h,)) for w in ("weight", "bias")]
+        rules += [
+            _gpt2_qkv(L + "attn.c_attn.weight", M + "self_attention.linear_qkv.weight", nh, h // nh, False),
+            _gpt2_qkv(L + "attn.c_attn.bias", M + "self_attention.linear_qkv.bias", nh, h // nh, True),
+            _transposed(L + "attn.c_proj.weight", M + "self_attention.linear_proj.weight", (h, h)),
+            _copy(L + "attn.c_proj.bias", M + "self_attention.linear_proj.bias", (h,)),
+            _transposed(L + "mlp.c_fc.weight", M + "mlp.linear_fc1.weight", (h, f)),
+            _copy(L + "mlp.c_fc.bias", M + "mlp.linear_fc1.bias", (f,)),
+            _transposed(L + "mlp.c_proj.weight", M + "mlp.linear_fc2.weight", (f, h)),
+            _copy(L + "mlp.c_proj.bias", M + "mlp.linear_fc2.bias", (h,)),
+        ]
+    rules += [_copy(T + f"ln_f.{w}", f"decoder.final_layernorm.{w}", (h,)) for w in ("weight", "bias")]
+    return rules
+
+
+def rules_for(family: str, provider) -> List[Rule]:
+    return gpt2_rules(provider) if family == "gpt2" else llama_rules(provider)
+
+
+# Tensors a Hugging Face checkpoint may hold that are not weights, or are duplicates by design.
+def _ignorable(family: str, name: str, tied: bool) -> bool:
+    if family == "gpt2" and (name.endswith((".attn.bias", ".attn.masked_bias")) or (tied and name == "lm_head.weight")):
+        return True
+    if tied and name == "lm_head.weight":
+        return True
+    return name.endswith("rotary_emb.inv_freq")
+
+
+def _aliases(family: str, keys) -> Dict[str, str]:
+    """GPT2Model checkpoints (the hub's ``gpt2``) lack the ``transformer.`` prefix."""
+    if family == "gpt2" and not any(k.startswith("transformer.") for k in keys):
+        return {"transformer." + k: k for k in keys if k != "lm_head.weight"}
+    return {}
+
+
+def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Tensor]:
+    """Every Megatron tensor from ``reader`` (``.keys()``, ``.get(name)``); missing, misshapen or
+    left-over HF tensors are errors naming the tensor."""
+    keys = set(reader.keys())
+    alias = _aliases(family, keys)
+    used, out = set(), {}
+    for rule in rules_for(family, provider):
+        parts = []
+        for name, shape in zip(rule.hf, rule.shapes):
+            stored = alias.get(name, name)
+            if stored not in keys:
+                raise ConversionError(f"{where}: tensor '{stored}' is missing (needed for {rule.mcore})")
+            t = reader.get(stored)
+            if tuple(t.shape) != tuple(shape):
+                raise ConversionError(
+                    f"{where}: tensor '{stored}' has shape {tuple(t.shape)}, expected {tuple(shape)} from config.json"
+                )
+            used.add(stored)
+            parts.append(t)
+        out[rule.mcore] = rule.fuse(*parts)
+    tied = provider.share_embeddings_and_output_weights
+    extra = sorted(k for k in keys - used if not _ignorable(family, k, tied))
+    if extra:
+        more = f" (and {len(extra) - 5} more)" if len(extra) > 5 else ""
+        raise ConversionError(f"{where}: tensor(s) {', '.join(extra[:5])}{more} have no place in a "
+                              f"{family} model of this config (unsupported variant?)")
+    return out
+
+
+def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=None) -> Dict[str, torch.Tensor]:
+    out: Dict[str, torch.Tensor] = {}
+    for rule in rules_for(family, provider):
+        if rule.mcore not in tensors:
+            raise ConversionError(f"Megatron checkpoint: tensor '{rule.mcore}' is missing")
+        for name, shape, t in zip(rule.hf, rule.shapes, rule.split(tensors[rule.mcore])):
+            if tuple(t.shape) != tuple(shape):
+                raise ConversionError(f"Megatron checkpoint: '{rule.mcore}' gives '{name}' of shape "
+                                      f"{tuple(t.shape)}, expected {tuple(shape)}")
+            out[name] = t.to(dtype) if dtype is not None else t
+    return out

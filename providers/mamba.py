@@ -1,0 +1,118 @@
+"""``MambaProvider``: Megatron-Core's ``MambaModel`` (pure Mamba-2 or a hybrid with attention and
+MLP layers) from one config.
+
+The layer pattern is plain data and checked here, on any machine: ``hybrid_override_pattern`` is a
+string of ``M`` (Mamba), ``*`` (attention), ``-`` (MLP), ``E`` (MoE), one per layer; without it,
+Megatron allocates ``hybrid_attention_ratio``/``hybrid_mlp_ratio`` of the layers evenly. Building
+the model needs the ``mamba_ssm`` CUDA/triton kernels: without them ``provide()`` raises
+``UnsupportedOnThisMachine`` instead of failing deep inside Megatron.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Literal, Optional
+
+import torch
+from megatron.core.transformer import TransformerConfig
+
+from plugtron.errors import UnsupportedOnThisMachine
+
+
+def mamba_kernels_missing() -> Optional[str]:
+    """Why Mamba layers cannot be built here, or None."""
+    if not torch.cuda.is_available():
+        return "CUDA is not available"
+    for module in ("mamba_ssm", "triton", "causal_conv1d"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"the '{module}' package is not installed"
+    return None
+
+
+@dataclasses.dataclass
+class MambaProvider(TransformerConfig):
+    _plugtron_provider = True  # selectable as `model.provider: mamba`
+
+    seq_length: int = 2048
+    vocab_size: Optional[int] = None
+    make_vocab_size_divisible_by: int = 128
+    hybrid_attention_ratio: float = 0.0
+    hybrid_mlp_ratio: float = 0.0
+    hybrid_override_pattern: Optional[str] = None
+    share_embeddings_and_output_weights: bool = False
+    position_embedding_type: Literal["learned_absolute", "rope", "none"] = "none"
+    rotary_base: int = 10000
+    rotary_percent: float = 1.0
+    normalization: Literal["LayerNorm", "RMSNorm"] = "RMSNorm"
+    add_bias_linear: bool = False
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    layernorm_epsilon: float = 1e-5
+    fp16_lm_cross_entropy: bool = False
+    parallel_output: bool = True
+
+    def __post_init__(self) -> None:
+        pass  # deferred to finalize(), as for GPTModelProvider
+
+    def finalize(self) -> None:
+        TransformerConfig.__post_init__(self)
+        self.layer_pattern()  # a bad pattern or ratio is a config error, on any machine
+
+    def layer_pattern(self) -> List[str]:
+        """One symbol per layer (``M``, ``*``, ``-``, ``E``), as Megatron will allocate them."""
+        from megatron.core.ssm.mamba_hybrid_layer_allocation import allocate_layers
+
+        for name in ("hybrid_attention_ratio", "hybrid_mlp_ratio"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}: expected a value in [0, 1], got {v}")
+        if self.hybrid_attention_ratio + self.hybrid_mlp_ratio > 1.0:
+            raise ValueError("hybrid_attention_ratio + hybrid_mlp_ratio: must not exceed 1 (the rest are Mamba layers)")
+        if self.num_layers <= 0:
+            raise ValueError("num_layers: required (> 0)")
+        try:
+            return allocate_layers(self.num_layers, self.hybrid_attention_ratio, self.hybrid_mlp_ratio,
+                                   self.hybrid_override_pattern)
+        except ValueError as exc:
+            raise ValueError(f"hybrid_override_pattern {self.hybrid_override_pattern!r}: {exc}") from None
+
+    def padded_vocab_size(self, vocab_size: int) -> int:
+        multiple = self.make_vocab_size_divisible_by * self.tensor_model_parallel_size
+        return ((vocab_size + multiple - 1) // multiple) * multiple
+
+    def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
+        why = mamba_kernels_missing()
+        if why is not None:
+            raise UnsupportedOnThisMachine(
+                f"model: MambaProvider builds Mamba layers, which need the mamba_ssm CUDA kernels, but {why}. "
+                "Train Mamba/hybrid models on a CUDA machine with `pip install mamba-ssm causal-conv1d`."
+            )
+        from megatron.core.models.mamba import MambaModel
+        from megatron.core.models.mamba.mamba_layer_specs import mamba_stack_spec
+
+        if self.vocab_size is None:
+            raise ValueError("model.vocab_size is not set")
+        return MambaModel(
+            config=self, mamba_stack_spec=mamba_stack_spec, vocab_size=self.padded_vocab_size(self.vocab_size),
+            max_sequence_length=self.seq_length, pre_process=pre_process, post_process=post_process,
+            hybrid_attention_ratio=self.hybrid_attention_ratio, hybrid_mlp_ratio=self.hybrid_mlp_ratio,
+            hybrid_override_pattern=self.hybrid_override_pattern, fp16_lm_cross_entropy=self.fp16_lm_cross_entropy,
+            parallel_output=self.parallel_output,
+            share_embeddings_and_output_weights=self.share_embeddings_and_output_weights,
+            position_embedding_type=self.position_embedding_type, rotary_percent=self.rotary_percent,
+            rotary_base=self.rotary_base,
+        )
+
+
+@dataclasses.dataclass
+class Mamba2_130M(MambaProvider):
+    """Mamba-2 130M (pure Mamba, GPT-NeoX vocabulary)."""
+
+    num_layers: int = 24
+    hidden_size: int = 768
+    num_attention_heads: int = 1  # unused by Mamba layers; TransformerConfig requires it
+    mamba_state_dim: int = 128
+    vocab_size: Optional[int] = 50280
+    share_embeddings_and_output_weights: bool = True

@@ -1,0 +1,78 @@
+"""Tiny random Hugging Face models built locally from config objects (nothing is downloaded).
+
+Every parameter is randomised - norms around 1, biases non-zero - so a mis-mapped norm or bias
+changes the logits (HF's own init sets norms to 1 and biases to 0, which would hide it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+VOCAB = 250  # not a multiple of 128: exercises vocabulary padding (to 256 at TP=1 and TP=2)
+SEQ = 16
+
+
+def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
+    import transformers as T
+
+    common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=positions)
+    if family == "llama":  # Llama 3.1: GQA + llama3 RoPE scaling (low frequencies of head_dim 16 are scaled)
+        return T.LlamaConfig(**common, rms_norm_eps=1e-5, rope_theta=500000.0, rope_scaling={
+            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192})
+    if family == "mistral":  # sliding window shorter than the test sequence
+        return T.MistralConfig(**common, sliding_window=6, rope_theta=1e6, rms_norm_eps=1e-5)
+    if family == "qwen2":  # QKV bias, tied embeddings
+        return T.Qwen2Config(**common, tie_word_embeddings=True, rms_norm_eps=1e-6)
+    if family == "mixtral":
+        return T.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2, sliding_window=None)
+    if family == "gpt2":
+        return T.GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=positions,
+                            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    raise ValueError(family)
+
+
+FAMILIES = ("llama", "mistral", "qwen2", "mixtral", "gpt2")
+
+
+def build(family: str, seed: int = 0, **kwargs):
+    import transformers as T
+
+    torch.manual_seed(seed)
+    cfg = hf_config(family, **kwargs)
+    model = T.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1 and ("norm" in name or "ln_" in name):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif p.dim() == 1:
+                p.copy_(0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.08 * torch.randn_like(p))
+    return model
+
+
+def save(model, path: Path, **kwargs) -> Path:
+    model.save_pretrained(path, safe_serialization=True, **kwargs)
+    return path
+
+
+def tokens(vocab: int = VOCAB, batch: int = 2, seq: int = SEQ, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, seq), generator=g)
+
+
+def megatron_logits(model, toks: torch.Tensor) -> torch.Tensor:
+    """Full-vocabulary logits of a bare Megatron GPTModel (gathered over TP when sharded)."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
+
+    model.eval()
+    pos = torch.arange(toks.shape[1]).expand_as(toks)
+    with torch.no_grad():
+        out = model(toks, pos, None)
+    if ps.get_tensor_model_parallel_world_size() > 1:
+        out = gather_from_tensor_model_parallel_region(out)
+    return out
