@@ -55,6 +55,18 @@ def _quartiles(xs):
     return q1, q2, q3
 
 
+def _median_ci(xs, level: float = 0.95, resamples: int = 2000):
+    """Bootstrap confidence interval of the median of ``xs`` (fixed seed: reruns print the same
+    interval for the same data)."""
+    import random
+
+    rng = random.Random(0)
+    meds = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(resamples))
+    lo = meds[int((1 - level) / 2 * resamples)]
+    hi = meds[min(resamples - 1, int((1 + level) / 2 * resamples))]
+    return lo, hi
+
+
 def _per_call_us(fn, calls: int = 200, repeats: int = 5) -> float:
     """Microseconds per call, min over repeats (the least disturbed estimate on a shared machine)."""
     best = float("inf")
@@ -301,8 +313,11 @@ def main() -> None:
         pq = _quartiles(data["plugtron"])
         print(f"[{label}] bare     step: median {bq[1] * 1000:8.2f} ms  (IQR {bq[0] * 1000:.2f} .. {bq[2] * 1000:.2f})")
         print(f"[{label}] plugtron step: median {pq[1] * 1000:8.2f} ms  (IQR {pq[0] * 1000:.2f} .. {pq[2] * 1000:.2f})")
-        print(f"[{label}] ratio plugtron/bare per round: median {med:.4f}  IQR {q1:.4f} .. {q3:.4f}  "
-              f"(ratio of medians {pq[1] / bq[1]:.4f}; plugtron slower in {sum(x > 1 for x in ratios)}/{len(ratios)} rounds)")
+        lo, hi = _median_ci(ratios)
+        print(f"[{label}] ratio plugtron/bare per round: median {med:.4f}  95% CI of the median {lo:.4f} .. {hi:.4f}  "
+              f"IQR {q1:.4f} .. {q3:.4f}")
+        print(f"[{label}]     (ratio of the variants' medians {pq[1] / bq[1]:.4f}; plugtron slower in "
+              f"{sum(x > 1 for x in ratios)}/{len(ratios)} rounds)")
     bare_med = statistics.median(wall["bare"])
     total = sum(us for _, us in parts)
     print("plugtron-only work per step, each piece timed alone (min of 5 x 200 calls; noise-robust):")
