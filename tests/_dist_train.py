@@ -1,21 +1,30 @@
-"""Run by torchrun in the multi-process tests: train with the given overrides and write the
-per-step losses (from a rank that has them) to the JSON path in argv[1]."""
+"""Run by torchrun in the multi-process tests: train with the given overrides and write each rank's
+summary (per-step losses where that rank has them, eval history, and with PLUGTRON_TEST_DIGEST=1
+the final weights' digest) to ``<argv[1]>.rank<R>``; ``helpers.torchrun`` picks one."""
 
 import json
+import os
 import sys
 
-import torch.distributed as dist
+sys.path.insert(0, os.path.dirname(__file__))
 
-from plugtron.config import load_config
-from plugtron.training import train
+from helpers import WeightsDigest  # noqa: E402
+
+from plugtron.config import load_config  # noqa: E402
+from plugtron.plugin_manager import PluginManager  # noqa: E402
+from plugtron.training import train  # noqa: E402
 
 
 def main() -> None:
     out, overrides = sys.argv[1], sys.argv[2:]
-    summary = train(load_config(None, overrides))
-    if summary["losses"]:
-        with open(out, "w") as f:
-            json.dump(summary, f)
+    pm = PluginManager()
+    digest = WeightsDigest()
+    if os.environ.get("PLUGTRON_TEST_DIGEST"):
+        pm.register("digest", digest)
+    summary = train(load_config(None, overrides), plugin_manager=pm)
+    summary["digest"] = digest.value
+    with open(f"{out}.rank{os.environ.get('RANK', '0')}", "w") as f:
+        json.dump(summary, f)
 
 
 if __name__ == "__main__":

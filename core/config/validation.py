@@ -148,6 +148,20 @@ def _derive_vocab(cfg, problems: List[str]) -> None:
         )
 
 
+def _check_checkpoint(ck, world_size: int, problems: List[str]) -> None:
+    if ck.save_interval is not None and not ck.save:
+        problems.append("checkpoint.save_interval: set checkpoint.save (the directory) too")
+    if ck.ckpt_format == "torch":
+        if world_size > 1:
+            problems.append(f"checkpoint.ckpt_format: 'torch' is single-process only (world size {world_size}); use 'torch_dist'")
+        if ck.async_save:
+            problems.append("checkpoint.async_save: needs ckpt_format 'torch_dist'")
+    for key in ("save", "load", "pretrained_checkpoint"):
+        path = getattr(ck, key)
+        if path is not None and not str(path).strip():
+            problems.append(f"checkpoint.{key}: empty path; give a directory or null")
+
+
 def validate(cfg, world_size: int) -> None:
     problems: List[str] = []
     t = cfg.train
@@ -183,6 +197,7 @@ def validate(cfg, world_size: int) -> None:
         problems.append(f"checkpoint.save_interval: expected >= 1 or null, got {ck.save_interval}")
     if ck.most_recent_k == 0 or ck.most_recent_k < -1:
         problems.append(f"checkpoint.most_recent_k: expected -1 (keep all) or >= 1, got {ck.most_recent_k}")
+    _check_checkpoint(ck, world_size, problems)
     if not problems:
         try:
             cfg.model.finalize()

@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.distributed as dist
 
+from plugtron.checkpointing.manager import Checkpointer
+from plugtron.training.flops import num_floating_point_operations
 from plugtron.training.state import StepMetrics, TrainState
 
 log = logging.getLogger("plugtron")
@@ -66,6 +68,9 @@ class _Logger:
         self.loss_n = 0
         self.grad_norm = None
 
+    def elapsed_min(self) -> float:
+        return (time.perf_counter() - self.start) / 60.0
+
     def add(self, metrics: StepMetrics) -> None:
         if metrics.loss is not None:
             self.loss_sum = metrics.loss.detach() if self.loss_sum is None else self.loss_sum + metrics.loss.detach()
@@ -119,6 +124,15 @@ def _run_eval(cfg, state, hooks, make_iterators, dataset, split: str, history: D
     hooks.on_eval(state, split, metrics)
 
 
+def _load(cfg, ckptr, state: TrainState) -> None:
+    """Resume from ``checkpoint.load`` if it holds a checkpoint, else start from
+    ``checkpoint.pretrained_checkpoint`` weights if given (Megatron Bridge's precedence)."""
+    ck = cfg.checkpoint
+    resumed = ckptr.resume(state) if ck.load else None
+    if resumed is None and ck.pretrained_checkpoint:
+        ckptr.load_pretrained(state)
+
+
 def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[str, Any]:
     """Run training as configured. Returns a summary (losses per step on the last stage, eval
     history) for scripts and tests. Initializes and tears down the process groups."""
@@ -139,6 +153,8 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
         setup.set_seeds(cfg)
         state.model = setup.build_model(cfg)
         state.optimizer, state.scheduler = setup.build_optimizer(cfg, state.model)
+        ckptr = Checkpointer(cfg, hooks)
+        _load(cfg, ckptr, state)  # before the data: the stream continues at the consumed samples
         tokenizer, raw_its, train_its, valid_ds, test_ds, make_its = _build_data(cfg, state)
         if _rank0():
             n = sum(p.numel() for c in state.model for p in c.parameters())
@@ -150,14 +166,17 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
             )
         hooks.on_train_start(state)
         logger = _Logger(cfg, state)
-        t = cfg.train
+        t, ck = cfg.train, cfg.checkpoint
         eval_on = bool(t.eval_interval) and t.eval_iters > 0
+        flops_per_iter = num_floating_point_operations(cfg)
+        saved_at = state.iteration if ck.load else None  # a resumed iteration is on disk already
         while state.iteration < t.train_iters and not t.skip_train:
             hooks.on_step_start(state)
             loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, train_its)
             state.iteration += 1
             state.consumed_train_samples += t.global_batch_size
             state.skipped_train_iterations += 0 if ok else 1
+            state.floating_point_operations_so_far += flops_per_iter
             metrics = StepMetrics(
                 iteration=state.iteration,
                 loss=loss,
@@ -177,10 +196,25 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
                 hooks.on_log(state, rec)
             if eval_on and state.iteration % t.eval_interval == 0:
                 _run_eval(cfg, state, hooks, make_its, valid_ds, "valid", summary["eval"])
+            if ck.save and ck.save_interval and state.iteration % ck.save_interval == 0:
+                ckptr.save(state)
+                saved_at = state.iteration
+            else:
+                ckptr.finalize(blocking=False)  # publish a finished async save (collective)
             if t.exit_interval and state.iteration % t.exit_interval == 0:
                 state.request_stop(f"exit_interval {t.exit_interval} reached")
+            if t.exit_duration_in_mins and logger.elapsed_min() >= t.exit_duration_in_mins:
+                state.request_stop(f"exit_duration_in_mins {t.exit_duration_in_mins} reached")
             if _stop_agreed(state):
                 break
+        if t.skip_train and eval_on:  # Megatron's --skip-train: evaluate the loaded model only
+            _run_eval(cfg, state, hooks, make_its, valid_ds, "valid", summary["eval"])
+        # Save-last is always on (Megatron Bridge); a stop requested with save=False skips it.
+        if ck.save and saved_at != state.iteration and (not state.should_stop or state.should_save):
+            ckptr.save(state)
+        ckptr.close()
+        if state.stop_reason and _rank0():
+            log.info(f"stopped at iteration {state.iteration}: {state.stop_reason}")
         hooks.on_train_end(state)
     except BaseException as exc:
         failures = hooks.on_exception(state, exc)

@@ -1,0 +1,146 @@
+"""Reading checkpoints back: full resume (``checkpoint.load``) and weights only
+(``checkpoint.pretrained_checkpoint``). Every function is collective."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict
+
+from plugtron.checkpointing import layout
+from plugtron.checkpointing import state as ckstate
+from plugtron.checkpointing.manager import _rank, agree, parallel_layout
+from plugtron.errors import CheckpointError
+
+log = logging.getLogger("plugtron")
+
+
+def _verify(ckpt_dir: str) -> None:
+    """Sizes on every rank, CRC32 on rank 0 (reads the checkpoint once), then all ranks agree."""
+    try:
+        layout.verify(ckpt_dir, check_crc=_rank() == 0)
+        error = None
+    except CheckpointError as exc:
+        error = str(exc)
+    agree(error)
+
+
+def _read(path: str) -> Any:
+    try:
+        return ckstate.load_weights_only(path), None
+    except CheckpointError as exc:
+        return None, str(exc)
+
+
+def _dist_load(ck, sharded_sd: Dict[str, Any], ckpt_dir: str, what: str, hint: str = "") -> Dict[str, Any]:
+    from megatron.core import dist_checkpointing
+    from megatron.core import parallel_state as ps
+    from megatron.core.dist_checkpointing.serialization import get_default_load_sharded_strategy
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelLoadStrategyWrapper
+
+    strategy = get_default_load_sharded_strategy(ckpt_dir)
+    if ck.fully_parallel_load and ps.get_data_parallel_world_size() > 1:
+        strategy = FullyParallelLoadStrategyWrapper(strategy, ps.get_data_parallel_group(with_context_parallel=True))
+    try:
+        return dist_checkpointing.load(sharded_sd, ckpt_dir, sharded_strategy=strategy, strict=ck.dist_ckpt_strictness)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # torch's CheckpointException is a BaseException; all mean "does not fit"
+        raise CheckpointError(f"{ckpt_dir}: cannot load {what}: {_summarize(exc)}{hint}") from None
+
+
+def _summarize(exc: BaseException) -> str:
+    """One line: torch's CheckpointException wraps per-rank tracebacks; the cause is the last
+    ``...Exception: message`` line of them."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    causes = [ln for ln in lines if ("Exception: " in ln or "Error: " in ln) and not ln.startswith("File ")]
+    if causes:
+        head, msg = causes[-1].split(": ", 1)
+        return f"{head.rsplit('.', 1)[-1]}: {msg}"[:400]  # drop the module path of the class
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
+
+
+def load_into(ckptr, state, ckpt_dir: str) -> None:
+    """Resume: model, optimizer, scheduler, RNG, counters and plugin states from ``ckpt_dir``."""
+    ck = ckptr.ck
+    _verify(ckpt_dir)
+    ts, error = _read(os.path.join(ckpt_dir, layout.TRAIN_STATE))
+    agree(error)
+    saved_layout = ts["layout"]
+    same_layout = saved_layout == parallel_layout(ckptr.cfg)
+    has_opt = bool(ts["has_optimizer"])
+    with_opt = ck.load_optim and has_opt
+    main_only = not ck.load_optim and ck.load_main_params_from_ckpt and has_opt
+    if ck.load_optim and not has_opt and _rank() == 0:
+        log.warning(f"checkpoint: {ckpt_dir} was saved with save_optim=false; the optimizer starts fresh")
+
+    if ts["ckpt_format"] == "torch":
+        loaded, error = _read(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt"))
+        agree(error)
+    else:
+        sd = ckstate.sharded_state_dict(state, with_optimizer=with_opt or main_only, is_loading=True)
+        hint = "" if same_layout else (
+            f" (saved with {saved_layout}, loading into {parallel_layout(ckptr.cfg)}; "
+            "to load the weights alone set checkpoint.load_optim=false)"
+        )
+        loaded = _dist_load(ck, sd, ckpt_dir, "model and optimizer state" if with_opt else "model weights", hint)
+    ckstate.restore_model(state.model, loaded)
+    if with_opt or main_only:
+        ckstate.restore_optimizer(state, loaded, main_params_only=main_only)
+    else:
+        state.optimizer.reload_model_params()  # fp32 main params from the loaded (half) weights
+
+    for key in ("iteration", "consumed_train_samples", "skipped_train_iterations"):
+        setattr(state, key, int(ts[key]))
+    state.floating_point_operations_so_far = float(ts["floating_point_operations_so_far"])
+    _restore_rng(ck, ckpt_dir, ts, same_layout)
+    plugin_states = _plugin_states(ckpt_dir, saved_layout["world_size"] == parallel_layout(ckptr.cfg)["world_size"])
+    if _rank() == 0:
+        log.info(f"checkpoint: resumed from {ckpt_dir} at iteration {state.iteration} "
+                 f"({state.consumed_train_samples} samples consumed)")
+    ckptr.hooks.on_load(state, ckpt_dir, plugin_states)
+
+
+def _restore_rng(ck, ckpt_dir: str, ts: Dict[str, Any], same_layout: bool) -> None:
+    if not (ck.load_rng and ts["has_rng"]):
+        return
+    if not same_layout:
+        if _rank() == 0:
+            log.warning("checkpoint: parallel layout changed since the save; RNG states are not restored "
+                        "(each rank's generator belongs to its old position)")
+        return
+    rng, error = _read(ckstate.rank_file(ckpt_dir, "rng", _rank()))
+    agree(error)
+    ckstate.restore_rng(rng)
+
+
+def _plugin_states(ckpt_dir: str, same_world: bool) -> Dict[str, Any]:
+    """Each rank's own plugin states; rank 0's when the world size changed."""
+    rank = _rank() if same_world else 0
+    states, error = (None, None)
+    if os.path.isfile(ckstate.rank_file(ckpt_dir, "plugins", rank)):
+        states, error = _read(ckstate.rank_file(ckpt_dir, "plugins", rank))
+    agree(error)
+    return states or {}
+
+
+def load_weights(ckptr, state, ckpt_dir: str, key: str) -> None:
+    """Model weights only (pretrained / converted checkpoints); optimizer and counters untouched."""
+    if os.path.isfile(os.path.join(ckpt_dir, layout.MANIFEST)):
+        _verify(ckpt_dir)
+    if os.path.isfile(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt")):
+        loaded, error = _read(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt"))
+        agree(error)
+    else:
+        if not os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
+            agree(f"{key}: {ckpt_dir} is not a Megatron checkpoint (no .metadata inside)")
+        sd = ckstate.model_sharded_state_dict(state.model)
+        loaded = _dist_load(ckptr.ck, sd, ckpt_dir, "model weights",
+                            " (is it a checkpoint of this model? compare its run_config.yaml with the model section)")
+    try:
+        ckstate.restore_model(state.model, loaded)
+    except (RuntimeError, CheckpointError) as exc:
+        raise CheckpointError(f"{key}: {ckpt_dir} does not fit this model: {str(exc).splitlines()[0][:300]}") from None
+    state.optimizer.reload_model_params()
+    if _rank() == 0:
+        log.info(f"checkpoint: loaded pretrained weights from {ckpt_dir}")

@@ -1,0 +1,213 @@
+"""``Checkpointer``: saves, publishes, retains, resumes and loads pretrained weights for the loop.
+
+Every method is collective (all ranks call it at the same point of the loop). File-system
+bookkeeping (staging, manifest, rename, tracker, retention) runs on global rank 0 between barriers;
+the checkpoint's sharded data is written by every rank through Megatron's ``dist_checkpointing``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Optional
+
+import torch
+import torch.distributed as dist
+
+from plugtron.checkpointing import layout
+from plugtron.checkpointing import state as ckstate
+from plugtron.errors import CheckpointError
+
+log = logging.getLogger("plugtron")
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def _barrier() -> None:
+    if _world() > 1:
+        dist.barrier()
+
+
+def agree(error: Optional[str]) -> None:
+    """Raise on every rank if any rank has an error (collective): a failure found on one rank alone
+    would otherwise leave the others waiting in the next collective forever."""
+    if _world() > 1:
+        flag = torch.tensor([1 if error else 0], dtype=torch.int32)
+        if torch.cuda.is_available():
+            flag = flag.cuda()
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if int(flag.item()) and not error:
+            error = "another rank failed to read the checkpoint (its message is in that rank's log)"
+    if error:
+        raise CheckpointError(error)
+
+
+def parallel_layout(cfg) -> Dict[str, int]:
+    m = cfg.model
+    return {"world_size": _world(), "tp": m.tensor_model_parallel_size, "pp": m.pipeline_model_parallel_size,
+            "dp": cfg.data_parallel_size, "vpp": m.virtual_pipeline_model_parallel_size or 1,
+            "ep": m.expert_model_parallel_size}
+
+
+class Checkpointer:
+    def __init__(self, cfg, hooks):
+        self.cfg, self.ck, self.hooks = cfg, cfg.checkpoint, hooks
+        self._save_strategy = None
+        self._async_queue = None
+        self._pending: Optional[int] = None  # iteration of an async save not yet published
+
+    # ---- saving ---------------------------------------------------------------------------------
+    def save(self, state) -> None:
+        """Write a checkpoint of ``state`` under ``checkpoint.save`` and publish it (or, with
+        ``async_save``, start writing and publish when the write is done)."""
+        root, it = self.ck.save, state.iteration
+        self.finalize(blocking=True)  # the previous async save first: publication stays in order
+        staging = layout.staging_path(root, it)
+        if _rank() == 0:
+            os.makedirs(root, exist_ok=True)
+            for gone in layout.clean_leftovers(root):
+                log.warning(f"checkpoint: removed {os.path.join(root, gone)} (an interrupted save or deletion)")
+            os.makedirs(staging)
+        _barrier()
+        if self.ck.ckpt_format == "torch":
+            self._save_torch(state, staging)
+            request = None
+        else:
+            request = self._save_dist(state, staging)
+        self._save_small_files(state, staging)
+        if request is None:
+            self._publish(it)
+        else:
+            from plugtron.checkpointing.async_save import schedule
+
+            request.add_finalize_fn(lambda: self._publish(it))
+            self._async_queue = schedule(self._async_queue, request)
+            self._pending = it
+
+    def _save_dist(self, state, staging: str):
+        from megatron.core import dist_checkpointing
+
+        sd = ckstate.sharded_state_dict(state, with_optimizer=self.ck.save_optim, is_loading=False)
+        return dist_checkpointing.save(
+            sd, staging, sharded_strategy=self._strategy(), async_sharded_save=self.ck.async_save,
+            validate_access_integrity=not self.ck.ckpt_assume_constant_structure or self._pending is None,
+        )
+
+    def _strategy(self):
+        """torch_dist writer; spread over data-parallel replicas with ``fully_parallel_save``;
+        plans cached across saves with ``ckpt_assume_constant_structure``. Kept for the run so the
+        caches live."""
+        if self._save_strategy is None:
+            from megatron.core import parallel_state as ps
+            from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
+            from megatron.core.dist_checkpointing.strategies.torch import TorchDistSaveShardedStrategy
+
+            strategy = TorchDistSaveShardedStrategy("torch_dist", 1, cached_metadata=self.ck.ckpt_assume_constant_structure)
+            if self.ck.fully_parallel_save and ps.get_data_parallel_world_size() > 1:
+                strategy = FullyParallelSaveStrategyWrapper(
+                    strategy, ps.get_data_parallel_group(with_context_parallel=True), self.ck.ckpt_assume_constant_structure
+                )
+            self._save_strategy = strategy
+        return self._save_strategy
+
+    def _save_torch(self, state, staging: str) -> None:
+        """``ckpt_format: torch``: one file, single process (validate() enforces world size 1)."""
+        blob = {ckstate.model_keys(len(state.model))[i]: ckstate.unwrap(c).state_dict() for i, c in enumerate(state.model)}
+        if self.ck.save_optim:
+            blob["optimizer"] = state.optimizer.state_dict()
+            blob["opt_param_scheduler"] = state.scheduler.state_dict()
+        os.makedirs(os.path.join(staging, "mp_rank_00"))
+        torch.save(blob, os.path.join(staging, "mp_rank_00", "model_optim_rng.pt"))
+
+    def _save_small_files(self, state, staging: str) -> None:
+        """Per-rank RNG and plugin states; rank 0 adds train state and the resolved config."""
+        rank = _rank()
+        if self.ck.save_rng:
+            ckstate.save_rank_file(staging, "rng", rank, ckstate.capture_rng())
+        plugin_states = {k: v for k, v in self.hooks.on_save(state, staging).items() if v is not None}
+        if plugin_states:  # a plugin without state pays nothing
+            ckstate.save_rank_file(staging, "plugins", rank, plugin_states)
+        if rank == 0:
+            from plugtron.config import to_yaml
+
+            torch.save(self._train_state(state), os.path.join(staging, layout.TRAIN_STATE))
+            with open(os.path.join(staging, layout.RUN_CONFIG), "w") as f:
+                f.write(to_yaml(self.cfg))
+
+    def _train_state(self, state) -> Dict[str, Any]:
+        return {**{k: torch.tensor(v) for k, v in state.counters().items()},
+                "has_optimizer": self.ck.save_optim, "has_rng": self.ck.save_rng,
+                "ckpt_format": self.ck.ckpt_format, "layout": parallel_layout(self.cfg)}
+
+    def _publish(self, it: int) -> None:
+        """Collective. After every rank's files are written: manifest, rename, tracker, retention."""
+        _barrier()
+        root = self.ck.save
+        if _rank() == 0:
+            staging = layout.staging_path(root, it)
+            layout.write_manifest(staging)
+            layout.publish(staging, layout.iter_path(root, it))
+            layout.write_tracker(root, it)
+            # the same bytes as the published train_state.pt, for tools that read only the top level
+            with open(os.path.join(layout.iter_path(root, it), layout.TRAIN_STATE), "rb") as f:
+                layout.atomic_write(os.path.join(root, layout.LATEST_TRAIN_STATE), f.read())
+            removed = layout.apply_retention(root, self.ck.most_recent_k)
+            log.info(f"checkpoint: saved {layout.iter_path(root, it)}"
+                     + (f" (removed iterations {removed})" if removed else ""))
+        if self._pending == it:
+            self._pending = None
+        _barrier()
+
+    def finalize(self, blocking: bool = False) -> None:
+        """Publish a finished async save (collective on every rank: Megatron agrees across ranks
+        that the write is done). ``blocking`` waits for it."""
+        if self._async_queue is not None:
+            self._async_queue.maybe_finalize_async_calls(blocking=blocking, no_dist=False)
+
+    def close(self) -> None:
+        if self._async_queue is not None:
+            self.finalize(blocking=True)
+            self._async_queue.close()
+            self._async_queue = None
+
+    # ---- loading ----------------------------------------------------------------------------------
+    def resume(self, state) -> Optional[str]:
+        """Load the newest complete checkpoint under ``checkpoint.load`` into ``state``; ``None``
+        if there is none (and ``exit_on_missing_checkpoint`` is off)."""
+        root = self.ck.load
+        try:
+            it = layout.latest_iteration(root) if os.path.isdir(root) else None
+            error = None
+        except CheckpointError as exc:
+            it, error = None, str(exc)
+        agree(error)
+        if it is None:
+            if self.ck.exit_on_missing_checkpoint:
+                raise CheckpointError(f"checkpoint.load: no checkpoint in {root} and checkpoint.exit_on_missing_checkpoint is set")
+            if _rank() == 0:
+                log.info(f"checkpoint: no checkpoint in {root}; starting from scratch")
+            return None
+        ckpt_dir = layout.iter_path(root, it)
+        from plugtron.checkpointing.loading import load_into
+
+        load_into(self, state, ckpt_dir)
+        return ckpt_dir
+
+    def load_pretrained(self, state) -> str:
+        """Weights only from ``checkpoint.pretrained_checkpoint``; step 0, fresh optimizer."""
+        from plugtron.checkpointing.loading import load_weights
+
+        path = self.ck.pretrained_checkpoint
+        try:
+            ckpt_dir, error = layout.resolve_checkpoint_dir(path, "checkpoint.pretrained_checkpoint"), None
+        except CheckpointError as exc:
+            ckpt_dir, error = None, str(exc)
+        agree(error)
+        load_weights(self, state, ckpt_dir, "checkpoint.pretrained_checkpoint")
+        return ckpt_dir

@@ -1,0 +1,71 @@
+"""Helpers shared by the tests: the small model overrides, a torchrun launcher, test plugins."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from plugtron.checkpointing.state import unwrap
+
+
+def weights_digest(model) -> str:
+    """SHA-256 over every parameter's bytes in name order: equal iff the weights are bit-identical."""
+    h = hashlib.sha256()
+    for chunk in model:
+        for name, tensor in sorted(unwrap(chunk).state_dict().items()):
+            if torch.is_tensor(tensor):
+                h.update(name.encode())
+                h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class WeightsDigest:
+    """Records the final weights' digest when training ends."""
+
+    def __init__(self):
+        self.value = None
+
+    def on_train_end(self, state):
+        self.value = weights_digest(state.model)
+
+
+class Counter:
+    """A plugin with state: counts steps across resumes through on_save/on_load."""
+
+    def __init__(self):
+        self.steps = 0
+        self.loaded = None
+
+    def on_step(self, state, metrics):
+        self.steps += 1
+
+    def on_save(self, state, checkpoint_dir):
+        return {"steps": self.steps, "tensor": torch.arange(3)}
+
+    def on_load(self, state, checkpoint_dir, plugin_state):
+        self.loaded = plugin_state
+        self.steps = plugin_state["steps"]
+
+
+HERE = Path(__file__).parent
+# A small, fast model; vocab padded to 512 for every TP size so TP=1 and TP=2 have equal shapes.
+SMALL = ["model.num_layers=2", "model.hidden_size=64", "model.seq_length=64", "dataset.sequence_length=64",
+         "model.make_vocab_size_divisible_by=256", "train.micro_batch_size=2", "train.global_batch_size=8",
+         "scheduler.lr_warmup_iters=1", "logger.log_interval=1"]
+
+
+def torchrun(tmp_path, name, overrides, env=None, expect_rc=0):
+    """Two gloo processes on ``tests/_dist_train.py``; returns the summary of a rank that has the
+    losses (the last pipeline stage), else rank 0's."""
+    out = tmp_path / f"{name}.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(HERE / "_dist_train.py"), str(out), *overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == expect_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summaries = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(2)]
+    return next((s for s in summaries if s["losses"]), summaries[0])
