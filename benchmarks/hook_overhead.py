@@ -5,9 +5,10 @@ One process, one model, one optimizer, one scheduler. Two variants take turns:
 * **bare**: a loop written here - zero the grad buffers, Megatron's forward/backward schedule,
   ``optimizer.step()``, ``scheduler.step()`` - nothing else.
 * **plugtron**: exactly what one iteration of ``plugtron.training.loop.train`` does per step
-  (``on_step_start``, ``train_step``, counters, ``StepMetrics``, ``on_step``, the logger's loss
-  accumulation and its flush + log line + ``on_log`` every ``log_interval``, the exit check and the
-  stop agreement), with every installed plugin that can run here enabled.
+  (``on_step_start``, ``train_step``, counters and FLOPs, ``StepMetrics``, ``on_step``, the logger's
+  loss accumulation and its flush + log line + ``on_log`` every ``log_interval``, the checkpoint
+  check (no ``checkpoint.save`` here: the per-step async-save ``finalize`` only), the exit checks
+  and the stop agreement), with every installed plugin that can run here enabled.
 
 Fairness:
 
@@ -78,7 +79,7 @@ def _per_call_us(fn, calls: int = 200, repeats: int = 5) -> float:
     return best * 1e6
 
 
-def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug_its):
+def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug_its, ckptr):
     """Time, one by one, the pieces of a plugtron step that the bare step does not have: an
     accounting of the overhead that does not depend on the two variants' blocks seeing the same
     load. Returns ``[(label, microseconds per training step)]``."""
@@ -108,6 +109,7 @@ def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug
 
     def build_metrics():
         state_iteration = state.iteration + 1
+        state.floating_point_operations_so_far + 1.0
         StepMetrics(iteration=state_iteration, loss=loss, grad_norm=None if grad_norm is None else float(grad_norm),
                     lr=state.scheduler.get_lr(state.optimizer.param_groups[0]), skipped=not True,
                     num_zeros_in_grad=None)
@@ -133,9 +135,12 @@ def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug
         ("train_step: get_forward_backward_func()", _per_call_us(get_forward_backward_func)),
         ("train_step: _mean_loss over microbatches", _per_call_us(lambda: _mean_loss(reduced))),
         (f"_OnDevice: {n_micro} batches x _to_device", n_micro * _per_call_us(lambda: _to_device(batch))),
-        ("counters + StepMetrics (float(grad_norm), lr lookup)", _per_call_us(build_metrics)),
+        ("counters, FLOPs + StepMetrics (float(grad_norm), lr lookup)", _per_call_us(build_metrics)),
         ("summary loss + logger.add", _per_call_us(accumulate)),
-        ("exit_interval check + _stop_agreed", _per_call_us(lambda: (t.exit_interval, _stop_agreed(state)))),
+        ("checkpoint check + ckptr.finalize(blocking=False)",
+         _per_call_us(lambda: (cfg.checkpoint.save, ckptr.finalize(blocking=False)))),
+        ("exit checks + _stop_agreed",
+         _per_call_us(lambda: (t.exit_interval, t.exit_duration_in_mins and logger.elapsed_min(), _stop_agreed(state)))),
         (f"logger.flush + log line + on_log, / log_interval {cfg.logger.log_interval}",
          _per_call_us(log_line, calls=20) / cfg.logger.log_interval),
     ]
@@ -164,7 +169,9 @@ def main() -> None:
     from plugtron.config import PluginSettings, load_config
     from plugtron.data import MicroBatchIterator, build_datasets, build_tokenizer
     from plugtron.plugin_manager import PluginManager, discover
+    from plugtron.checkpointing.manager import Checkpointer
     from plugtron.training import setup
+    from plugtron.training.flops import num_floating_point_operations
     from plugtron.training.loop import _Logger, _stop_agreed, format_log
     from plugtron.training.state import StepMetrics, TrainState
     from plugtron.training.step import _OnDevice, forward_step, train_step
@@ -221,9 +228,12 @@ def main() -> None:
         if ok:
             scheduler.step(increment=t.global_batch_size)
 
+    ckptr = Checkpointer(cfg, hooks)  # checkpoint.save is unset here: no saves, as in a run without one
     hooks.on_train_start(state)
     logger = _Logger(cfg, state)
     losses = []  # the loop's summary["losses"]
+    ck = cfg.checkpoint
+    flops_per_iter = num_floating_point_operations(cfg)
 
     # Mirrors the body of the while loop in plugtron.training.loop.train (evaluation is off here).
     # Keep in sync with it.
@@ -233,6 +243,7 @@ def main() -> None:
         state.iteration += 1
         state.consumed_train_samples += t.global_batch_size
         state.skipped_train_iterations += 0 if ok else 1
+        state.floating_point_operations_so_far += flops_per_iter
         metrics = StepMetrics(
             iteration=state.iteration,
             loss=loss,
@@ -249,8 +260,14 @@ def main() -> None:
             rec = logger.flush()
             plog.info(format_log(rec, t.train_iters))
             hooks.on_log(state, rec)
+        if ck.save and ck.save_interval and state.iteration % ck.save_interval == 0:
+            ckptr.save(state)
+        else:
+            ckptr.finalize(blocking=False)
         if t.exit_interval and state.iteration % t.exit_interval == 0:
             state.request_stop(f"exit_interval {t.exit_interval} reached")
+        if t.exit_duration_in_mins and logger.elapsed_min() >= t.exit_duration_in_mins:
+            state.request_stop(f"exit_duration_in_mins {t.exit_duration_in_mins} reached")
         if _stop_agreed(state):
             raise RuntimeError("the benchmark's plugtron variant was asked to stop")
 
@@ -297,7 +314,7 @@ def main() -> None:
             sync()
             wall[name].append((time.perf_counter() - w0) / args.steps)
             cpu[name].append((time.process_time() - c0) / args.steps)
-    parts = _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug_its)
+    parts = _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug_its, ckptr)
     hooks.on_train_end(state)
     setup.destroy_distributed()
     devnull.close()
