@@ -157,3 +157,18 @@ def test_pipeline_parallel_learns(tmp_path, vpp):
     assert len(got) == 30
     drop_ref, drop = ref[0] - min(ref[-5:]), got[0] - min(got[-5:])
     assert drop > 1.0 and drop > 0.7 * drop_ref, (got, ref)
+
+
+def test_train_step_restores_training_mode_only_when_needed():
+    import torch
+
+    from plugtron.training.step import _ensure_train_mode
+
+    chunk = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(2, 2)))
+    chunk.register_module("unused", None)
+    chunk[1][0].eval()  # e.g. a plugin switched one submodule to eval
+    _ensure_train_mode(chunk)
+    assert all(m.training for m in chunk.modules())
+    chunk.eval()
+    _ensure_train_mode(chunk)
+    assert all(m.training for m in chunk.modules())
