@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import PidFile, WeightsDigest  # noqa: E402
+from helpers import Perturb, PidFile, WeightsDigest  # noqa: E402
 
 from plugtron.config import load_config  # noqa: E402
 from plugtron.plugin_manager import PluginManager  # noqa: E402
@@ -21,6 +21,8 @@ def main() -> None:
     digest = WeightsDigest()
     if os.environ.get("PLUGTRON_TEST_DIGEST"):
         pm.register("digest", digest)
+    if os.environ.get("PLUGTRON_TEST_PERTURB_RANK"):
+        pm.register("perturb", Perturb(os.environ["PLUGTRON_TEST_PERTURB_RANK"]))
     if os.environ.get("PLUGTRON_TEST_PIDFILE"):
         pm.register("pidfile", PidFile(os.environ["PLUGTRON_TEST_PIDFILE"]))
     summary = train(load_config(None, overrides), plugin_manager=pm)

@@ -47,6 +47,18 @@ class PidFile:
             os.replace(f"{self.path}.rank{os.environ.get('RANK', '0')}.tmp", f"{self.path}.rank{os.environ.get('RANK', '0')}")
 
 
+class Perturb:
+    """Nudges one weight on one rank after step 2: replicas that silently drift apart."""
+
+    def __init__(self, rank):
+        self.rank = int(rank)
+
+    def on_step(self, state, metrics):
+        if metrics.iteration == 2 and int(os.environ.get("RANK", "0")) == self.rank:
+            with torch.no_grad():
+                next(state.model[0].parameters()).add_(1e-3)
+
+
 class Counter:
     """A plugin with state: counts steps across resumes through on_save/on_load."""
 
@@ -72,14 +84,16 @@ SMALL = ["model.num_layers=2", "model.hidden_size=64", "model.seq_length=64", "d
          "scheduler.lr_warmup_iters=1", "logger.log_interval=1"]
 
 
-def torchrun(tmp_path, name, overrides, env=None, expect_rc=0):
+def torchrun(tmp_path, name, overrides, env=None, expect_rc=0, read=True):
     """Two gloo processes on ``tests/_dist_train.py``; returns the summary of a rank that has the
-    losses (the last pipeline stage), else rank 0's."""
+    losses (the last pipeline stage), else rank 0's (``read=False``: the processes' output)."""
     out = tmp_path / f"{name}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(HERE / "_dist_train.py"), str(out), *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == expect_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if not read:
+        return proc.stdout + proc.stderr
     summaries = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(2)]
     return next((s for s in summaries if s["losses"]), summaries[0])
