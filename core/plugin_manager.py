@@ -70,15 +70,23 @@ def enabled_names(config: Any, available: Iterable[str]) -> List[str]:
 
     available = sorted(available)
     names: List[str] = []
+    toggled_by = {}
     for path, name in builtin_toggles():
         if _walk(config, path) and name not in names:
             names.append(name)
+            toggled_by[name] = path
     for name, settings in config.plugins.items():
         if settings.enabled and name not in names:
             names.append(name)
     problems = []
     for name in names:
-        if name not in available:
+        if name not in available and name in toggled_by:
+            problems.append(
+                f"{toggled_by[name]}: switches on the built-in plugin {name!r}, which this plugtron "
+                "installation does not provide (not shipped in this version, or the install is stale: "
+                "reinstall plugtron)"
+            )
+        elif name not in available:
             near = difflib.get_close_matches(name, available, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             problems.append(

@@ -148,3 +148,39 @@ def test_every_hook_is_documented():
         assert len(doc.split()) >= 10, name
         assert "rank" in doc.lower() or "every" in doc.lower(), f"{name}: say on which ranks it fires"
         assert name in hookspecs.__doc__, f"{name} missing from the loop pseudocode"
+
+
+def _builtins():
+    from plugtron.config import builtin_toggles
+
+    toggles = {name: path for path, name in builtin_toggles()}
+    found = {n: e for n, e in discover().items() if e.value.startswith("plugtron.plugins.")}
+    return [(name, found[name], toggles.get(name)) for name in sorted(found)]
+
+
+@pytest.mark.parametrize("name,entry,toggle", _builtins(), ids=[b[0] for b in _builtins()])
+def test_builtin_plugin_conformance(name, entry, toggle):
+    """Every built-in plugin: switched by a config field, documented (what it replaces, its toggle,
+    why), loads through its entry point with the toggle on, and its on_exception never raises."""
+    import importlib
+
+    from plugtron.config import load_config
+
+    assert toggle, f"{name}: no config field switches it on (metadata={{'plugin': {name!r}}})"
+    module = importlib.import_module(entry.value.split(":")[0])
+    doc = module.__doc__ or ""
+    assert "former NeMo" in doc and f"Toggle: ``{toggle}``" in doc, f"{name}: docstring must name the NeMo callback and toggle"
+    cfg = load_config(None, [f"{toggle}={'true' if toggle.rsplit('.', 1)[-1] not in INTERVAL_TOGGLES else 1}"])
+    pm = PluginManager()
+    hooks = pm.load(cfg)
+    assert name in pm.loaded
+    assert hooks.on_exception(None, RuntimeError("boom")) == []
+
+
+INTERVAL_TOGGLES = {"check_weight_hash_across_dp_replicas_interval"}
+
+
+def test_a_builtin_toggle_without_its_plugin_names_the_field():
+    pm = PluginManager([ep("recorder", "Recorder")])
+    with pytest.raises(PluginError, match="train.manual_gc: switches on the built-in plugin 'manual_gc', which this plugtron installation does not provide"):
+        pm.load(ConfigContainer(train=TrainingConfig(manual_gc=True)))
