@@ -1,7 +1,7 @@
 """Training runs that kill themselves (SIGKILL to their whole process group, as ``kill -9`` of a
 job would) at a chosen moment of checkpointing. Used by the crash tests in test_checkpoint_crashes.py.
 
-    python _ckpt_victim.py OUT.json MODE[,MODE...] overrides...
+    [PLUGTRON_VICTIM_RESET=DIR] python _ckpt_victim.py OUT.json MODE[,MODE...] overrides...
 
 Each MODE is one run, forked from this process (torch and Megatron are imported once), one after
 another, all with the same overrides (so each resumes from what the previous one left):
@@ -9,7 +9,8 @@ another, all with the same overrides (so each resumes from what the previous one
 running: mkdir, open for writing, torch.save, fsync, rename, replace, rmtree) | ``publish:N`` (die on
 entering the N-th publish: an async write finished, not yet visible) | ``count`` (record the
 operation names). After each run this process checks that every checkpoint directory with a final
-name verifies against its manifest. OUT.json: one record per run (mode, how it ended, the newest
+name verifies against its manifest. With PLUGTRON_VICTIM_RESET, every run but ``never`` first
+gets ``checkpoint.save`` replaced by a copy of DIR. OUT.json: one record per run (mode, how it ended, the newest
 checkpoint, the run's summary with losses, final weights digest and operation log if it finished).
 """
 
@@ -31,7 +32,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from helpers import WeightsDigest  # noqa: E402
 
 _real_open = builtins.open
-RUN = {"mode": "never", "target": 0, "ops": [], "active": False, "publishes": 0}
+RUN = {"mode": "never", "target": 0, "ops": [], "save_starts": [], "active": False, "publishes": 0}
 
 
 def _die():
@@ -41,6 +42,7 @@ def _die():
 def _counted(name, fn):
     def wrapper(*args, **kwargs):
         if RUN["active"] and RUN["mode"] in ("op", "count"):
+
             RUN["ops"].append(name)
             if RUN["mode"] == "op" and len(RUN["ops"]) == RUN["target"]:
                 _die()
@@ -70,7 +72,14 @@ def _instrument():
     for mod, name in ((os, "rename"), (os, "replace"), (os, "fsync"), (os, "makedirs"), (shutil, "rmtree"), (torch, "save")):
         setattr(mod, name, _counted(name, getattr(mod, name)))
     builtins.open = _open
-    manager.Checkpointer.save = _active(manager.Checkpointer.save)
+    save = _active(manager.Checkpointer.save)
+
+    def marked_save(self, state):
+        if RUN["mode"] in ("op", "count"):
+            RUN["save_starts"].append(len(RUN["ops"]))
+        return save(self, state)
+
+    manager.Checkpointer.save = marked_save
     publish = _active(manager.Checkpointer._publish)
 
     def counting_publish(self, it):
@@ -90,7 +99,7 @@ def _child(mode: str, overrides, out: str) -> None:
     digest = WeightsDigest()
     pm.register("digest", digest)
     summary = train(load_config(None, overrides), plugin_manager=pm)
-    summary["digest"], summary["ops"] = digest.value, RUN["ops"]
+    summary["digest"], summary["ops"], summary["save_starts"] = digest.value, RUN["ops"], RUN["save_starts"]
     with _real_open(out, "w") as f:
         json.dump(summary, f)
 
@@ -108,10 +117,23 @@ def _check(root):
 def main():
     out, modes, overrides = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
     save_root = load_config(None, overrides).checkpoint.save
+    reset_from = os.environ.get("PLUGTRON_VICTIM_RESET")
+    # Megatron's checkpoint writer reports through a queue served by a spawned manager process,
+    # started on the first save of a process (~3 s: it re-imports this script). Start it here once;
+    # the forked runs share it (it lives in this process group, so a run's SIGKILL spares it).
+    from megatron.core.dist_checkpointing.strategies.filesystem_async import _get_write_results_queue
+
+    _get_write_results_queue()
     _instrument()
     records = []
     for i, mode in enumerate(modes):
         run_out = f"{out}.run{i}"
+        if reset_from and mode != "never":  # each killed run starts from the same saved state
+            shutil.rmtree(save_root, ignore_errors=True)
+            shutil.copytree(reset_from, save_root)
+        import multiprocessing
+
+        inherited = set(multiprocessing.active_children())
         pid = os.fork()
         if pid == 0:
             try:
@@ -122,13 +144,12 @@ def main():
 
                 traceback.print_exc()
                 code = 1
-            # os._exit skips multiprocessing's exit handlers: stop the helpers Megatron's checkpoint
-            # writer started (a manager process), or they outlive this run
-            import multiprocessing
-
+            # os._exit skips multiprocessing's exit handlers: stop helpers this run started, or they
+            # outlive it
             for helper in multiprocessing.active_children():
-                helper.terminate()
-                helper.join()
+                if helper not in inherited:  # the shared manager is the parent's, not ours
+                    helper.terminate()
+                    helper.join()
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)

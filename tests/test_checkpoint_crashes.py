@@ -19,17 +19,16 @@ from helpers import HERE, SMALL, torchrun
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-CRASH = SMALL + ["train.eval_interval=null", "train.train_iters=24", "checkpoint.save_interval=1",
-                 "checkpoint.most_recent_k=2"]
 
 
-def victims(tmp_path, name, modes, overrides):
+def victims(tmp_path, name, modes, overrides, env=None):
     """Runs of ``_ckpt_victim.py`` forked from one process, one per mode, in order (each resumes
     from what the previous left); returns one record per run (see that script)."""
     out, log = tmp_path / f"{name}.json", tmp_path / f"{name}.log"
     with open(log, "w") as f:  # a file, not a pipe: a killed run's orphans can never hold it open
         proc = subprocess.run([sys.executable, str(HERE / "_ckpt_victim.py"), str(out), ",".join(modes), *overrides],
-                              stdout=f, stderr=subprocess.STDOUT, timeout=1200, env=ENV, start_new_session=True)
+                              stdout=f, stderr=subprocess.STDOUT, timeout=1200, env={**ENV, **(env or {})},
+                              start_new_session=True)
     assert proc.returncode == 0, log.read_text()[-3000:]
     return json.loads(out.read_text())
 
@@ -40,24 +39,29 @@ def finished(record):
 
 
 def test_kill_9_at_20_points_of_a_save_then_resume(tmp_path):
-    ref = finished(victims(tmp_path, "ref", ["never"], CRASH + [f"checkpoint.save={tmp_path / 'ref'}"])[0])
-    counted = finished(victims(tmp_path, "count", ["count"], CRASH + [f"checkpoint.save={tmp_path / 'count'}",
-                                                                       "train.exit_interval=1"])[0])
-    per_save = len(counted["ops"])  # file-system operations of one save (a first one, no retention)
-    assert per_save >= 25, counted["ops"]
-    # 20 kill points spread over a save, from its first mkdir to the retention after the publish
-    points = sorted({1 + round(i * (per_save + 6) / 19) for i in range(20)})
-    assert len(points) == 20
+    """From the same checkpoint (iteration 2) a run is killed at 20 points of its save of iteration 3,
+    from the staging mkdir to the retention after the publish; after each kill a resume loads the
+    newest complete checkpoint and finishes with the uninterrupted run's final loss and weights."""
+    crash = SMALL + ["train.eval_interval=null", "train.train_iters=4", "checkpoint.save_interval=1",
+                     "checkpoint.most_recent_k=2"]
+    ref = finished(victims(tmp_path, "ref", ["never"], crash + [f"checkpoint.save={tmp_path / 'ref'}"])[0])
+    base = tmp_path / "base"
+    finished(victims(tmp_path, "base", ["never"], crash + [f"checkpoint.save={base}", "train.exit_interval=2"])[0])
     root = tmp_path / "ckpt"
-    runs = victims(tmp_path, "chain", [f"op:{k}" for k in points] + ["never"],
-                   CRASH + [f"checkpoint.save={root}", f"checkpoint.load={root}"])
-    assert all(r["killed"] for r in runs[:-1]), [(r["mode"], r["killed"], r["exit"]) for r in runs]
-    newest = [r["latest"] for r in runs[:-1]]
-    assert newest[-1] is not None and newest[-1] > 0, newest  # saves got published between kills
-    assert newest == sorted(newest, key=lambda x: x or 0)  # the newest checkpoint never went back
-    final = finished(runs[-1])
-    assert final["losses"][-1] == ref["losses"][-1] and final["digest"] == ref["digest"]
-    assert runs[-1]["complete"] == [23, 24]
+    ck = crash + [f"checkpoint.save={root}", f"checkpoint.load={root}"]
+    reset = {"PLUGTRON_VICTIM_RESET": str(base)}
+    counted = finished(victims(tmp_path, "count", ["count"], ck, env=reset)[0])
+    starts = counted["save_starts"]
+    per_save = starts[1] - starts[0]  # file-system operations of the save of iteration 3
+    assert per_save >= 25, counted["ops"]
+    points = sorted({1 + round(i * (per_save - 1) / 19) for i in range(20)})
+    assert len(points) == 20
+    runs = victims(tmp_path, "chain", [m for k in points for m in (f"op:{k}", "never")], ck, env=reset)
+    for k, killed, resumed in zip(points, runs[0::2], runs[1::2]):
+        assert killed["killed"] and killed["latest"] in (2, 3), (k, killed)  # 2, or 3 once published
+        final = finished(resumed)
+        assert final["losses"][-1] == ref["losses"][-1] and final["digest"] == ref["digest"], k
+        assert resumed["complete"] == [3, 4], (k, resumed["complete"])
 
 
 def test_kill_between_async_write_and_publish_leaves_a_loadable_checkpoint(tmp_path):
