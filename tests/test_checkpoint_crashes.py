@@ -133,6 +133,18 @@ def test_dp2_distributed_optimizer_sigterm_on_one_rank_resume_and_relayout(tmp_p
     assert abs(one["eval"]["valid"][-1][1] - ref["eval"]["valid"][-1][1]) < 1e-5
 
 
+@pytest.mark.parametrize("precision", ["null", "bf16-mixed"])
+def test_dp2_distributed_optimizer_resume_is_bit_identical(tmp_path, precision):
+    base = SMALL + ["optimizer.use_distributed_optimizer=true", "train.train_iters=20", "train.eval_interval=null",
+                    f"mixed_precision={precision}"]
+    digest = {"PLUGTRON_TEST_DIGEST": "1"}
+    ref = torchrun(tmp_path, "ref", base, env=digest)
+    ck = [f"checkpoint.save={tmp_path / 'ckpt'}", f"checkpoint.load={tmp_path / 'ckpt'}"]
+    first = torchrun(tmp_path, "first", base + ck + ["train.exit_interval=10"], env=digest)
+    second = torchrun(tmp_path, "second", base + ck, env=digest)
+    assert first["losses"] + second["losses"] == ref["losses"] and second["digest"] == ref["digest"]
+
+
 def test_relayout_tp2_to_tp1(tmp_path):
     base = SMALL + ["train.train_iters=4", "train.eval_interval=4", "train.eval_iters=2"]
     saved = torchrun(tmp_path, "tp2", base + ["model.tensor_model_parallel_size=2", f"checkpoint.save={tmp_path}"])

@@ -38,20 +38,20 @@ def saved(tmp_path_factory):
 
 @pytest.mark.parametrize("precision", ["null", "bf16-mixed"])
 def test_resume_is_bit_identical(tmp_path, precision):
-    """8 steps straight vs 4 steps, stop, resume for 4: same per-step losses and final weights."""
-    mp = [f"mixed_precision={precision}"]
+    """20 steps straight vs 10 steps, stop, resume for 10: same per-step losses and final weights."""
+    mp = [f"mixed_precision={precision}", "train.train_iters=20"]
     ref_digest = WeightsDigest()
     ref = run(mp, ref_digest)
     ck = [f"checkpoint.save={tmp_path}", f"checkpoint.load={tmp_path}"]
     counter = Counter()
-    first = run(mp + ck + ["train.exit_interval=4"], counter)
-    assert first["iteration"] == 4 and first["stop_reason"] == "exit_interval 4 reached"
+    first = run(mp + ck + ["train.exit_interval=10"], counter)
+    assert first["iteration"] == 10 and first["stop_reason"] == "exit_interval 10 reached"
     digest, counter = WeightsDigest(), Counter()
     second = run(mp + ck, digest, counter)
     assert first["losses"] + second["losses"] == ref["losses"]  # exact float equality
     assert digest.value == ref_digest.value
-    assert counter.loaded["steps"] == 4 and torch.equal(counter.loaded["tensor"], torch.arange(3))
-    assert counter.steps == 8  # the plugin's own state continued across the resume
+    assert counter.loaded["steps"] == 10 and torch.equal(counter.loaded["tensor"], torch.arange(3))
+    assert counter.steps == 20  # the plugin's own state continued across the resume
 
 
 def test_layout_retention_and_run_config(saved):
