@@ -85,7 +85,7 @@ def main() -> None:
 
         def read_all():
             with safe_open(str(src), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}
+                return {k: f.get_tensor(k).clone() for k in f.keys()}  # clone: touch every byte (mmap is lazy)
 
         t_read, tensors = _timed(read_all)
         t_write, _ = _timed(lambda: save_file(tensors, str(work / "direct.safetensors")))
