@@ -135,6 +135,12 @@ def test_t5_config_derivations_and_limits():
         load_config(None, T5 + ["model.num_sentinel_tokens=2"]).validate()
     with pytest.raises(ConfigError, match="noise_density: expected a value in"):
         load_config(None, T5 + ["model.noise_density=0"]).validate()
+    from plugtron.config.data import FinetuningDatasetConfig
+
+    cfg = load_config(None, T5)
+    cfg.dataset = FinetuningDatasetConfig(dataset_root="/nonexistent", seq_length=64)
+    with pytest.raises(ConfigError, match="SFT datasets and packing are not supported for T5"):
+        cfg.validate()
 
 
 def test_t5_explicit_vocab_without_room_for_sentinels_is_a_clear_error():
