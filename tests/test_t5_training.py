@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from plugtron.config import load_config
-from plugtron.data.t5 import SpanCorruptionDataset, collate_t5, span_counts
+from plugtron.data.t5 import SpanCorruptionDataset, collate_t5, raw_length, span_counts
 from plugtron.errors import ConfigError, DataError
 from plugtron.plugin_manager import PluginManager
 from plugtron.training import train
@@ -26,10 +26,12 @@ EOD, VOCAB = 256, 257  # ByteLevelTokenizer
 
 
 class _Texts:
-    """A stand-in for a GPTDataset: sample i is 64 random byte ids (EOD-free) seeded by i."""
+    """A stand-in for a GPTDataset: sample i is 71 random byte ids (EOD-free) seeded by i; the last
+    one holds 40 tokens and Megatron's -1 padding (a short final sample)."""
 
-    def __init__(self, n=200, length=64):
+    def __init__(self, n=200, length=71):
         self.rows = [numpy.random.default_rng(i).integers(0, 256, length) for i in range(n)]
+        self.rows[-1][40:] = -1
 
     def __len__(self):
         return len(self.rows)
@@ -62,15 +64,19 @@ def _reconstruct(enc, labels):
 def test_span_corruption_is_right_and_deterministic_per_sample_index():
     base = _Texts()
     ds = _dataset(base)
-    noise, spans = span_counts(64, 0.15, 3.0)
-    assert (noise, spans) == (10, 3)
+    assert raw_length(64, 0.15, 3.0) == 71  # the text that fills a 64-token encoder (T5: 568 for 512)
+    noise, spans = span_counts(71, 0.15, 3.0)
+    assert (noise, spans) == (11, 4)
     span_lengths = []
     for i in range(len(ds)):
         s = ds[i]
         n_enc, n_lab = int(s["enc_valid"].sum()), int(s["loss_mask"].sum())
-        assert n_enc == 64 - noise + spans and n_lab == noise + spans + 1  # sentinels + noise + EOD
+        text = [t for t in base[i]["tokens"].tolist() if t >= 0]
+        noise, spans = span_counts(len(text), 0.15, 3.0)
+        assert n_enc == len(text) - noise + spans and n_lab == noise + spans + 1  # sentinels + noise + EOD
+        assert n_enc == (64 if i < len(ds) - 1 else 36)  # full encoder; the short sample is padded
         enc, lab = s["text_enc"][:n_enc], s["labels"][:n_lab]
-        assert _reconstruct(enc, lab) == base[i]["tokens"].tolist()
+        assert _reconstruct(enc, lab) == text
         sentinels = [t for t in lab if t >= VOCAB]
         assert sentinels == list(range(VOCAB, VOCAB + spans)) == [t for t in enc if t >= VOCAB]
         assert lab[-1] == EOD and s["text_dec"][0] == EOD  # EOD ends the targets and starts the decoder
@@ -85,9 +91,10 @@ def test_span_corruption_is_right_and_deterministic_per_sample_index():
         assert all(numpy.array_equal(ds[i][k], again[i][k]) for k in ds[i])
     assert not numpy.array_equal(ds[3]["labels"], ds[4]["labels"])
     assert not numpy.array_equal(ds[3]["labels"], _dataset(base, seed=1)[3]["labels"])
-    batch = collate_t5([ds[0], ds[1]])
+    batch = collate_t5([ds[0], ds[199]])
     assert batch["enc_mask"].shape == (2, 1, 64, 64) and batch["enc_dec_mask"].shape == (2, 1, 32, 64)
-    assert batch["enc_mask"][0, 0, 5].tolist() == (~torch.as_tensor(ds[0]["enc_valid"])).tolist()
+    assert not batch["enc_mask"][0].any()  # True = masked: only padded keys, in every query row
+    assert batch["enc_mask"][1, 0, 5].tolist() == batch["enc_dec_mask"][1, 0, 7].tolist() == [False] * 36 + [True] * 28
 
 
 def test_plugtron_train_trains_t5_and_the_loss_falls(caplog):
@@ -129,7 +136,7 @@ def test_t5_config_derivations_and_limits():
     assert cfg.model.vocab_size == VOCAB + 100  # the sentinels above the tokenizer's ids
     with pytest.raises(ConfigError, match="T5 trains without pipeline parallelism"):
         load_config(None, T5 + ["model.pipeline_model_parallel_size=2"]).validate(world_size=2)
-    with pytest.raises(ConfigError, match=r"seq_length_dec: 8 is too short .* set it to >= 14"):
+    with pytest.raises(ConfigError, match=r"seq_length_dec: 8 is too short .*71 text tokens.* set it to >= 16"):
         load_config(None, T5 + ["model.seq_length_dec=8"]).validate()
     with pytest.raises(ConfigError, match="num_sentinel_tokens: 2, but"):
         load_config(None, T5 + ["model.num_sentinel_tokens=2"]).validate()

@@ -1,7 +1,8 @@
 """T5 span corruption over the samples of the pretraining pipeline.
 
 Each sample of the wrapped dataset (a Megatron ``GPTDataset``, ``BlendedDataset`` or the mock one:
-same tokenizer, blend, split and shuffle as GPT training) is ``seq_length`` tokens of text. T5's
+same tokenizer, blend, split and shuffle as GPT training) is ``raw_length(seq_length)`` tokens of
+text: as many as fill the encoder's ``seq_length`` once the noise spans became sentinels. T5's
 objective turns it into an encoder input and decoder targets:
 
     text     a b c d e f g h i j
@@ -43,6 +44,18 @@ def target_length(length: int, noise_density: float, mean_noise_span_length: flo
     """Decoder tokens the span-corruption of ``length`` tokens needs: sentinels + noise + EOD."""
     noise, spans = span_counts(length, noise_density, mean_noise_span_length)
     return noise + spans + 1
+
+
+def raw_length(enc_len: int, noise_density: float, mean_noise_span_length: float) -> int:
+    """The longest text whose span-corrupted encoder input (kept tokens + one sentinel per span) fits
+    ``enc_len``, as T5 sizes its inputs: the encoder is then full, not padded. The encoder length
+    grows by 0 or 1 per extra text token, so every shorter text fits too."""
+    length = enc_len
+    while True:
+        noise, spans = span_counts(length + 1, noise_density, mean_noise_span_length)
+        if length + 1 - noise + spans > enc_len:
+            return length
+        length += 1
 
 
 def _random_parts(rng: numpy.random.Generator, total: int, parts: int) -> numpy.ndarray:
@@ -95,7 +108,11 @@ class SpanCorruptionDataset:
         tokens = numpy.asarray(self.base[idx]["tokens"], dtype=numpy.int64)
         text = tokens[tokens >= 0]  # Megatron pads a short last sample with -1
         rng = numpy.random.default_rng([self.seed, idx])
-        enc, lab = corrupt(text[: self.enc_len], rng, self.sentinel0, self.eod, self.noise_density, self.mean_span)
+        enc, lab = corrupt(text, rng, self.sentinel0, self.eod, self.noise_density, self.mean_span)
+        if len(enc) > self.enc_len:
+            raise DataError(f"sample {idx}: {len(text)} tokens corrupt to {len(enc)} encoder tokens, more than "
+                            f"model.seq_length {self.enc_len}; the wrapped dataset's samples must be at most "
+                            f"{raw_length(self.enc_len, self.noise_density, self.mean_span)} tokens")
         if lab[:-1].size and lab[:-1].max(initial=0) >= self.sentinel0 + self.num_sentinel_tokens:
             raise DataError(f"sample {idx}: needs more than model.num_sentinel_tokens={self.num_sentinel_tokens} "
                             "sentinels; raise it or lower noise_density")

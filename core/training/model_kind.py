@@ -63,7 +63,7 @@ class T5Kind:
     name = "t5"
 
     def problems(self, cfg) -> List[str]:
-        from plugtron.data.t5 import span_counts, target_length
+        from plugtron.data.t5 import raw_length, span_counts, target_length
 
         m, out = cfg.model, []
         if m.pipeline_model_parallel_size > 1:
@@ -80,11 +80,13 @@ class T5Kind:
             out.append(f"model.mean_noise_span_length: expected >= 1, got {m.mean_noise_span_length}")
         if out:
             return out
-        need = target_length(m.seq_length, m.noise_density, m.mean_noise_span_length)
+        raw = raw_length(m.seq_length, m.noise_density, m.mean_noise_span_length)
+        need = target_length(raw, m.noise_density, m.mean_noise_span_length)
         if m.seq_length_dec < need:
             out.append(f"model.seq_length_dec: {m.seq_length_dec} is too short for the span-corruption targets of "
-                       f"seq_length {m.seq_length} (sentinels + noise tokens + EOD = {need}); set it to >= {need}")
-        spans = span_counts(m.seq_length, m.noise_density, m.mean_noise_span_length)[1]
+                       f"seq_length {m.seq_length} ({raw} text tokens: sentinels + noise tokens + EOD = {need}); "
+                       f"set it to >= {need}")
+        spans = span_counts(raw, m.noise_density, m.mean_noise_span_length)[1]
         if m.num_sentinel_tokens < spans:
             out.append(f"model.num_sentinel_tokens: {m.num_sentinel_tokens}, but a sample of seq_length "
                        f"{m.seq_length} has up to {spans} noise spans (one sentinel each)")
@@ -94,8 +96,10 @@ class T5Kind:
         return model.num_sentinel_tokens
 
     def build_datasets(self, cfg, tokenizer):
+        import copy
+
         from plugtron.data import build_datasets
-        from plugtron.data.t5 import SpanCorruptionDataset
+        from plugtron.data.t5 import SpanCorruptionDataset, raw_length
         from plugtron.errors import DataError
 
         m = cfg.model
@@ -112,7 +116,11 @@ class T5Kind:
                 ds, tokenizer.vocab_size, tokenizer.eod, m.seq_length, m.seq_length_dec, cfg.dataset.random_seed,
                 m.num_sentinel_tokens, m.noise_density, m.mean_noise_span_length)
 
-        return tuple(wrap(ds) for ds in build_datasets(cfg, tokenizer))
+        # Text samples longer than the encoder: span corruption shortens them to exactly seq_length.
+        raw_cfg = copy.copy(cfg)
+        raw_cfg.dataset = copy.copy(cfg.dataset)
+        raw_cfg.dataset.sequence_length = raw_length(m.seq_length, m.noise_density, m.mean_noise_span_length)
+        return tuple(wrap(ds) for ds in build_datasets(raw_cfg, tokenizer))
 
     @property
     def collate(self):
