@@ -23,13 +23,18 @@ class T5ModelProvider(TransformerConfig):
     """Encoder-decoder T5. ``num_layers`` is the decoder depth; ``encoder_num_layers`` defaults to it."""
 
     _plugtron_provider = True  # selectable as `model.provider: t5` (see plugtron.providers.registry)
-    # Checked by `plugtron train` before anything is built (a class attribute, not a field).
-    not_trainable_by_loop = ("T5ModelProvider: `plugtron train` feeds decoder-only (GPT) batches; train T5 "
-                             "from Python with provider.provide() (see docs/providers.md)")
+    # `plugtron train` picks its data and forward step by this (plugtron.training.model_kind): T5
+    # trains on span corruption of the pretraining datasets (a class attribute, not a field).
+    model_kind = "t5"
 
     encoder_num_layers: Optional[int] = None
     seq_length: int = 512  # encoder input length
     seq_length_dec: int = 128  # decoder input length
+    # Span corruption (plugtron.data.t5). The sentinels are ids appended above the tokenizer's
+    # vocabulary, so they belong to the model: a derived vocab_size includes them.
+    num_sentinel_tokens: int = 100
+    noise_density: float = 0.15
+    mean_noise_span_length: float = 3.0
     vocab_size: Optional[int] = None
     make_vocab_size_divisible_by: int = 128
     share_embeddings_and_output_weights: bool = True

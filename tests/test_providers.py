@@ -116,13 +116,14 @@ def test_t5_trains_on_cpu_with_span_corruption():
     assert losses[0] > 4.0 and losses[-1] < 0.5 * losses[0], losses
 
 
-def test_plugtron_train_refuses_t5_with_a_clear_message():
-    from plugtron.training import train
-
-    cfg = load_config(None, ["model.provider=t5", "model.num_layers=2", "model.hidden_size=64",
-                             "model.num_attention_heads=4", "model.seq_length=128"])
-    with pytest.raises(ConfigError, match="T5ModelProvider: `plugtron train` feeds decoder-only"):
-        train(cfg)
+def test_plugtron_train_accepts_t5_and_names_its_limits():
+    """`plugtron train` trains T5 (tests/test_t5_training.py); what it does not support is a clear error."""
+    base = ["model.provider=t5", "model.num_layers=2", "model.hidden_size=64", "model.num_attention_heads=4",
+            "model.seq_length=128", "dataset.sequence_length=128", "model.seq_length_dec=64"]
+    cfg = load_config(None, base).validate()
+    assert cfg.model.vocab_size == 257 + cfg.model.num_sentinel_tokens
+    with pytest.raises(ConfigError, match="context_parallel_size: 2; not supported for T5"):
+        load_config(None, base + ["model.context_parallel_size=2"]).validate(world_size=2)
 
 
 def test_mamba_pattern_logic_and_clear_error_without_kernels():

@@ -131,16 +131,19 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
 
 
 def _derive_vocab(cfg, problems: List[str]) -> None:
+    from plugtron.training.model_kind import kind_for
+
     tok, m = cfg.tokenizer, cfg.model
     if m.vocab_size is not None:
         return
+    extra = kind_for(m).extra_vocab(m)  # e.g. T5's sentinel ids above the tokenizer's
     if tok.tokenizer_type == "ByteLevelTokenizer":
-        m.vocab_size = 257  # 256 byte values + EOD
+        m.vocab_size = 257 + extra  # 256 byte values + EOD
     elif tok.tokenizer_type == "NullTokenizer":
         if tok.vocab_size is None:
             problems.append("tokenizer.vocab_size: required for NullTokenizer")
         else:
-            m.vocab_size = tok.vocab_size + 1  # + EOD
+            m.vocab_size = tok.vocab_size + 1 + extra  # + EOD
     else:
         # File-backed tokenizers: load the (local) files to read the size. Only when model.vocab_size
         # is unset, so `config show` of a cluster config with an explicit size works on a laptop.
@@ -148,7 +151,7 @@ def _derive_vocab(cfg, problems: List[str]) -> None:
         from plugtron.errors import DataError
 
         try:
-            m.vocab_size = build_tokenizer(tok).vocab_size
+            m.vocab_size = build_tokenizer(tok).vocab_size + extra
         except DataError as err:
             problems.append(f"model.vocab_size: unset, so it is read from the tokenizer, which failed: {err}")
 
@@ -193,6 +196,9 @@ def validate(cfg, world_size: int) -> None:
     _derive_vocab(cfg, problems)
     _derive_parallel(cfg, world_size, problems)
     _derive_scheduler(cfg, problems)
+    from plugtron.training.model_kind import kind_for
+
+    problems.extend(kind_for(cfg.model).problems(cfg))  # e.g. T5: no PP, decoder length fits the targets
     if hasattr(cfg.dataset, "problems"):  # FinetuningDatasetConfig: packing needs micro_batch_size 1, ...
         problems.extend(cfg.dataset.problems(cfg.train))
     if cfg.peft is not None and not cfg.checkpoint.pretrained_checkpoint:

@@ -56,11 +56,12 @@ class MicroBatchIterator:
     """
 
     def __init__(self, dataset, micro_batch_size: int, global_batch_size: int, dp_rank: int = 0,
-                 dp_size: int = 1, consumed_samples: int = 0) -> None:
+                 dp_size: int = 1, consumed_samples: int = 0, collate_fn=None) -> None:
         _check_sizes(dataset, micro_batch_size, global_batch_size, dp_rank, dp_size)
         if consumed_samples < 0:
             raise DataError(f"consumed_samples must be >= 0, got {consumed_samples}")
         self.dataset = dataset
+        self.collate = collate_fn or collate  # the model kind's (T5 batches differ from GPT's)
         self.micro_batch_size = micro_batch_size
         self.global_batch_size = global_batch_size
         self.dp_rank, self.dp_size = dp_rank, dp_size
@@ -81,7 +82,7 @@ class MicroBatchIterator:
 
     def __next__(self) -> Dict[str, Optional[torch.Tensor]]:
         idx = self.sample_indices(self.consumed_samples, self._next_micro)
-        batch = collate([self.dataset[i] for i in idx])
+        batch = self.collate([self.dataset[i] for i in idx])
         self._next_micro += 1
         if self._next_micro == self.num_microbatches:
             self._next_micro = 0

@@ -26,17 +26,20 @@ def _build_data(cfg, state: TrainState):
     each pull their own copy of the same stream)."""
     from megatron.core import parallel_state as ps
 
-    from plugtron.data import MicroBatchIterator, build_datasets, build_tokenizer
+    from plugtron.data import MicroBatchIterator, build_tokenizer
+    from plugtron.training.model_kind import kind_for
     from plugtron.training.step import _OnDevice
 
+    kind = kind_for(cfg.model)  # GPT or T5 samples and batches
     tokenizer = build_tokenizer(cfg.tokenizer)
-    train_ds, valid_ds, test_ds = build_datasets(cfg, tokenizer)
+    train_ds, valid_ds, test_ds = kind.build_datasets(cfg, tokenizer)
     dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
     t = cfg.train
 
     def iterators(ds, consumed: int) -> List[Any]:
         return [
-            MicroBatchIterator(ds, t.micro_batch_size, t.global_batch_size, dp_rank, dp_size, consumed_samples=consumed)
+            MicroBatchIterator(ds, t.micro_batch_size, t.global_batch_size, dp_rank, dp_size,
+                               consumed_samples=consumed, collate_fn=kind.collate)
             for _ in state.model
         ]
 
@@ -142,10 +145,6 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
     from plugtron.training.step import train_step
 
     cfg.validate(world_size)
-    if getattr(cfg.model, "not_trainable_by_loop", None):  # e.g. T5: the loop's data and step are decoder-only
-        from plugtron.errors import ConfigError
-
-        raise ConfigError([f"model: {cfg.model.not_trainable_by_loop}"])
     machine.check(cfg)
     hooks = (plugin_manager or PluginManager()).load(cfg)
     setup.init_distributed(cfg)

@@ -85,6 +85,17 @@ def _ensure_train_mode(chunk: torch.nn.Module) -> None:
         chunk.train()
 
 
+def _schedule_args(cfg) -> Dict[str, Any]:
+    """The model kind's forward step and sequence lengths for Megatron's schedule (GPT: the
+    decoder length is ``seq_length``; T5: ``seq_length_dec``)."""
+    from plugtron.training.model_kind import kind_for
+
+    kind = kind_for(cfg.model)
+    seq, dec_seq = kind.seq_lengths(cfg)
+    return dict(forward_step_func=kind.forward_step, num_microbatches=cfg.num_microbatches, seq_length=seq,
+                micro_batch_size=cfg.train.micro_batch_size, decoder_seq_length=dec_seq)
+
+
 def train_step(cfg, model, optimizer, scheduler, iterators) -> Tuple[Optional[torch.Tensor], bool, Any, Any]:
     """forward/backward over ``num_microbatches``, optimizer step, scheduler step.
 
@@ -97,14 +108,10 @@ def train_step(cfg, model, optimizer, scheduler, iterators) -> Tuple[Optional[to
     for chunk in model:
         _ensure_train_mode(chunk)
     losses = get_forward_backward_func()(
-        forward_step_func=forward_step,
         data_iterator=iterators if len(iterators) > 1 else iterators[0],
         model=model,
-        num_microbatches=cfg.num_microbatches,
-        seq_length=cfg.model.seq_length,
-        micro_batch_size=cfg.train.micro_batch_size,
-        decoder_seq_length=cfg.model.seq_length,
         forward_only=False,
+        **_schedule_args(cfg),
     )
     update_successful, grad_norm, num_zeros = optimizer.step()
     if update_successful:
@@ -124,14 +131,10 @@ def evaluate(cfg, model, iterators, num_batches: int) -> float:
     total, count = torch.zeros((), dtype=torch.float64), 0
     for _ in range(num_batches):
         losses = get_forward_backward_func()(
-            forward_step_func=forward_step,
             data_iterator=iterators if len(iterators) > 1 else iterators[0],
             model=model,
-            num_microbatches=cfg.num_microbatches,
-            seq_length=cfg.model.seq_length,
-            micro_batch_size=cfg.train.micro_batch_size,
-            decoder_seq_length=cfg.model.seq_length,
             forward_only=True,
+            **_schedule_args(cfg),
         )
         loss = _mean_loss(losses)
         if loss is not None:
