@@ -14,9 +14,9 @@ from _hf_models import build, save, tokens
 
 pytest.importorskip("transformers")
 HERE = Path(__file__).parent
-# GQA + RoPE scaling, MoE (expert tensor parallelism), MHA with biases + learned positions + tied
-# embeddings; Mistral and Qwen2 shard exactly like Llama (all five passed here, at ~25 s each).
-FAMILIES = ("llama", "mixtral", "gpt2")
+# Every family: GQA + RoPE scaling (Llama 3.1), sliding window (Mistral), QKV bias + tied embeddings
+# (Qwen2), MoE with expert tensor parallelism (Mixtral), MHA with biases + learned positions (GPT-2).
+FAMILIES = ("llama", "mistral", "qwen2", "mixtral", "gpt2")
 
 
 @pytest.mark.slow
