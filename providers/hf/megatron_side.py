@@ -71,10 +71,10 @@ def build_model(provider, tp: int):
     p = copy.deepcopy(provider)
     p.tensor_model_parallel_size, p.pipeline_model_parallel_size = tp, 1
     p.virtual_pipeline_model_parallel_size = None
+    # Megatron's random init is wasted work here (every parameter is overwritten), but it must run:
+    # with use_cpu_initialization, perform_initialization=False also skips setting the tensor-
+    # parallel attributes (partition dim) that fill() shards by - a TP=2 import then fails.
     p.use_cpu_initialization = True
-    # Every parameter is overwritten (fill() demands a source for each; export loads all of them):
-    # skip Megatron's random init, ~1/4 of an import's time.
-    p.perform_initialization = False
     p.finalize()
     return p, p.provide()
 
