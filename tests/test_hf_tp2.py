@@ -12,7 +12,7 @@ import torch
 
 from _hf_models import build, save, tokens
 
-pytest.importorskip("transformers")
+import transformers  # noqa: E402,F401  (the test extra installs it; these tests must run, never skip)
 HERE = Path(__file__).parent
 # Every family: GQA + RoPE scaling (Llama 3.1), sliding window (Mistral), QKV bias + tied embeddings
 # (Qwen2), MoE with expert tensor parallelism (Mixtral), MHA with biases + learned positions (GPT-2).
