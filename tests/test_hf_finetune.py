@@ -2,12 +2,10 @@
 weights (the first loss is the imported model's, not a fresh init's) and 5 steps lower the loss;
 the fine-tuned training checkpoint (with optimizer state) exports to a model transformers loads."""
 
-import pytest
+import transformers  # noqa: F401  (the test extra installs it; these tests must run, never skip)
 import yaml
 
 from _hf_models import build, megatron_logits, save, tokens
-
-import transformers  # noqa: E402,F401  (the test extra installs it; these tests must run, never skip)
 
 STEPS = ["train.train_iters=5", "train.eval_interval=null", "train.global_batch_size=8", "train.micro_batch_size=4",
          "optimizer.lr=3e-3", "scheduler.lr_warmup_iters=0", "logger.log_interval=1"]
