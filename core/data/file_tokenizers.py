@@ -52,13 +52,12 @@ def _import(module: str, kind: str):
         raise DataError(f"tokenizer.tokenizer_type: {kind} needs the '{module}' package; {EXTRA_HINT}") from None
 
 
-class _HFBacked:
-    """Common part of the tokenizers backed by a ``tokenizers.Tokenizer``."""
+class _FileBacked:
+    """What Megatron's datasets read from every file-backed tokenizer: ``vocab_size``, ``eod`` and
+    ``unique_identifiers`` (with a content hash of the files)."""
 
-    def __init__(self, tok, eod: int, files: List[str]) -> None:
-        self._tok = tok
-        self._eod = int(eod)
-        self._vocab_size = tok.get_vocab_size(with_added_tokens=True)
+    def _identify(self, eod: int, vocab_size: int, files: List[str]) -> None:
+        self._eod, self._vocab_size = int(eod), int(vocab_size)
         self.unique_identifiers = OrderedDict(
             [("class", type(self).__name__), ("files", files), ("sha", _digest(files)),
              ("vocab_size", self._vocab_size)])
@@ -70,6 +69,14 @@ class _HFBacked:
     @property
     def eod(self) -> int:
         return self._eod
+
+
+class _HFBacked(_FileBacked):
+    """Common part of the tokenizers backed by a ``tokenizers.Tokenizer``."""
+
+    def __init__(self, tok, eod: int, files: List[str]) -> None:
+        self._tok = tok
+        self._identify(eod, tok.get_vocab_size(with_added_tokens=True), files)
 
     def tokenize(self, text: str) -> List[int]:
         # No special tokens (BOS) added: SFT answer masks and packing count exactly the text's tokens.
@@ -172,7 +179,7 @@ class HuggingFaceTokenizer(_HFBacked):
         super().__init__(tok, eod, files)
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(_FileBacked):
     """A SentencePiece ``.model``; EOD is the model's ``eos`` piece."""
 
     def __init__(self, tokenizer_model: Optional[str]) -> None:
@@ -182,22 +189,10 @@ class SentencePieceTokenizer:
             self._sp = spm.SentencePieceProcessor(model_file=path)
         except Exception as err:
             raise DataError(f"tokenizer.tokenizer_model: cannot load {path} as a SentencePiece model: {err}") from None
-        self._eod = int(self._sp.eos_id())
-        if self._eod < 0:
+        if int(self._sp.eos_id()) < 0:
             raise DataError(f"tokenizer.tokenizer_model: {path} defines no eos piece (trained with eos_id=-1); "
                             "SentencePieceTokenizer uses it as end-of-document")
-        self._vocab_size = int(self._sp.get_piece_size())
-        self.unique_identifiers = OrderedDict(
-            [("class", type(self).__name__), ("files", [path]), ("sha", _digest([path])),
-             ("vocab_size", self._vocab_size)])
-
-    @property
-    def vocab_size(self) -> int:
-        return self._vocab_size
-
-    @property
-    def eod(self) -> int:
-        return self._eod
+        self._identify(self._sp.eos_id(), self._sp.get_piece_size(), [path])
 
     def tokenize(self, text: str) -> List[int]:
         return list(self._sp.encode(text, out_type=int))
