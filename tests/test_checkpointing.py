@@ -28,10 +28,10 @@ def run(overrides, *plugins):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """One run of 8 iterations saving every 2 with most_recent_k=2: iterations 6 and 8 remain."""
+    """One run of 8 iterations saving every one (8 saves) with most_recent_k=2: 7 and 8 remain."""
     root = tmp_path_factory.mktemp("saved") / "ckpt"
     digest = WeightsDigest()
-    summary = run([f"checkpoint.save={root}", "checkpoint.save_interval=2", "checkpoint.most_recent_k=2",
+    summary = run([f"checkpoint.save={root}", "checkpoint.save_interval=1", "checkpoint.most_recent_k=2",
                    "checkpoint.ckpt_assume_constant_structure=true"], digest)
     return root, summary, digest.value
 
@@ -56,7 +56,7 @@ def test_resume_is_bit_identical(tmp_path, precision):
 
 def test_layout_retention_and_run_config(saved):
     root, summary, _ = saved
-    assert sorted(os.listdir(root)) == sorted(["iter_0000006", "iter_0000008", layout.LATEST_TRAIN_STATE, layout.TRACKER])
+    assert sorted(os.listdir(root)) == sorted(["iter_0000007", "iter_0000008", layout.LATEST_TRAIN_STATE, layout.TRACKER])
     assert (root / layout.TRACKER).read_text() == "8\n"
     it = root / "iter_0000008"
     names = set(os.listdir(it))
@@ -66,7 +66,7 @@ def test_layout_retention_and_run_config(saved):
     ts = torch.load(it / "train_state.pt", weights_only=True)
     assert int(ts["iteration"]) == 8 and int(ts["consumed_train_samples"]) == 64
     assert int(ts["skipped_train_iterations"]) == 0 and float(ts["floating_point_operations_so_far"]) > 0
-    cfg = load_config(None, BASE + [f"checkpoint.save={root}", "checkpoint.save_interval=2", "checkpoint.most_recent_k=2",
+    cfg = load_config(None, BASE + [f"checkpoint.save={root}", "checkpoint.save_interval=1", "checkpoint.most_recent_k=2",
                                     "checkpoint.ckpt_assume_constant_structure=true"])
     assert from_yaml((it / "run_config.yaml").read_text()) == cfg.validate()
     layout.verify(str(it))  # every file matches its manifest entry
