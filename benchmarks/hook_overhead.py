@@ -179,7 +179,7 @@ def main() -> None:
     from plugtron.training import setup
     from plugtron.training.flops import num_floating_point_operations
     from plugtron.training.loop import _Logger, _stop_agreed, format_log
-    from plugtron.training.state import StepMetrics, TrainState
+    from plugtron.training.state import TrainState
     from plugtron.training.step import _OnDevice, forward_step, train_step
 
     steps_total = args.warmup + (args.profile or args.steps * args.rounds)
@@ -190,6 +190,8 @@ def main() -> None:
     for name in discover():
         if name not in ("nsys_profiler",) or torch.cuda.is_available():
             cfg.plugins[name] = PluginSettings(enabled=True)
+    # ddp_parity needs its interval; one no run here reaches, so its per-step cost is the check only
+    cfg.train.check_weight_hash_across_dp_replicas_interval = 10**9
     cfg.validate()
     hooks = PluginManager().load(cfg)
     setup.init_distributed(cfg)
@@ -246,18 +248,7 @@ def main() -> None:
     def plugtron_step():
         hooks.on_step_start(state)
         loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, plug_its)
-        state.iteration += 1
-        state.consumed_train_samples += t.global_batch_size
-        state.skipped_train_iterations += 0 if ok else 1
-        state.floating_point_operations_so_far += flops_per_iter
-        metrics = StepMetrics(
-            iteration=state.iteration,
-            loss=loss,
-            grad_norm=None if grad_norm is None else float(grad_norm),
-            lr=state.scheduler.get_lr(state.optimizer.param_groups[0]),
-            skipped=not ok,
-            num_zeros_in_grad=num_zeros,
-        )
+        metrics = state.record_step(loss, ok, grad_norm, num_zeros, flops_per_iter)
         if loss is not None:
             losses.append(loss.detach())
         hooks.on_step(state, metrics)

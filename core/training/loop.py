@@ -176,18 +176,7 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
         while state.iteration < t.train_iters and not t.skip_train:
             hooks.on_step_start(state)
             loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, train_its)
-            state.iteration += 1
-            state.consumed_train_samples += t.global_batch_size
-            state.skipped_train_iterations += 0 if ok else 1
-            state.floating_point_operations_so_far += flops_per_iter
-            metrics = StepMetrics(
-                iteration=state.iteration,
-                loss=loss,
-                grad_norm=None if grad_norm is None else float(grad_norm),
-                lr=state.scheduler.get_lr(state.optimizer.param_groups[0]),
-                skipped=not ok,
-                num_zeros_in_grad=num_zeros,
-            )
+            metrics = state.record_step(loss, ok, grad_norm, num_zeros, flops_per_iter)
             if loss is not None:
                 summary["losses"].append(loss.detach())
             hooks.on_step(state, metrics)

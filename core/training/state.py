@@ -42,6 +42,23 @@ class TrainState:
         self.should_save = self.should_save or save
         self.stop_reason = reason
 
+    def record_step(self, loss, ok: bool, grad_norm, num_zeros, flops: float) -> StepMetrics:
+        """Advance the counters by one finished iteration and return its metrics (the loop and
+        benchmarks/hook_overhead.py both call this, so they do the same per-step work)."""
+        t = self.config.train
+        self.iteration += 1
+        self.consumed_train_samples += t.global_batch_size
+        self.skipped_train_iterations += 0 if ok else 1
+        self.floating_point_operations_so_far += flops
+        return StepMetrics(
+            iteration=self.iteration,
+            loss=loss,
+            grad_norm=None if grad_norm is None else float(grad_norm),
+            lr=self.scheduler.get_lr(self.optimizer.param_groups[0]),
+            skipped=not ok,
+            num_zeros_in_grad=num_zeros,
+        )
+
     def counters(self) -> dict:
         return {
             "iteration": self.iteration,
