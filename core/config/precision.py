@@ -44,6 +44,8 @@ class MixedPrecisionConfig:
 PRESETS: Dict[str, Dict[str, Any]] = {
     "32": dict(fp32=True, params_dtype="float32", pipeline_dtype="float32", grad_reduce_in_fp32=False),
     "fp32": dict(fp32=True, params_dtype="float32", pipeline_dtype="float32", grad_reduce_in_fp32=False),
+    "bf16_mixed": dict(bf16=True, params_dtype="bfloat16", pipeline_dtype="bfloat16"),
+    "fp16_mixed": dict(fp16=True, params_dtype="float16", pipeline_dtype="float16"),
     "bf16-mixed": dict(bf16=True, params_dtype="bfloat16", pipeline_dtype="bfloat16"),
     "16-mixed": dict(fp16=True, params_dtype="float16", pipeline_dtype="float16"),
     "fp16-mixed": dict(fp16=True, params_dtype="float16", pipeline_dtype="float16"),
