@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import List
 
-from plugtron.config.precision import MixedPrecisionConfig
+from plugtron.config.precision import FP8_MODEL_FIELDS, MixedPrecisionConfig
 from plugtron.errors import ConfigError
 
 
@@ -26,7 +26,13 @@ def _apply_mixed_precision(cfg, mp: MixedPrecisionConfig) -> None:
     cfg.model.pipeline_dtype = to_dtype(mp.pipeline_dtype) or params
     cfg.model.autocast_dtype = params
     if mp.fp8 is not None:
-        cfg.model.fp8 = mp.fp8
+        for name in FP8_MODEL_FIELDS:
+            setattr(cfg.model, name, getattr(mp, name))
+        cfg.model.fp8_param = mp.fp8_param_gather if mp.fp8_param is None else mp.fp8_param
+        cfg.ddp.fp8_param_gather = mp.fp8_param_gather
+        cfg.ddp.reuse_grad_buf_for_mxfp8_param_ag = mp.reuse_grad_buf_for_mxfp8_param_ag
+        cfg.optimizer.fp8_recipe = mp.fp8_recipe
+        cfg.optimizer.reuse_grad_buf_for_mxfp8_param_ag = mp.reuse_grad_buf_for_mxfp8_param_ag
     opt = cfg.optimizer
     opt.loss_scale, opt.initial_loss_scale = mp.loss_scale, mp.initial_loss_scale
     opt.min_loss_scale, opt.loss_scale_window, opt.hysteresis = mp.min_loss_scale, mp.loss_scale_window, mp.hysteresis
@@ -189,6 +195,9 @@ def validate(cfg, world_size: int) -> None:
     if mp is not None:
         if sum((mp.fp16, mp.bf16)) > 1:
             problems.append("mixed_precision: fp16 and bf16 are mutually exclusive")
+        if mp.fp8_param_gather and mp.fp8_recipe == "mxfp8" and not mp.reuse_grad_buf_for_mxfp8_param_ag:
+            problems.append("mixed_precision.reuse_grad_buf_for_mxfp8_param_ag: must be true when fp8_param_gather "
+                            "is true with the mxfp8 recipe (Megatron gathers the mxfp8 params through the grad buffer)")
         _apply_mixed_precision(cfg, mp)
     if cfg.model.pipeline_model_parallel_size > 1 and cfg.model.pipeline_dtype is None:
         cfg.model.pipeline_dtype = cfg.model.params_dtype
