@@ -30,6 +30,11 @@ def te_available() -> bool:
     return True
 
 
+def uses_te_layers(config) -> bool:
+    """Whether a model built from ``config`` gets Transformer Engine layers (``layer_spec``'s choice)."""
+    return getattr(config, "transformer_impl", "local") == "transformer_engine" and te_available()
+
+
 def with_sdpa_attention(spec):
     """``spec`` (a local GPT layer spec, changed in place and returned) with its self-attention's
     core attention computed by torch's SDPA (``plugtron.providers.sdpa_attention``)."""
@@ -101,7 +106,7 @@ class GPTModelProvider(TransformerConfig):
         """Transformer Engine spec with TE + CUDA, else Megatron's local (pure torch) spec."""
         from megatron.core.models.gpt import gpt_layer_specs as specs
 
-        use_te = self.transformer_impl == "transformer_engine" and te_available()
+        use_te = uses_te_layers(self)
         if self.transformer_impl == "transformer_engine" and not use_te:
             log.debug("Transformer Engine unavailable: using the local layer spec")
         if use_te:
