@@ -120,7 +120,7 @@ run_step 20_train_tiny 90 "$PY" -m plugtron train train.train_iters=$ITERS sched
 grep -hE "model:|iter +[0-9]+/|valid at" "$OUT/20_train_tiny.log" | tail -8 >> "$SUMMARY"
 
 # ---- (c) tests whose outcome depends on the GPU ---------------------------------------------------
-run_step 30_pytest 90 "$PY" -m pytest -q -x -p no:cacheprovider -m "not slow" \
+run_step 30_pytest 120 "$PY" -m pytest -q -x -p no:cacheprovider -m "not slow" \
     tests/test_precision_presets.py tests/test_sdpa_attention.py tests/test_mfu.py tests/test_packed_thd.py
 tail -3 "$OUT/30_pytest.log" >> "$SUMMARY"
 
