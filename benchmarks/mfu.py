@@ -9,6 +9,7 @@ formula: ``plugtron.training.flops``) and MFU against the GPU's dense bf16 peak 
     python benchmarks/mfu.py                        # 50 timed steps, seq 2048, micro 4, global 16
     python benchmarks/mfu.py --steps 20 --seq-length 4096 --micro-batch-size 2 --layer-spec local
     python benchmarks/mfu.py --tokens-per-step 131072   # global batch = tokens / seq length
+    python benchmarks/mfu.py --fusions                  # + Megatron's torch.compile'd SwiGLU and cross entropy
 
 Layer spec: ``te`` (Transformer Engine), ``local`` (Megatron-Core's own modules; on CUDA plugtron
 computes their attention with torch's SDPA flash kernels) or ``auto`` (TE when importable, else local
@@ -73,6 +74,9 @@ def _args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap.add_argument("--num-layers", type=int, default=None, help="override the provider's layer count")
     ap.add_argument("--hidden-size", type=int, default=None,
                     help="override the hidden size (then FFN 4x hidden, 8 heads, 2 KV groups: a small test shape)")
+    ap.add_argument("--fusions", action="store_true",
+                    help="Megatron's torch.compile fusions: SwiGLU (bias_activation_fusion) and the native fused "
+                         "cross entropy (needs Triton on CUDA; the first steps compile)")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="bf16 peak to compute MFU against (default: looked up from the GPU's name)")
     ap.add_argument("--cpu-smoke", action="store_true",
@@ -120,6 +124,9 @@ def build_config(a: argparse.Namespace, transformer_impl: str):
         model.hidden_size, model.ffn_hidden_size = a.hidden_size, 4 * a.hidden_size
         model.num_attention_heads, model.num_query_groups = 8, 2
     model.vocab_size = model.vocab_size or 32000
+    if a.fusions:  # Megatron's jit_fuser is torch.compile: kernels generated at the first (warm-up) steps
+        model.bias_activation_fusion = True
+        model.cross_entropy_loss_fusion, model.cross_entropy_fusion_impl = True, "native"
     steps = a.warmup + a.steps
     return ConfigContainer(
         model=model,
@@ -180,7 +187,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         attn = next((type(mod).__name__ for mod in state.model[0].modules()
                      if type(mod).__name__.endswith("DotProductAttention")), "?")
         print(f"device: {device} | torch {torch.__version__} | layer spec {impl} (core attention {attn}) | "
-              f"precision {a.precision}")
+              f"precision {a.precision} | fusions {'on' if a.fusions else 'off'}")
         print(f"model: {a.provider}, {m.num_layers} layers, hidden {m.hidden_size}, FFN {m.ffn_hidden_size}, "
               f"{m.num_attention_heads} heads / {m.num_query_groups} KV groups, vocab {m.padded_vocab_size(m.vocab_size)}, "
               f"{params / 1e9:.3f} B params")

@@ -52,6 +52,14 @@ def test_llama32_1b_flops_match_a_hand_count():
     assert num_floating_point_operations(cfg) == 3 * per_token * 2048 * 16
 
 
+def test_fusions_flag_turns_on_megatrons_compiled_fusions():
+    cfg = mfu.build_config(mfu._args(["--fusions"]), "local")
+    assert cfg.model.bias_activation_fusion and cfg.model.cross_entropy_loss_fusion
+    assert cfg.model.cross_entropy_fusion_impl == "native"
+    plain = mfu.build_config(mfu._args([]), "local")
+    assert not plain.model.bias_activation_fusion and not plain.model.cross_entropy_loss_fusion
+
+
 def test_tokens_per_step_sets_the_global_batch():
     a = mfu._args(["--seq-length", "1024", "--micro-batch-size", "2", "--tokens-per-step", "65536"])
     assert a.global_batch_size == 64

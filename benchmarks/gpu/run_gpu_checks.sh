@@ -11,6 +11,7 @@
 #   10_mfu.log        benchmarks/mfu.py: Llama 3.2 1B, bf16, 50 timed steps (retried with micro batch 2 on OOM)
 #   20_train_tiny.log `plugtron train` of the tiny recipe on CUDA (1 process, 100 iterations)
 #   30_pytest.log     GPU-relevant tests (presets against the real device capability, SDPA attention on CUDA, ...)
+#   40_mfu_fusions.log with the budget left: mfu.py --fusions (Megatron's torch.compile'd SwiGLU + cross entropy)
 #   summary.log       the lines that matter, and each step's exit status
 #
 # The wheels travel in .whl/ at the repository root (ignored by git: name it in the device tool's
@@ -123,5 +124,10 @@ grep -hE "model:|iter +[0-9]+/|valid at" "$OUT/20_train_tiny.log" | tail -8 >> "
 run_step 30_pytest 120 "$PY" -m pytest -q -x -p no:cacheprovider -m "not slow" \
     tests/test_precision_presets.py tests/test_sdpa_attention.py tests/test_mfu.py tests/test_packed_thd.py
 tail -3 "$OUT/30_pytest.log" >> "$SUMMARY"
+
+# ---- (d) if time is left: MFU again with Megatron's torch.compile fusions (SwiGLU, cross entropy) --------
+run_step 40_mfu_fusions 150 "$PY" benchmarks/mfu.py "${MFU_ARGS[@]}" --fusions
+grep -hE "^(device|step time|throughput|MFU|mfu.py)" "$OUT/40_mfu_fusions.log" >> "$SUMMARY" 2>/dev/null \
+    || tail -5 "$OUT/40_mfu_fusions.log" >> "$SUMMARY" 2>/dev/null
 
 note "total $(( $(date +%s) - START ))s; logs in $OUT"
