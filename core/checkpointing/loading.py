@@ -10,7 +10,7 @@ import threading
 from typing import Any, Dict, Optional
 
 from plugtron.checkpointing import layout
-from plugtron.checkpointing import state as ckstate
+from plugtron.checkpointing import contents as ckstate
 from plugtron.checkpointing.manager import _rank, agree, parallel_layout
 from plugtron.errors import CheckpointError
 

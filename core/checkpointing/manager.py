@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from plugtron.checkpointing import layout
-from plugtron.checkpointing import state as ckstate
+from plugtron.checkpointing import contents as ckstate
 from plugtron.errors import CheckpointError
 
 log = logging.getLogger("plugtron")

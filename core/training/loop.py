@@ -139,7 +139,7 @@ def _load(cfg, ckptr, state: TrainState) -> None:
 def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[str, Any]:
     """Run training as configured. Returns a summary (losses per step on the last stage, eval
     history) for scripts and tests. Initializes and tears down the process groups."""
-    from plugtron import machine
+    from plugtron.platform import machine
     from plugtron.plugin_manager import PluginManager
     from plugtron.training import setup
     from plugtron.training.step import train_step

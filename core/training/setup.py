@@ -22,7 +22,7 @@ def init_distributed(cfg) -> None:
 
     cuda = torch.cuda.is_available()
     if not cuda:
-        from plugtron import cpu_shims
+        from plugtron.platform import cpu_shims
 
         cpu_shims.apply()
     backend = cfg.dist.distributed_backend

@@ -35,7 +35,7 @@ def megatron_world(tp: int = 1):
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
     if not torch.cuda.is_available():
-        from plugtron import cpu_shims
+        from plugtron.platform import cpu_shims
 
         cpu_shims.apply()
     started_pg = started_mp = False
