@@ -8,17 +8,13 @@ import time
 from typing import Any, Dict, List, Optional
 
 import torch
-import torch.distributed as dist
 
+from plugtron import distributed
 from plugtron.checkpointing.manager import Checkpointer
 from plugtron.training.flops import num_floating_point_operations
 from plugtron.training.state import StepMetrics, TrainState
 
 log = logging.getLogger("plugtron")
-
-
-def _rank0() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 def _build_data(cfg, state: TrainState):
@@ -50,13 +46,7 @@ def _build_data(cfg, state: TrainState):
 def _stop_agreed(state: TrainState) -> bool:
     """All ranks agree to stop if any asked (collective: one tiny all-reduce per step when more
     than one process runs)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return state.should_stop
-    flags = torch.tensor([int(state.should_stop), int(state.should_save)], dtype=torch.int32)
-    if torch.cuda.is_available():
-        flags = flags.cuda()
-    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-    state.should_stop, state.should_save = bool(flags[0]), bool(flags[1])
+    state.should_stop, state.should_save = distributed.any_rank(state.should_stop, state.should_save)
     return state.should_stop
 
 
@@ -122,7 +112,7 @@ def _run_eval(cfg, state, hooks, make_iterators, dataset, split: str, history: D
     loss = evaluate(cfg, state.model, its, cfg.train.eval_iters)
     metrics = {"loss": loss, "ppl": math.exp(min(loss, 30.0)), "iters": cfg.train.eval_iters}
     history.setdefault(split, []).append((state.iteration, loss))
-    if _rank0():
+    if distributed.is_rank0():
         log.info(f"{split} at iter {state.iteration}: loss {loss:.4f} | ppl {metrics['ppl']:.2f}")
     hooks.on_eval(state, split, metrics)
 
@@ -159,7 +149,7 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
         ckptr = Checkpointer(cfg, hooks)
         _load(cfg, ckptr, state)  # before the data: the stream continues at the consumed samples
         tokenizer, raw_its, train_its, valid_ds, test_ds, make_its = _build_data(cfg, state)
-        if _rank0():
+        if distributed.is_rank0():
             n = sum(p.numel() for c in state.model for p in c.parameters())
             log.info(
                 f"model: {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, {n / 1e6:.2f}M params on rank 0 | "
@@ -183,7 +173,7 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
             logger.add(metrics)
             if state.iteration % cfg.logger.log_interval == 0 or state.iteration == t.train_iters:
                 rec = logger.flush()
-                if _rank0():
+                if distributed.is_rank0():
                     log.info(format_log(rec, t.train_iters))
                 hooks.on_log(state, rec)
             if eval_on and valid_ds is not None and state.iteration % t.eval_interval == 0:
@@ -208,7 +198,7 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
         if ck.save and saved_at != state.iteration and (not state.should_stop or state.should_save):
             ckptr.save(state)
         ckptr.close()
-        if state.stop_reason and _rank0():
+        if state.stop_reason and distributed.is_rank0():
             log.info(f"stopped at iteration {state.iteration}: {state.stop_reason}")
         hooks.on_train_end(state)
     except BaseException as exc:
