@@ -71,6 +71,7 @@ class ScriptMigrator:
         except SyntaxError as exc:
             raise MigrationError(f"{filename}:{exc.lineno}: not valid Python ({exc.msg}); nothing was migrated") from None
         self.bindings: Dict[str, List[ast.expr]] = {}
+        self.returns: Dict[str, List[Optional[ast.expr]]] = {}  # function name -> its one return value
         for node in ast.walk(self.tree):
             if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -78,6 +79,8 @@ class ScriptMigrator:
                     if isinstance(t, ast.Name):
                         self.bindings.setdefault(t.id, []).append(node.value)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                returns = [r.value for r in ast.walk(node) if isinstance(r, ast.Return) and r.value is not None]
+                self.returns.setdefault(node.name, []).append(returns[0] if len(returns) == 1 else None)
                 a = node.args
                 for arg, default in zip((a.posonlyargs + a.args)[-len(a.defaults):] if a.defaults else [], a.defaults):
                     self.bindings.setdefault(arg.arg, []).append(default)
@@ -98,6 +101,10 @@ class ScriptMigrator:
         seen = seen or set()
         if isinstance(node, ast.Name) and node.id not in seen and self.binding(node.id) is not None:
             return self.construct_behind(self.binding(node.id), seen | {node.id})
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in seen:
+            returned = self.returns.get(node.func.id, [])
+            if len(returned) == 1 and returned[0] is not None:  # a recipe helper: def model(): return run.Config(...)
+                return self.construct_behind(returned[0], seen | {node.func.id})
         return _as_construct(node)
 
     def value(self, node: ast.AST, seen: Optional[Set[str]] = None) -> Any:

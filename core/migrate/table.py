@@ -113,10 +113,16 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "resume_if_exists": Drop("automatic: plugtron resumes when checkpoint.load holds a checkpoint"),
         "resume_ignore_no_checkpoint": Rule("checkpoint.exit_on_missing_checkpoint", "invert",
                                             "inverse: resume_ignore_no_checkpoint=True is exit_on_missing_checkpoint: false"),
-        "restore_config": Unsupported("RestoreConfig: set checkpoint.pretrained_checkpoint to the checkpoint directory"),
+        "restore_config": Drop("RestoreConfig is migrated from its own construct"),
         "import_path": Rule("checkpoint.pretrained_checkpoint", "hf_import",
                             "hf:// import: run `plugtron convert import-hf` first (see the command in this note)"),
         "adapter_path": Unsupported("PEFT adapter resume is not implemented in plugtron yet"),
+    },
+    "RestoreConfig": {
+        "path": Rule("checkpoint.pretrained_checkpoint", "hf_import",
+                     "a NeMo 2.0 checkpoint directory loads as is; hf:// needs `plugtron convert import-hf` first"),
+        "load_model_state": Rule(None, "true_only", "pretrained_checkpoint always loads the model weights"),
+        "load_optim_state": Rule(None, "false_only", "pretrained_checkpoint never loads optimizer state"),
     },
     "NeMoLogger": {
         "ckpt": Drop("ModelCheckpoint is migrated from its own construct"),

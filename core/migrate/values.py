@@ -73,6 +73,18 @@ def _zero_only(field, v, args, name):
     return []
 
 
+def _true_only(field, v, args, name):
+    if v is not True:
+        raise NotMigrated(f"{v!r}: plugtron's pretrained_checkpoint always loads the model weights")
+    return []
+
+
+def _false_only(field, v, args, name):
+    if v not in (False, None):
+        raise NotMigrated(f"{v!r}: to resume optimizer state set checkpoint.load instead")
+    return []
+
+
 def _positive(field, v, args, name):
     return [(field, bool(v and v > 0), False)]
 
@@ -195,7 +207,7 @@ def _fused_adam_defaults(field, v, args, name):
 
 TRANSFORMS: Dict[Optional[str], Transform] = {
     None: _copy, "weak": _weak, "invert": _invert, "strictness": _strictness, "precision": _precision,
-    "save_last": _save_last, "zero_only": _zero_only, "positive": _positive, "hf_import": _hf_import,
+    "save_last": _save_last, "zero_only": _zero_only, "true_only": _true_only, "false_only": _false_only, "positive": _positive, "hf_import": _hf_import,
     "provider": _provider, "provider_weak": _provider_weak, "recipe_model": _recipe_model,
     "recipe_provider": _recipe_provider, "recipe_data": _recipe_data, "peft_scheme": _peft_scheme,
     "section": _section, "paths": _paths, "seq_length": _seq_length, "tokenizer_type": _tokenizer_type,
