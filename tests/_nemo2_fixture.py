@@ -69,3 +69,29 @@ def write(out, gpt_model, provider, config_target="nemo.collections.llm.gpt.mode
     with open(os.path.join(context, "io.json"), "w") as f:
         json.dump(io, f)
     return out
+
+
+class Writer:
+    """A plugin: at on_train_start (after any load) writes the model as a NeMo 2.0 checkpoint."""
+
+    def __init__(self, out, **changes):
+        self.out, self.changes = out, changes
+
+    def on_train_start(self, state):
+        from plugtron.checkpointing.state import unwrap
+
+        write(self.out, unwrap(state.model[0]), state.config.model, **self.changes)
+
+
+def make(out, overrides):
+    """Build the model ``overrides`` describe (tiny recipe underneath, no training) and write it to ``out``."""
+    from plugtron.config import load_config
+    from plugtron.plugin_manager import PluginManager
+    from plugtron.training import train
+
+    pm = PluginManager()
+    pm.register("nemo2_writer", Writer(out))
+    base = ["train.skip_train=true", "train.train_iters=1", "scheduler.lr_warmup_iters=0", "train.eval_interval=null",
+            "train.micro_batch_size=2", "train.global_batch_size=4"]
+    train(load_config(None, base + list(overrides)), plugin_manager=pm)
+    return out

@@ -52,7 +52,8 @@ def cmd_nemo2(ns) -> int:
     if ns.strict and m.unmapped:
         raise _strict_error(m, ns.script)
     header = (f"# Migrated from {os.path.basename(ns.script)} by `plugtron migrate nemo2` (see the report).\n"
-              "# Fields not set here come from the recipe under it (--recipe, default tiny).\n")
+              "# Fields not set here take Megatron Bridge's defaults with --recipe none (the guide's model):\n"
+              f"#   plugtron config show {os.path.basename(ns.output)} --recipe none\n")
     for path in filter(None, (ns.output, ns.report)):
         if os.path.exists(path) and not ns.force:  # check both before writing either
             _write_new(path, "", False)

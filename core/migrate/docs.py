@@ -23,7 +23,7 @@ field by field. plugtron applies it for you:
 
 ```bash
 plugtron migrate nemo2 pretrain_llama.py -o plugtron.yaml --report report.md   # parse, never run, the script
-plugtron config show plugtron.yaml                                             # validate the result
+plugtron config show plugtron.yaml --recipe none                               # validate the result
 plugtron migrate nemo2-overrides "trainer.max_steps=1000 trainer.strategy.tensor_model_parallel_size=2"
 ```
 
@@ -41,8 +41,10 @@ plugtron migrate nemo2-overrides "trainer.max_steps=1000 trainer.strategy.tensor
 - **Exit status**: 0 everything migrated; 1 the YAML was written but something was not migrated;
   2 an error (a missing or unparsable script, an existing output without `--force`, or, with
   `--strict`, anything not migrated: then nothing is written).
-- **The YAML** holds only what the script sets; everything else comes from the recipe under it
-  (`plugtron config show plugtron.yaml --recipe none` for Megatron Bridge's bare defaults).
+- **The YAML** holds only what the script sets. Use it with `--recipe none` (`plugtron train plugtron.yaml
+  --recipe none`): every other field then takes Megatron Bridge's default, as in the guide. Under the
+  default recipe (`tiny`) the fields the script leaves unset take the tiny recipe's values (e.g. its
+  20 warmup iterations), which a short NeMo run may not allow.
 - **NeMo 2.0 checkpoints** (a directory with `weights/` and `context/`) load as
   `checkpoint.pretrained_checkpoint`; see "NeMo 2.0 checkpoints" below.
 

@@ -24,7 +24,8 @@ def _value(v: Any) -> str:
 def render(m: Migration, source: str, output: str = "") -> str:
     lines: List[str] = [f"# plugtron migrate: {source}", ""]
     if output:
-        lines += [f"Wrote `{output}`. Check it with `plugtron config show {output}`.", ""]
+        lines += [f"Wrote `{output}`. Check it with `plugtron config show {output} --recipe none` (fields the "
+                  "script does not set take Megatron Bridge's defaults; with the default recipe, tiny's).", ""]
     lines += ["| where | NeMo 2.0 | plugtron | value | note |", "|---|---|---|---|---|"]
     for r in m.rows:
         field = f"`{r.field}`" if r.field else "(nothing to set)"

@@ -200,8 +200,8 @@ class ScriptMigrator:
 
     def migrate_attribute(self, target: ast.Attribute, value_node: ast.expr) -> None:
         name = dotted(target)
-        if name is None:
-            return
+        if name is None or self.construct_behind(value_node) is not None:
+            return  # a construct assigned to a slot is migrated as its own construct
         var, *attrs = name.split(".")
         holder = self.construct_behind(ast.Name(id=var)) if var in self.bindings else None
         if holder is None:

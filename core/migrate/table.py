@@ -330,6 +330,7 @@ PATHS: Dict[str, Tuple[str, ...]] = {
     "log": ("NeMoLogger",),
     "log.ckpt": ("ModelCheckpoint",),
     "resume": ("AutoResume",),
+    "resume.restore_config": ("RestoreConfig",),
     "optim": ("MegatronOptimizerModule",),
     "optim.config": ("OptimizerConfig",),
     "optim.lr_scheduler": ("CosineAnnealingScheduler",),
