@@ -110,3 +110,20 @@ def test_unsupported_and_broken_contexts_are_named(nemo_ckpt, tmp_path):
     os.remove(os.path.join(gone, "context", "model.yaml"))
     with pytest.raises(CheckpointError, match=r"context/model\.yaml: missing"):
         train(load_config(None, LLAMA + [f"checkpoint.pretrained_checkpoint={gone}"]))
+
+
+def test_convert_export_hf_reads_a_nemo2_checkpoint(nemo_ckpt, tmp_path):
+    """``plugtron convert export-hf NEMO_DIR HF_DIR``: the model from context/model.yaml, the weights
+    from weights/; transformers gives the logits of the model the checkpoint was written from."""
+    import transformers
+
+    from plugtron.cli import main
+
+    path, original = nemo_ckpt
+    assert main(["convert", "export-hf", path, str(tmp_path / "hf")]) == 0
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", attn_implementation="eager").eval()
+    with torch.no_grad():
+        got = hf(TOKENS).logits
+    vocab = got.shape[-1]
+    assert vocab == 257  # the byte-level vocabulary; the padding rows are removed
+    assert (got - original[..., :vocab]).abs().max() <= 1e-4

@@ -124,3 +124,26 @@ def architecture_mismatches(path: str, model) -> List[str]:
         if mine != fields[key]:
             out.append(f"{key}: checkpoint {fields[key]!r}, model section {mine!r}")
     return out
+
+
+def load_bare_model(model, path: str) -> None:
+    """The checkpoint's weights into a bare Megatron model (``plugtron convert``). Collective."""
+    from megatron.core import dist_checkpointing
+
+    from plugtron.checkpointing.loading import weights_only_loads
+
+    sd = model.sharded_state_dict(prefix=KEY_PREFIX)
+    try:
+        with weights_only_loads():  # nothing a checkpoint holds can run code while it is read
+            loaded = dist_checkpointing.load(sd, weights_dir(path))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # torch's CheckpointException is a BaseException
+        raise CheckpointError(f"{weights_dir(path)}: cannot load the NeMo 2.0 model weights "
+                              f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    weights = {k[len(KEY_PREFIX):]: v for k, v in loaded.items() if k.startswith(KEY_PREFIX)}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match context/model.yaml's model "
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
