@@ -187,3 +187,52 @@ def test_migrate_cli_does_not_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     rc1, rc2, heavy = json.loads(out.stdout.strip().splitlines()[-1])
     assert (rc1, rc2, heavy) == (1, 0, [])
+
+
+CALLBACKS = '''\
+from nemo.lightning.pytorch import callbacks as cb
+from nemo import lightning as nl
+from nemo.collections import llm
+from nemo.collections.nlp.modules.common.tokenizer_utils import get_nmt_tokenizer
+import signal
+
+trainer = nl.Trainer(callbacks=[
+    cb.DdpParityChecker(interval=50),
+    cb.GarbageCollectionCallback(gc_interval_train=100, gc_interval_val=0),
+    cb.MegatronTokenDropCallback(moe_expert_capacity_factor=1.5, moe_pad_expert_input_to_capacity=True),
+    cb.DeepEPCallback(),
+    cb.MegatronCommOverlapCallback(overlap_grad_reduce=True, bucket_size=1024),
+    cb.MegatronEnableExperimentalCallback(),
+    cb.NsysCallback(start_step=3, end_step=5, ranks=[0, 1], gen_shape=True),
+    cb.MemoryProfileCallback(ranks=[0]),
+    cb.PreemptionCallback(sig=signal.SIGUSR2),
+])
+model = llm.MixtralModel(llm.MixtralConfig8x7B(num_layers=2))
+tok = get_nmt_tokenizer("megatron", "GPT2BPETokenizer", vocab_file="/v.json", merges_file="/m.txt")
+'''
+
+
+def test_every_callback_of_the_guide_and_tokenizers(tmp_path):
+    m = migrate_script(write(tmp_path, CALLBACKS))
+    assert m.flat() == {
+        "train.check_weight_hash_across_dp_replicas_interval": 50,
+        "train.manual_gc": True, "train.manual_gc_interval": 100, "train.manual_gc_eval": False,
+        "model.moe_expert_capacity_factor": 1.5, "model.moe_pad_expert_input_to_capacity": True,
+        "comm_overlap": {}, "comm_overlap.overlap_grad_reduce": True, "comm_overlap.bucket_size": 1024,
+        "dist.enable_megatron_core_experimental": True,
+        "profiling.use_nsys_profiler": True, "profiling.profile_step_start": 3, "profiling.profile_step_end": 5,
+        "profiling.profile_ranks": [0, 1], "profiling.record_shapes": True, "profiling.record_memory_history": True,
+        "train.exit_signal_handler": True, "train.exit_signal": "SIGUSR2",
+        "model.provider": "mixtral_8x7b", "model.num_layers": 2,
+        "tokenizer.tokenizer_type": "GPT2BPETokenizer", "tokenizer.vocab_file": "/v.json", "tokenizer.merge_file": "/m.txt",
+    }
+    assert [(u.where, u.nemo) for u in m.unmapped] == [("script.py:11", "DeepEPCallback"),
+                                                        ("script.py:15", "MemoryProfileCallback.ranks")]
+    assert "conflicts with NsysCallback.ranks (script.py:14) = [0, 1]" in m.unmapped[1].reason
+    # the result is a plugtron config (structured without a machine check: DeepEP/CUDA are not needed)
+    from plugtron.config.container import ConfigContainer, resolve_types
+    from plugtron.config.converter import structure
+
+    resolve_types()
+    cfg = structure(m.tree(), ConfigContainer)
+    assert cfg.comm_overlap.bucket_size == 1024 and type(cfg.model).__name__ == "Mixtral_8x7B"

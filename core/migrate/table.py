@@ -251,11 +251,7 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "dropout": "peft.dropout",
     },
     # Callbacks (guide: "Callback and Utility Mappings")
-    "DdpParityChecker": {
-        "*": Rule("train.check_weight_hash_across_dp_replicas_interval", "const:1",
-                  "NeMo checks at every validation; interval 1 unless interval= is given"),
-        "interval": "train.check_weight_hash_across_dp_replicas_interval",
-    },
+    "DdpParityChecker": {"interval": "train.check_weight_hash_across_dp_replicas_interval"},  # NeMo requires interval > 0
     "GarbageCollectionCallback": {
         "*": Rule("train.manual_gc", "const:true"),
         "gc_interval_train": "train.manual_gc_interval",
@@ -271,7 +267,9 @@ TABLE: Dict[str, Dict[str, Target]] = {
     },
     "MegatronCommOverlapCallback": {
         "*": Rule("comm_overlap", "section", "the comm_overlap section switches the plugin on"),
-        "**": Rule("comm_overlap.{arg}"),
+        "tp_comm_overlap_cfg": Unsupported("TransformerEngine userbuffer configs are not part of plugtron's comm_overlap"),
+        "tp_comm_bootstrap_backend": Unsupported("TransformerEngine userbuffer bootstrap is not part of plugtron's comm_overlap"),
+        "**": Rule("comm_overlap.{arg}", note="same field names as NeMo's _CommOverlapConfig"),
     },
     "MegatronEnableExperimentalCallback": {"*": Rule("dist.enable_megatron_core_experimental", "const:true")},
     "NsysCallback": {
@@ -280,6 +278,7 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "end_step": "profiling.profile_step_end",
         "ranks": "profiling.profile_ranks",
         "gen_shape": "profiling.record_shapes",
+        "nvtx_ranges": Unsupported("plugtron's nsys profiler adds no NVTX ranges of its own"),
     },
     "PytorchProfilerCallback": {
         "*": Rule("profiling.use_pytorch_profiler", "const:true"),
@@ -289,11 +288,13 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "ranks": "profiling.profile_ranks",
         "warmup_steps": Unsupported("plugtron profiles every step from profile_step_start to profile_step_end"),
         "active_steps": Unsupported("plugtron profiles every step from profile_step_start to profile_step_end"),
+        "profiler_kwargs": Unsupported("extra torch.profiler arguments are not configurable"),
     },
     "MemoryProfileCallback": {
         "*": Rule("profiling.record_memory_history", "const:true"),
         "ranks": "profiling.profile_ranks",
         "dir": Unsupported("plugtron writes one snapshot to profiling.memory_snapshot_path"),
+        "warn_cycles": Unsupported("reference-cycle warnings are not part of plugtron's memory profiler"),
     },
     "PreemptionCallback": {
         "*": Rule("train.exit_signal_handler", "const:true"),
