@@ -236,3 +236,10 @@ def test_every_callback_of_the_guide_and_tokenizers(tmp_path):
     resolve_types()
     cfg = structure(m.tree(), ConfigContainer)
     assert cfg.comm_overlap.bucket_size == 1024 and type(cfg.model).__name__ == "Mixtral_8x7B"
+
+
+def test_every_transform_is_documented():
+    from plugtron.migrate.docs import _HOW
+    from plugtron.migrate.values import TRANSFORMS
+
+    assert set(_HOW) == set(TRANSFORMS) - {None}

@@ -22,8 +22,8 @@ plugtron's config follows Megatron Bridge, so the NeMo 2.0 -> Megatron Bridge mi
 field by field. plugtron applies it for you:
 
 ```bash
-plugtron migrate nemo2 pretrain_llama.py -o plugtron.yaml --report report.md   # parse, never run, the script
-plugtron config show plugtron.yaml --recipe none                               # validate the result
+plugtron migrate nemo2 tests/migrate_scripts/pretrain_llama3_8b.py -o llama3.yaml --report report.md
+plugtron config show llama3.yaml --recipe none                  # validate the result
 plugtron migrate nemo2-overrides "trainer.max_steps=1000 trainer.strategy.tensor_model_parallel_size=2"
 ```
 
@@ -41,7 +41,7 @@ plugtron migrate nemo2-overrides "trainer.max_steps=1000 trainer.strategy.tensor
 - **Exit status**: 0 everything migrated; 1 the YAML was written but something was not migrated;
   2 an error (a missing or unparsable script, an existing output without `--force`, or, with
   `--strict`, anything not migrated: then nothing is written).
-- **The YAML** holds only what the script sets. Use it with `--recipe none` (`plugtron train plugtron.yaml
+- **The YAML** holds only what the script sets. Use it with `--recipe none` (`plugtron train llama3.yaml
   --recipe none`): every other field then takes Megatron Bridge's default, as in the guide. Under the
   default recipe (`tiny`) the fields the script leaves unset take the tiny recipe's values (e.g. its
   20 warmup iterations), which a short NeMo run may not allow.
@@ -60,11 +60,8 @@ _CKPT = """\
 A NeMo 2.0 checkpoint directory (as NeMo's `ModelCheckpoint` writes it) holds `weights/` (the Megatron
 distributed checkpoint, `torch_dist`, its tensors keyed `module.<Megatron key>`) and `context/`
 (`model.yaml` and `io.json`, written by NeMo's `IOMixin.io_dump`). plugtron accepts that directory as
-`checkpoint.pretrained_checkpoint`:
-
-```bash
-plugtron train my.yaml checkpoint.pretrained_checkpoint=/results/checkpoints/step=1000-last
-```
+`checkpoint.pretrained_checkpoint` (e.g. `checkpoint.pretrained_checkpoint=/results/checkpoints/step=1000-last`)
+and `plugtron convert export-hf <dir> HF_DIR` reads it:
 
 - `context/model.yaml` is read as YAML data only (`yaml.safe_load`); nothing in it is imported or
   called. Its model config class (`_target_`) must be one of the classes in the model table above.
@@ -79,14 +76,30 @@ plugtron train my.yaml checkpoint.pretrained_checkpoint=/results/checkpoints/ste
 """
 
 
+# How each named transform changes the value, in words (``values.TRANSFORMS`` has the code).
+_HOW = {
+    "weak": "unless already set", "invert": "inverted", "strictness": "mapped", "precision": "a preset name",
+    "save_last": "True: nothing to set; False: not migrated", "zero_only": "0: nothing to set; else not migrated",
+    "true_only": "True: nothing to set; else not migrated", "false_only": "False: nothing to set; else not migrated",
+    "positive": "true when > 0", "hf_import": "hf://org/name -> ckpt/name", "provider": "the class's provider",
+    "provider_weak": "the class's provider, unless a config class sets it", "recipe_model": "the recipe's provider",
+    "recipe_provider": "the recipe's provider", "recipe_data": "not migrated", "peft_scheme": "'lora' -> peft section",
+    "section": "the section, present", "paths": "blend or blend_per_split", "seq_length": "also model.seq_length",
+    "tokenizer_type": "a plugtron tokenizer type", "nmt_library": "by library", "nmt_model_name": "by library",
+    "signal_name": "signal.SIGTERM -> SIGTERM", "fused_adam_defaults": "sets adam, distributed optimizer, cosine",
+}
+
+
 def _target(rule) -> List[str]:
     if isinstance(rule, str):
         return [f"`{rule}`", ""]
     if isinstance(rule, Rule):
         field = f"`{rule.field}`" if rule.field else "(nothing to set)"
-        how = f"{rule.transform.replace('const:', 'set to ')}" if rule.transform and rule.transform.startswith("const:") else ""
-        if rule.transform and not how:
-            how = f"via `{rule.transform}`"
+        how = ""
+        if rule.transform and rule.transform.startswith("const:"):
+            how = f"set to `{rule.transform[len('const:'):]}`"
+        elif rule.transform:
+            how = _HOW[rule.transform]
         note = "; ".join(x for x in (how, rule.note) if x)
         return [field, note]
     if isinstance(rule, Drop):
