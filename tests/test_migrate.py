@@ -89,6 +89,7 @@ trainer = nl.Trainer(
 )
 ckpt = nl.ModelCheckpoint(save_top_k=2, monitor="val_loss", save_last=False, save_weights_only=True)
 resume = nl.AutoResume(resume_ignore_no_checkpoint=True)
+model = llm.GemmaModel(llm.GemmaConfig2B())
 '''
 
 
@@ -102,6 +103,8 @@ def test_report_lists_computed_unknown_and_unsupported_with_lines(tmp_path):
     assert "unknown callback `OtherCallback`" in got[("script.py:12", "Trainer.callbacks")]
     assert "`**extra` is not followed" in got[("script.py:13", "MegatronStrategy")]
     assert "save_last=False has no equivalent" in got[("script.py:15", "ModelCheckpoint.save_last")]
+    assert "llm.GemmaModel has no plugtron equivalent" in got[("script.py:17", "GemmaModel")]
+    assert "llm.GemmaConfig2B has no plugtron equivalent" in got[("script.py:17", "GemmaConfig2B")]
     flat = m.flat()
     assert flat["train.manual_gc"] is True and flat["train.manual_gc_interval"] == 10
     assert flat["model.tensor_model_parallel_size"] == 2 and flat["checkpoint.dist_ckpt_strictness"] == "log_all"

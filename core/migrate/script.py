@@ -141,6 +141,8 @@ class ScriptMigrator:
 
     # ---- constructs --------------------------------------------------------------------------------
     def run(self) -> Migration:
+        for node in ast.walk(self.tree):
+            self.report_unknown_nemo_class(node)
         calls = [c for c in (_as_construct(n) for n in ast.walk(self.tree)) if c is not None]
         for c in sorted(calls, key=lambda c: (c.node.lineno, c.node.col_offset)):
             self.migrate_construct(c)
@@ -184,6 +186,19 @@ class ScriptMigrator:
                     m.apply("<tokenizer dict>", "tokenizer", k, v, self.where(node), value)
                 continue
             m.apply(c.construct, c.name, arg, value, self.where(node), args)
+
+    def report_unknown_nemo_class(self, node: ast.AST) -> None:
+        """``llm.GemmaConfig(...)``, ``run.Config(llm.FooDataModule, ...)``: a NeMo model, config or data
+        class the table does not know is reported, not skipped silently."""
+        if not isinstance(node, ast.Call) or _as_construct(node) is not None:
+            return
+        callee = dotted(node.func) or ""
+        if callee.rsplit(".", 1)[-1] in _WRAPPERS and node.args:
+            callee = dotted(node.args[0]) or ""
+        last = callee.rsplit(".", 1)[-1]
+        if callee.startswith("llm.") and ("Config" in last or last.endswith(("Model", "DataModule"))) and last[:1].isupper():
+            self.migration.not_migrated(self.where(node), last, f"NeMo's {callee} has no plugtron equivalent in the "
+                                        "table (see docs/migration.md for the supported classes)")
 
     def check_list(self, c: _Construct, arg: str, node: ast.AST) -> None:
         if isinstance(node, ast.Name):

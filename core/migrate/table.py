@@ -346,7 +346,7 @@ PATH_OF: Dict[str, str] = {c: p for p, cs in PATHS.items() for c in cs}
 
 # NeMo model config / model classes -> plugtron provider names (``plugtron.providers.registry``).
 MODEL_CONFIGS: Dict[str, str] = {
-    "GPTConfig": "gpt", "GPTConfig126M": "gpt", "LlamaConfig": "llama", "Llama2Config7B": "llama2_7b",
+    "GPTConfig": "gpt", "LlamaConfig": "llama", "Llama2Config7B": "llama2_7b",
     "Llama3Config": "llama3", "Llama3Config8B": "llama3_8b", "Llama3Config70B": "llama3_70b",
     "Llama31Config": "llama31", "Llama31Config8B": "llama31_8b", "Llama31Config70B": "llama31_70b",
     "Llama32Config1B": "llama32_1b", "MistralConfig7B": "mistral_7b", "Qwen2Config": "qwen2",
