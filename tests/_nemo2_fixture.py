@@ -78,7 +78,7 @@ class Writer:
         self.out, self.changes = out, changes
 
     def on_train_start(self, state):
-        from plugtron.checkpointing.state import unwrap
+        from plugtron.checkpointing.contents import unwrap
 
         write(self.out, unwrap(state.model[0]), state.config.model, **self.changes)
 

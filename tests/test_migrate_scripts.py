@@ -13,7 +13,7 @@ import yaml
 
 import _nemo2_fixture
 from plugtron.config import TokenizerConfig, load_config
-from plugtron.data.preprocess import preprocess
+from plugtron.data.preprocess.parallel import preprocess
 from plugtron.migrate import migrate_script
 from plugtron.training import train
 

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 import _nemo2_fixture
-from plugtron.checkpointing.state import unwrap
+from plugtron.checkpointing.contents import unwrap
 from plugtron.config import load_config
 from plugtron.errors import CheckpointError
 from plugtron.plugin_manager import PluginManager
