@@ -246,3 +246,11 @@ def test_every_transform_is_documented():
     from plugtron.migrate.values import TRANSFORMS
 
     assert set(_HOW) == set(TRANSFORMS) - {None}
+
+
+def test_entry_points_only_when_they_come_from_nemo(tmp_path):
+    own = migrate_script(write(tmp_path, "def finetune(model, peft):\n    pass\n\nfinetune(model='x', peft='lora')\n", "own.py"))
+    assert own.flat() == {} and own.unmapped == []
+    nemo = migrate_script(write(tmp_path, "from nemo.collections.llm import finetune\n"
+                                          "finetune(model=llm.llama3_8b, peft='lora')\n", "nemo.py"))
+    assert nemo.flat() == {"model.provider": "llama3_8b", "peft": {}}

@@ -31,12 +31,17 @@ def _strict_error(m, source: str):
     return MigrationError(f"{source}: {len(m.unmapped)} setting(s) not migrated (--strict):{items}")
 
 
-def _write_new(path: str, text: str, force: bool) -> None:
-    """Never overwrite what is already there unless asked; write atomically."""
+def _refuse_existing(paths, force: bool) -> None:
+    """Never overwrite what is already there unless asked (checked for every output before any is written)."""
     from plugtron.migrate.script import MigrationError
 
-    if os.path.exists(path) and not force:
-        raise MigrationError(f"{path}: already exists; choose another -o/--report path or pass --force")
+    for path in paths:
+        if path and os.path.exists(path) and not force:
+            raise MigrationError(f"{path}: already exists; choose another -o/--report path or pass --force")
+
+
+def _write(path: str, text: str) -> None:
+    """Atomically: a reader sees the old file or the new one."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
@@ -54,13 +59,11 @@ def cmd_nemo2(ns) -> int:
     header = (f"# Migrated from {os.path.basename(ns.script)} by `plugtron migrate nemo2` (see the report).\n"
               "# Fields not set here take Megatron Bridge's defaults with --recipe none (the guide's model):\n"
               f"#   plugtron config show {os.path.basename(ns.output)} --recipe none\n")
-    for path in filter(None, (ns.output, ns.report)):
-        if os.path.exists(path) and not ns.force:  # check both before writing either
-            _write_new(path, "", False)
-    _write_new(ns.output, header + dumps(m.tree()), ns.force)
+    _refuse_existing((ns.output, ns.report), ns.force)
+    _write(ns.output, header + dumps(m.tree()))
     report = render(m, ns.script, ns.output)
     if ns.report:
-        _write_new(ns.report, report, ns.force)
+        _write(ns.report, report)
         print(f"wrote {ns.output} and {ns.report} ({len(m.rows)} settings, {len(m.unmapped)} not migrated)")
     else:
         sys.stdout.write(report)

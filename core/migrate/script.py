@@ -46,7 +46,10 @@ def dotted(node: ast.AST) -> Optional[str]:
     return None
 
 
-def _as_construct(node: ast.AST) -> Optional[_Construct]:
+_GENERIC = ("<entry point>", "<recipe>")  # names such as finetune() a script may define itself
+
+
+def _as_construct(node: ast.AST, nemo_names: Set[str] = frozenset()) -> Optional[_Construct]:
     if not isinstance(node, ast.Call):
         return None
     callee = dotted(node.func)
@@ -60,6 +63,8 @@ def _as_construct(node: ast.AST) -> Optional[_Construct]:
             return None
         callee, last, args = target, target.rsplit(".", 1)[-1], args[1:]
     construct = construct_of(last)
+    if construct in _GENERIC and not (callee.startswith("llm.") or callee.split(".")[0] in nemo_names):
+        return None
     return _Construct(node, last, construct, callee, args, node.keywords) if construct else None
 
 
@@ -87,6 +92,10 @@ class ScriptMigrator:
                 for arg, default in zip(a.kwonlyargs, a.kw_defaults):
                     if default is not None:
                         self.bindings.setdefault(arg.arg, []).append(default)
+        # names imported from NeMo (``from nemo.collections.llm import finetune``)
+        self.nemo_names: Set[str] = {
+            (a.asname or a.name) for n in ast.walk(self.tree) if isinstance(n, ast.ImportFrom)
+            and (n.module or "").startswith("nemo") for a in n.names}
         self.migration = Migration()
 
     def where(self, node: ast.AST) -> str:
@@ -105,7 +114,7 @@ class ScriptMigrator:
             returned = self.returns.get(node.func.id, [])
             if len(returned) == 1 and returned[0] is not None:  # a recipe helper: def model(): return run.Config(...)
                 return self.construct_behind(returned[0], seen | {node.func.id})
-        return _as_construct(node)
+        return _as_construct(node, self.nemo_names)
 
     def value(self, node: ast.AST, seen: Optional[Set[str]] = None) -> Any:
         seen = seen or set()
@@ -143,7 +152,7 @@ class ScriptMigrator:
     def run(self) -> Migration:
         for node in ast.walk(self.tree):
             self.report_unknown_nemo_class(node)
-        calls = [c for c in (_as_construct(n) for n in ast.walk(self.tree)) if c is not None]
+        calls = [c for c in (_as_construct(n, self.nemo_names) for n in ast.walk(self.tree)) if c is not None]
         for c in sorted(calls, key=lambda c: (c.node.lineno, c.node.col_offset)):
             self.migrate_construct(c)
         for node in sorted((n for n in ast.walk(self.tree) if isinstance(n, ast.Assign)), key=lambda n: n.lineno):
@@ -168,11 +177,11 @@ class ScriptMigrator:
         args: Dict[str, Any] = {"__callee__": c.callee}
         linked = set()
         for arg, node in given:
+            items = self.list_behind(node) if arg in _LISTS else None
             if self.construct_behind(node) is not None:
                 linked.add(arg)  # migrated as its own construct
-            elif arg in _LISTS and isinstance(node, (ast.List, ast.Tuple)) or arg in _LISTS and isinstance(
-                    self.binding(node.id) if isinstance(node, ast.Name) else None, (ast.List, ast.Tuple)):
-                self.check_list(c, arg, node)
+            elif items is not None:
+                self.check_list(c, arg, items)
                 linked.add(arg)
             else:
                 args[arg] = self.value(node)
@@ -190,7 +199,7 @@ class ScriptMigrator:
     def report_unknown_nemo_class(self, node: ast.AST) -> None:
         """``llm.GemmaConfig(...)``, ``run.Config(llm.FooDataModule, ...)``: a NeMo model, config or data
         class the table does not know is reported, not skipped silently."""
-        if not isinstance(node, ast.Call) or _as_construct(node) is not None:
+        if not isinstance(node, ast.Call) or _as_construct(node, self.nemo_names) is not None:
             return
         callee = dotted(node.func) or ""
         if callee.rsplit(".", 1)[-1] in _WRAPPERS and node.args:
@@ -200,10 +209,15 @@ class ScriptMigrator:
             self.migration.not_migrated(self.where(node), last, f"NeMo's {callee} has no plugtron equivalent in the "
                                         "table (see docs/migration.md for the supported classes)")
 
-    def check_list(self, c: _Construct, arg: str, node: ast.AST) -> None:
+    def list_behind(self, node: ast.AST) -> Optional[List[ast.expr]]:
+        """The elements of ``[...]`` given directly or through a name assigned once."""
         if isinstance(node, ast.Name):
             node = self.binding(node.id)
-        for item in node.elts:
+        return list(node.elts) if isinstance(node, (ast.List, ast.Tuple)) else None
+
+    def check_list(self, c: _Construct, arg: str, items: List[ast.expr]) -> None:
+        """Every element of ``callbacks=[...]`` / ``plugins=[...]`` that is not a known construct is reported."""
+        for item in items:
             if self.construct_behind(item) is not None:
                 continue
             call = self.binding(item.id) if isinstance(item, ast.Name) and self.binding(item.id) is not None else item
