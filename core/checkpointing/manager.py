@@ -159,6 +159,13 @@ class Checkpointer:
     def load_pretrained(self, state) -> str:
         """Weights only from ``checkpoint.pretrained_checkpoint``; step 0, fresh optimizer."""
         path = self.ck.pretrained_checkpoint
+        from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
+
+        if is_nemo2_checkpoint(path):  # weights/ + context/: NeMo 2.0's layout
+            from plugtron.checkpointing.loading import load_nemo2_weights
+
+            load_nemo2_weights(self, state, path, "checkpoint.pretrained_checkpoint")
+            return path
         try:
             ckpt_dir, error = layout.resolve_checkpoint_dir(path, "checkpoint.pretrained_checkpoint"), None
         except CheckpointError as exc:

@@ -180,6 +180,10 @@ def checkpoint_dir(root: Path) -> Path:
 
 def load_provider(root: Path):
     from plugtron.config import from_yaml
+    from plugtron.migrate import nemo2_checkpoint as nemo2
+
+    if nemo2.is_nemo2_checkpoint(str(root)):  # weights/ + context/: the model config is context/model.yaml
+        return nemo2.provider_from_checkpoint(str(root))
 
     path = checkpoint_dir(root) / layout.RUN_CONFIG
     return from_yaml(path.read_text(encoding="utf-8"), source=str(path)).model
@@ -190,6 +194,12 @@ def load_model(root: Path, tp: int = 1) -> Tuple[object, object]:
     Only the model's keys are read, so optimizer/RNG entries in a training checkpoint are ignored."""
     from megatron.core import dist_checkpointing
 
+    from plugtron.migrate import nemo2_checkpoint as nemo2
+
+    if nemo2.is_nemo2_checkpoint(str(root)):
+        provider, model = build_model(load_provider(root), tp)
+        nemo2.load_bare_model(model, str(root))
+        return provider, model
     path = checkpoint_dir(root)
     provider, model = build_model(load_provider(root), tp)
     from plugtron.checkpointing.loading import weights_only_loads
