@@ -172,6 +172,9 @@ def test_overrides_use_the_same_table():
     from plugtron.config import parse_overrides
 
     assert parse_overrides(m.overrides())["model"]["num_layers"] == 4
+    factory = migrate_overrides(["--factory llama3_8b trainer.max_steps=10", "--factory=llama31_8b"])
+    assert factory.overrides() == ["model.provider=llama3_8b", "train.train_iters=10"]
+    assert "conflicts with factory.model" in factory.unmapped[0].reason
 
 
 def test_docs_are_the_table():

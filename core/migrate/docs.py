@@ -129,7 +129,8 @@ def render() -> str:
     out += [f"| `{k}` | `{v}` |" for k, v in RECIPES.items()]
     out += ["", "### NeMo-Run paths (`migrate nemo2-overrides`)", "", "| path | construct |", "|---|---|"]
     out += [f"| `{p}.<argument>` | " + ", ".join(f"`{c}`" for c in cs) + " |" for p, cs in PATHS.items()]
-    out += ["| `<argument>` (top level) | `<entry point>` |", "", _CKPT]
+    out += ["| `<argument>` (top level) | `<entry point>` |",
+            "| `--factory <recipe>` (`nemo llm`) | `model.provider` from the recipe table |", "", _CKPT]
     return "\n".join(out)
 
 
