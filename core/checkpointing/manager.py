@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from plugtron import distributed
-from plugtron.checkpointing import layout
+from plugtron.checkpointing import layout, publish
 from plugtron.checkpointing import contents as ckstate
 from plugtron.checkpointing.loading import agree, load_into, load_weights
 from plugtron.errors import CheckpointError
@@ -36,13 +36,7 @@ class Checkpointer:
         ``async_save``, start writing and publish when the write is done)."""
         root, it = self.ck.save, state.iteration
         self.finalize(blocking=True)  # the previous async save first: publication stays in order
-        staging = layout.staging_path(root, it)
-        if distributed.is_rank0():
-            os.makedirs(root, exist_ok=True)
-            for gone in layout.clean_leftovers(root):
-                log.warning(f"checkpoint: removed {os.path.join(root, gone)} (an interrupted save or deletion)")
-            os.makedirs(staging)
-        distributed.barrier()
+        staging = publish.open_staging(root, it)
         if self.ck.ckpt_format == "torch":
             self._save_torch(state, staging)
             request = None
@@ -105,11 +99,8 @@ class Checkpointer:
         if plugin_states:  # a plugin without state pays nothing
             ckstate.save_rank_file(staging, "plugins", rank, plugin_states)
         if rank == 0:
-            from plugtron.config import to_yaml
-
             torch.save(self._train_state(state), os.path.join(staging, layout.TRAIN_STATE))
-            with open(os.path.join(staging, layout.RUN_CONFIG), "w") as f:
-                f.write(to_yaml(self.cfg))
+            publish.write_run_config(staging, self.cfg)
 
     def _train_state(self, state) -> Dict[str, Any]:
         return {**{k: torch.tensor(v) for k, v in state.counters().items()},
@@ -118,22 +109,19 @@ class Checkpointer:
 
     def _publish(self, it: int) -> None:
         """Collective. After every rank's files are written: manifest, rename, tracker, retention."""
-        distributed.barrier()
         root = self.ck.save
-        if distributed.is_rank0():
-            staging = layout.staging_path(root, it)
-            layout.write_manifest(staging)
-            layout.publish(staging, layout.iter_path(root, it))
-            layout.write_tracker(root, it)
+
+        def after_tracker() -> None:  # rank 0
             # the same bytes as the published train_state.pt, for tools that read only the top level
             with open(os.path.join(layout.iter_path(root, it), layout.TRAIN_STATE), "rb") as f:
                 layout.atomic_write(os.path.join(root, layout.LATEST_TRAIN_STATE), f.read())
             removed = layout.apply_retention(root, self.ck.most_recent_k)
             log.info(f"checkpoint: saved {layout.iter_path(root, it)}"
                      + (f" (removed iterations {removed})" if removed else ""))
+
+        publish.publish(root, it, then=after_tracker)
         if self._pending == it:
             self._pending = None
-        distributed.barrier()
 
     def finalize(self, blocking: bool = False) -> None:
         """Publish a finished async save (collective on every rank: Megatron agrees across ranks

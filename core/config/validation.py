@@ -131,7 +131,7 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
 
 
 def _derive_vocab(cfg, problems: List[str]) -> None:
-    from plugtron.training.model_kind import kind_for
+    from plugtron.providers.model_kind import kind_for
 
     tok, m = cfg.tokenizer, cfg.model
     if m.vocab_size is not None:
@@ -196,7 +196,7 @@ def validate(cfg, world_size: int) -> None:
     _derive_vocab(cfg, problems)
     _derive_parallel(cfg, world_size, problems)
     _derive_scheduler(cfg, problems)
-    from plugtron.training.model_kind import kind_for
+    from plugtron.providers.model_kind import kind_for
 
     problems.extend(kind_for(cfg.model).problems(cfg))  # e.g. T5: no PP, decoder length fits the targets
     if hasattr(cfg.dataset, "problems"):  # FinetuningDatasetConfig: packing needs micro_batch_size 1, ...

@@ -69,7 +69,7 @@ def ensure_train_mode(chunk: torch.nn.Module) -> None:
 def _schedule_args(cfg) -> Dict[str, Any]:
     """The model kind's forward step and sequence lengths for Megatron's schedule (GPT: the
     decoder length is ``seq_length``; T5: ``seq_length_dec``)."""
-    from plugtron.training.model_kind import kind_for
+    from plugtron.providers.model_kind import kind_for
 
     kind = kind_for(cfg.model)
     seq, dec_seq = kind.seq_lengths(cfg)
