@@ -154,12 +154,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "a CPU-only torch, or CUDA_VISIBLE_DEVICES hides the GPUs); --cpu-smoke checks the code path on CPU",
               file=sys.stderr)
         return 2
-    from plugtron import machine
+    from plugtron.platform import machine
     from plugtron.errors import PlugtronError
     from plugtron.providers.gpt import te_available
     from plugtron.training import setup
     from plugtron.training.flops import num_floating_point_operations
-    from plugtron.training.loop import _build_data
+    from plugtron.training.run_data import build_run_data
     from plugtron.training.state import TrainState
     from plugtron.training.step import train_step
 
@@ -181,7 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         state = TrainState(config=cfg)
         state.model = setup.build_model(cfg)
         state.optimizer, state.scheduler = setup.build_optimizer(cfg, state.model)
-        _, _, its, _, _, _ = _build_data(cfg, state)
+        its = build_run_data(cfg, state).train_iterators
         m = cfg.model
         params = sum(p.numel() for c in state.model for p in c.parameters())
         attn = next((type(mod).__name__ for mod in state.model[0].modules()

@@ -40,14 +40,15 @@ def discover(entry_points: Optional[Iterable[metadata.EntryPoint]] = None) -> Di
     for ep in eps:
         if ep.name in found and found[ep.name].value != ep.value:
             raise PluginError(
-                f"plugin {ep.name!r} is registered twice: by {_dist_label(found[ep.name])} ({found[ep.name].value}) "
-                f"and by {_dist_label(ep)} ({ep.value})"
+                f"plugin {ep.name!r} is registered twice: by {distribution_label(found[ep.name])} ({found[ep.name].value}) "
+                f"and by {distribution_label(ep)} ({ep.value})"
             )
         found[ep.name] = ep
     return found
 
 
-def _dist_label(ep: metadata.EntryPoint) -> str:
+def distribution_label(ep: metadata.EntryPoint) -> str:
+    """Which installed distribution registered ``ep`` (name and version), for messages and listings."""
     dist = getattr(ep, "dist", None)
     return f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
 
@@ -132,7 +133,7 @@ class PluginManager:
 
     def dist_label(self, name: str) -> str:
         ep = self.available.get(name)
-        return _dist_label(ep) if ep is not None else "registered in code"
+        return distribution_label(ep) if ep is not None else "registered in code"
 
     def load(self, config: Any) -> "Hooks":
         for name in blocked_names():
@@ -146,7 +147,7 @@ class PluginManager:
         try:
             target = ep.load()
         except Exception as exc:
-            raise PluginError(f"plugin {name!r} ({_dist_label(ep)}) failed to import {ep.value}: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"plugin {name!r} ({distribution_label(ep)}) failed to import {ep.value}: {type(exc).__name__}: {exc}") from exc
         if not inspect.isclass(target):
             return target  # a module (or object) of hook functions
         settings = None
@@ -162,7 +163,7 @@ class PluginManager:
                 args.append(settings)
             return target(*args)
         except Exception as exc:
-            raise PluginError(f"plugin {name!r} ({_dist_label(ep)}) failed to initialize: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"plugin {name!r} ({distribution_label(ep)}) failed to initialize: {type(exc).__name__}: {exc}") from exc
 
     def register(self, name: str, plugin: Any) -> None:
         """Register and validate one plugin object (also used by tests and embedding code)."""

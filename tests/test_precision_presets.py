@@ -5,7 +5,7 @@ cannot run it (the GPU faked here; the real one in test_fp8_refusal_on_this_gpu)
 import pytest
 import torch
 
-from plugtron import machine
+from plugtron.platform import machine
 from plugtron.config import load_config
 from plugtron.errors import UnsupportedOnThisMachine
 

@@ -9,12 +9,22 @@ import os
 import threading
 from typing import Any, Dict, Optional
 
+from plugtron import distributed
+from plugtron.checkpointing import contents as ckstate
 from plugtron.checkpointing import layout
-from plugtron.checkpointing import state as ckstate
-from plugtron.checkpointing.manager import _rank, agree, parallel_layout
 from plugtron.errors import CheckpointError
 
 log = logging.getLogger("plugtron")
+
+
+def agree(error: Optional[str]) -> None:
+    """Raise on every rank if any rank has an error (collective): a failure found on one rank alone
+    would otherwise leave the others waiting in the next collective forever."""
+    (failed,) = distributed.any_rank(error is not None)
+    if failed and not error:
+        error = "another rank failed to read the checkpoint (its message is in that rank's log)"
+    if error:
+        raise CheckpointError(error)
 
 
 class _Verification:
@@ -31,7 +41,7 @@ class _Verification:
         except CheckpointError as exc:
             error = str(exc)
         agree(error)
-        if _rank() == 0:
+        if distributed.is_rank0():
             self._thread = threading.Thread(target=self._crc, name="plugtron-ckpt-crc", daemon=True)
             self._thread.start()
 
@@ -128,11 +138,11 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
         error = verification.result() or error  # a corrupt file explains an unreadable one
     agree(error)
     saved_layout = ts["layout"]
-    same_layout = saved_layout == parallel_layout(ckptr.cfg)
+    same_layout = saved_layout == ckstate.parallel_layout(ckptr.cfg)
     has_opt = bool(ts["has_optimizer"])
     with_opt = ck.load_optim and has_opt
     main_only = not ck.load_optim and ck.load_main_params_from_ckpt and has_opt
-    if ck.load_optim and not has_opt and _rank() == 0:
+    if ck.load_optim and not has_opt and distributed.is_rank0():
         log.warning(f"checkpoint: {ckpt_dir} was saved with save_optim=false; the optimizer starts fresh")
 
     if ts["ckpt_format"] == "torch":
@@ -140,7 +150,7 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
     else:
         sd = ckstate.sharded_state_dict(state, with_optimizer=with_opt or main_only, is_loading=True)
         hint = "" if same_layout else (
-            f" (saved with {saved_layout}, loading into {parallel_layout(ckptr.cfg)}; "
+            f" (saved with {saved_layout}, loading into {ckstate.parallel_layout(ckptr.cfg)}; "
             "to load the weights alone set checkpoint.load_optim=false)"
         )
         what = "model and optimizer state" if with_opt else "model weights"
@@ -155,8 +165,8 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
         setattr(state, key, int(ts[key]))
     state.floating_point_operations_so_far = float(ts["floating_point_operations_so_far"])
     _restore_rng(ck, ckpt_dir, ts, same_layout)
-    plugin_states = _plugin_states(ckpt_dir, saved_layout["world_size"] == parallel_layout(ckptr.cfg)["world_size"])
-    if _rank() == 0:
+    plugin_states = _plugin_states(ckpt_dir, saved_layout["world_size"] == ckstate.parallel_layout(ckptr.cfg)["world_size"])
+    if distributed.is_rank0():
         log.info(f"checkpoint: resumed from {ckpt_dir} at iteration {state.iteration} "
                  f"({state.consumed_train_samples} samples consumed)")
     ckptr.hooks.on_load(state, ckpt_dir, plugin_states)
@@ -166,18 +176,18 @@ def _restore_rng(ck, ckpt_dir: str, ts: Dict[str, Any], same_layout: bool) -> No
     if not (ck.load_rng and ts["has_rng"]):
         return
     if not same_layout:
-        if _rank() == 0:
+        if distributed.is_rank0():
             log.warning("checkpoint: parallel layout changed since the save; RNG states are not restored "
                         "(each rank's generator belongs to its old position)")
         return
-    rng, error = _read(ckstate.rank_file(ckpt_dir, "rng", _rank()))
+    rng, error = _read(ckstate.rank_file(ckpt_dir, "rng", distributed.rank()))
     agree(error)
     ckstate.restore_rng(rng)
 
 
 def _plugin_states(ckpt_dir: str, same_world: bool) -> Dict[str, Any]:
     """Each rank's own plugin states; rank 0's when the world size changed."""
-    rank = _rank() if same_world else 0
+    rank = distributed.rank() if same_world else 0
     states, error = (None, None)
     if os.path.isfile(ckstate.rank_file(ckpt_dir, "plugins", rank)):
         states, error = _read(ckstate.rank_file(ckpt_dir, "plugins", rank))
@@ -201,5 +211,39 @@ def load_weights(ckptr, state, ckpt_dir: str, key: str) -> None:
     except (RuntimeError, CheckpointError) as exc:
         raise CheckpointError(f"{key}: {ckpt_dir} does not fit this model: {str(exc).splitlines()[0][:300]}") from None
     state.optimizer.reload_model_params()
-    if _rank() == 0:
+    if distributed.is_rank0():
         log.info(f"checkpoint: loaded pretrained weights from {ckpt_dir}")
+
+
+def load_nemo2_weights(ckptr, state, path: str, key: str) -> None:
+    """Model weights of a NeMo 2.0 checkpoint directory (``weights/`` + ``context/``, see
+    ``plugtron.migrate.nemo2_checkpoint``). Its architecture fields must equal the configured model's;
+    its tensors are keyed ``module.<Megatron key>``, so the model's sharded state dict is built with
+    that prefix and it reshards like a plugtron checkpoint. Collective."""
+    from plugtron.migrate import nemo2_checkpoint as nemo2
+
+    try:
+        mismatches, error = nemo2.architecture_mismatches(path, ckptr.cfg.model), None
+    except CheckpointError as exc:
+        mismatches, error = [], str(exc)
+    agree(error)
+    if mismatches:
+        agree(f"{key}: {path} is a NeMo 2.0 checkpoint of another architecture than the model section "
+              f"(context/model.yaml vs model): " + "; ".join(mismatches))
+    ckpt_dir = nemo2.weights_dir(path)
+    if not os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
+        agree(f"{key}: {ckpt_dir} is not a Megatron distributed checkpoint (no .metadata inside)")
+    agree(nemo2.vocab_padding_mismatch(ckpt_dir, [ckstate.unwrap(c) for c in state.model]))
+    sd = {k: ckstate.unwrap(c).sharded_state_dict(prefix=nemo2.KEY_PREFIX, metadata=dict(ckstate.SHARDED_METADATA))
+          for k, c in zip(ckstate.model_keys(len(state.model)), state.model)}
+    loaded = _dist_load(ckptr.ck, sd, ckpt_dir, "NeMo 2.0 model weights",
+                        " (is it a checkpoint of this model? compare context/model.yaml with the model section)")
+    stripped = {k: {name[len(nemo2.KEY_PREFIX):] if name.startswith(nemo2.KEY_PREFIX) else name: v
+                    for name, v in loaded[k].items()} for k in sd}
+    try:
+        ckstate.restore_model(state.model, stripped)
+    except (RuntimeError, CheckpointError) as exc:
+        raise CheckpointError(f"{key}: {path} does not fit this model: {str(exc).splitlines()[0][:300]}") from None
+    state.optimizer.reload_model_params()
+    if distributed.is_rank0():
+        log.info(f"checkpoint: loaded NeMo 2.0 weights from {ckpt_dir}")

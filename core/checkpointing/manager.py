@@ -12,47 +12,14 @@ import os
 from typing import Any, Dict, Optional
 
 import torch
-import torch.distributed as dist
 
-from plugtron.checkpointing import layout
-from plugtron.checkpointing import state as ckstate
+from plugtron import distributed
+from plugtron.checkpointing import layout, publish
+from plugtron.checkpointing import contents as ckstate
+from plugtron.checkpointing.loading import agree, load_into, load_weights
 from plugtron.errors import CheckpointError
 
 log = logging.getLogger("plugtron")
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def _world() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
-def _barrier() -> None:
-    if _world() > 1:
-        dist.barrier()
-
-
-def agree(error: Optional[str]) -> None:
-    """Raise on every rank if any rank has an error (collective): a failure found on one rank alone
-    would otherwise leave the others waiting in the next collective forever."""
-    if _world() > 1:
-        flag = torch.tensor([1 if error else 0], dtype=torch.int32)
-        if torch.cuda.is_available():
-            flag = flag.cuda()
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if int(flag.item()) and not error:
-            error = "another rank failed to read the checkpoint (its message is in that rank's log)"
-    if error:
-        raise CheckpointError(error)
-
-
-def parallel_layout(cfg) -> Dict[str, int]:
-    m = cfg.model
-    return {"world_size": _world(), "tp": m.tensor_model_parallel_size, "pp": m.pipeline_model_parallel_size,
-            "dp": cfg.data_parallel_size, "vpp": m.virtual_pipeline_model_parallel_size or 1,
-            "ep": m.expert_model_parallel_size}
 
 
 class Checkpointer:
@@ -69,13 +36,7 @@ class Checkpointer:
         ``async_save``, start writing and publish when the write is done)."""
         root, it = self.ck.save, state.iteration
         self.finalize(blocking=True)  # the previous async save first: publication stays in order
-        staging = layout.staging_path(root, it)
-        if _rank() == 0:
-            os.makedirs(root, exist_ok=True)
-            for gone in layout.clean_leftovers(root):
-                log.warning(f"checkpoint: removed {os.path.join(root, gone)} (an interrupted save or deletion)")
-            os.makedirs(staging)
-        _barrier()
+        staging = publish.open_staging(root, it)
         if self.ck.ckpt_format == "torch":
             self._save_torch(state, staging)
             request = None
@@ -131,42 +92,36 @@ class Checkpointer:
 
     def _save_small_files(self, state, staging: str) -> None:
         """Per-rank RNG and plugin states; rank 0 adds train state and the resolved config."""
-        rank = _rank()
+        rank = distributed.rank()
         if self.ck.save_rng:
             ckstate.save_rank_file(staging, "rng", rank, ckstate.capture_rng())
         plugin_states = {k: v for k, v in self.hooks.on_save(state, staging).items() if v is not None}
         if plugin_states:  # a plugin without state pays nothing
             ckstate.save_rank_file(staging, "plugins", rank, plugin_states)
         if rank == 0:
-            from plugtron.config import to_yaml
-
             torch.save(self._train_state(state), os.path.join(staging, layout.TRAIN_STATE))
-            with open(os.path.join(staging, layout.RUN_CONFIG), "w") as f:
-                f.write(to_yaml(self.cfg))
+            publish.write_run_config(staging, self.cfg)
 
     def _train_state(self, state) -> Dict[str, Any]:
         return {**{k: torch.tensor(v) for k, v in state.counters().items()},
                 "has_optimizer": self.ck.save_optim, "has_rng": self.ck.save_rng,
-                "ckpt_format": self.ck.ckpt_format, "layout": parallel_layout(self.cfg)}
+                "ckpt_format": self.ck.ckpt_format, "layout": ckstate.parallel_layout(self.cfg)}
 
     def _publish(self, it: int) -> None:
         """Collective. After every rank's files are written: manifest, rename, tracker, retention."""
-        _barrier()
         root = self.ck.save
-        if _rank() == 0:
-            staging = layout.staging_path(root, it)
-            layout.write_manifest(staging)
-            layout.publish(staging, layout.iter_path(root, it))
-            layout.write_tracker(root, it)
+
+        def after_tracker() -> None:  # rank 0
             # the same bytes as the published train_state.pt, for tools that read only the top level
             with open(os.path.join(layout.iter_path(root, it), layout.TRAIN_STATE), "rb") as f:
                 layout.atomic_write(os.path.join(root, layout.LATEST_TRAIN_STATE), f.read())
             removed = layout.apply_retention(root, self.ck.most_recent_k)
             log.info(f"checkpoint: saved {layout.iter_path(root, it)}"
                      + (f" (removed iterations {removed})" if removed else ""))
+
+        publish.publish(root, it, then=after_tracker)
         if self._pending == it:
             self._pending = None
-        _barrier()
 
     def finalize(self, blocking: bool = False) -> None:
         """Publish a finished async save (collective on every rank: Megatron agrees across ranks
@@ -194,20 +149,23 @@ class Checkpointer:
         if it is None:
             if self.ck.exit_on_missing_checkpoint:
                 raise CheckpointError(f"checkpoint.load: no checkpoint in {root} and checkpoint.exit_on_missing_checkpoint is set")
-            if _rank() == 0:
+            if distributed.is_rank0():
                 log.info(f"checkpoint: no checkpoint in {root}; starting from scratch")
             return None
         ckpt_dir = layout.iter_path(root, it)
-        from plugtron.checkpointing.loading import load_into
-
         load_into(self, state, ckpt_dir)
         return ckpt_dir
 
     def load_pretrained(self, state) -> str:
         """Weights only from ``checkpoint.pretrained_checkpoint``; step 0, fresh optimizer."""
-        from plugtron.checkpointing.loading import load_weights
-
         path = self.ck.pretrained_checkpoint
+        from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
+
+        if is_nemo2_checkpoint(path):  # weights/ + context/: NeMo 2.0's layout
+            from plugtron.checkpointing.loading import load_nemo2_weights
+
+            load_nemo2_weights(self, state, path, "checkpoint.pretrained_checkpoint")
+            return path
         try:
             ckpt_dir, error = layout.resolve_checkpoint_dir(path, "checkpoint.pretrained_checkpoint"), None
         except CheckpointError as exc:

@@ -2,7 +2,7 @@
 
 Every check appends to one list; all problems are raised together as a ``ConfigError``. Machine
 checks (CUDA-only features on a CPU) are not here: a GPU config must still ``config show`` on a
-laptop. They live in ``plugtron.machine``.
+laptop. They live in ``plugtron.platform.machine``.
 """
 
 from __future__ import annotations
@@ -136,8 +136,24 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
         )
 
 
+def _derive_p2p(cfg) -> None:
+    """Without CUDA the backend is gloo, where virtual pipeline with batched p2p runs but does not
+    learn (measured: with two stages prev and next are the same rank and the batched sends/receives
+    pair up wrongly): batch_p2p_comm is switched off there, with a warning."""
+    import torch
+
+    m = cfg.model
+    if m.virtual_pipeline_model_parallel_size and m.batch_p2p_comm and not torch.cuda.is_available():
+        import logging
+
+        logging.getLogger("plugtron").warning(
+            "virtual pipeline on gloo: setting model.batch_p2p_comm=false (batched p2p does not learn on gloo)"
+        )
+        m.batch_p2p_comm = False
+
+
 def _derive_vocab(cfg, problems: List[str]) -> None:
-    from plugtron.training.model_kind import kind_for
+    from plugtron.providers.model_kind import kind_for
 
     tok, m = cfg.tokenizer, cfg.model
     if m.vocab_size is not None:
@@ -205,7 +221,8 @@ def validate(cfg, world_size: int) -> None:
     _derive_vocab(cfg, problems)
     _derive_parallel(cfg, world_size, problems)
     _derive_scheduler(cfg, problems)
-    from plugtron.training.model_kind import kind_for
+    _derive_p2p(cfg)
+    from plugtron.providers.model_kind import kind_for
 
     problems.extend(kind_for(cfg.model).problems(cfg))  # e.g. T5: no PP, decoder length fits the targets
     if hasattr(cfg.dataset, "problems"):  # FinetuningDatasetConfig: packing needs micro_batch_size 1, ...

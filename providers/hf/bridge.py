@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import torch
 
+from plugtron import distributed
 from plugtron.providers.hf import configs, files, megatron_side, weights
 from plugtron.providers.hf.errors import ConversionError
 
@@ -98,16 +99,16 @@ class AutoBridge:
             tensors = megatron_side.gather(model, provider)
         fam = configs.family_of_provider(provider)
         original = None
-        saved = megatron_side.checkpoint_dir(root) / megatron_side.HF_CONFIG
-        if saved.is_file():
+        from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
+
+        saved = None if is_nemo2_checkpoint(str(root)) else megatron_side.checkpoint_dir(root) / megatron_side.HF_CONFIG
+        if saved is not None and saved.is_file():
             original = json.loads(saved.read_text(encoding="utf-8"))
         config = configs.hf_config(provider, original)
         # transformers >= 4.56 writes "dtype", older versions "torch_dtype"
         dtype = _DTYPES.get(str(config.get("dtype", config.get("torch_dtype"))), torch.float32)
         hf = weights.mcore_to_hf(fam.name, provider, tensors, dtype=dtype)
-        import torch.distributed as dist
-
-        if not dist.is_initialized() or dist.get_rank() == 0:  # under torchrun: one writer
+        if distributed.is_rank0():  # under torchrun: one writer
             files.write_model_dir(Path(hf_path), hf, config, max_shard_bytes=max_shard_bytes)
         log.info("exported %s to %s", root, hf_path)
         return Path(hf_path)

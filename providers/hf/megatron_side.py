@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
-import torch.distributed as dist
 
+from plugtron import distributed
+from plugtron.checkpointing import layout, publish
 from plugtron.errors import CheckpointError
 from plugtron.providers.hf.errors import ConversionError
 
-RUN_CONFIG = "run_config.yaml"
 HF_CONFIG = "hf_config.json"
 
 
@@ -34,23 +33,11 @@ def megatron_world(tp: int = 1):
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
-    if not torch.cuda.is_available():
-        from plugtron import cpu_shims
-
-        cpu_shims.apply()
-    started_pg = started_mp = False
-    if not dist.is_initialized():
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if world == 1 and "MASTER_ADDR" not in os.environ:
-            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
-        else:
-            dist.init_process_group(backend)
-        started_pg = True
+    started_pg, started_mp = distributed.init_process_group(), False
     try:
-        if dist.get_world_size() % tp:
+        if distributed.world_size() % tp:
             raise ConversionError(f"tensor_model_parallel_size={tp} needs a multiple of {tp} processes "
-                                  f"(this run has {dist.get_world_size()}; start it with torchrun)")
+                                  f"(this run has {distributed.world_size()}; start it with torchrun)")
         if not ps.model_parallel_is_initialized():
             ps.initialize_model_parallel(tensor_model_parallel_size=tp)
             started_mp = True
@@ -63,7 +50,7 @@ def megatron_world(tp: int = 1):
         if started_mp:
             ps.destroy_model_parallel()
         if started_pg:
-            dist.destroy_process_group()
+            distributed.destroy_process_group()
 
 
 def build_model(provider, tp: int):
@@ -159,45 +146,33 @@ def gather(model, provider) -> Dict[str, torch.Tensor]:
 
 
 def save(model, provider, out: Path, hf_config: dict = None) -> Path:
-    """Write the layout above (collective: every rank calls it) through plugtron's checkpoint
-    layout: written under ``.staging``, manifest (size + CRC32 of every file), atomic publish, then
-    the tracker - so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one."""
+    """Write the layout above (collective: every rank calls it) through the publish sequence of
+    training saves (``plugtron.checkpointing.publish``): staged, manifest, atomic rename, tracker -
+    so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one."""
     import json
-    import shutil
 
     from megatron.core import dist_checkpointing
 
-    from plugtron.checkpointing import layout
-    from plugtron.config import ConfigContainer, to_yaml
+    from plugtron.config import ConfigContainer
 
-    final, staging = Path(layout.iter_path(str(out), 0)), Path(layout.staging_path(str(out), 0))
+    final = Path(layout.iter_path(str(out), 0))
     if final.exists() and any(final.iterdir()):  # every rank checks: no rank is left in a barrier
         raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
-    dist.barrier()
-    if dist.get_rank() == 0:
-        shutil.rmtree(staging, ignore_errors=True)  # a conversion that was killed
-        staging.mkdir(parents=True)
-    dist.barrier()
+    staging = Path(publish.open_staging(str(out), 0))  # also removes a killed conversion's staging
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
-    if dist.get_rank() == 0:
-        (staging / RUN_CONFIG).write_text(to_yaml(ConfigContainer(model=provider)), encoding="utf-8")
+    if distributed.is_rank0():
+        publish.write_run_config(str(staging), ConfigContainer(model=provider))
         if hf_config is not None:
             (staging / HF_CONFIG).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
-        layout.write_manifest(str(staging))
-        layout.publish(str(staging), str(final))
-        layout.write_tracker(str(out), 0)
-    dist.barrier()
-    return final
+    return Path(publish.publish(str(out), 0))
 
 
 def checkpoint_dir(root: Path) -> Path:
     """The checkpoint directory of ``root`` (a save root with a tracker, or an ``iter_*`` dir),
     verified against its manifest when it has one."""
-    from plugtron.checkpointing import layout
-
     path = Path(layout.resolve_checkpoint_dir(str(root), "export-hf"))
-    if not (path / RUN_CONFIG).is_file():
-        raise CheckpointError(f"{path}: no {RUN_CONFIG} (the model's provider is needed to rebuild it)")
+    if not (path / layout.RUN_CONFIG).is_file():
+        raise CheckpointError(f"{path}: no {layout.RUN_CONFIG} (the model's provider is needed to rebuild it)")
     if (path / layout.MANIFEST).is_file():
         layout.verify(str(path))
     return path
@@ -205,8 +180,12 @@ def checkpoint_dir(root: Path) -> Path:
 
 def load_provider(root: Path):
     from plugtron.config import from_yaml
+    from plugtron.migrate import nemo2_checkpoint as nemo2
 
-    path = checkpoint_dir(root) / RUN_CONFIG
+    if nemo2.is_nemo2_checkpoint(str(root)):  # weights/ + context/: the model config is context/model.yaml
+        return nemo2.provider_from_checkpoint(str(root))
+
+    path = checkpoint_dir(root) / layout.RUN_CONFIG
     return from_yaml(path.read_text(encoding="utf-8"), source=str(path)).model
 
 
@@ -215,6 +194,12 @@ def load_model(root: Path, tp: int = 1) -> Tuple[object, object]:
     Only the model's keys are read, so optimizer/RNG entries in a training checkpoint are ignored."""
     from megatron.core import dist_checkpointing
 
+    from plugtron.migrate import nemo2_checkpoint as nemo2
+
+    if nemo2.is_nemo2_checkpoint(str(root)):
+        provider, model = build_model(load_provider(root), tp)
+        nemo2.load_bare_model(model, str(root))
+        return provider, model
     path = checkpoint_dir(root)
     provider, model = build_model(load_provider(root), tp)
     from plugtron.checkpointing.loading import weights_only_loads

@@ -42,7 +42,7 @@ def _hooks_of(target: Any) -> List[str]:
 def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> List[Dict[str, Any]]:
     from plugtron.config import builtin_toggles, yaml_io
     from plugtron.config.loader import deep_merge, parse_overrides
-    from plugtron.plugin_manager import _dist_label, blocked_names, discover
+    from plugtron.plugin_manager import distribution_label, blocked_names, discover
 
     data: Dict[str, Any] = yaml_io.load_file(config_path) if config_path else {}
     data = deep_merge(data, parse_overrides(overrides))
@@ -64,7 +64,7 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
             enabled = True
         rows.append({
             "name": name,
-            "source": _dist_label(ep),
+            "source": distribution_label(ep),
             "toggle": toggle,
             "enabled": enabled and name not in blocked,
             "blocked": name in blocked,

@@ -50,6 +50,8 @@ def fp8_problems(cfg, te: bool, capability: Optional[Tuple[int, int]], device: s
 
 
 def check(cfg) -> None:
+    """Raise ``UnsupportedOnThisMachine`` listing every GPU-only feature ``cfg`` asks for when this
+    machine has no CUDA. Reads the config only (derivations are ``cfg.validate()``'s)."""
     import torch
 
     if torch.cuda.is_available():
@@ -58,16 +60,6 @@ def check(cfg) -> None:
         if problems:
             raise UnsupportedOnThisMachine("this run cannot start here:\n  " + "\n  ".join(problems))
         return
-    m0 = cfg.model
-    if m0.virtual_pipeline_model_parallel_size and m0.batch_p2p_comm:
-        # Measured trap: on gloo, virtual pipeline with batched p2p runs but does not learn (with two
-        # stages prev and next are the same rank and the batched sends/receives pair up wrongly).
-        import logging
-
-        logging.getLogger("plugtron").warning(
-            "virtual pipeline on gloo: setting model.batch_p2p_comm=false (batched p2p does not learn on gloo)"
-        )
-        m0.batch_p2p_comm = False
     m = cfg.model
     problems: List[str] = []
 

@@ -6,6 +6,7 @@
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
     plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
+    plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
 
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
 Bad input (config, overrides, data, plugins) prints one message naming what is wrong, no traceback.
@@ -53,9 +54,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_convert_parser(sub)
     data = sub.add_parser("data", help="prepare data").add_subparsers(dest="action", metavar="ACTION")
-    from plugtron.data.preprocess_cli import add_arguments  # torch-free
+    from plugtron.data.preprocess.cli import add_arguments  # torch-free
 
     add_arguments(data.add_parser("preprocess", help="JSONL -> Megatron indexed dataset (.bin/.idx)"))
+    from plugtron.migrate.cli import add_parser as add_migrate_parser  # torch-free
+
+    add_migrate_parser(sub)
     return p
 
 
@@ -90,7 +94,7 @@ def cmd_config_show(ns) -> int:
 
 
 def cmd_plugins_list(ns) -> int:
-    from plugtron.plugin_list import describe_plugins
+    from plugtron.cli.plugin_list import describe_plugins
 
     config, overrides = _split_args(ns.args)
     rows = describe_plugins(config, overrides)
@@ -114,8 +118,17 @@ def _convert(name: str):
     return run
 
 
+def _migrate(name: str):
+    def run(ns) -> int:
+        from plugtron.migrate import cli
+
+        return getattr(cli, name)(ns)
+
+    return run
+
+
 def cmd_data_preprocess(ns) -> int:
-    from plugtron.data.preprocess_cli import run
+    from plugtron.data.preprocess.cli import run
 
     return run(ns)
 
@@ -132,6 +145,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("convert", "import-hf"): _convert("cmd_import_hf"),
         ("convert", "export-hf"): _convert("cmd_export_hf"),
         ("data", "preprocess"): cmd_data_preprocess,
+        ("migrate", "nemo2"): _migrate("cmd_nemo2"),
+        ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
     }
     handler = handlers.get((ns.command, getattr(ns, "action", None)))
     if handler is None:
