@@ -8,7 +8,8 @@ One process, one model, one optimizer, one scheduler. Two variants take turns:
   (``on_step_start``, ``train_step``, counters and FLOPs, ``StepMetrics``, ``on_step``, the logger's
   loss accumulation and its flush + log line + ``on_log`` every ``log_interval``, the checkpoint
   check (no ``checkpoint.save`` here: the per-step async-save ``finalize`` only), the exit checks
-  and the stop agreement), with every installed plugin that can run here enabled.
+  and the stop agreement), with plugtron's own built-in plugins enabled (never a third party's:
+  the number must mean the same on every machine).
 
 Fairness:
 
@@ -53,6 +54,12 @@ import time
 import warnings
 
 warnings.filterwarnings("ignore")
+
+
+def builtin_plugins(available) -> list:
+    """Names of plugtron's own plugins among ``available`` (name -> entry point): those whose entry
+    point lives in ``plugtron.plugins``, never a third party's (its hooks could stop or slow the run)."""
+    return sorted(n for n, ep in available.items() if ep.value.startswith("plugtron.plugins."))
 
 
 def _quartiles(xs):
@@ -186,9 +193,9 @@ def main() -> None:
     # both variants step the one scheduler: size the run for both, so the lr stays on its schedule
     cfg = load_config(None, [f"train.train_iters={2 * steps_total + 1}", "train.eval_interval=null",
                              "scheduler.lr_warmup_iters=1"])
-    # every installed plugin that can run here, enabled (GPU-only ones are skipped on CPU)
-    for name in discover():
-        if name not in ("nsys_profiler",) or torch.cuda.is_available():
+    # plugtron's own built-ins only: a third-party package installed here must not change the number
+    for name in builtin_plugins(discover()):
+        if name not in ("nsys_profiler",) or torch.cuda.is_available():  # GPU-only ones skipped on CPU
             cfg.plugins[name] = PluginSettings(enabled=True)
     # ddp_parity needs its interval; one no run here reaches, so its per-step cost is the check only
     cfg.train.check_weight_hash_across_dp_replicas_interval = 10**9

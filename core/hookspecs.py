@@ -34,8 +34,22 @@ Rules for every hook:
   must therefore be entered by all ranks.
 - Return values are ignored except where the docstring says what they mean.
 - ``state`` is a :class:`plugtron.training.state.TrainState`: iteration, consumed samples, the config,
-  model chunks, optimizer, scheduler; ``state.request_stop(save=...)`` asks the loop to stop after
-  the current step (all ranks agree: the loop reduces the request across ranks).
+  model chunks, optimizer, scheduler; ``state.request_stop("why", save=True)`` asks the loop to stop
+  after the current step (all ranks agree: the loop reduces the request across ranks). Rank helpers:
+  ``state.is_rank0``, ``state.is_last_stage``, ``state.dp_rank``, ``state.dp_size``.
+
+Call order, when several plugins implement a hook (pluggy's rules):
+- The plugin registered **last is called first**. Plugins are registered in enabling order: built-in
+  toggles in the order of their config fields, then ``plugins.<name>`` in config order. For a value
+  that several plugins set in turn, the one called last - the first enabled - wins; but two plugins
+  setting one model field to different values in ``configure_model`` is an error, not a race.
+- ``@hookimpl(tryfirst=True)`` / ``@hookimpl(trylast=True)`` move an implementation to the front /
+  back of that order, on every hook.
+- ``@hookimpl(wrapper=True)`` (a generator: code before ``yield`` runs before the other
+  implementations, the ``yield`` returns their result) and the older ``hookwrapper=True`` are
+  honoured on every hook except ``configure_model``, ``on_save``, ``on_load``, ``collect_metrics``
+  and ``on_exception``: plugtron calls those once per plugin (per-plugin results and attribution),
+  and a wrapper there is a load error.
 """
 
 from __future__ import annotations
@@ -66,7 +80,8 @@ def on_load(state, checkpoint_dir, plugin_state) -> None:
     Fires on every rank after model, optimizer, scheduler, RNG and data position are restored,
     before ``on_train_start``. ``checkpoint_dir`` is the ``iter_XXXXXXX`` directory;
     ``plugin_state`` is what *this* plugin returned from ``on_save`` on this rank (rank 0's when the
-    world size changed; ``None`` if nothing was saved for it). Return value ignored.
+    world size changed; ``None`` if nothing was saved for it). States saved by plugins that are not
+    enabled now are skipped with one log line. Return value ignored.
     """
 
 
@@ -134,8 +149,10 @@ def on_save(state, checkpoint_dir):
     checkpoint is published: ``checkpoint_dir`` is the ``iter_XXXXXXX.staging`` directory, and files a
     plugin writes there are published (and verified on load) with the checkpoint. Return this
     plugin's state to save - plain data and tensors, loadable with ``torch.load(weights_only=True)``
-    - or ``None`` for nothing. Each rank's states go to ``plugins/rank_XXXXX.pt`` under the plugin's
-    name and come back to its ``on_load``. A plugin without state pays nothing.
+    - or ``None`` for nothing. The state is checked on the spot (a weights-only round trip in
+    memory): anything else (a ``set``, an object) is an error naming the plugin, before anything is
+    published. Each rank's state goes to ``plugins/<name>/rank_XXXXX.pt`` and comes back to this
+    plugin's ``on_load``. A plugin without state pays nothing. Not a wrapper (see the module doc).
     """
 
 

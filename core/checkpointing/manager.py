@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.distributed as dist
 
-from plugtron.checkpointing import layout
+from plugtron.checkpointing import layout, plugin_states
 from plugtron.checkpointing import state as ckstate
 from plugtron.errors import CheckpointError
 
@@ -134,9 +134,7 @@ class Checkpointer:
         rank = _rank()
         if self.ck.save_rng:
             ckstate.save_rank_file(staging, "rng", rank, ckstate.capture_rng())
-        plugin_states = {k: v for k, v in self.hooks.on_save(state, staging).items() if v is not None}
-        if plugin_states:  # a plugin without state pays nothing
-            ckstate.save_rank_file(staging, "plugins", rank, plugin_states)
+        plugin_states.save(self.hooks, state, staging, rank, self.hooks.dist_label)
         if rank == 0:
             from plugtron.config import to_yaml
 
