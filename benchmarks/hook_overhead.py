@@ -5,9 +5,9 @@ One process, one model, one optimizer, one scheduler. Two variants take turns:
 * **bare**: a loop written here - zero the grad buffers, Megatron's forward/backward schedule,
   ``optimizer.step()``, ``scheduler.step()`` - nothing else.
 * **plugtron**: exactly what one iteration of ``plugtron.training.loop.train`` does per step
-  (``on_step_start``, ``train_step``, counters and FLOPs, ``StepMetrics``, ``on_step``, the logger's
-  loss accumulation and its flush + log line + ``on_log`` every ``log_interval``, the checkpoint
-  check (no ``checkpoint.save`` here: the per-step async-save ``finalize`` only), the exit checks
+  (``on_step_start``, ``train_step`` with ``on_before_optimizer_step``, counters and FLOPs,
+  ``StepMetrics``, ``on_step``, the logger's loss accumulation and its flush + ``collect_metrics``
+  + log line + ``on_log`` every ``log_interval``, the checkpoint check (no ``checkpoint.save`` here: the per-step async-save ``finalize`` only), the exit checks
   and the stop agreement), with plugtron's own built-in plugins enabled (never a third party's:
   the number must mean the same on every machine).
 
@@ -52,6 +52,7 @@ import pstats
 import statistics
 import time
 import warnings
+from functools import partial
 
 warnings.filterwarnings("ignore")
 
@@ -136,13 +137,14 @@ def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug
 
     def log_line():
         scratch.add(metrics)
-        rec = scratch.flush()
+        rec = hooks.collect_metrics(state, scratch.flush())
         plog.info(format_log(rec, t.train_iters))
         hooks.on_log(state, rec)
 
     stop, save = state.should_stop, state.should_save
     parts = [
         ("hooks.on_step_start", _per_call_us(lambda: hooks.on_step_start(state))),
+        ("hooks.on_before_optimizer_step", _per_call_us(lambda: hooks.on_before_optimizer_step(state))),
         ("hooks.on_step (all plugins)", _per_call_us(lambda: hooks.on_step(state, metrics))),
         ("train_step: train-mode check per chunk", _per_call_us(train_mode)),
         ("train_step: get_forward_backward_func()", _per_call_us(get_forward_backward_func)),
@@ -154,7 +156,7 @@ def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug
          _per_call_us(lambda: (cfg.checkpoint.save, ckptr.finalize(blocking=False)))),
         ("exit checks + _stop_agreed",
          _per_call_us(lambda: (t.exit_interval, t.exit_duration_in_mins and logger.elapsed_min(), _stop_agreed(state)))),
-        (f"logger.flush + log line + on_log, / log_interval {cfg.logger.log_interval}",
+        (f"logger.flush + collect_metrics + log line + on_log, / log_interval {cfg.logger.log_interval}",
          _per_call_us(log_line, calls=20) / cfg.logger.log_interval),
     ]
     state.should_stop, state.should_save = stop, save
@@ -252,16 +254,19 @@ def main() -> None:
 
     # Mirrors the body of the while loop in plugtron.training.loop.train (evaluation is off here).
     # Keep in sync with it.
+    before_optimizer_step = partial(hooks.on_before_optimizer_step, state)
+
     def plugtron_step():
         hooks.on_step_start(state)
-        loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, plug_its)
+        loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, plug_its,
+                                                    before_optimizer_step)
         metrics = state.record_step(loss, ok, grad_norm, num_zeros, flops_per_iter)
         if loss is not None:
             losses.append(loss.detach())
         hooks.on_step(state, metrics)
         logger.add(metrics)
         if state.iteration % cfg.logger.log_interval == 0 or state.iteration == t.train_iters:
-            rec = logger.flush()
+            rec = hooks.collect_metrics(state, logger.flush())
             plog.info(format_log(rec, t.train_iters))
             hooks.on_log(state, rec)
         if ck.save and ck.save_interval and state.iteration % ck.save_interval == 0:

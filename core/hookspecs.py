@@ -13,16 +13,21 @@ Where each hook fires in the loop (``plugtron.training.loop.train``)::
     try:
         while state.iteration < train_iters and not state.should_stop:
             on_step_start(state)
-            forward/backward over num_microbatches; optimizer.step(); scheduler.step()
+            forward/backward over num_microbatches (gradients reduced across data-parallel ranks)
+            on_before_optimizer_step(state)      # gradients available, weights not yet updated
+            optimizer.step(); scheduler.step()
             state.iteration += 1
             on_step(state, metrics)              # loss, grad_norm, lr, skipped
-            if iteration % log_interval == 0:   on_log(state, log)
+            if iteration % log_interval == 0:
+                log = loop's record;  log.update(collect_metrics(state) of each plugin);  on_log(state, log)
             if iteration % eval_interval == 0:
                 on_eval_start(state, "valid");  evaluate;  on_eval(state, "valid", metrics)
             if iteration % save_interval == 0:
                 save ...; on_save(state, checkpoint_dir) -> plugin_state;  publish
+                on_checkpoint_published(state, checkpoint_dir)   # async_save: after a later step, when the write is done
             if stop requested (any rank; e.g. preemption): break
         if checkpoint.save and not saved at this iteration: final save -> on_save  (save-last)
+        (async saves still in flight are published here -> on_checkpoint_published)
         on_train_end(state)
     except BaseException as exc:
         on_exception(state, exc);  raise
@@ -116,6 +121,30 @@ def on_step(state, metrics) -> None:
 
 
 @hookspec
+def on_before_optimizer_step(state) -> None:
+    """Gradients are computed and reduced across data-parallel ranks; the optimizer step is next.
+
+    Fires on every rank, every iteration, after the forward/backward passes of all microbatches and
+    before ``optimizer.step()`` (which unscales, clips and applies them). The gradients are in each
+    parameter's ``main_grad`` (Megatron's DDP buffers) of ``state.model`` chunks: gradient statistics,
+    clipping experiments. ``state.iteration`` is still the number of completed iterations.
+    Cost: called every iteration; anything reading gradients is a pass over them (and ``float()``
+    on a CUDA tensor is a CPU-GPU sync). Return value ignored.
+    """
+
+
+@hookspec
+def collect_metrics(state):
+    """Contribute metrics to the log record: return a dict (or ``None``).
+
+    Fires on every rank every ``logger.log_interval`` iterations, just before ``on_log``; the dicts
+    are merged into the record that ``on_log`` receives, so every logger plugin sees every plugin's
+    metrics. Keys must be new: a key the loop or another plugin already set is an error naming both.
+    Values should be plain numbers (loggers expect them). Called once per plugin (not a wrapper).
+    """
+
+
+@hookspec
 def on_log(state, log) -> None:
     """Every ``logger.log_interval`` iterations, after the loop assembled the log line.
 
@@ -156,10 +185,24 @@ def on_save(state, checkpoint_dir):
     """
 
 
+@hookspec
+def on_checkpoint_published(state, checkpoint_dir) -> None:
+    """A checkpoint is complete and visible: ``checkpoint_dir`` is its final ``iter_XXXXXXX``
+    directory, the tracker points at it, retention has run. Trigger evaluation, conversion, upload.
+
+    Fires on every rank, once per checkpoint. Synchronous saves publish at once (``state.iteration``
+    is the checkpoint's); with ``checkpoint.async_save`` the write finishes in the background and the
+    hook fires when it is published - after a later step, at the next save or at the end of training -
+    so ``state.iteration`` may be later than the checkpoint's (read the iteration from
+    ``checkpoint_dir``). Return value ignored.
+    """
+
+
 # ---- end of run ----------------------------------------------------------------------------------
 @hookspec
 def on_train_end(state) -> None:
-    """Training finished normally or stopped on request (after the final save). Every rank."""
+    """Training finished normally or stopped on request (after the final save and its
+    ``on_checkpoint_published``). Every rank."""
 
 
 @hookspec

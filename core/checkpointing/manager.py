@@ -83,11 +83,11 @@ class Checkpointer:
             request = self._save_dist(state, staging)
         self._save_small_files(state, staging)
         if request is None:
-            self._publish(it)
+            self._publish(it, state)
         else:
             from plugtron.checkpointing.async_save import schedule
 
-            request.add_finalize_fn(lambda: self._publish(it))
+            request.add_finalize_fn(lambda: self._publish(it, state))
             self._async_queue = schedule(self._async_queue, request)
             self._pending = it
 
@@ -147,8 +147,9 @@ class Checkpointer:
                 "has_optimizer": self.ck.save_optim, "has_rng": self.ck.save_rng,
                 "ckpt_format": self.ck.ckpt_format, "layout": parallel_layout(self.cfg)}
 
-    def _publish(self, it: int) -> None:
-        """Collective. After every rank's files are written: manifest, rename, tracker, retention."""
+    def _publish(self, it: int, state) -> None:
+        """Collective. After every rank's files are written: manifest, rename, tracker, retention;
+        then ``on_checkpoint_published`` on every rank."""
         _barrier()
         root = self.ck.save
         if _rank() == 0:
@@ -165,6 +166,7 @@ class Checkpointer:
         if self._pending == it:
             self._pending = None
         _barrier()
+        self.hooks.on_checkpoint_published(state, layout.iter_path(root, it))
 
     def finalize(self, blocking: bool = False) -> None:
         """Publish a finished async save (collective on every rank: Megatron agrees across ranks

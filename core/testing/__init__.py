@@ -2,9 +2,9 @@
 
     from plugtron.testing import run_training, resume, fake_state, fake_metrics
 
-* :func:`run_training` trains a tiny GPT (2 layers, hidden 64, 4 steps, evaluation at step 2 and 4,
-  a checkpoint at the end) on the bundled corpus with your overrides and plugins - plugin objects,
-  or names of installed plugins - and returns a :class:`RunResult`: the losses, the eval results, the
+* :func:`run_training` trains a tiny GPT (2 layers, hidden 64, one micro-batch of 4 x 64 tokens per
+  step, 4 steps, evaluation at steps 2 and 4, a checkpoint at the end) on the bundled corpus with
+  your overrides and plugins - plugin objects, or names of installed plugins - and returns a :class:`RunResult`: the losses, the eval results, the
   ordered hook transcript (``"on_step@3"``, ``"on_eval:valid@2"``...) and the checkpoint directory.
 * :func:`resume` continues a result's checkpoint (``checkpoint.load``), to test on_save/on_load.
 * :func:`fake_state` / :func:`fake_metrics`: a ``TrainState`` / ``StepMetrics`` for pure unit tests of
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 TINY = ["model.num_layers=2", "model.hidden_size=64", "model.seq_length=64", "dataset.sequence_length=64",
-        "model.make_vocab_size_divisible_by=256", "train.micro_batch_size=2", "train.global_batch_size=8",
+        "model.make_vocab_size_divisible_by=256", "train.micro_batch_size=4", "train.global_batch_size=4",
         "scheduler.lr_warmup_iters=1", "logger.log_interval=1", "train.train_iters=4",
         "train.eval_interval=2", "train.eval_iters=1"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from functools import partial
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -105,12 +106,18 @@ class _Logger:
         return rec
 
 
+_LOOP_KEYS = frozenset(("iteration", "loss", "lr", "grad_norm", "tokens_per_sec", "step_time_s", "elapsed_s", "eta_s",
+                        "skipped_iters"))
+
+
 def format_log(rec: Dict[str, Any], train_iters: int) -> str:
     gn = "n/a" if rec["grad_norm"] is None else f"{rec['grad_norm']:.3f}"
+    # plugins' metrics (collect_metrics) follow the loop's own
+    extra = "".join(f" | {k} {v:.4g}" if isinstance(v, float) else f" | {k} {v}" for k, v in rec.items() if k not in _LOOP_KEYS)
     return (
         f"iter {rec['iteration']:>6}/{train_iters} | loss {rec['loss']:.4f} | lr {rec['lr']:.3e} | "
         f"grad_norm {gn} | {rec['tokens_per_sec']:,.0f} tok/s | {rec['step_time_s'] * 1000:.0f} ms/step | "
-        f"elapsed {rec['elapsed_s']:.0f}s | eta {rec['eta_s']:.0f}s"
+        f"elapsed {rec['elapsed_s']:.0f}s | eta {rec['eta_s']:.0f}s" + extra
     )
 
 
@@ -173,16 +180,18 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
         eval_on = bool(t.eval_interval) and t.eval_iters > 0
         flops_per_iter = num_floating_point_operations(cfg)
         saved_at = state.iteration if ck.load else None  # a resumed iteration is on disk already
+        before_optimizer_step = partial(hooks.on_before_optimizer_step, state)
         while state.iteration < t.train_iters and not t.skip_train:
             hooks.on_step_start(state)
-            loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, train_its)
+            loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, train_its,
+                                                        before_optimizer_step)
             metrics = state.record_step(loss, ok, grad_norm, num_zeros, flops_per_iter)
             if loss is not None:
                 summary["losses"].append(loss.detach())
             hooks.on_step(state, metrics)
             logger.add(metrics)
             if state.iteration % cfg.logger.log_interval == 0 or state.iteration == t.train_iters:
-                rec = logger.flush()
+                rec = hooks.collect_metrics(state, logger.flush())
                 if _rank0():
                     log.info(format_log(rec, t.train_iters))
                 hooks.on_log(state, rec)
