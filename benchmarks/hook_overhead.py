@@ -4,18 +4,19 @@ One process, one model, one optimizer, one scheduler. Two variants take turns:
 
 * **bare**: a loop written here - zero the grad buffers, Megatron's forward/backward schedule,
   ``optimizer.step()``, ``scheduler.step()`` - nothing else.
-* **plugtron**: exactly what one iteration of ``plugtron.training.loop.train`` does per step
-  (``on_step_start``, ``train_step`` with ``on_before_optimizer_step``, counters and FLOPs,
-  ``StepMetrics``, ``on_step``, the logger's loss accumulation and its flush + ``collect_metrics``
-  + log line + ``on_log`` every ``log_interval``, the checkpoint check (no ``checkpoint.save`` here: the per-step async-save ``finalize`` only), the exit checks
-  and the stop agreement), with plugtron's own built-in plugins enabled (never a third party's:
-  the number must mean the same on every machine).
+* **plugtron**: one iteration of ``Trainer.train``'s loop, through the very methods it calls:
+  ``Trainer.train_step`` (``on_step_start``, the step with ``on_before_optimizer_step``, counters
+  and FLOPs, ``StepMetrics``, ``on_step``, the log window's loss accumulation), ``maybe_log``
+  (``collect_metrics`` + log line + ``on_log`` every ``log_interval``), ``maybe_eval`` (off here), ``maybe_save`` (no ``checkpoint.save`` here: the
+  per-step async-save ``finalize`` only) and ``agree_stop`` (stop policies and the stop agreement),
+  with plugtron's own built-in plugins enabled (never a third party's: the number must mean the
+  same on every machine).
 
 Fairness:
 
 * Each variant has its own micro-batch iterator over the same dataset, both starting at sample 0, and
   both run the same number of steps per block, so block *r* of each variant trains on the very same
-  micro-batches (on the same device: plugtron's through its ``_OnDevice`` wrapper, as in the loop).
+  micro-batches (on the same device: plugtron's through its ``OnDevice`` wrapper, as in the loop).
 * Model, optimizer and scheduler are shared: both variants do identical numerical work (same shapes,
   same kernels); only the weights' values differ, which does not change the cost of a step.
 * Blocks alternate bare/plugtron, then plugtron/bare (ABBA), after a warm-up of both, so drift and
@@ -52,7 +53,6 @@ import pstats
 import statistics
 import time
 import warnings
-from functools import partial
 
 warnings.filterwarnings("ignore")
 
@@ -93,7 +93,7 @@ def _per_call_us(fn, calls: int = 200, repeats: int = 5) -> float:
     return best * 1e6
 
 
-def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug_its, ckptr):
+def _plugtron_only_work(trainer, plog):
     """Time, one by one, the pieces of a plugtron step that the bare step does not have: an
     accounting of the overhead that does not depend on the two variants' blocks seeing the same
     load. Returns ``[(label, microseconds per training step)]``."""
@@ -103,23 +103,24 @@ def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug
 
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
-    from plugtron.training.loop import _stop_agreed
-    from plugtron.training.state import StepMetrics
-    from plugtron.training.step import _ensure_train_mode, _mean_loss, _to_device
+    from plugtron.data.batches import to_device
+    from plugtron.training.metrics import StepMetrics, format_log
+    from plugtron.training.step import ensure_train_mode, mean_loss
 
+    cfg, state, hooks, model = trainer.cfg, trainer.state, trainer.hooks, trainer.state.model
     t = cfg.train
     n_micro = cfg.num_microbatches
     reduced = [{"lm loss": torch.tensor(2.0 + i)} for i in range(n_micro)]
-    loss = _mean_loss(reduced)
+    loss = mean_loss(reduced)
     grad_norm, lr = 1.0, state.scheduler.get_lr(state.optimizer.param_groups[0])
     metrics = StepMetrics(state.iteration, loss, grad_norm, lr, False, None)
-    batch = next(plug_its[0].it)
-    scratch = copy.copy(logger)  # accumulate into a copy: the real logger's sums stay as they were
+    batch = next(trainer.data.train_iterators[0].it)
+    scratch = copy.copy(trainer.log_window)  # accumulate into a copy: the real window's sums stay as they were
     sink = []
 
     def train_mode():
         for chunk in model:
-            _ensure_train_mode(chunk)
+            ensure_train_mode(chunk)
 
     def build_metrics():
         state_iteration = state.iteration + 1
@@ -141,6 +142,15 @@ def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug
         plog.info(format_log(rec, t.train_iters))
         hooks.on_log(state, rec)
 
+    it, interval = state.iteration, cfg.logger.log_interval
+    off = next(k for k in range(it + 1, it + 3) if k % interval and k != t.train_iters) if interval > 1 else None
+
+    def log_check():  # the iteration is set off the log interval for the call, then restored
+        state.iteration = off
+        trainer.maybe_log()
+        state.iteration = it
+
+    log_check = log_check if off is not None else None  # log_interval 1: every step logs (below)
     stop, save = state.should_stop, state.should_save
     parts = [
         ("hooks.on_step_start", _per_call_us(lambda: hooks.on_step_start(state))),
@@ -148,15 +158,15 @@ def _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug
         ("hooks.on_step (all plugins)", _per_call_us(lambda: hooks.on_step(state, metrics))),
         ("train_step: train-mode check per chunk", _per_call_us(train_mode)),
         ("train_step: get_forward_backward_func()", _per_call_us(get_forward_backward_func)),
-        ("train_step: _mean_loss over microbatches", _per_call_us(lambda: _mean_loss(reduced))),
-        (f"_OnDevice: {n_micro} batches x _to_device", n_micro * _per_call_us(lambda: _to_device(batch))),
+        ("train_step: mean_loss over microbatches", _per_call_us(lambda: mean_loss(reduced))),
+        (f"OnDevice: {n_micro} batches x to_device", n_micro * _per_call_us(lambda: to_device(batch))),
         ("counters, FLOPs + StepMetrics (float(grad_norm), lr lookup)", _per_call_us(build_metrics)),
-        ("summary loss + logger.add", _per_call_us(accumulate)),
-        ("checkpoint check + ckptr.finalize(blocking=False)",
-         _per_call_us(lambda: (cfg.checkpoint.save, ckptr.finalize(blocking=False)))),
-        ("exit checks + _stop_agreed",
-         _per_call_us(lambda: (t.exit_interval, t.exit_duration_in_mins and logger.elapsed_min(), _stop_agreed(state)))),
-        (f"logger.flush + collect_metrics + log line + on_log, / log_interval {cfg.logger.log_interval}",
+        ("summary loss + log_window.add", _per_call_us(accumulate)),
+        *([("Trainer.maybe_log on a step that does not log", _per_call_us(log_check))] if log_check else []),
+        ("Trainer.maybe_eval (evaluation off)", _per_call_us(trainer.maybe_eval)),
+        ("Trainer.maybe_save (no save: finalize(blocking=False))", _per_call_us(trainer.maybe_save)),
+        ("Trainer.agree_stop (stop policies + agreement)", _per_call_us(trainer.agree_stop)),
+        (f"log_window.flush + collect_metrics + log line + on_log, / log_interval {cfg.logger.log_interval}",
          _per_call_us(log_line, calls=20) / cfg.logger.log_interval),
     ]
     state.should_stop, state.should_save = stop, save
@@ -182,14 +192,9 @@ def main() -> None:
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     from plugtron.config import PluginSettings, load_config
-    from plugtron.data import MicroBatchIterator, build_datasets, build_tokenizer
-    from plugtron.plugin_manager import PluginManager, discover
-    from plugtron.checkpointing.manager import Checkpointer
-    from plugtron.training import setup
-    from plugtron.training.flops import num_floating_point_operations
-    from plugtron.training.loop import _Logger, _stop_agreed, format_log
-    from plugtron.training.state import TrainState
-    from plugtron.training.step import _OnDevice, forward_step, train_step
+    from plugtron.plugin_manager import discover
+    from plugtron.training import Trainer
+    from plugtron.training.step import forward_step
 
     steps_total = args.warmup + (args.profile or args.steps * args.rounds)
     # both variants step the one scheduler: size the run for both, so the lr stays on its schedule
@@ -201,16 +206,10 @@ def main() -> None:
             cfg.plugins[name] = PluginSettings(enabled=True)
     # ddp_parity needs its interval; one no run here reaches, so its per-step cost is the check only
     cfg.train.check_weight_hash_across_dp_replicas_interval = 10**9
-    cfg.validate()
-    hooks = PluginManager().load(cfg)
-    setup.init_distributed(cfg)
-    setup.set_seeds(cfg)
-    model = setup.build_model(cfg)
-    optimizer, scheduler = setup.build_optimizer(cfg, model)
-    tok = build_tokenizer(cfg.tokenizer)
-    train_ds, _, _ = build_datasets(cfg, tok)
-    t = cfg.train
-    state = TrainState(config=cfg, model=model, optimizer=optimizer, scheduler=scheduler)
+    # checkpoint.save is unset: no saves, as in a run without one
+    trainer = Trainer(cfg)  # validates, loads the plugins, builds model, optimizer and data
+    state, t = trainer.state, cfg.train
+    model, optimizer, scheduler = state.model, state.optimizer, state.scheduler
 
     # The loop logs through the "plugtron" logger at INFO on rank 0 (the CLI's setting): keep the
     # formatting and handler work, send the lines nowhere.
@@ -220,16 +219,14 @@ def main() -> None:
     plog.setLevel(logging.INFO)
     plog.propagate = False
 
-    def micro_batches():
-        return MicroBatchIterator(train_ds, t.micro_batch_size, t.global_batch_size)
-
-    # bare: the batch goes to the device the plain way; on CPU it already is there.
+    # bare: its own iterator over the train split from sample 0, as the trainer's; the batch goes to
+    # the device the plain way (on CPU it already is there).
+    bare_batches = trainer.data.iterators(trainer.data.train, 0)[0]
     if torch.cuda.is_available():
         bare_it = ({k: (v.cuda(non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}
-                   for b in micro_batches())
+                   for b in bare_batches)
     else:
-        bare_it = micro_batches()
-    plug_its = [_OnDevice(micro_batches()) for _ in model]
+        bare_it = bare_batches
     fwd_bwd = get_forward_backward_func()
 
     def bare_step():
@@ -245,39 +242,15 @@ def main() -> None:
         if ok:
             scheduler.step(increment=t.global_batch_size)
 
-    ckptr = Checkpointer(cfg, hooks)  # checkpoint.save is unset here: no saves, as in a run without one
-    hooks.on_train_start(state)
-    logger = _Logger(cfg, state)
-    losses = []  # the loop's summary["losses"]
-    ck = cfg.checkpoint
-    flops_per_iter = num_floating_point_operations(cfg)
+    trainer.start()  # on_train_start; the log window and stop policies begin
 
-    # Mirrors the body of the while loop in plugtron.training.loop.train (evaluation is off here).
-    # Keep in sync with it.
-    before_optimizer_step = partial(hooks.on_before_optimizer_step, state)
-
+    # The body of Trainer.train's while loop, method for method.
     def plugtron_step():
-        hooks.on_step_start(state)
-        loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, plug_its,
-                                                    before_optimizer_step)
-        metrics = state.record_step(loss, ok, grad_norm, num_zeros, flops_per_iter)
-        if loss is not None:
-            losses.append(loss.detach())
-        hooks.on_step(state, metrics)
-        logger.add(metrics)
-        if state.iteration % cfg.logger.log_interval == 0 or state.iteration == t.train_iters:
-            rec = hooks.collect_metrics(state, logger.flush())
-            plog.info(format_log(rec, t.train_iters))
-            hooks.on_log(state, rec)
-        if ck.save and ck.save_interval and state.iteration % ck.save_interval == 0:
-            ckptr.save(state)
-        else:
-            ckptr.finalize(blocking=False)
-        if t.exit_interval and state.iteration % t.exit_interval == 0:
-            state.request_stop(f"exit_interval {t.exit_interval} reached")
-        if t.exit_duration_in_mins and logger.elapsed_min() >= t.exit_duration_in_mins:
-            state.request_stop(f"exit_duration_in_mins {t.exit_duration_in_mins} reached")
-        if _stop_agreed(state):
+        trainer.train_step()
+        trainer.maybe_log()
+        trainer.maybe_eval()
+        trainer.maybe_save()
+        if trainer.agree_stop():
             raise RuntimeError("the benchmark's plugtron variant was asked to stop")
 
     def sync():
@@ -307,8 +280,8 @@ def main() -> None:
                 # plugtron's own code and the hook machinery, by cumulative time
                 st.sort_stats("cumulative").print_stats(r"plugtron|wt-bench|pluggy|plugins", 30)
             print(out.getvalue())
-        hooks.on_train_end(state)
-        setup.destroy_distributed()
+        trainer.hooks.on_train_end(state)
+        trainer.close()
         return
 
     wall = {n: [] for n in variants}
@@ -323,9 +296,9 @@ def main() -> None:
             sync()
             wall[name].append((time.perf_counter() - w0) / args.steps)
             cpu[name].append((time.process_time() - c0) / args.steps)
-    parts = _plugtron_only_work(cfg, state, hooks, logger, plog, format_log, model, plug_its, ckptr)
-    hooks.on_train_end(state)
-    setup.destroy_distributed()
+    parts = _plugtron_only_work(trainer, plog)
+    trainer.hooks.on_train_end(state)
+    trainer.close()
     devnull.close()
 
     print(f"plugins registered: {', '.join(cfg.plugins) or 'none'}")

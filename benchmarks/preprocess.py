@@ -78,7 +78,7 @@ def main() -> None:
 
     from plugtron.config import TokenizerConfig
     from plugtron.data import build_tokenizer
-    from plugtron.data.preprocess import Progress, preprocess
+    from plugtron.data.preprocess.parallel import Progress, preprocess
 
     work = args.dir or tempfile.mkdtemp(prefix="plugtron-bench-")
     os.makedirs(work, exist_ok=True)

@@ -1,36 +1,50 @@
 """The hooks a plugtron plugin may implement, grouped by the phase of a run in which they fire.
 
-Where each hook fires in the loop (``plugtron.training.loop.train``)::
+Where each hook fires in a run (``plugtron.training.trainer``: ``train(config)`` is
+``Trainer(config).train()``; each ``Trainer.<method>`` below is a method of that name)::
 
-    config = recipe + YAML + overrides;  config.validate()
-    plugins = enabled plugins (train.manual_gc, ..., plugins.<name>.enabled)
-    configure_model(config, provider)            # all ranks, before anything is built
-    build model chunks, DDP, optimizer, scheduler
-    if checkpoint.load holds a checkpoint:  resume ...; on_load(state, checkpoint_dir, plugin_state)
-    elif checkpoint.pretrained_checkpoint:  load weights only (no hook: nothing of a run is resumed)
-    build data iterators at state.consumed_train_samples
-    on_train_start(state)
-    try:
-        while state.iteration < train_iters and not state.should_stop:
-            on_step_start(state)
-            forward/backward over num_microbatches (gradients reduced across data-parallel ranks)
-            on_before_optimizer_step(state)      # gradients available, weights not yet updated
-            optimizer.step(); scheduler.step()
-            state.iteration += 1
-            on_step(state, metrics)              # loss, grad_norm, lr, skipped
-            if iteration % log_interval == 0:
-                log = loop's record;  log.update(collect_metrics(state) of each plugin);  on_log(state, log)
-            if iteration % eval_interval == 0:
-                on_eval_start(state, "valid");  evaluate;  on_eval(state, "valid", metrics)
-            if iteration % save_interval == 0:
-                save ...; on_save(state, checkpoint_dir) -> plugin_state;  publish
-                on_checkpoint_published(state, checkpoint_dir)   # async_save: after a later step, when the write is done
-            if stop requested (any rank; e.g. preemption): break
-        if checkpoint.save and not saved at this iteration: final save -> on_save  (save-last)
-        (async saves still in flight are published here -> on_checkpoint_published)
-        on_train_end(state)
-    except BaseException as exc:
-        on_exception(state, exc);  raise
+    Trainer(config):
+        config.validate();  machine check
+        plugins = enabled plugins (train.manual_gc, ..., plugins.<name>.enabled)
+        start process groups
+        configure_model(config, provider)            # all ranks, before anything is built
+        build model chunks, DDP, optimizer, scheduler
+        if checkpoint.load holds a checkpoint:  resume ...; on_load(state, checkpoint_dir, plugin_state)
+        elif checkpoint.pretrained_checkpoint:  load weights only (no hook: nothing of a run is resumed)
+        build data iterators at state.consumed_train_samples
+    Trainer.train():
+      try:
+        Trainer.start():  on_train_start(state)
+        while state.iteration < train_iters and not train.skip_train:
+            Trainer.train_step():
+                on_step_start(state)
+                forward/backward over num_microbatches (gradients reduced across data-parallel ranks)
+                on_before_optimizer_step(state)      # gradients available, weights not yet updated
+                optimizer.step(); scheduler.step()
+                state.iteration += 1
+                on_step(state, metrics)              # loss, grad_norm, lr, skipped
+            Trainer.maybe_log():   if iteration % log_interval == 0 or last:
+                                       log = the loop's record + collect_metrics(state) of each plugin
+                                       on_log(state, log)
+            Trainer.maybe_eval():  if iteration % eval_interval == 0:  Trainer.evaluate("valid")
+            Trainer.maybe_save():  if iteration % save_interval == 0:
+                                       save ...; on_save(state, checkpoint_dir) -> plugin_state;  publish
+                                       on_checkpoint_published(state, checkpoint_dir)
+                                       (async_save: after a later step, once the write is done)
+            Trainer.agree_stop():  stop policies (exit_interval, exit_duration_in_mins) may request a
+                                   stop; all ranks agree if any asked (e.g. preemption):  break
+        Trainer.finish():
+            if train.skip_train:  Trainer.evaluate("valid")        # the loaded model
+            if dataset.do_test:   Trainer.evaluate("test")
+            if checkpoint.save and not saved at this iteration (and the stop allows): final save -> on_save
+            async saves still in flight are published -> on_checkpoint_published
+            on_train_end(state)
+      except BaseException as exc:
+        Trainer.report_failure(exc):  on_exception(state, exc);  raise   # also if Trainer(config) fails
+      finally:
+        Trainer.close():  tear down the process groups
+      return Trainer.summary()
+    Trainer.evaluate(split):  on_eval_start(state, split);  eval_iters batches;  on_eval(state, split, metrics)
 
 Rules for every hook:
 - A plugin implements a hook by defining a method with the hook's name (``@hookimpl`` is optional)
@@ -112,7 +126,7 @@ def on_step_start(state) -> None:
 def on_step(state, metrics) -> None:
     """An iteration ended: forward/backward, optimizer step and scheduler step are done.
 
-    Fires on every rank. ``metrics`` is a :class:`plugtron.training.state.StepMetrics`:
+    Fires on every rank. ``metrics`` is a :class:`plugtron.training.metrics.StepMetrics`:
     ``iteration``, ``loss`` (a 0-d tensor averaged over microbatches and data-parallel ranks, on the
     last pipeline stage; ``None`` on other stages; ``float(metrics.loss)`` is a CPU-GPU sync),
     ``grad_norm`` (float or None), ``lr`` (float), ``skipped`` (bool: the optimizer skipped the

@@ -18,7 +18,7 @@ import socket
 import torch
 import torch.distributed as dist
 
-from plugtron import cpu_shims
+from plugtron.platform import cpu_shims
 
 VOCAB = 256
 SEQ = 32

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from plugtron.checkpointing.state import unwrap
+from plugtron.checkpointing.contents import unwrap
 
 
 def weights_digest(model) -> str:

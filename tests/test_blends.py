@@ -8,7 +8,7 @@ import torch
 
 from plugtron.config import ConfigContainer, TokenizerConfig, load_config
 from plugtron.data import MicroBatchIterator, build_datasets, build_tokenizer
-from plugtron.data.preprocess import preprocess
+from plugtron.data.preprocess.parallel import preprocess
 from plugtron.errors import ConfigError
 
 BYTES = build_tokenizer(TokenizerConfig())

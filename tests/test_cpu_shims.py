@@ -1,4 +1,4 @@
-"""Tests for plugtron.cpu_shims: each shim is exercised at the site it patches, then Megatron-Core
+"""Tests for plugtron.platform.cpu_shims: each shim is exercised at the site it patches, then Megatron-Core
 trains a tiny GPT on CPU (fp32, bf16, MoE) and, in two gloo processes, matches TP=1 with TP=2
 (also with SP) and PP=2, and trains MoE with EP=2.
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from plugtron import cpu_shims
+from plugtron.platform import cpu_shims
 
 import _mcore_helpers as h
 
@@ -50,7 +50,7 @@ def test_nothing_is_patched_when_cuda_is_available():
         "import torch\n"
         "torch.cuda.is_available = lambda: True\n"
         "sync, rng = torch.cuda.synchronize, torch.cuda.get_rng_state\n"
-        "from plugtron import cpu_shims\n"
+        "from plugtron.platform import cpu_shims\n"
         "assert cpu_shims.apply() == () and not cpu_shims.is_active()\n"
         "assert torch.cuda.synchronize is sync and torch.cuda.get_rng_state is rng\n"
         "assert torch._C._len_torch_function_stack() == 0\n"

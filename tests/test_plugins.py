@@ -8,7 +8,7 @@ import pytest
 from plugtron.config import ConfigContainer, PluginSettings, TrainingConfig
 from plugtron.errors import ConfigError, PluginError
 from plugtron.plugin_manager import BLOCK_ENV, PluginManager, discover, hook_names
-from plugtron.training.state import StepMetrics
+from plugtron.training.metrics import StepMetrics
 
 
 def ep(name, target):
@@ -184,3 +184,25 @@ def test_a_builtin_toggle_without_its_plugin_names_the_field():
     pm = PluginManager([ep("recorder", "Recorder")])
     with pytest.raises(PluginError, match="train.manual_gc: switches on the built-in plugin 'manual_gc', which this plugtron installation does not provide"):
         pm.load(ConfigContainer(train=TrainingConfig(manual_gc=True)))
+
+
+def test_hookspecs_pseudocode_follows_the_trainer():
+    """The pseudocode in hookspecs names every public Trainer method, names no method that does not
+    exist, and lists the steps of ``Trainer.train`` in the order the code calls them."""
+    import inspect
+    import re
+
+    from plugtron import hookspecs
+    from plugtron.training.trainer import Trainer
+
+    doc = hookspecs.__doc__
+    public = {n for n, f in inspect.getmembers(Trainer, inspect.isfunction) if not n.startswith("_")}
+    named = set(re.findall(r"Trainer\.(\w+)\(", doc))
+    assert named - public == set(), "pseudocode names methods the Trainer does not have"
+    assert public - named == set(), "Trainer methods missing from the pseudocode"
+    block = doc[doc.index("Trainer.train():") + len("Trainer.train():"):doc.index("Trainer.evaluate(split):")]
+    documented = re.findall(r"^\s*(?:return\s+)?Trainer\.(\w+)\(", block, flags=re.M)
+    called = re.findall(r"self\.(\w+)\(", inspect.getsource(Trainer.train))
+    assert documented == called
+    for condition in ("not train.skip_train", "dataset.do_test"):
+        assert condition in doc

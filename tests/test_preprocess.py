@@ -10,7 +10,7 @@ import pytest
 from plugtron.cli import main
 from plugtron.config import TokenizerConfig
 from plugtron.data import build_tokenizer
-from plugtron.data.preprocess import output_name, plan_parts, preprocess
+from plugtron.data.preprocess.parallel import output_name, plan_parts, preprocess
 from plugtron.errors import DataError
 
 BYTES_CFG = TokenizerConfig()

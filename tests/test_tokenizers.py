@@ -124,7 +124,7 @@ def test_unusable_files_give_clear_errors(tmp_path, files):
 def test_preprocess_with_each_tokenizer_round_trips(tmp_path, files, kind):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    from plugtron.data.preprocess import preprocess
+    from plugtron.data.preprocess.parallel import preprocess
 
     cfg = {"gpt2": TokenizerConfig(tokenizer_type="GPT2BPETokenizer", vocab_file=files["gpt2"]["vocab_file"],
                                    merge_file=files["gpt2"]["merge_file"]),

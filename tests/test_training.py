@@ -194,13 +194,13 @@ def test_pipeline_parallel_learns(tmp_path, vpp):
 def test_train_step_restores_training_mode_only_when_needed():
     import torch
 
-    from plugtron.training.step import _ensure_train_mode
+    from plugtron.training.step import ensure_train_mode
 
     chunk = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(2, 2)))
     chunk.register_module("unused", None)
     chunk[1][0].eval()  # e.g. a plugin switched one submodule to eval
-    _ensure_train_mode(chunk)
+    ensure_train_mode(chunk)
     assert all(m.training for m in chunk.modules())
     chunk.eval()
-    _ensure_train_mode(chunk)
+    ensure_train_mode(chunk)
     assert all(m.training for m in chunk.modules())

@@ -9,13 +9,23 @@ import os
 import threading
 from typing import Any, Dict, Optional
 
+from plugtron import distributed
+from plugtron.checkpointing import contents as ckstate
 from plugtron.checkpointing import layout
 from plugtron.checkpointing import plugin_states as plugin_state_files
-from plugtron.checkpointing import state as ckstate
-from plugtron.checkpointing.manager import _rank, agree, parallel_layout
 from plugtron.errors import CheckpointError
 
 log = logging.getLogger("plugtron")
+
+
+def agree(error: Optional[str]) -> None:
+    """Raise on every rank if any rank has an error (collective): a failure found on one rank alone
+    would otherwise leave the others waiting in the next collective forever."""
+    (failed,) = distributed.any_rank(error is not None)
+    if failed and not error:
+        error = "another rank failed to read the checkpoint (its message is in that rank's log)"
+    if error:
+        raise CheckpointError(error)
 
 
 class _Verification:
@@ -32,7 +42,7 @@ class _Verification:
         except CheckpointError as exc:
             error = str(exc)
         agree(error)
-        if _rank() == 0:
+        if distributed.is_rank0():
             self._thread = threading.Thread(target=self._crc, name="plugtron-ckpt-crc", daemon=True)
             self._thread.start()
 
@@ -129,11 +139,11 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
         error = verification.result() or error  # a corrupt file explains an unreadable one
     agree(error)
     saved_layout = ts["layout"]
-    same_layout = saved_layout == parallel_layout(ckptr.cfg)
+    same_layout = saved_layout == ckstate.parallel_layout(ckptr.cfg)
     has_opt = bool(ts["has_optimizer"])
     with_opt = ck.load_optim and has_opt
     main_only = not ck.load_optim and ck.load_main_params_from_ckpt and has_opt
-    if ck.load_optim and not has_opt and _rank() == 0:
+    if ck.load_optim and not has_opt and distributed.is_rank0():
         log.warning(f"checkpoint: {ckpt_dir} was saved with save_optim=false; the optimizer starts fresh")
 
     if ts["ckpt_format"] == "torch":
@@ -141,7 +151,7 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
     else:
         sd = ckstate.sharded_state_dict(state, with_optimizer=with_opt or main_only, is_loading=True)
         hint = "" if same_layout else (
-            f" (saved with {saved_layout}, loading into {parallel_layout(ckptr.cfg)}; "
+            f" (saved with {saved_layout}, loading into {ckstate.parallel_layout(ckptr.cfg)}; "
             "to load the weights alone set checkpoint.load_optim=false)"
         )
         what = "model and optimizer state" if with_opt else "model weights"
@@ -156,9 +166,9 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
         setattr(state, key, int(ts[key]))
     state.floating_point_operations_so_far = float(ts["floating_point_operations_so_far"])
     _restore_rng(ck, ckpt_dir, ts, same_layout)
-    plugin_states = _plugin_states(ckpt_dir, saved_layout["world_size"] == parallel_layout(ckptr.cfg)["world_size"],
+    plugin_states = _plugin_states(ckpt_dir, saved_layout["world_size"] == ckstate.parallel_layout(ckptr.cfg)["world_size"],
                                    ckptr.hooks.enabled())
-    if _rank() == 0:
+    if distributed.is_rank0():
         log.info(f"checkpoint: resumed from {ckpt_dir} at iteration {state.iteration} "
                  f"({state.consumed_train_samples} samples consumed)")
     ckptr.hooks.on_load(state, ckpt_dir, plugin_states)
@@ -168,18 +178,18 @@ def _restore_rng(ck, ckpt_dir: str, ts: Dict[str, Any], same_layout: bool) -> No
     if not (ck.load_rng and ts["has_rng"]):
         return
     if not same_layout:
-        if _rank() == 0:
+        if distributed.is_rank0():
             log.warning("checkpoint: parallel layout changed since the save; RNG states are not restored "
                         "(each rank's generator belongs to its old position)")
         return
-    rng, error = _read(ckstate.rank_file(ckpt_dir, "rng", _rank()))
+    rng, error = _read(ckstate.rank_file(ckpt_dir, "rng", distributed.rank()))
     agree(error)
     ckstate.restore_rng(rng)
 
 
 def _plugin_states(ckpt_dir: str, same_world: bool, enabled) -> Dict[str, Any]:
     """Each rank's own plugin states; rank 0's when the world size changed."""
-    states, error = plugin_state_files.load(ckpt_dir, _rank() if same_world else 0, enabled)
+    states, error = plugin_state_files.load(ckpt_dir, distributed.rank() if same_world else 0, enabled)
     agree(error)
     return states
 
@@ -200,5 +210,5 @@ def load_weights(ckptr, state, ckpt_dir: str, key: str) -> None:
     except (RuntimeError, CheckpointError) as exc:
         raise CheckpointError(f"{key}: {ckpt_dir} does not fit this model: {str(exc).splitlines()[0][:300]}") from None
     state.optimizer.reload_model_params()
-    if _rank() == 0:
+    if distributed.is_rank0():
         log.info(f"checkpoint: loaded pretrained weights from {ckpt_dir}")

@@ -12,47 +12,14 @@ import os
 from typing import Any, Dict, Optional
 
 import torch
-import torch.distributed as dist
 
+from plugtron import distributed
 from plugtron.checkpointing import layout, plugin_states
-from plugtron.checkpointing import state as ckstate
+from plugtron.checkpointing import contents as ckstate
+from plugtron.checkpointing.loading import agree, load_into, load_weights
 from plugtron.errors import CheckpointError
 
 log = logging.getLogger("plugtron")
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def _world() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
-def _barrier() -> None:
-    if _world() > 1:
-        dist.barrier()
-
-
-def agree(error: Optional[str]) -> None:
-    """Raise on every rank if any rank has an error (collective): a failure found on one rank alone
-    would otherwise leave the others waiting in the next collective forever."""
-    if _world() > 1:
-        flag = torch.tensor([1 if error else 0], dtype=torch.int32)
-        if torch.cuda.is_available():
-            flag = flag.cuda()
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if int(flag.item()) and not error:
-            error = "another rank failed to read the checkpoint (its message is in that rank's log)"
-    if error:
-        raise CheckpointError(error)
-
-
-def parallel_layout(cfg) -> Dict[str, int]:
-    m = cfg.model
-    return {"world_size": _world(), "tp": m.tensor_model_parallel_size, "pp": m.pipeline_model_parallel_size,
-            "dp": cfg.data_parallel_size, "vpp": m.virtual_pipeline_model_parallel_size or 1,
-            "ep": m.expert_model_parallel_size}
 
 
 class Checkpointer:
@@ -70,12 +37,12 @@ class Checkpointer:
         root, it = self.ck.save, state.iteration
         self.finalize(blocking=True)  # the previous async save first: publication stays in order
         staging = layout.staging_path(root, it)
-        if _rank() == 0:
+        if distributed.is_rank0():
             os.makedirs(root, exist_ok=True)
             for gone in layout.clean_leftovers(root):
                 log.warning(f"checkpoint: removed {os.path.join(root, gone)} (an interrupted save or deletion)")
             os.makedirs(staging)
-        _barrier()
+        distributed.barrier()
         if self.ck.ckpt_format == "torch":
             self._save_torch(state, staging)
             request = None
@@ -131,7 +98,7 @@ class Checkpointer:
 
     def _save_small_files(self, state, staging: str) -> None:
         """Per-rank RNG and plugin states; rank 0 adds train state and the resolved config."""
-        rank = _rank()
+        rank = distributed.rank()
         if self.ck.save_rng:
             ckstate.save_rank_file(staging, "rng", rank, ckstate.capture_rng())
         plugin_states.save(self.hooks, state, staging, rank, self.hooks.dist_label)
@@ -145,14 +112,14 @@ class Checkpointer:
     def _train_state(self, state) -> Dict[str, Any]:
         return {**{k: torch.tensor(v) for k, v in state.counters().items()},
                 "has_optimizer": self.ck.save_optim, "has_rng": self.ck.save_rng,
-                "ckpt_format": self.ck.ckpt_format, "layout": parallel_layout(self.cfg)}
+                "ckpt_format": self.ck.ckpt_format, "layout": ckstate.parallel_layout(self.cfg)}
 
     def _publish(self, it: int, state) -> None:
         """Collective. After every rank's files are written: manifest, rename, tracker, retention;
         then ``on_checkpoint_published`` on every rank."""
-        _barrier()
+        distributed.barrier()
         root = self.ck.save
-        if _rank() == 0:
+        if distributed.is_rank0():
             staging = layout.staging_path(root, it)
             layout.write_manifest(staging)
             layout.publish(staging, layout.iter_path(root, it))
@@ -165,7 +132,7 @@ class Checkpointer:
                      + (f" (removed iterations {removed})" if removed else ""))
         if self._pending == it:
             self._pending = None
-        _barrier()
+        distributed.barrier()
         self.hooks.on_checkpoint_published(state, layout.iter_path(root, it))
 
     def finalize(self, blocking: bool = False) -> None:
@@ -194,19 +161,15 @@ class Checkpointer:
         if it is None:
             if self.ck.exit_on_missing_checkpoint:
                 raise CheckpointError(f"checkpoint.load: no checkpoint in {root} and checkpoint.exit_on_missing_checkpoint is set")
-            if _rank() == 0:
+            if distributed.is_rank0():
                 log.info(f"checkpoint: no checkpoint in {root}; starting from scratch")
             return None
         ckpt_dir = layout.iter_path(root, it)
-        from plugtron.checkpointing.loading import load_into
-
         load_into(self, state, ckpt_dir)
         return ckpt_dir
 
     def load_pretrained(self, state) -> str:
         """Weights only from ``checkpoint.pretrained_checkpoint``; step 0, fresh optimizer."""
-        from plugtron.checkpointing.loading import load_weights
-
         path = self.ck.pretrained_checkpoint
         try:
             ckpt_dir, error = layout.resolve_checkpoint_dir(path, "checkpoint.pretrained_checkpoint"), None

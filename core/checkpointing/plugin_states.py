@@ -15,9 +15,9 @@ import shutil
 from typing import Any, Callable, Dict, Iterable, Optional
 
 import torch
-import torch.distributed as dist
 
-from plugtron.checkpointing.state import load_weights_only
+from plugtron import distributed
+from plugtron.checkpointing.contents import load_weights_only
 from plugtron.errors import PluginError
 
 log = logging.getLogger("plugtron")
@@ -66,17 +66,6 @@ def serialize(name: str, state: Any, label: str) -> bytes:
     return buf.getvalue()
 
 
-def _any_rank(failed: bool) -> bool:
-    """Collective when distributed: one tiny all-reduce per save."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return failed
-    flag = torch.tensor([int(failed)], dtype=torch.int32)
-    if torch.cuda.is_available():
-        flag = flag.cuda()
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
-
-
 def save(hooks, state, staging: str, rank: int, label: Callable[[str], str]) -> None:
     """Call ``on_save``, check every state, then write them (collective). On any rank's failure,
     every rank raises and rank 0 removes ``staging``: nothing is published."""
@@ -86,7 +75,7 @@ def save(hooks, state, staging: str, rank: int, label: Callable[[str], str]) -> 
             blobs[name] = serialize(name, value, label(name))
     except PluginError as exc:
         error = str(exc)
-    if _any_rank(error is not None):
+    if distributed.any_rank(error is not None)[0]:  # collective: one tiny all-reduce per save
         if rank == 0:
             shutil.rmtree(staging, ignore_errors=True)
         raise PluginError(error or "another rank's plugin state could not be saved (its message is in that rank's log)")

@@ -2,7 +2,7 @@
 
 Every check appends to one list; all problems are raised together as a ``ConfigError``. Machine
 checks (CUDA-only features on a CPU) are not here: a GPU config must still ``config show`` on a
-laptop. They live in ``plugtron.machine``.
+laptop. They live in ``plugtron.platform.machine``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Data: tokenizers, the bundled corpus, preprocessing, Megatron-Core datasets, SFT datasets and
-deterministic micro batches.
+"""Data: tokenizers, the bundled corpus, preprocessing (``plugtron.data.preprocess``), Megatron-Core
+datasets, SFT datasets and deterministic micro batches.
 
 ``build_tokenizer`` and ``bundled_corpus_prefix`` are torch-free; ``build_datasets`` (Megatron-Core)
 and the batch iterators (torch) are imported on first use, keeping ``import plugtron.data`` cheap
@@ -17,7 +17,6 @@ _LAZY = {
     "EvalBatches": "plugtron.data.batches",
     "collate": "plugtron.data.batches",
     "build_sft_datasets": "plugtron.data.sft",
-    "preprocess": "plugtron.data.preprocess",
 }
 
 
@@ -30,6 +29,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ByteLevelTokenizer", "EvalBatches", "MicroBatchIterator", "NullTokenizer", "build_datasets", "build_sft_datasets", "preprocess",
+    "ByteLevelTokenizer", "EvalBatches", "MicroBatchIterator", "NullTokenizer", "build_datasets", "build_sft_datasets",
     "build_tokenizer", "bundled_corpus_prefix", "collate", "default_cache_dir", "sample_counts",
 ]

@@ -5,12 +5,13 @@ a short split cycles); data-parallel rank r takes the contiguous r-th ``1/dp_siz
 hands it out ``micro_batch_size`` samples at a time. Which samples a step sees therefore depends only
 on ``consumed_samples``: a resumed run continues exactly where the stopped one left off, and the
 shares of all ranks concatenate to the global batch a single rank would see. The randomness lives in
-Megatron's shuffle index (seeded by ``dataset.random_seed``), not here.
+Megatron's shuffle index (seeded by ``dataset.random_seed``), not here. ``OnDevice`` moves each
+micro batch to the training device as the schedule pulls it.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
@@ -118,3 +119,23 @@ class EvalBatches:
         it = MicroBatchIterator(*self._args, consumed_samples=0)
         for _ in range(len(self)):
             yield next(it)
+
+
+def to_device(batch: Dict[str, Any]) -> Dict[str, Any]:
+    """The batch's tensors on the current CUDA device (non-blocking copies); as is without CUDA."""
+    if not torch.cuda.is_available():
+        return batch
+    return {k: (v.cuda(non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+class OnDevice:
+    """Wraps a micro-batch iterator so each batch lands on the training device."""
+
+    def __init__(self, it):
+        self.it = it
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return to_device(next(self.it))

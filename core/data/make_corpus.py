@@ -99,7 +99,7 @@ def build_indexed_dataset(jsonl_path: str, out_prefix: str, tokenizer=None) -> T
     """Tokenize ``jsonl_path`` into ``out_prefix.bin/.idx`` in this process, stopping at the first
     corrupt line; returns (documents, tokens incl. EOD). ``plugtron data preprocess`` runs the same
     writer on several byte ranges in parallel."""
-    from plugtron.data.jsonl_to_indexed import PartSpec, write_part
+    from plugtron.data.preprocess.jsonl_to_indexed import PartSpec, write_part
     from plugtron.data.tokenizers import ByteLevelTokenizer
 
     spec = PartSpec(jsonl_path, 0, os.path.getsize(jsonl_path), 1, out_prefix, strict=True)

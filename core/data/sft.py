@@ -126,10 +126,12 @@ def _rank0_first(fn: Callable[[], None], what: str) -> None:
     met at a barrier, so a failure there stops every rank instead of leaving them waiting."""
     import torch.distributed as dist
 
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    from plugtron import distributed
+
+    if distributed.world_size() == 1:
         return fn()
     failed, error = 0, None
-    if dist.get_rank() == 0:
+    if distributed.is_rank0():
         try:
             fn()
         except Exception as err:  # re-raised below, after telling the other ranks

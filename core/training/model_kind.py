@@ -49,12 +49,12 @@ class GPTKind:
 
 
 def _t5_forward_step(data_iterator, model):
-    from plugtron.training.step import _loss_func
+    from plugtron.training.step import loss_func
 
     b = next(data_iterator)
     # The decoder self-attention mask is None: the decoder's causal mask type builds it.
     output = model(b["text_enc"], b["text_dec"], b["enc_mask"], None, b["enc_dec_mask"], lm_labels=b["labels"])
-    return output, partial(_loss_func, b["loss_mask"])
+    return output, partial(loss_func, b["loss_mask"])
 
 
 class T5Kind:

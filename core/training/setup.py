@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
-from datetime import timedelta
 from typing import List
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 log = logging.getLogger("plugtron")
 
@@ -20,23 +17,9 @@ def init_distributed(cfg) -> None:
     model-parallel groups. CPU shims are applied first when CUDA is absent."""
     from megatron.core import parallel_state as ps
 
-    cuda = torch.cuda.is_available()
-    if not cuda:
-        from plugtron import cpu_shims
+    from plugtron import distributed
 
-        cpu_shims.apply()
-    backend = cfg.dist.distributed_backend
-    if backend == "auto":
-        backend = "nccl" if cuda else "gloo"
-    timeout = timedelta(minutes=cfg.dist.distributed_timeout_minutes)
-    if not dist.is_initialized():
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        if world == 1 and "MASTER_ADDR" not in os.environ:
-            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
-        else:
-            dist.init_process_group(backend, timeout=timeout)
+    distributed.init_process_group(cfg.dist.distributed_backend, cfg.dist.distributed_timeout_minutes)
     m = cfg.model
     if cfg.dist.enable_megatron_core_experimental:
         from megatron.core.config import set_experimental_flag
@@ -61,9 +44,10 @@ def init_distributed(cfg) -> None:
 def destroy_distributed() -> None:
     from megatron.core import parallel_state as ps
 
+    from plugtron import distributed
+
     ps.destroy_model_parallel()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    distributed.destroy_process_group()
 
 
 def set_seeds(cfg) -> None:

@@ -5,19 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
+from plugtron.training.metrics import StepMetrics
 from plugtron.training.ranks import RankInfo
-
-
-@dataclass
-class StepMetrics:
-    """Results of one iteration (see ``hookspecs.on_step``)."""
-
-    iteration: int
-    loss: Any  # 0-d tensor on the last pipeline stage, None elsewhere; float() is a sync point
-    grad_norm: Optional[float]
-    lr: float
-    skipped: bool
-    num_zeros_in_grad: Optional[float] = None
 
 
 @dataclass

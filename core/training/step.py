@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 
-def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
     """Mean token loss of one microbatch over unmasked tokens (Megatron's schedule divides by the
     number of microbatches when it backpropagates)."""
     losses = output_tensor.float().view(-1)
@@ -24,29 +24,10 @@ def forward_step(data_iterator, model):
     output = model(
         batch["tokens"], batch["position_ids"], batch["attention_mask"], labels=batch["labels"]
     )
-    return output, partial(_loss_func, batch["loss_mask"])
+    return output, partial(loss_func, batch["loss_mask"])
 
 
-def _to_device(batch: Dict[str, Any]) -> Dict[str, Any]:
-    if not torch.cuda.is_available():
-        return batch
-    return {k: (v.cuda(non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
-class _OnDevice:
-    """Wraps a micro-batch iterator so each batch lands on the training device."""
-
-    def __init__(self, it):
-        self.it = it
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return _to_device(next(self.it))
-
-
-def _mean_loss(losses_reduced: List[Dict[str, torch.Tensor]]) -> Optional[torch.Tensor]:
+def mean_loss(losses_reduced: List[Dict[str, torch.Tensor]]) -> Optional[torch.Tensor]:
     """Average of microbatch losses, then over data-parallel ranks (collective over the DP group,
     last pipeline stage only). None on other pipeline stages."""
     from megatron.core import parallel_state as ps
@@ -73,7 +54,7 @@ def _all_training(module: torch.nn.Module) -> bool:
     return True
 
 
-def _ensure_train_mode(chunk: torch.nn.Module) -> None:
+def ensure_train_mode(chunk: torch.nn.Module) -> None:
     """Every module of ``chunk`` in training mode, as ``chunk.train()`` leaves it.
 
     ``Module.train()`` sets the flag through ``Module.__setattr__`` on each of the ~80 submodules
@@ -107,7 +88,7 @@ def train_step(cfg, model, optimizer, scheduler, iterators, before_optimizer_ste
         chunk.zero_grad_buffer()
     optimizer.zero_grad()
     for chunk in model:
-        _ensure_train_mode(chunk)
+        ensure_train_mode(chunk)
     losses = get_forward_backward_func()(
         data_iterator=iterators if len(iterators) > 1 else iterators[0],
         model=model,
@@ -119,7 +100,7 @@ def train_step(cfg, model, optimizer, scheduler, iterators, before_optimizer_ste
     update_successful, grad_norm, num_zeros = optimizer.step()
     if update_successful:
         scheduler.step(increment=cfg.train.global_batch_size)
-    return _mean_loss(losses), bool(update_successful), grad_norm, num_zeros
+    return mean_loss(losses), bool(update_successful), grad_norm, num_zeros
 
 
 @torch.no_grad()
@@ -139,7 +120,7 @@ def evaluate(cfg, model, iterators, num_batches: int) -> float:
             forward_only=True,
             **_schedule_args(cfg),
         )
-        loss = _mean_loss(losses)
+        loss = mean_loss(losses)
         if loss is not None:
             total += loss.double().cpu()
         count += 1

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import torch
 
+from plugtron import distributed
 from plugtron.providers.hf import configs, files, megatron_side, weights
 from plugtron.providers.hf.errors import ConversionError
 
@@ -105,9 +106,7 @@ class AutoBridge:
         # transformers >= 4.56 writes "dtype", older versions "torch_dtype"
         dtype = _DTYPES.get(str(config.get("dtype", config.get("torch_dtype"))), torch.float32)
         hf = weights.mcore_to_hf(fam.name, provider, tensors, dtype=dtype)
-        import torch.distributed as dist
-
-        if not dist.is_initialized() or dist.get_rank() == 0:  # under torchrun: one writer
+        if distributed.is_rank0():  # under torchrun: one writer
             files.write_model_dir(Path(hf_path), hf, config, max_shard_bytes=max_shard_bytes)
         log.info("exported %s to %s", root, hf_path)
         return Path(hf_path)

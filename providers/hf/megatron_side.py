@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
-import torch.distributed as dist
 
+from plugtron import distributed
 from plugtron.errors import CheckpointError
 from plugtron.providers.hf.errors import ConversionError
 
@@ -34,23 +33,11 @@ def megatron_world(tp: int = 1):
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
-    if not torch.cuda.is_available():
-        from plugtron import cpu_shims
-
-        cpu_shims.apply()
-    started_pg = started_mp = False
-    if not dist.is_initialized():
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if world == 1 and "MASTER_ADDR" not in os.environ:
-            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
-        else:
-            dist.init_process_group(backend)
-        started_pg = True
+    started_pg, started_mp = distributed.init_process_group(), False
     try:
-        if dist.get_world_size() % tp:
+        if distributed.world_size() % tp:
             raise ConversionError(f"tensor_model_parallel_size={tp} needs a multiple of {tp} processes "
-                                  f"(this run has {dist.get_world_size()}; start it with torchrun)")
+                                  f"(this run has {distributed.world_size()}; start it with torchrun)")
         if not ps.model_parallel_is_initialized():
             ps.initialize_model_parallel(tensor_model_parallel_size=tp)
             started_mp = True
@@ -63,7 +50,7 @@ def megatron_world(tp: int = 1):
         if started_mp:
             ps.destroy_model_parallel()
         if started_pg:
-            dist.destroy_process_group()
+            distributed.destroy_process_group()
 
 
 def build_model(provider, tp: int):
@@ -173,20 +160,20 @@ def save(model, provider, out: Path, hf_config: dict = None) -> Path:
     final, staging = Path(layout.iter_path(str(out), 0)), Path(layout.staging_path(str(out), 0))
     if final.exists() and any(final.iterdir()):  # every rank checks: no rank is left in a barrier
         raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
-    dist.barrier()
-    if dist.get_rank() == 0:
+    distributed.barrier()
+    if distributed.is_rank0():
         shutil.rmtree(staging, ignore_errors=True)  # a conversion that was killed
         staging.mkdir(parents=True)
-    dist.barrier()
+    distributed.barrier()
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
-    if dist.get_rank() == 0:
+    if distributed.is_rank0():
         (staging / RUN_CONFIG).write_text(to_yaml(ConfigContainer(model=provider)), encoding="utf-8")
         if hf_config is not None:
             (staging / HF_CONFIG).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
         layout.write_manifest(str(staging))
         layout.publish(str(staging), str(final))
         layout.write_tracker(str(out), 0)
-    dist.barrier()
+    distributed.barrier()
     return final
 
 

@@ -1,4 +1,4 @@
-"""CUDA stream/event stand-ins and MoE token-dispatcher patches for ``plugtron.cpu_shims``.
+"""CUDA stream/event stand-ins and MoE token-dispatcher patches for ``plugtron.platform.cpu_shims``.
 
 Nothing here runs on import: ``cpu_shims`` registers these functions (with their reasons) in its
 ``SHIMS`` registry and calls them from ``apply()``, only when CUDA is absent.

@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_convert_parser(sub)
     data = sub.add_parser("data", help="prepare data").add_subparsers(dest="action", metavar="ACTION")
-    from plugtron.data.preprocess_cli import add_arguments  # torch-free
+    from plugtron.data.preprocess.cli import add_arguments  # torch-free
 
     add_arguments(data.add_parser("preprocess", help="JSONL -> Megatron indexed dataset (.bin/.idx)"))
     return p
@@ -106,7 +106,7 @@ def cmd_config_show(ns) -> int:
 
 
 def cmd_plugins_list(ns) -> int:
-    from plugtron.plugin_list import describe_plugins
+    from plugtron.cli.plugin_list import describe_plugins
 
     config, overrides = _split_args(ns.args)
     rows, error = describe_plugins(config, overrides)
@@ -124,7 +124,7 @@ def cmd_plugins_list(ns) -> int:
 
 
 def cmd_plugins_show(ns) -> int:
-    from plugtron.plugin_list import show_plugin
+    from plugtron.cli.plugin_list import show_plugin
 
     config, overrides = _split_args(ns.args)
     sys.stdout.write(show_plugin(ns.name, config, overrides))
@@ -141,7 +141,7 @@ def _convert(name: str):
 
 
 def cmd_data_preprocess(ns) -> int:
-    from plugtron.data.preprocess_cli import run
+    from plugtron.data.preprocess.cli import run
 
     return run(ns)
 

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import attrs
 
-from plugtron.data.jsonl_to_indexed import PartSpec, PartStats, write_part
+from plugtron.data.preprocess.jsonl_to_indexed import PartSpec, PartStats, write_part
 from plugtron.errors import DataError
 
 FORMAT = 1  # bump when the part/manifest layout changes: old parts are then redone, never mixed in

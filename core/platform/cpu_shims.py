@@ -5,7 +5,7 @@ Megatron-Core assumes CUDA in a handful of places (hard-coded ``device="cuda"``,
 Every workaround lives here, as one small named function with a one-line reason, so that
 the list of what is patched is explicit and can be shown by docs and tests (``SHIMS``).
 
-    from plugtron import cpu_shims
+    from plugtron.platform import cpu_shims
     cpu_shims.apply()      # no-op (returns ()) when CUDA is available
 
 ``apply()`` is idempotent. On a machine with CUDA nothing is ever patched. Call it before
@@ -31,7 +31,7 @@ from torch.overrides import (
     _push_mode,
 )
 
-from plugtron import cpu_shims_moe as _moe
+from plugtron.platform import cpu_shims_moe as _moe
 
 __all__ = ["SHIMS", "apply", "is_active"]
 

@@ -1,4 +1,4 @@
-"""Arguments and output of ``plugtron data preprocess`` (the work is in ``plugtron.data.preprocess``).
+"""Arguments and output of ``plugtron data preprocess`` (the work is in ``plugtron.data.preprocess.parallel``).
 
 Importing this module must stay torch-free: ``plugtron --help`` builds its parser from it.
 """
@@ -63,7 +63,7 @@ def tokenizer_config(ns):
 
 
 def run(ns) -> int:
-    from plugtron.data.preprocess import Progress, preprocess
+    from plugtron.data.preprocess.parallel import Progress, preprocess
 
     def log(msg: str) -> None:
         print(f"[preprocess] {msg}", file=sys.stderr)

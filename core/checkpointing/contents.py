@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
+from plugtron import distributed
 from plugtron.errors import CheckpointError
 
 # Megatron's DistributedOptimizer default ("fully_sharded_model_space") fails on this version with
@@ -32,6 +33,14 @@ def unwrap(chunk):
     while hasattr(chunk, "module"):
         chunk = chunk.module
     return chunk
+
+
+def parallel_layout(cfg) -> Dict[str, int]:
+    """The run's parallel layout as the train state records it (a resume compares the two)."""
+    m = cfg.model
+    return {"world_size": distributed.world_size(), "tp": m.tensor_model_parallel_size, "pp": m.pipeline_model_parallel_size,
+            "dp": cfg.data_parallel_size, "vpp": m.virtual_pipeline_model_parallel_size or 1,
+            "ep": m.expert_model_parallel_size}
 
 
 def model_keys(n_chunks: int) -> List[str]:

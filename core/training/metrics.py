@@ -1,0 +1,82 @@
+"""What a step reports and what a log line says: ``StepMetrics`` (one iteration, handed to
+``on_step``) and ``LogWindow``, which accumulates them between log lines and formats the record
+``on_log`` receives."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import torch
+
+
+@dataclass
+class StepMetrics:
+    """Results of one iteration (see ``hookspecs.on_step``)."""
+
+    iteration: int
+    loss: Any  # 0-d tensor on the last pipeline stage, None elsewhere; float() is a sync point
+    grad_norm: Optional[float]
+    lr: float
+    skipped: bool
+    num_zeros_in_grad: Optional[float] = None
+
+
+class LogWindow:
+    """Accumulates loss on device between log lines (no per-step sync) and builds the log record."""
+
+    def __init__(self, cfg, state):
+        self.cfg, self.state = cfg, state
+        self.start = self.last = time.perf_counter()
+        self.start_iter = self.last_iter = state.iteration
+        self.loss_sum: Optional[torch.Tensor] = None
+        self.loss_n = 0
+        self.grad_norm = None
+
+    def add(self, metrics: StepMetrics) -> None:
+        if metrics.loss is not None:
+            self.loss_sum = metrics.loss.detach() if self.loss_sum is None else self.loss_sum + metrics.loss.detach()
+            self.loss_n += 1
+        self.grad_norm = metrics.grad_norm
+
+    def flush(self) -> Dict[str, Any]:
+        """The record for ``on_log`` (mean loss since the last flush); starts a new window.
+        Collective over the pipeline group (the loss comes from the last stage) and a sync point."""
+        from plugtron.training.step import broadcast_from_last_stage
+
+        now = time.perf_counter()
+        mean = (self.loss_sum / self.loss_n).float().cpu() if self.loss_n else torch.tensor(float("nan"))
+        loss = float(broadcast_from_last_stage(mean.reshape(1).double())[0])  # sync point, log steps only
+        steps = self.state.iteration - self.last_iter
+        step_time = (now - self.last) / max(steps, 1)
+        done = self.state.iteration - self.start_iter
+        t = self.cfg.train
+        rec = {
+            "iteration": self.state.iteration,
+            "loss": loss,
+            "lr": self.state.scheduler.get_lr(self.state.optimizer.param_groups[0]),
+            "grad_norm": None if self.grad_norm is None else float(self.grad_norm),
+            "tokens_per_sec": t.global_batch_size * self.cfg.model.seq_length / step_time if steps else 0.0,
+            "step_time_s": step_time,
+            "elapsed_s": now - self.start,
+            "eta_s": (now - self.start) / max(done, 1) * (t.train_iters - self.state.iteration),
+            "skipped_iters": self.state.skipped_train_iterations,
+        }
+        self.last, self.last_iter, self.loss_sum, self.loss_n = now, self.state.iteration, None, 0
+        return rec
+
+
+_LOOP_KEYS = frozenset(("iteration", "loss", "lr", "grad_norm", "tokens_per_sec", "step_time_s", "elapsed_s", "eta_s",
+                        "skipped_iters"))
+
+
+def format_log(rec: Dict[str, Any], train_iters: int) -> str:
+    """The console line of a log record; plugins' metrics (``collect_metrics``) follow the loop's."""
+    gn = "n/a" if rec["grad_norm"] is None else f"{rec['grad_norm']:.3f}"
+    extra = "".join(f" | {k} {v:.4g}" if isinstance(v, float) else f" | {k} {v}" for k, v in rec.items() if k not in _LOOP_KEYS)
+    return (
+        f"iter {rec['iteration']:>6}/{train_iters} | loss {rec['loss']:.4f} | lr {rec['lr']:.3e} | "
+        f"grad_norm {gn} | {rec['tokens_per_sec']:,.0f} tok/s | {rec['step_time_s'] * 1000:.0f} ms/step | "
+        f"elapsed {rec['elapsed_s']:.0f}s | eta {rec['eta_s']:.0f}s" + extra
+    )
