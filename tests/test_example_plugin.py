@@ -19,6 +19,13 @@ from pathlib import Path
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugtron-example-plugin"
 
 
+def _child_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _builds_offline() -> bool:
     import importlib.util
 
@@ -38,10 +45,12 @@ def test_example_package_installs_and_its_tests_pass(tmp_path):
     assert any(p.name.startswith("plugtron_example_plugin-") for p in target.glob("*.dist-info"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     env.pop("PYTEST_ADDOPTS", None)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _child_cpu_s()
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                          cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=600)
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, _child_cpu_s() - cpu0
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "2 passed" in run.stdout, run.stdout[-2000:]
-    print(f"example package tests: {took:.1f} s")  # target: under 30 s on 2 cores (not asserted: shared CI machines)
+    # target: under 30 s on 2 cores. Not asserted (a shared CI machine's load decides the wall time);
+    # the CPU time is the load-independent part of it.
+    print(f"example package tests: {took:.1f} s wall, {cpu:.1f} s CPU (user+sys), load average {os.getloadavg()[0]:.1f}")
