@@ -51,6 +51,11 @@ def test_example_package_installs_and_its_tests_pass(tmp_path):
     took, cpu = time.perf_counter() - t0, _child_cpu_s() - cpu0
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "2 passed" in run.stdout, run.stdout[-2000:]
+    show = subprocess.run([sys.executable, "-m", "plugtron", "plugins", "show", "best_loss"], env=env,
+                          capture_output=True, text=True, timeout=300)  # as docs/plugins.md shows it
+    assert show.returncode == 0, show.stderr[-2000:]
+    assert "plugtron-example-plugin 0.1.0" in show.stdout
+    assert "min_delta: float = 0.0  smallest improvement that counts" in show.stdout
     # target: under 30 s on 2 cores. Not asserted (a shared CI machine's load decides the wall time);
     # the CPU time is the load-independent part of it.
     print(f"example package tests: {took:.1f} s wall, {cpu:.1f} s CPU (user+sys), load average {os.getloadavg()[0]:.1f}")

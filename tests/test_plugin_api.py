@@ -3,6 +3,7 @@ can hold, configure_model conflicts, the same static checks for train / config s
 list, documented signatures that work, rank helpers, hook tracing, --traceback, plugins show."""
 
 import dataclasses
+import os
 import re
 import sys
 from importlib import metadata
@@ -256,6 +257,14 @@ def test_hook_tracing_logs_each_call_with_plugins_in_order(monkeypatch, caplog):
     assert len(PluginManager(EPS).load(ConfigContainer()).observers) == 1
 
 
+def test_trace_hooks_flag_sets_the_variable_for_this_process_and_its_children(monkeypatch, capsys):
+    from plugtron import cli
+
+    monkeypatch.setenv("PLUGTRON_TRACE_HOOKS", "")  # restored after the test
+    assert cli.main(["--trace-hooks=all", "plugins", "list"]) == 0
+    assert os.environ["PLUGTRON_TRACE_HOOKS"] == "all"
+
+
 def test_traceback_flag_and_env(monkeypatch, capsys):
     from plugtron import cli
 
@@ -281,3 +290,15 @@ def test_plugins_show(monkeypatch, capsys):
     assert "every: int = 1" in out and "tag: str = 'x'" in out and "hooks:            on_train_start" in out
     assert cli.main(["plugins", "show", "settingz"]) == 2
     assert "(did you mean 'settings'?)" in capsys.readouterr().err
+
+
+def test_plugins_list_and_show_stay_torch_free_with_the_checks():
+    import subprocess
+
+    code = ("import sys\nfrom plugtron.cli import main\n"
+            "main(['plugins', 'list', 'train.exit_signal_handler=true', 'train.check_weight_hash_across_dp_replicas_interval=5'])\n"
+            "main(['plugins', 'show', 'preemption'])\n"
+            "print('torch imported:', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "preemption" in out.stdout and out.stdout.rstrip().endswith("torch imported: False")
