@@ -20,12 +20,12 @@ import pluggy
 from plugtron import hookspecs
 from plugtron.errors import ConfigError, PluginError
 
-_HOOK_NAMES = frozenset(
+HOOK_NAMES = frozenset(
     n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, hookspecs.PROJECT + "_spec")
 )
 
 
-def dist_label(ep: Optional[metadata.EntryPoint]) -> str:
+def distribution_label(ep: Optional[metadata.EntryPoint]) -> str:
     dist = getattr(ep, "dist", None)
     if ep is None:
         return "registered in code"
@@ -37,7 +37,7 @@ class HookPM(pluggy.PluginManager):
 
     def parse_hookimpl_opts(self, plugin, name):
         opts = super().parse_hookimpl_opts(plugin, name)
-        if opts is None and name in _HOOK_NAMES and inspect.isroutine(getattr(plugin, name, None)):
+        if opts is None and name in HOOK_NAMES and inspect.isroutine(getattr(plugin, name, None)):
             opts = {}
         return opts
 
@@ -51,11 +51,11 @@ def new_pm() -> HookPM:
 def check_names(name: str, obj: Any) -> None:
     """Catch hook-name typos that pluggy cannot see (an undecorated ``on_stepp``)."""
     for attr in dir(obj):
-        if attr.startswith(("on_", "configure_", "collect_")) and attr not in _HOOK_NAMES:
+        if attr.startswith(("on_", "configure_", "collect_")) and attr not in HOOK_NAMES:
             if inspect.isroutine(getattr(obj, attr, None)):
-                near = difflib.get_close_matches(attr, _HOOK_NAMES, n=1)
+                near = difflib.get_close_matches(attr, HOOK_NAMES, n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise PluginError(f"plugin {name!r}: {attr!r} is not a plugtron hook{hint}; hooks: {', '.join(sorted(_HOOK_NAMES))}")
+                raise PluginError(f"plugin {name!r}: {attr!r} is not a plugtron hook{hint}; hooks: {', '.join(sorted(HOOK_NAMES))}")
 
 
 def register_checked(pm: pluggy.PluginManager, name: str, obj: Any, label: str) -> None:
@@ -85,7 +85,7 @@ def load_target(name: str, ep: metadata.EntryPoint) -> Any:
     try:
         return ep.load()
     except Exception as exc:
-        raise PluginError(f"plugin {name!r} ({dist_label(ep)}) failed to import {ep.value}: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"plugin {name!r} ({distribution_label(ep)}) failed to import {ep.value}: {type(exc).__name__}: {exc}") from exc
 
 
 def structure_settings(name: str, target: Any, options: Dict[str, Any]) -> Any:
@@ -129,7 +129,7 @@ def check_plugins(config: Any, available: Dict[str, metadata.EntryPoint]) -> Lis
         try:
             target = load_target(name, available[name])
             if inspect.isclass(target) or inspect.ismodule(target):
-                register_checked(new_pm(), name, target, dist_label(available[name]))
+                register_checked(new_pm(), name, target, distribution_label(available[name]))
             options = config.plugins[name].options if name in config.plugins else {}
             settings = structure_settings(name, target, options)
             config_problems += own_config_problems(name, target, config)

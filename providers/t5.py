@@ -23,7 +23,7 @@ class T5ModelProvider(TransformerConfig):
     """Encoder-decoder T5. ``num_layers`` is the decoder depth; ``encoder_num_layers`` defaults to it."""
 
     _plugtron_provider = True  # selectable as `model.provider: t5` (see plugtron.providers.registry)
-    # `plugtron train` picks its data and forward step by this (plugtron.training.model_kind): T5
+    # `plugtron train` picks its data and forward step by this (plugtron.providers.model_kind): T5
     # trains on span corruption of the pretraining datasets (a class attribute, not a field).
     model_kind = "t5"
 

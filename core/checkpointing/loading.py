@@ -212,3 +212,37 @@ def load_weights(ckptr, state, ckpt_dir: str, key: str) -> None:
     state.optimizer.reload_model_params()
     if distributed.is_rank0():
         log.info(f"checkpoint: loaded pretrained weights from {ckpt_dir}")
+
+
+def load_nemo2_weights(ckptr, state, path: str, key: str) -> None:
+    """Model weights of a NeMo 2.0 checkpoint directory (``weights/`` + ``context/``, see
+    ``plugtron.migrate.nemo2_checkpoint``). Its architecture fields must equal the configured model's;
+    its tensors are keyed ``module.<Megatron key>``, so the model's sharded state dict is built with
+    that prefix and it reshards like a plugtron checkpoint. Collective."""
+    from plugtron.migrate import nemo2_checkpoint as nemo2
+
+    try:
+        mismatches, error = nemo2.architecture_mismatches(path, ckptr.cfg.model), None
+    except CheckpointError as exc:
+        mismatches, error = [], str(exc)
+    agree(error)
+    if mismatches:
+        agree(f"{key}: {path} is a NeMo 2.0 checkpoint of another architecture than the model section "
+              f"(context/model.yaml vs model): " + "; ".join(mismatches))
+    ckpt_dir = nemo2.weights_dir(path)
+    if not os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
+        agree(f"{key}: {ckpt_dir} is not a Megatron distributed checkpoint (no .metadata inside)")
+    agree(nemo2.vocab_padding_mismatch(ckpt_dir, [ckstate.unwrap(c) for c in state.model]))
+    sd = {k: ckstate.unwrap(c).sharded_state_dict(prefix=nemo2.KEY_PREFIX, metadata=dict(ckstate.SHARDED_METADATA))
+          for k, c in zip(ckstate.model_keys(len(state.model)), state.model)}
+    loaded = _dist_load(ckptr.ck, sd, ckpt_dir, "NeMo 2.0 model weights",
+                        " (is it a checkpoint of this model? compare context/model.yaml with the model section)")
+    stripped = {k: {name[len(nemo2.KEY_PREFIX):] if name.startswith(nemo2.KEY_PREFIX) else name: v
+                    for name, v in loaded[k].items()} for k in sd}
+    try:
+        ckstate.restore_model(state.model, stripped)
+    except (RuntimeError, CheckpointError) as exc:
+        raise CheckpointError(f"{key}: {path} does not fit this model: {str(exc).splitlines()[0][:300]}") from None
+    state.optimizer.reload_model_params()
+    if distributed.is_rank0():
+        log.info(f"checkpoint: loaded NeMo 2.0 weights from {ckpt_dir}")

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from plugtron import distributed
-from plugtron.checkpointing import layout, plugin_states
+from plugtron.checkpointing import layout, plugin_states, publish
 from plugtron.checkpointing import contents as ckstate
 from plugtron.checkpointing.loading import agree, load_into, load_weights
 from plugtron.errors import CheckpointError
@@ -36,13 +36,7 @@ class Checkpointer:
         ``async_save``, start writing and publish when the write is done)."""
         root, it = self.ck.save, state.iteration
         self.finalize(blocking=True)  # the previous async save first: publication stays in order
-        staging = layout.staging_path(root, it)
-        if distributed.is_rank0():
-            os.makedirs(root, exist_ok=True)
-            for gone in layout.clean_leftovers(root):
-                log.warning(f"checkpoint: removed {os.path.join(root, gone)} (an interrupted save or deletion)")
-            os.makedirs(staging)
-        distributed.barrier()
+        staging = publish.open_staging(root, it)
         if self.ck.ckpt_format == "torch":
             self._save_torch(state, staging)
             request = None
@@ -103,11 +97,8 @@ class Checkpointer:
             ckstate.save_rank_file(staging, "rng", rank, ckstate.capture_rng())
         plugin_states.save(self.hooks, state, staging, rank, self.hooks.dist_label)
         if rank == 0:
-            from plugtron.config import to_yaml
-
             torch.save(self._train_state(state), os.path.join(staging, layout.TRAIN_STATE))
-            with open(os.path.join(staging, layout.RUN_CONFIG), "w") as f:
-                f.write(to_yaml(self.cfg))
+            publish.write_run_config(staging, self.cfg)
 
     def _train_state(self, state) -> Dict[str, Any]:
         return {**{k: torch.tensor(v) for k, v in state.counters().items()},
@@ -117,22 +108,19 @@ class Checkpointer:
     def _publish(self, it: int, state) -> None:
         """Collective. After every rank's files are written: manifest, rename, tracker, retention;
         then ``on_checkpoint_published`` on every rank."""
-        distributed.barrier()
         root = self.ck.save
-        if distributed.is_rank0():
-            staging = layout.staging_path(root, it)
-            layout.write_manifest(staging)
-            layout.publish(staging, layout.iter_path(root, it))
-            layout.write_tracker(root, it)
+
+        def after_tracker() -> None:  # rank 0
             # the same bytes as the published train_state.pt, for tools that read only the top level
             with open(os.path.join(layout.iter_path(root, it), layout.TRAIN_STATE), "rb") as f:
                 layout.atomic_write(os.path.join(root, layout.LATEST_TRAIN_STATE), f.read())
             removed = layout.apply_retention(root, self.ck.most_recent_k)
             log.info(f"checkpoint: saved {layout.iter_path(root, it)}"
                      + (f" (removed iterations {removed})" if removed else ""))
+
+        publish.publish(root, it, then=after_tracker)
         if self._pending == it:
             self._pending = None
-        distributed.barrier()
         self.hooks.on_checkpoint_published(state, layout.iter_path(root, it))
 
     def finalize(self, blocking: bool = False) -> None:
@@ -171,6 +159,13 @@ class Checkpointer:
     def load_pretrained(self, state) -> str:
         """Weights only from ``checkpoint.pretrained_checkpoint``; step 0, fresh optimizer."""
         path = self.ck.pretrained_checkpoint
+        from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
+
+        if is_nemo2_checkpoint(path):  # weights/ + context/: NeMo 2.0's layout
+            from plugtron.checkpointing.loading import load_nemo2_weights
+
+            load_nemo2_weights(self, state, path, "checkpoint.pretrained_checkpoint")
+            return path
         try:
             ckpt_dir, error = layout.resolve_checkpoint_dir(path, "checkpoint.pretrained_checkpoint"), None
         except CheckpointError as exc:

@@ -8,6 +8,7 @@
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
     plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
+    plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
 
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
 Bad input (config, overrides, data, plugins) prints one message naming what is wrong, no traceback.
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.data.preprocess.cli import add_arguments  # torch-free
 
     add_arguments(data.add_parser("preprocess", help="JSONL -> Megatron indexed dataset (.bin/.idx)"))
+    from plugtron.migrate.cli import add_parser as add_migrate_parser  # torch-free
+
+    add_migrate_parser(sub)
     return p
 
 
@@ -140,6 +144,15 @@ def _convert(name: str):
     return run
 
 
+def _migrate(name: str):
+    def run(ns) -> int:
+        from plugtron.migrate import cli
+
+        return getattr(cli, name)(ns)
+
+    return run
+
+
 def cmd_data_preprocess(ns) -> int:
     from plugtron.data.preprocess.cli import run
 
@@ -159,6 +172,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("convert", "import-hf"): _convert("cmd_import_hf"),
         ("convert", "export-hf"): _convert("cmd_export_hf"),
         ("data", "preprocess"): cmd_data_preprocess,
+        ("migrate", "nemo2"): _migrate("cmd_nemo2"),
+        ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
     }
     handler = handlers.get((ns.command, getattr(ns, "action", None)))
     if handler is None:

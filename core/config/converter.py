@@ -49,7 +49,8 @@ def describe(value: Any) -> str:
 
 
 # ---- named callables (the only way a config names code) ---------------------------------------
-def _activations() -> Dict[str, Any]:
+def named_activations() -> Dict[str, Any]:
+    """The activation functions a config may name (``activation_func: silu``), by name."""
     import torch.nn.functional as F
     from megatron.core import activations as act
 
@@ -60,7 +61,7 @@ def _activations() -> Dict[str, Any]:
     return table
 
 
-NAMED_CALLABLE_FIELDS = {"activation_func": _activations}
+NAMED_CALLABLE_FIELDS = {"activation_func": named_activations}
 
 
 # ---- type classification ----------------------------------------------------------------------
@@ -220,7 +221,7 @@ def _build() -> cattrs.Converter:
     c.register_unstructure_hook_factory(_is_torch_dtype, lambda t: dtype_name)
 
     def callable_structure(v, _):
-        table = _activations()
+        table = named_activations()
         if isinstance(v, str) and v in table:
             return table[v]
         if callable(v) and not isinstance(v, str):
@@ -230,10 +231,10 @@ def _build() -> cattrs.Converter:
     def callable_unstructure(v):
         if v is None:
             return None
-        for name, fn in _activations().items():
+        for name, fn in named_activations().items():
             if fn is v:
                 return name
-        raise ConfigError([f"activation_func: {v!r} is not a named activation ({', '.join(_activations())})"])
+        raise ConfigError([f"activation_func: {v!r} is not a named activation ({', '.join(named_activations())})"])
 
     c.register_structure_hook_factory(_is_callable_type, lambda t: callable_structure)
     c.register_unstructure_hook_factory(_is_callable_type, lambda t: callable_unstructure)

@@ -32,7 +32,7 @@ def build_run_data(cfg, state) -> RunData:
 
     from plugtron.data import MicroBatchIterator, build_tokenizer
     from plugtron.data.batches import OnDevice
-    from plugtron.training.model_kind import kind_for
+    from plugtron.providers.model_kind import kind_for
 
     kind = kind_for(cfg.model)  # GPT or T5 samples and batches
     train_ds, valid_ds, test_ds = kind.build_datasets(cfg, build_tokenizer(cfg.tokenizer))

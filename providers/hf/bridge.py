@@ -99,8 +99,10 @@ class AutoBridge:
             tensors = megatron_side.gather(model, provider)
         fam = configs.family_of_provider(provider)
         original = None
-        saved = megatron_side.checkpoint_dir(root) / megatron_side.HF_CONFIG
-        if saved.is_file():
+        from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
+
+        saved = None if is_nemo2_checkpoint(str(root)) else megatron_side.checkpoint_dir(root) / megatron_side.HF_CONFIG
+        if saved is not None and saved.is_file():
             original = json.loads(saved.read_text(encoding="utf-8"))
         config = configs.hf_config(provider, original)
         # transformers >= 4.56 writes "dtype", older versions "torch_dtype"

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     imp.add_argument("out_dir", metavar="OUT_DIR", help="new checkpoint directory (use as checkpoint.pretrained_checkpoint)")
     imp.add_argument("--tp", type=int, default=1, help="tensor-parallel size to shard into (>1: run under torchrun)")
     exp = acts.add_parser("export-hf", help="a plugtron checkpoint -> config.json + safetensors that transformers loads")
-    exp.add_argument("ckpt_dir", metavar="CKPT_DIR", help="plugtron checkpoint (with latest_checkpointed_iteration.txt)")
+    exp.add_argument("ckpt_dir", metavar="CKPT_DIR", help="plugtron checkpoint (with latest_checkpointed_iteration.txt), or a NeMo 2.0 checkpoint directory (weights/ + context/)")
     exp.add_argument("hf_dir", metavar="HF_DIR", help="output directory")
     exp.add_argument("--max-shard-gb", type=float, default=None, help="split the safetensors into shards of this size")
 

@@ -149,7 +149,7 @@ def _gpt2(cfg: dict) -> Dict[str, Any]:
     act = _require(cfg, "activation_function", tuple(_GPT2_ACT), "gelu_new")
     _require(cfg, "scale_attn_weights", (True,), True)
     _require(cfg, "scale_attn_by_inverse_layer_idx", (False,), False)
-    from plugtron.config.converter import _activations
+    from plugtron.config.converter import named_activations
 
     h = _get(cfg, "n_embd")
     return dict(
@@ -157,7 +157,7 @@ def _gpt2(cfg: dict) -> Dict[str, Any]:
         ffn_hidden_size=cfg.get("n_inner") or 4 * h, vocab_size=_get(cfg, "vocab_size"),
         seq_length=_get(cfg, "n_positions"), max_position_embeddings=_get(cfg, "n_positions"),
         layernorm_epsilon=float(_get(cfg, "layer_norm_epsilon", 1e-5)),
-        activation_func=_activations()[_GPT2_ACT[act]],
+        activation_func=named_activations()[_GPT2_ACT[act]],
         share_embeddings_and_output_weights=bool(cfg.get("tie_word_embeddings", True)),
         hidden_dropout=float(cfg.get("resid_pdrop", 0.1)), attention_dropout=float(cfg.get("attn_pdrop", 0.1)),
     )

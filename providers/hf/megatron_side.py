@@ -19,10 +19,10 @@ from typing import Dict, Tuple
 import torch
 
 from plugtron import distributed
+from plugtron.checkpointing import layout, publish
 from plugtron.errors import CheckpointError
 from plugtron.providers.hf.errors import ConversionError
 
-RUN_CONFIG = "run_config.yaml"
 HF_CONFIG = "hf_config.json"
 
 
@@ -146,45 +146,33 @@ def gather(model, provider) -> Dict[str, torch.Tensor]:
 
 
 def save(model, provider, out: Path, hf_config: dict = None) -> Path:
-    """Write the layout above (collective: every rank calls it) through plugtron's checkpoint
-    layout: written under ``.staging``, manifest (size + CRC32 of every file), atomic publish, then
-    the tracker - so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one."""
+    """Write the layout above (collective: every rank calls it) through the publish sequence of
+    training saves (``plugtron.checkpointing.publish``): staged, manifest, atomic rename, tracker -
+    so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one."""
     import json
-    import shutil
 
     from megatron.core import dist_checkpointing
 
-    from plugtron.checkpointing import layout
-    from plugtron.config import ConfigContainer, to_yaml
+    from plugtron.config import ConfigContainer
 
-    final, staging = Path(layout.iter_path(str(out), 0)), Path(layout.staging_path(str(out), 0))
+    final = Path(layout.iter_path(str(out), 0))
     if final.exists() and any(final.iterdir()):  # every rank checks: no rank is left in a barrier
         raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
-    distributed.barrier()
-    if distributed.is_rank0():
-        shutil.rmtree(staging, ignore_errors=True)  # a conversion that was killed
-        staging.mkdir(parents=True)
-    distributed.barrier()
+    staging = Path(publish.open_staging(str(out), 0))  # also removes a killed conversion's staging
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
     if distributed.is_rank0():
-        (staging / RUN_CONFIG).write_text(to_yaml(ConfigContainer(model=provider)), encoding="utf-8")
+        publish.write_run_config(str(staging), ConfigContainer(model=provider))
         if hf_config is not None:
             (staging / HF_CONFIG).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
-        layout.write_manifest(str(staging))
-        layout.publish(str(staging), str(final))
-        layout.write_tracker(str(out), 0)
-    distributed.barrier()
-    return final
+    return Path(publish.publish(str(out), 0))
 
 
 def checkpoint_dir(root: Path) -> Path:
     """The checkpoint directory of ``root`` (a save root with a tracker, or an ``iter_*`` dir),
     verified against its manifest when it has one."""
-    from plugtron.checkpointing import layout
-
     path = Path(layout.resolve_checkpoint_dir(str(root), "export-hf"))
-    if not (path / RUN_CONFIG).is_file():
-        raise CheckpointError(f"{path}: no {RUN_CONFIG} (the model's provider is needed to rebuild it)")
+    if not (path / layout.RUN_CONFIG).is_file():
+        raise CheckpointError(f"{path}: no {layout.RUN_CONFIG} (the model's provider is needed to rebuild it)")
     if (path / layout.MANIFEST).is_file():
         layout.verify(str(path))
     return path
@@ -192,8 +180,12 @@ def checkpoint_dir(root: Path) -> Path:
 
 def load_provider(root: Path):
     from plugtron.config import from_yaml
+    from plugtron.migrate import nemo2_checkpoint as nemo2
 
-    path = checkpoint_dir(root) / RUN_CONFIG
+    if nemo2.is_nemo2_checkpoint(str(root)):  # weights/ + context/: the model config is context/model.yaml
+        return nemo2.provider_from_checkpoint(str(root))
+
+    path = checkpoint_dir(root) / layout.RUN_CONFIG
     return from_yaml(path.read_text(encoding="utf-8"), source=str(path)).model
 
 
@@ -202,6 +194,12 @@ def load_model(root: Path, tp: int = 1) -> Tuple[object, object]:
     Only the model's keys are read, so optimizer/RNG entries in a training checkpoint are ignored."""
     from megatron.core import dist_checkpointing
 
+    from plugtron.migrate import nemo2_checkpoint as nemo2
+
+    if nemo2.is_nemo2_checkpoint(str(root)):
+        provider, model = build_model(load_provider(root), tp)
+        nemo2.load_bare_model(model, str(root))
+        return provider, model
     path = checkpoint_dir(root)
     provider, model = build_model(load_provider(root), tp)
     from plugtron.checkpointing.loading import weights_only_loads
