@@ -25,7 +25,7 @@ HOOK_NAMES = frozenset(
 )
 
 
-def dist_label(ep: Optional[metadata.EntryPoint]) -> str:
+def distribution_label(ep: Optional[metadata.EntryPoint]) -> str:
     dist = getattr(ep, "dist", None)
     if ep is None:
         return "registered in code"
@@ -85,7 +85,7 @@ def load_target(name: str, ep: metadata.EntryPoint) -> Any:
     try:
         return ep.load()
     except Exception as exc:
-        raise PluginError(f"plugin {name!r} ({dist_label(ep)}) failed to import {ep.value}: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"plugin {name!r} ({distribution_label(ep)}) failed to import {ep.value}: {type(exc).__name__}: {exc}") from exc
 
 
 def structure_settings(name: str, target: Any, options: Dict[str, Any]) -> Any:
@@ -129,7 +129,7 @@ def check_plugins(config: Any, available: Dict[str, metadata.EntryPoint]) -> Lis
         try:
             target = load_target(name, available[name])
             if inspect.isclass(target) or inspect.ismodule(target):
-                register_checked(new_pm(), name, target, dist_label(available[name]))
+                register_checked(new_pm(), name, target, distribution_label(available[name]))
             options = config.plugins[name].options if name in config.plugins else {}
             settings = structure_settings(name, target, options)
             config_problems += own_config_problems(name, target, config)

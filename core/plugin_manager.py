@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from plugtron.errors import PluginError
 from plugtron.hook_calls import Hooks
-from plugtron.plugin_checks import HOOK_NAMES, check_plugins, dist_label, new_pm, register_checked
+from plugtron.plugin_checks import HOOK_NAMES, check_plugins, distribution_label, new_pm, register_checked
 
 GROUP = "plugtron.plugins"
 BLOCK_ENV = "PLUGTRON_BLOCK_PLUGINS"
@@ -36,8 +36,8 @@ def discover(entry_points: Optional[Iterable[metadata.EntryPoint]] = None) -> Di
     for ep in eps:
         if ep.name in found and found[ep.name].value != ep.value:
             raise PluginError(
-                f"plugin {ep.name!r} is registered twice: by {dist_label(found[ep.name])} ({found[ep.name].value}) "
-                f"and by {dist_label(ep)} ({ep.value})"
+                f"plugin {ep.name!r} is registered twice: by {distribution_label(found[ep.name])} ({found[ep.name].value}) "
+                f"and by {distribution_label(ep)} ({ep.value})"
             )
         found[ep.name] = ep
     return found
@@ -102,7 +102,7 @@ class PluginManager:
         self.observers: List[Any] = []  # hook-call observers handed to Hooks (plugtron.testing)
 
     def dist_label(self, name: str) -> str:
-        return dist_label(self.available.get(name))
+        return distribution_label(self.available.get(name))
 
     def load(self, config: Any) -> Hooks:
         """Check (see ``plugin_checks``), instantiate and register the plugins ``config`` enables."""

@@ -93,7 +93,7 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
     """One row per installed plugin, and the error ``train`` would raise for the enabled ones
     (``None`` if they pass the same static checks)."""
     from plugtron.config import builtin_toggles
-    from plugtron.plugin_checks import check_plugins, dist_label
+    from plugtron.plugin_checks import check_plugins, distribution_label
     from plugtron.plugin_manager import blocked_names, discover
 
     data = merged_data(config_path, overrides)
@@ -119,7 +119,7 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
             enabled = True
         rows.append({
             "name": name,
-            "source": dist_label(ep),
+            "source": distribution_label(ep),
             "toggle": toggle,
             "enabled": enabled and name not in blocked,
             "blocked": name in blocked,
