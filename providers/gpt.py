@@ -30,6 +30,22 @@ def te_available() -> bool:
     return True
 
 
+def use_sdpa_core_attention(spec, attention_backend):
+    """The local spec with its core attention computed by torch SDPA (``sdpa_attention``), unless
+    ``attention_backend`` asks for Megatron's unfused module (``unfused``/``local``)."""
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+    from megatron.core.transformer.enums import AttnBackend
+
+    from plugtron.providers.sdpa_attention import SDPADotProductAttention
+
+    if attention_backend in (AttnBackend.unfused, AttnBackend.local):
+        return spec
+    core = spec.submodules.self_attention.submodules.core_attention
+    if getattr(core, "module", core) is DotProductAttention:
+        spec.submodules.self_attention.submodules.core_attention = SDPADotProductAttention
+    return spec
+
+
 def check_encoder_parallelism(cfg) -> None:
     etp, epp = cfg.encoder_tensor_model_parallel_size, cfg.encoder_pipeline_model_parallel_size
     if etp not in (None, cfg.tensor_model_parallel_size) or epp not in (None, 0):
@@ -97,12 +113,13 @@ class GPTModelProvider(TransformerConfig):
                 moe_grouped_gemm=self.moe_grouped_gemm,
                 qk_layernorm=self.qk_layernorm,
             )
-        return specs.get_gpt_layer_local_spec(
+        spec = specs.get_gpt_layer_local_spec(
             num_experts=self.num_moe_experts,
             moe_grouped_gemm=self.moe_grouped_gemm,
             qk_layernorm=self.qk_layernorm,
             normalization=self.normalization,
         )
+        return use_sdpa_core_attention(spec, self.attention_backend)
 
     def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
         """Build this rank's GPTModel chunk. Parallel state must be initialized."""
