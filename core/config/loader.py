@@ -9,35 +9,44 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Iterable, Optional
 
-from plugtron.config import yaml_io
+from plugtron.config import yaml_io, yaml_limits
 from plugtron.errors import ConfigError
 
 
 def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
-    """``["train.train_iters=100", "optimizer.lr=3e-4"]`` -> nested dict, values typed as YAML."""
+    """``["train.train_iters=100", "optimizer.lr=3e-4"]`` -> nested dict, values typed as YAML.
+
+    The same key twice (``a.b=1 a.b=2``, or ``a={b: 1} a.b=2``) is an error, as in a YAML file."""
     tree: Dict[str, Any] = {}
     problems = []
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            problems.append(f"override {item!r}: expected dotted.key=value (e.g. train.train_iters=100)")
+        shown = item if len(item) <= 80 else item[:60] + "..." + item[-12:]
+        parts = key.split(".")
+        if not sep or not key or any(not part for part in parts):
+            problems.append(f"override {shown!r}: expected dotted.key=value (e.g. train.train_iters=100)")
+            continue
+        if len(parts) > yaml_limits.MAX_DEPTH:
+            problems.append(f"override {shown!r}: key nested deeper than {yaml_limits.MAX_DEPTH} levels (the limit)")
             continue
         try:
             value = yaml_io.parse_scalar(raw)
         except ConfigError as exc:
-            problems.append(f"override {item!r}: {exc.problems[0]}")
+            problems.append(f"override {shown!r}: {exc.problems[0]}")
             continue
         node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                problems.append(f"override {item!r}: {part} was already given a value")
+                problems.append(f"override {shown!r}: {'.'.join(parts[:i + 1])} was already given a value")
                 break
             node = nxt
         else:
-            node[parts[-1]] = value
+            if parts[-1] in node:
+                problems.append(f"override {shown!r}: {key} is given twice on the command line")
+            else:
+                node[parts[-1]] = value
     if problems:
         raise ConfigError(problems, source="command line")
     return tree
