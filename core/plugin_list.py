@@ -1,35 +1,19 @@
-"""``plugtron plugins list`` without torch: toggles are read from the YAML/override data over the
-torch-free sections' defaults, and plugin classes are inspected, not instantiated."""
+"""``plugtron plugins list`` without torch: the config is read with the loader, converter and rule
+table `train` uses (``config.torch_free``; Megatron sections excepted), and plugin classes are
+inspected, not instantiated."""
 
 from __future__ import annotations
 
 import inspect
 from typing import Any, Dict, Iterable, List, Optional
 
-import attrs
-
 from plugtron.errors import PlugtronError
 
 
-def _default_at(path: str) -> Any:
-    from plugtron.config.container import ConfigContainer
-
-    cls, value = ConfigContainer, None
+def _lookup(sections: Any, path: str) -> Any:
+    node: Any = sections
     for part in path.split("."):
-        field = attrs.fields_dict(cls)[part]
-        value = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
-        cls = field.type if isinstance(field.type, type) else None
-        if cls is None:
-            break
-    return value
-
-
-def _lookup(data: Dict[str, Any], path: str) -> Any:
-    node: Any = data
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _default_at(path)
-        node = node[part]
+        node = getattr(node, part, None)
     return node
 
 
@@ -40,14 +24,16 @@ def _hooks_of(target: Any) -> List[str]:
 
 
 def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> List[Dict[str, Any]]:
-    from plugtron.config import builtin_toggles, yaml_io
-    from plugtron.config.loader import deep_merge, parse_overrides
+    from plugtron.config import builtin_toggles
+    from plugtron.config.loader import load_data
+    from plugtron.config.torch_free import structure_sections
     from plugtron.plugin_manager import _dist_label, blocked_names, discover
 
-    data: Dict[str, Any] = yaml_io.load_file(config_path) if config_path else {}
-    data = deep_merge(data, parse_overrides(overrides))
+    # Read exactly as `train` reads it (same loader, converter and rules), minus the torch sections.
+    source = " + ".join(([str(config_path)] if config_path else []) + (["command line"] if overrides else [])) or "config"
+    sections = structure_sections(load_data(config_path, overrides), source)
     toggles = {name: path for path, name in builtin_toggles()}
-    third_party = data.get("plugins") or {}
+    third_party = sections.plugins
     blocked = set(blocked_names())
     rows = []
     for name, ep in sorted(discover().items()):
@@ -56,11 +42,10 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
         except Exception as exc:  # listing must survive a broken plugin
             hooks = [f"<import failed: {type(exc).__name__}: {exc}>"]
         if name in toggles:
-            enabled, toggle = bool(_lookup(data, toggles[name])), toggles[name]
+            enabled, toggle = bool(_lookup(sections, toggles[name])), toggles[name]
         else:
-            enabled = bool((third_party.get(name) or {}).get("enabled", False))
-            toggle = f"plugins.{name}.enabled"
-        if name in third_party and (third_party.get(name) or {}).get("enabled"):
+            enabled, toggle = False, f"plugins.{name}.enabled"
+        if name in third_party and third_party[name].enabled:
             enabled = True
         rows.append({
             "name": name,

@@ -88,6 +88,14 @@ def merge_sources(base: Any, update: Any) -> Any:
     return deep_merge(base, update)
 
 
+def load_data(config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> Dict[str, Any]:
+    """The YAML file merged with the overrides, as plain data (no recipe). Torch-free: shared by
+    ``load_config`` and ``plugins list``, so both read a config with the same loader and rules."""
+    data: Dict[str, Any] = yaml_io.load_file(config_path) if config_path else {}
+    tree = parse_overrides(overrides)
+    return merge_sources(data, tree) if tree else data
+
+
 def load_config(
     config_path: Optional[str] = None,
     overrides: Iterable[str] = (),
@@ -98,16 +106,10 @@ def load_config(
     from plugtron.config.converter import structure, unstructure
     from plugtron.recipes import get_recipe
 
+    user = load_data(config_path, overrides)  # YAML and override errors before importing torch
     resolve_types()
-    data = unstructure(get_recipe(recipe)())
-    sources = [f"recipe {recipe!r}"]
-    if config_path:
-        data = merge_sources(data, yaml_io.load_file(config_path))
-        sources.append(str(config_path))
-    tree = parse_overrides(overrides)
-    if tree:
-        data = merge_sources(data, tree)
-        sources.append("command line")
+    data = merge_sources(unstructure(get_recipe(recipe)()), user)
+    sources = [f"recipe {recipe!r}"] + ([str(config_path)] if config_path else []) + (["command line"] if overrides else [])
     return structure(data, ConfigContainer, source=" + ".join(sources))
 
 
