@@ -255,6 +255,8 @@ def _build() -> cattrs.Converter:
                 overrides[n] = override(omit=True)
             elif t != declared[n]:  # `x: int = None` -> structure as Optional[int]
                 overrides[n] = override(struct_hook=lambda v, _, t=t: c.structure(v, t))
+            if attrs.has(cls) and "structure" in attrs.fields_dict(cls)[n].metadata:  # a per-field parser
+                overrides[n] = override(struct_hook=lambda v, _, fn=attrs.fields_dict(cls)[n].metadata["structure"]: fn(v))
         fn = make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True,
                                     _cattrs_detailed_validation=True, **overrides)
 

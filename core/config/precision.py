@@ -28,8 +28,9 @@ class MixedPrecisionConfig:
     fp32: bool = False
     fp16: bool = False
     bf16: bool = False
-    params_dtype: Any = attrs.field(default=None, converter=lambda v: _dtype(v))
-    pipeline_dtype: Any = attrs.field(default=None, converter=lambda v: _dtype(v))
+    # "structure": the converter calls it per field, so a bad name is reported at its own path.
+    params_dtype: Any = attrs.field(default=None, converter=lambda v: _dtype(v), metadata={"structure": _dtype})
+    pipeline_dtype: Any = attrs.field(default=None, converter=lambda v: _dtype(v), metadata={"structure": _dtype})
     autocast_enabled: bool = False
     grad_reduce_in_fp32: bool = True
     fp8: Optional[str] = None

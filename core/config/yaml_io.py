@@ -64,8 +64,9 @@ def loads(text: str, source: str = "<string>") -> Any:
     if len(text) > MAX_BYTES:
         raise ConfigError([f"{source}: {len(text)} characters is over the {MAX_BYTES}-byte limit for a config"],
                           source=source)
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -73,12 +74,16 @@ def loads(text: str, source: str = "<string>") -> Any:
         return loader.construct_document(node)
     except LimitError as exc:
         raise ConfigError([f"{describe_mark(source, exc.mark)}: {exc.message}"], source=source) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([f"{source}: invalid YAML (character {exc.character!r} at position {exc.position} "
+                           "is not allowed)"], source=source) from None
     except yaml.YAMLError as exc:
         where = describe_mark(source, getattr(exc, "problem_mark", None))
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}: invalid YAML ({problem})"], source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_text(path: str | Path, what: str = "config file") -> str:
