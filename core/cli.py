@@ -72,10 +72,13 @@ def _setup_logging() -> None:
 
 def cmd_train(ns) -> int:
     from plugtron.config import load_config
-    from plugtron.training import train
+    from plugtron.config.container import world_size_from_env
 
     config, overrides = _split_args(ns.args)
+    world_size_from_env()  # a bad WORLD_SIZE, YAML or override is reported before torch is imported
     cfg = load_config(config, overrides, recipe=ns.recipe)
+    from plugtron.training import train
+
     train(cfg)
     return 0
 
@@ -83,7 +86,10 @@ def cmd_train(ns) -> int:
 def cmd_config_show(ns) -> int:
     from plugtron.config import load_config, to_yaml
 
+    from plugtron.config.container import world_size_from_env
+
     config, overrides = _split_args(ns.args)
+    world_size_from_env()
     cfg = load_config(config, overrides, recipe=ns.recipe).validate()
     sys.stdout.write(to_yaml(cfg))
     return 0

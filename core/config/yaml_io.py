@@ -75,7 +75,7 @@ def loads(text: str, source: str = "<string>") -> Any:
     except LimitError as exc:
         raise ConfigError([f"{describe_mark(source, exc.mark)}: {exc.message}"], source=source) from None
     except yaml.reader.ReaderError as exc:
-        raise ConfigError([f"{source}: invalid YAML (character {exc.character!r} at position {exc.position} "
+        raise ConfigError([f"{source}: invalid YAML (character U+{exc.character:04X} at position {exc.position} "
                            "is not allowed)"], source=source) from None
     except yaml.YAMLError as exc:
         where = describe_mark(source, getattr(exc, "problem_mark", None))

@@ -66,9 +66,11 @@ def _check_keys(node: MappingNode) -> None:
     for key, _ in node.value:
         if key.tag == MERGE_TAG:
             continue
-        if not isinstance(key, ScalarNode) or key.tag != STR_TAG:
-            shown = key.value if isinstance(key, ScalarNode) else type(key).__name__.replace("Node", "").lower()
-            raise LimitError(f"keys must be strings, got {shown!r} (quote it to use it as a name)", key.start_mark)
+        if not isinstance(key, ScalarNode):
+            kind = "a sequence" if isinstance(key, SequenceNode) else "a mapping"
+            raise LimitError(f"keys must be strings, got {kind}", key.start_mark)
+        if key.tag != STR_TAG:
+            raise LimitError(f"keys must be strings, got {key.value!r} (quote it to use it as a name)", key.start_mark)
         if key.value in seen:
             raise LimitError(f"duplicate key {key.value!r} (first at line {seen[key.value].start_mark.line + 1})",
                              key.start_mark)
