@@ -205,14 +205,7 @@ def _check_checkpoint(ck, world_size: int, problems: List[str]) -> None:
             problems.append(f"checkpoint.{key}: empty path; give a directory or null")
 
 
-def validate(cfg, world_size: int) -> None:
-    # Ranges and fixed sets first: the derivations below divide by and index with these values.
-    problems: List[str] = rules.check(cfg)
-    problems += [f"{p}: expected a finite float, got {getattr_path(cfg, p)}" for p in rules.non_finite_floats(cfg, "")]
-    if world_size < 1:
-        problems.append(f"WORLD_SIZE: expected a positive integer, got {world_size}")
-    if problems:
-        raise ConfigError(problems)
+def _precision(cfg, problems: List[str]) -> None:
     try:
         mp = cfg.resolved_mixed_precision()
     except ConfigError as exc:
@@ -225,10 +218,9 @@ def validate(cfg, world_size: int) -> None:
     if cfg.model.pipeline_model_parallel_size > 1 and cfg.model.pipeline_dtype is None:
         cfg.model.pipeline_dtype = cfg.model.params_dtype
     cfg.ddp.use_distributed_optimizer = cfg.optimizer.use_distributed_optimizer
-    _derive_vocab(cfg, problems)
-    _check_data(cfg, problems)
-    _derive_parallel(cfg, world_size, problems)
-    _derive_scheduler(cfg, problems)
+
+
+def _other_checks(cfg, world_size: int, problems: List[str]) -> None:
     from plugtron.training.model_kind import kind_for
 
     problems.extend(kind_for(cfg.model).problems(cfg))  # e.g. T5: no PP, decoder length fits the targets
@@ -239,11 +231,30 @@ def validate(cfg, world_size: int) -> None:
     if cfg.dist.lazy_init:
         problems.append("dist.lazy_init: not supported by plugtron (models are built eagerly)")
     _check_checkpoint(cfg.checkpoint, world_size, problems)
+
+
+def validate(cfg, world_size: int) -> None:
+    # Ranges and fixed sets first: the derivations below divide by and index with these values.
+    problems: List[str] = rules.check(cfg)
+    problems += [f"{p}: expected a finite float, got {getattr_path(cfg, p)}" for p in rules.non_finite_floats(cfg, "")]
+    if world_size < 1:
+        problems.append(f"WORLD_SIZE: expected a positive integer, got {world_size}")
+    bad_values = bool(problems)
+    steps = (_precision, _derive_vocab, _check_data, lambda c, p: _derive_parallel(c, world_size, p),
+             _derive_scheduler, lambda c, p: _other_checks(c, world_size, p))
+    for step in steps:
+        try:
+            step(cfg, problems)
+        except (ArithmeticError, TypeError, ValueError):
+            # Only with a value the rules already refused (a zero size divides, a NaN is cast): the
+            # rule's message is the one to show. Without one, this is a bug and must surface.
+            if not bad_values:
+                raise
     if not problems:
         try:
             cfg.model.finalize()
         except (ValueError, AssertionError, TypeError, KeyError) as exc:
-            # Megatron's own checks; a KeyError is an unknown enum name (cuda_graph_scope: bogus).
+            # Megatron's own checks; a KeyError is an unknown enum name Megatron looks up.
             detail = f"unknown name {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
             problems.append(f"model: {detail}")
     if problems:
