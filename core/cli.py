@@ -76,7 +76,7 @@ def cmd_train(ns) -> int:
 
     config, overrides = _split_args(ns.args)
     world_size_from_env()  # a bad WORLD_SIZE, YAML or override is reported before torch is imported
-    cfg = load_config(config, overrides, recipe=ns.recipe)
+    cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False)
     from plugtron.training import train
 
     train(cfg)
@@ -90,7 +90,7 @@ def cmd_config_show(ns) -> int:
 
     config, overrides = _split_args(ns.args)
     world_size_from_env()
-    cfg = load_config(config, overrides, recipe=ns.recipe).validate()
+    cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False).validate()
     sys.stdout.write(to_yaml(cfg))
     return 0
 

@@ -13,10 +13,12 @@ from plugtron.config import yaml_io, yaml_limits
 from plugtron.errors import ConfigError
 
 
-def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
+def parse_overrides(overrides: Iterable[str], repeats_ok: bool = False) -> Dict[str, Any]:
     """``["train.train_iters=100", "optimizer.lr=3e-4"]`` -> nested dict, values typed as YAML.
 
-    The same key twice (``a.b=1 a.b=2``, or ``a={b: 1} a.b=2``) is an error, as in a YAML file."""
+    The same key twice (``a.b=1 a.b=2``, or ``a={b: 1} a.b=2``) is an error, as a duplicate key in a
+    YAML file is: on a command line it is a mistake. ``repeats_ok`` keeps the later value instead,
+    for Python callers that compose lists (``base + ["model.num_layers=8"]``)."""
     tree: Dict[str, Any] = {}
     problems = []
     for item in overrides:
@@ -43,7 +45,7 @@ def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
                 break
             node = nxt
         else:
-            if parts[-1] in node:
+            if parts[-1] in node and not repeats_ok:
                 problems.append(f"override {shown!r}: {key} is given twice on the command line")
             else:
                 node[parts[-1]] = value
@@ -88,11 +90,11 @@ def merge_sources(base: Any, update: Any) -> Any:
     return deep_merge(base, update)
 
 
-def load_data(config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> Dict[str, Any]:
+def load_data(config_path: Optional[str] = None, overrides: Iterable[str] = (), repeats_ok: bool = False) -> Dict[str, Any]:
     """The YAML file merged with the overrides, as plain data (no recipe). Torch-free: shared by
     ``load_config`` and ``plugins list``, so both read a config with the same loader and rules."""
     data: Dict[str, Any] = yaml_io.load_file(config_path) if config_path else {}
-    tree = parse_overrides(overrides)
+    tree = parse_overrides(overrides, repeats_ok=repeats_ok)
     return merge_sources(data, tree) if tree else data
 
 
@@ -100,13 +102,17 @@ def load_config(
     config_path: Optional[str] = None,
     overrides: Iterable[str] = (),
     recipe: str = "tiny",
+    repeats_ok: bool = True,
 ):
-    """Recipe + YAML + overrides -> an unvalidated ``ConfigContainer``."""
+    """Recipe + YAML + overrides -> an unvalidated ``ConfigContainer``.
+
+    From Python a key repeated in ``overrides`` keeps the later value; the command line passes
+    ``repeats_ok=False`` (see ``parse_overrides``)."""
     from plugtron.config.container import ConfigContainer, resolve_types
     from plugtron.config.converter import structure, unstructure
     from plugtron.recipes import get_recipe
 
-    user = load_data(config_path, overrides)  # YAML and override errors before importing torch
+    user = load_data(config_path, overrides, repeats_ok=repeats_ok)  # YAML and override errors before importing torch
     resolve_types()
     data = merge_sources(unstructure(get_recipe(recipe)()), user)
     sources = [f"recipe {recipe!r}"] + ([str(config_path)] if config_path else []) + (["command line"] if overrides else [])
