@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from plugtron.config import from_yaml, to_yaml
 from plugtron.config.container import ConfigContainer, resolve_types
 from plugtron.config.converter import NAMED_CALLABLE_FIELDS, _fields, _is_config_class, settable, structure, unstructure
-from plugtron.config.loader import load_config, merge_sources
+from plugtron.config.loader import deep_merge, load_config, merge_sources
 from plugtron.config.rules import RULES
 from plugtron.errors import ConfigError
 
@@ -146,7 +146,7 @@ def test_every_float_field_refuses_non_finite(value):
     assert len(float_paths) > 40  # the walk found Megatron's fields too
     tree = {}
     for p in float_paths:
-        tree = merge_sources(tree, _nest(p, value))
+        tree = deep_merge(tree, _nest(p, value))  # both dataset kinds' fields at once
     with pytest.raises(ConfigError) as info:
         structure(merge_sources(_recipe(), tree), ConfigContainer)
     text = str(info.value)
@@ -165,3 +165,27 @@ def _declared_type(path):
         inner = [a for a in typing.get_args(t) if _is_config_class(a)] + ([t] if _is_config_class(t) else [])
         cls = inner[0] if inner else None
     return t
+
+
+def _admits_anything(t):
+    return t is typing.Any or (typing.get_origin(t) is typing.Union and typing.Any in typing.get_args(t))
+
+
+@pytest.mark.parametrize("bad", [{"x": {"y": 1}}, deep(6)], ids=["mapping", "deep-list"])
+def test_every_typed_field_refuses_a_wrong_shape_by_name(bad):
+    """Exhaustive, not sampled: the same wrong-shaped value in every typed field at once; each field
+    is named. (A bare ``list`` field takes the deep list; Megatron's checks then refuse it.)"""
+    paths = [p for p in PATHS if not _admits_anything(_declared_type(p)) and not p.startswith("plugins.")]
+    tree = {}
+    for p in paths:
+        tree = deep_merge(tree, _nest(p, bad))  # both dataset kinds' fields at once
+    with pytest.raises(ConfigError) as info:
+        structure(merge_sources(_recipe(), tree), ConfigContainer)
+    text = str(info.value)
+    def named(p):  # the field, or the section holding it when the other dataset kind was picked
+        parts = p.split(".")
+        return any(f"{'.'.join(parts[:i])}{end}" in text for i in range(len(parts), 1, -1) for end in (":", "["))
+
+    missing = [p for p in paths if not named(p)
+               and not (isinstance(bad, list) and list in (_declared_type(p),) + typing.get_args(_declared_type(p)))]
+    assert len(paths) > 300 and not missing, missing
