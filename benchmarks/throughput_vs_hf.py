@@ -135,7 +135,8 @@ def build(a):
     from plugtron.training import setup
     from plugtron.training.flops import num_floating_point_operations
     from plugtron.training.state import TrainState
-    from plugtron.training.step import _OnDevice, train_step
+    from plugtron.data.batches import OnDevice
+    from plugtron.training.step import train_step
 
     cfg = plugtron_config(a)
     setup.init_distributed(cfg)
@@ -146,7 +147,7 @@ def build(a):
     t = cfg.train
     state = TrainState(config=cfg, model=model, optimizer=optimizer, scheduler=scheduler)
     flops = num_floating_point_operations(cfg)
-    plug_its = [_OnDevice(MicroBatchIterator(train_ds, t.micro_batch_size, t.global_batch_size))]
+    plug_its = [OnDevice(MicroBatchIterator(train_ds, t.micro_batch_size, t.global_batch_size))]
 
     def plugtron_step():
         loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, plug_its)
