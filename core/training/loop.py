@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from plugtron.checkpointing.manager import Checkpointer
+from plugtron.checkpointing.paths import check_before_training as check_checkpoint_paths
 from plugtron.training.flops import num_floating_point_operations
 from plugtron.training.state import StepMetrics, TrainState
 
@@ -151,6 +152,7 @@ def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[st
     state = TrainState(config=cfg)
     summary: Dict[str, Any] = {"losses": [], "eval": {}}
     try:
+        check_checkpoint_paths(cfg)  # before anything costly: a bad load/save path fails in seconds
         hooks.configure_model(cfg, cfg.model)
         cfg.model.finalize()  # plugins may have changed the provider: re-run Megatron's checks
         setup.set_seeds(cfg)

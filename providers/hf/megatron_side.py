@@ -198,8 +198,12 @@ def checkpoint_dir(root: Path) -> Path:
     path = Path(layout.resolve_checkpoint_dir(str(root), "export-hf"))
     if not (path / RUN_CONFIG).is_file():
         raise CheckpointError(f"{path}: no {RUN_CONFIG} (the model's provider is needed to rebuild it)")
-    if (path / layout.MANIFEST).is_file():
+    from plugtron.checkpointing import safe_pickle
+
+    if (path / layout.MANIFEST).is_file():  # a converted or trained checkpoint; another tool's may lack one
         layout.verify(str(path))
+    if (path / ".metadata").is_file():  # before Megatron reads it: refuses anything but dcp metadata classes
+        safe_pickle.load_metadata(str(path / ".metadata"))
     return path
 
 
@@ -217,10 +221,10 @@ def load_model(root: Path, tp: int = 1) -> Tuple[object, object]:
 
     path = checkpoint_dir(root)
     provider, model = build_model(load_provider(root), tp)
-    from plugtron.checkpointing.loading import weights_only_loads
+    from plugtron.checkpointing.safe_pickle import safe_loads
 
     try:
-        with weights_only_loads():  # a checkpoint from elsewhere cannot run code while it is read
+        with safe_loads():  # a checkpoint from elsewhere cannot run code while it is read
             loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))
     except (KeyboardInterrupt, SystemExit):
         raise
