@@ -158,10 +158,36 @@ def gather(model, provider) -> Dict[str, torch.Tensor]:
     return out
 
 
-def save(model, provider, out: Path, hf_config: dict = None) -> Path:
+def check_import_dir(out: Path, overwrite: bool) -> None:
+    """An import writes into a new or empty directory. With ``overwrite`` a non-empty one is
+    accepted if its only checkpoint is a previous import (``iter_0000000`` holding hf_config.json),
+    which is replaced; a directory with training checkpoints is refused even then (they would
+    keep winning on load, and are not the converter's to delete)."""
+    from plugtron.checkpointing import layout
+
+    if out.exists() and not out.is_dir():
+        raise ConversionError(f"{out}: is a file; expected a directory for the checkpoint")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ConversionError(f"{out}: not empty; choose a new directory, or pass --overwrite (Python: "
+                              "overwrite=True) to replace a previous import there")
+    try:
+        layout.read_tracker(str(out))
+    except CheckpointError as exc:
+        raise ConversionError(f"{out}: {exc}; not a previous import, refusing to write there") from None
+    imported = Path(layout.iter_path(str(out), 0)) / HF_CONFIG
+    trained = [it for it in layout.complete_iterations(str(out)) if it != 0 or not imported.is_file()]
+    if trained:
+        raise ConversionError(f"{out}: holds training checkpoints ({layout.iter_name(trained[-1])}); import-hf never "
+                              "replaces those, even with --overwrite: choose a new directory")
+
+
+def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = False) -> Path:
     """Write the layout above (collective: every rank calls it) through plugtron's checkpoint
     layout: written under ``.staging``, manifest (size + CRC32 of every file), atomic publish, then
-    the tracker - so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one."""
+    the tracker - so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one.
+    With ``overwrite`` a previous import's ``iter_0000000`` is replaced (atomically, by the publish)."""
     import json
     import shutil
 
@@ -171,7 +197,7 @@ def save(model, provider, out: Path, hf_config: dict = None) -> Path:
     from plugtron.config import ConfigContainer, to_yaml
 
     final, staging = Path(layout.iter_path(str(out), 0)), Path(layout.staging_path(str(out), 0))
-    if final.exists() and any(final.iterdir()):  # every rank checks: no rank is left in a barrier
+    if final.exists() and any(final.iterdir()) and not overwrite:  # every rank checks: no rank is left in a barrier
         raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
     dist.barrier()
     if dist.get_rank() == 0:
