@@ -215,7 +215,7 @@ def test_checkpoint_object_entries_are_loaded_weights_only():
     loads run under torch's force-weights-only switch, so a pickled callable is refused."""
     import io
 
-    from plugtron.checkpointing.loading import weights_only_loads
+    from plugtron.checkpointing.safe_pickle import safe_loads as weights_only_loads
 
     class Evil:
         def __reduce__(self):

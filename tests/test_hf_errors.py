@@ -2,6 +2,8 @@
 sharded safetensors in and out; the ``plugtron convert`` CLI."""
 
 import json
+import re
+import shutil
 
 import pytest
 import torch
@@ -169,3 +171,119 @@ def test_vocab_padding_is_the_same_at_every_tensor_parallel_size(vocab, divisor,
     assert tp_independent_vocab_divisor(vocab) == divisor
     padded = {tp: -(-vocab // (divisor * tp)) * divisor * tp for tp in (1, 2, 4, 8) if tp <= same_up_to}
     assert len(set(padded.values())) == 1 and padded[1] - vocab < 128
+
+
+# ---- issue 16: junk in a Hugging Face folder is one clear error naming the file ---------------------
+@pytest.mark.parametrize("config, match", [
+    ("[]", r"config.json: expected a JSON object of model settings, got a list"),
+    ('{"architectures": "LlamaForCausalLM"', r"config.json: cannot read \(JSONDecodeError"),
+    ("\udcff", r"config.json: cannot read \(UnicodeDecodeError"),
+    ('{"architectures": [{"x": 1}]}', r"architectures=.*expected a list of class names"),
+])
+def test_unreadable_config_json(llama_dir, tmp_path, config, match):
+    bad = _copy_with(llama_dir, tmp_path / "c")
+    (bad / "config.json").write_bytes(config.encode("utf-8", "surrogateescape"))
+    assert re.search(match, _import_error(bad, tmp_path))
+
+
+@pytest.mark.parametrize("key, value", [("hidden_size", "abc"), ("num_hidden_layers", 2.5), ("vocab_size", -3),
+                                        ("intermediate_size", True), ("rms_norm_eps", "tiny"), ("rope_theta", "1e4"),
+                                        ("head_dim", "16"), ("rope_scaling", [1])])
+def test_non_numeric_size_names_the_key(llama_dir, tmp_path, key, value):
+    bad = _copy_with(llama_dir, tmp_path / "n", config={key: value})
+    msg = _import_error(bad, tmp_path)
+    assert f"config.json: {key}=" in msg, msg
+
+
+def test_garbage_safetensors_and_index_pointing_nowhere(llama_dir, tmp_path):
+    bad = _copy_with(llama_dir, tmp_path / "g")
+    (bad / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!" + b"\x00" * 64)
+    assert "model.safetensors: not a readable safetensors file" in _import_error(bad, tmp_path)
+    (bad / "model.safetensors").write_bytes(b"\xff" * 4)
+    assert "model.safetensors: not a readable safetensors file" in _import_error(bad, tmp_path)
+    index = bad / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}}))
+    assert "shard(s) named in model.safetensors.index.json are missing" in _import_error(bad, tmp_path)
+    index.write_text(json.dumps({"weight_map": ["model.safetensors"]}))
+    assert "index.json: not a safetensors index" in _import_error(bad, tmp_path)
+
+
+def test_truncated_safetensors_names_the_file(llama_dir, tmp_path):
+    bad = _copy_with(llama_dir, tmp_path / "t")
+    data = (bad / "model.safetensors").read_bytes()
+    (bad / "model.safetensors").write_bytes(data[: len(data) // 2])
+    assert "model.safetensors" in _import_error(bad, tmp_path)
+
+
+def test_import_reads_safetensors_only(llama_dir, tmp_path, monkeypatch):
+    """Nothing of a Hugging Face folder is unpickled: a pytorch_model.bin next to the safetensors
+    is never opened, and reading config + weights works with every unpickler disabled."""
+    import pickle
+
+    from plugtron.providers.hf import AutoBridge
+
+    src = _copy_with(llama_dir, tmp_path / "p")
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (src / "pytorch_model.bin").write_bytes(pickle.dumps(Evil()))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("something was unpickled")
+
+    for target, name in [(pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")]:
+        monkeypatch.setattr(target, name, forbidden)
+    bridge = AutoBridge.from_hf_pretrained(str(src))
+    tensors = bridge.megatron_tensors(bridge.to_megatron_provider())
+    assert "embedding.word_embeddings.weight" in tensors and not marker.exists()
+
+
+# ---- issue 16: conversions never overwrite ----------------------------------------------------------
+def test_import_refuses_a_non_empty_directory(llama_dir, tmp_path, capsys):
+    from plugtron.checkpointing import layout
+    from plugtron.cli import main
+    from plugtron.errors import PlugtronError
+    from plugtron.providers.hf import AutoBridge
+
+    out = tmp_path / "mc"
+    AutoBridge.import_ckpt(str(llama_dir), str(out))
+    before = (out / "iter_0000000" / "manifest.json").read_bytes()
+    assert main(["convert", "import-hf", str(llama_dir), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "mc: not empty" in err and "--overwrite" in err and "Traceback" not in err
+    assert (out / "iter_0000000" / "manifest.json").read_bytes() == before
+    # --overwrite replaces a previous import: one checkpoint, tracker 0, verified
+    assert main(["convert", "import-hf", str(llama_dir), str(out), "--overwrite"]) == 0
+    assert layout.complete_iterations(str(out)) == [0] and layout.read_tracker(str(out)) == 0
+    layout.verify(str(out / "iter_0000000"))
+    assert not any(n.endswith((".staging", ".deleting")) for n in (p.name for p in out.iterdir()))
+    # ... but never training checkpoints, which would keep winning on load
+    shutil.copytree(out / "iter_0000000", out / "iter_0000010")
+    (out / "iter_0000010" / "hf_config.json").unlink()
+    layout.write_tracker(str(out), 10)
+    with pytest.raises(PlugtronError, match=r"holds training checkpoints \(iter_0000010\).*even with --overwrite"):
+        AutoBridge.import_ckpt(str(llama_dir), str(out), overwrite=True)
+    assert layout.read_tracker(str(out)) == 10 and (out / "iter_0000010").is_dir()
+
+
+def test_export_refuses_a_non_empty_directory(llama_dir, tmp_path):
+    from plugtron.errors import PlugtronError
+    from plugtron.providers.hf import AutoBridge
+
+    AutoBridge.import_ckpt(str(llama_dir), str(tmp_path / "mc"))
+    other = tmp_path / "other_model"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "other"}')
+    (other / "model-00001-of-00002.safetensors").write_bytes(b"old shard")
+    (other / "tokenizer.json").write_text("{}")
+    with pytest.raises(PlugtronError, match=r"other_model: not empty.*--overwrite"):
+        AutoBridge.export_ckpt(str(tmp_path / "mc"), str(other))
+    assert (other / "config.json").read_text() == '{"model_type": "other"}'
+    AutoBridge.export_ckpt(str(tmp_path / "mc"), str(other), overwrite=True)
+    assert json.loads((other / "config.json").read_text())["model_type"] == "llama"
+    assert sorted(p.name for p in other.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    with pytest.raises(PlugtronError, match="holds a plugtron checkpoint"):
+        AutoBridge.export_ckpt(str(tmp_path / "mc"), str(tmp_path / "mc"), overwrite=True)

@@ -22,23 +22,23 @@ half-deleted directory never carries a loadable name. Torch-free on purpose (``p
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import zlib
-from typing import Dict, List, Optional
+from typing import List, Optional
 
+from plugtron.checkpointing.manifest import MANIFEST, verify, write_manifest  # noqa: F401 (part of this API)
 from plugtron.errors import CheckpointError
 
 TRACKER = "latest_checkpointed_iteration.txt"
 LATEST_TRAIN_STATE = "latest_train_state.pt"
 TRAIN_STATE = "train_state.pt"
 RUN_CONFIG = "run_config.yaml"
-MANIFEST = "manifest.json"
 STAGING = ".staging"
 DELETING = ".deleting"
-_ITER_RE = re.compile(r"^iter_(\d{7})$")
+ITER_RE = re.compile(r"^iter_(\d{7})$")
+_TRACKER_RE = re.compile(r"[0-9]{1,12}")
+_TRACKER_MAX = 64  # bytes; a tracker is a few digits and a newline
 
 
 def iter_name(iteration: int) -> str:
@@ -81,51 +81,6 @@ def atomic_write(path: str, data: bytes) -> None:
     _fsync_path(os.path.dirname(os.path.abspath(path)))
 
 
-# ---- manifest: detects truncated or corrupted files before anything is loaded --------------------
-def _crc32(path: str) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            crc = zlib.crc32(chunk, crc)
-    return crc
-
-
-def _files(root: str) -> List[str]:
-    out = []
-    for dirpath, _, files in os.walk(root):
-        out += [os.path.relpath(os.path.join(dirpath, n), root) for n in files if n != MANIFEST]
-    return sorted(out)
-
-
-def write_manifest(ckpt_dir: str) -> None:
-    """Size and CRC32 of every file (reads each file once; they are still in the page cache)."""
-    entries = {rel: {"size": os.path.getsize(os.path.join(ckpt_dir, rel)), "crc32": _crc32(os.path.join(ckpt_dir, rel))}
-               for rel in _files(ckpt_dir)}
-    with open(os.path.join(ckpt_dir, MANIFEST), "w") as f:
-        json.dump({"format": 1, "files": entries}, f, indent=1, sort_keys=True)
-
-
-def verify(ckpt_dir: str, check_crc: bool = True) -> None:
-    """Raise ``CheckpointError`` naming the first file that is missing, truncated or corrupted."""
-    path = os.path.join(ckpt_dir, MANIFEST)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: missing; {ckpt_dir} is not a complete plugtron checkpoint")
-    try:
-        with open(path) as f:
-            files: Dict[str, dict] = json.load(f)["files"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: unreadable manifest ({exc}); the checkpoint is corrupt") from None
-    for rel, want in files.items():
-        full = os.path.join(ckpt_dir, rel)
-        if not os.path.isfile(full):
-            raise CheckpointError(f"{full}: missing from the checkpoint (listed in {MANIFEST})")
-        size = os.path.getsize(full)
-        if size != want["size"]:
-            raise CheckpointError(f"{full}: {size} bytes, expected {want['size']}; the file is truncated or corrupt")
-        if check_crc and _crc32(full) != want["crc32"]:
-            raise CheckpointError(f"{full}: CRC32 mismatch; the file is corrupt")
-
-
 # ---- publish, tracker, discovery, retention ---------------------------------------------------------
 def publish(staging: str, final: str) -> None:
     """Make a fully written checkpoint visible under its final name (atomic rename)."""
@@ -145,12 +100,21 @@ def write_tracker(root: str, iteration: int) -> None:
     atomic_write(os.path.join(root, TRACKER), f"{iteration}\n".encode())
 
 
+def _tracker_text(path: str) -> str:
+    with open(path, "rb") as f:
+        raw = f.read(_TRACKER_MAX + 1)
+    return raw.decode("utf-8", errors="replace").strip() if len(raw) <= _TRACKER_MAX else raw[:40].decode(errors="replace") + "..."
+
+
 def read_tracker(root: str) -> Optional[int]:
     path = os.path.join(root, TRACKER)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return None
-    text = open(path, encoding="utf-8", errors="replace").read().strip()
-    if not text.isdigit():
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: expected a file holding an iteration number, found something else")
+    text = _tracker_text(path)
+    # ASCII digits only: str.isdigit() accepts '²', which int() then rejects
+    if not _TRACKER_RE.fullmatch(text):
         raise CheckpointError(f"{path}: expected an iteration number, got {text[:40]!r}")
     return int(text)
 
@@ -159,7 +123,7 @@ def complete_iterations(root: str) -> List[int]:
     """Iterations with a published checkpoint directory under ``root``, ascending."""
     if not os.path.isdir(root):
         return []
-    return sorted(int(m.group(1)) for n in os.listdir(root) if (m := _ITER_RE.match(n)) and os.path.isdir(os.path.join(root, n)))
+    return sorted(int(m.group(1)) for n in os.listdir(root) if (m := ITER_RE.match(n)) and os.path.isdir(os.path.join(root, n)))
 
 
 def latest_iteration(root: str) -> Optional[int]:
@@ -206,10 +170,10 @@ def resolve_checkpoint_dir(path: str, key: str) -> str:
         raise CheckpointError(f"{key}: {path} does not exist")
     if not os.path.isdir(path):
         raise CheckpointError(f"{key}: {path} is a file; expected a checkpoint directory")
-    if _is_checkpoint_dir(path):
+    if is_checkpoint_dir(path):
         return path
     tracker = os.path.join(path, TRACKER)
-    if os.path.isfile(tracker) and open(tracker, errors="replace").read().strip() == "release":
+    if os.path.isfile(tracker) and _tracker_text(tracker) == "release":
         return os.path.join(path, "release")
     it = latest_iteration(path)
     if it is None:
@@ -220,7 +184,7 @@ def resolve_checkpoint_dir(path: str, key: str) -> str:
     return iter_path(path, it)
 
 
-def _is_checkpoint_dir(path: str) -> bool:
+def is_checkpoint_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, ".metadata")) or os.path.isfile(
         os.path.join(path, "mp_rank_00", "model_optim_rng.pt")
     )

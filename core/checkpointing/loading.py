@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
 from typing import Any, Dict, Optional
 
 from plugtron import distributed
 from plugtron.checkpointing import contents as ckstate
-from plugtron.checkpointing import layout
+from plugtron.checkpointing import layout, manifest, safe_pickle
 from plugtron.checkpointing import plugin_states as plugin_state_files
 from plugtron.errors import CheckpointError
 
@@ -28,49 +26,27 @@ def agree(error: Optional[str]) -> None:
         raise CheckpointError(error)
 
 
-class _Verification:
-    """Checks a checkpoint against its manifest while it loads. File sizes are checked at once on
-    every rank (cheap; a truncated file is named before Megatron reads it); the CRC32 pass (reads
-    every byte once, ~0.2 s per 300 MB) runs on rank 0 in a thread alongside the load (zlib releases
-    the GIL), and ``finish()`` - before anything loaded is put into the model - makes all ranks agree."""
-
-    def __init__(self, ckpt_dir: str):
-        self.ckpt_dir, self.error, self._thread = ckpt_dir, None, None
-        try:
-            layout.verify(ckpt_dir, check_crc=False)
-            error = None
-        except CheckpointError as exc:
-            error = str(exc)
-        agree(error)
-        if distributed.is_rank0():
-            self._thread = threading.Thread(target=self._crc, name="plugtron-ckpt-crc", daemon=True)
-            self._thread.start()
-
-    def _crc(self) -> None:
-        try:
-            layout.verify(self.ckpt_dir, check_crc=True)
-        except CheckpointError as exc:
-            self.error = str(exc)
-
-    def result(self) -> Optional[str]:
-        if self._thread is not None:
-            self._thread.join()
-        return self.error
-
-    def finish(self) -> None:
-        agree(self.result())
-
-
-def _load_checked(verification: Optional["_Verification"], load):
-    """Run ``load``; if it fails and the CRC pass found a corrupt file, report the file instead."""
+def verify_before_reading(ckpt_dir: str, require_manifest: bool = True) -> None:
+    """Collective. Before anything of ``ckpt_dir`` is read: the manifest (every file listed, present
+    with its size on every rank; the CRC32 pass - every byte read once - dealt over the ranks and
+    over threads on each), then the ``.metadata`` index through the restricted unpickler. Without
+    ``require_manifest`` (pretrained weights from another Megatron tool) a missing manifest skips
+    the first part; nothing skips the second."""
+    error = None
     try:
-        loaded = load()
+        if require_manifest or os.path.isfile(os.path.join(ckpt_dir, manifest.MANIFEST)):
+            entries = manifest.read_manifest(ckpt_dir)
+            manifest.check_listing(ckpt_dir, entries)
+            manifest.check_crcs(ckpt_dir, entries, manifest.my_share(entries, distributed.rank(), distributed.world_size()))
     except CheckpointError as exc:
-        corrupt = verification.result() if verification is not None else None
-        raise CheckpointError(corrupt) if corrupt else exc from None
-    if verification is not None:
-        verification.finish()
-    return loaded
+        error = str(exc)
+    agree(error)  # every file is verified by some rank before any rank reads one
+    try:
+        if os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
+            safe_pickle.load_metadata(os.path.join(ckpt_dir, ".metadata"))
+    except CheckpointError as exc:
+        error = str(exc)
+    agree(error)
 
 
 def _read(path: str) -> Any:
@@ -94,29 +70,12 @@ def _dist_load(ck, sharded_sd: Dict[str, Any], ckpt_dir: str, what: str, hint: s
     if ck.fully_parallel_load and ps.get_data_parallel_world_size() > 1:
         strategy = FullyParallelLoadStrategyWrapper(strategy, ps.get_data_parallel_group(with_context_parallel=True))
     try:
-        with weights_only_loads():
+        with safe_pickle.safe_loads():
             return dist_checkpointing.load(sharded_sd, ckpt_dir, sharded_strategy=strategy, strict=ck.dist_ckpt_strictness)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # torch's CheckpointException is a BaseException; all mean "does not fit"
         raise CheckpointError(f"{ckpt_dir}: cannot load {what}: {_summarize(exc)}{hint}") from None
-
-
-@contextlib.contextmanager
-def weights_only_loads():
-    """torch.distributed.checkpoint unpickles object entries (e.g. layers' ``_extra_state``) with
-    ``weights_only=False``; torch honours this variable on every ``torch.load`` call, so nothing a
-    checkpoint holds can run code while it is loaded (process-wide for the load's duration)."""
-    key = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
-    previous = os.environ.get(key)
-    os.environ[key] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[key]
-        else:
-            os.environ[key] = previous
 
 
 def _summarize(exc: BaseException) -> str:
@@ -133,10 +92,8 @@ def _summarize(exc: BaseException) -> str:
 def load_into(ckptr, state, ckpt_dir: str) -> None:
     """Resume: model, optimizer, scheduler, RNG, counters and plugin states from ``ckpt_dir``."""
     ck = ckptr.ck
-    verification = _Verification(ckpt_dir)
+    verify_before_reading(ckpt_dir)
     ts, error = _read(os.path.join(ckpt_dir, layout.TRAIN_STATE))
-    if error:
-        error = verification.result() or error  # a corrupt file explains an unreadable one
     agree(error)
     saved_layout = ts["layout"]
     same_layout = saved_layout == ckstate.parallel_layout(ckptr.cfg)
@@ -147,7 +104,7 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
         log.warning(f"checkpoint: {ckpt_dir} was saved with save_optim=false; the optimizer starts fresh")
 
     if ts["ckpt_format"] == "torch":
-        loaded = _load_checked(verification, lambda: _read_or_raise(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt")))
+        loaded = _read_or_raise(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt"))
     else:
         sd = ckstate.sharded_state_dict(state, with_optimizer=with_opt or main_only, is_loading=True)
         hint = "" if same_layout else (
@@ -155,7 +112,7 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
             "to load the weights alone set checkpoint.load_optim=false)"
         )
         what = "model and optimizer state" if with_opt else "model weights"
-        loaded = _load_checked(verification, lambda: _dist_load(ck, sd, ckpt_dir, what, hint))
+        loaded = _dist_load(ck, sd, ckpt_dir, what, hint)
     ckstate.restore_model(state.model, loaded)
     if with_opt or main_only:
         ckstate.restore_optimizer(state, loaded, main_params_only=main_only)
@@ -196,15 +153,15 @@ def _plugin_states(ckpt_dir: str, same_world: bool, enabled) -> Dict[str, Any]:
 
 def load_weights(ckptr, state, ckpt_dir: str, key: str) -> None:
     """Model weights only (pretrained / converted checkpoints); optimizer and counters untouched."""
-    verification = _Verification(ckpt_dir) if os.path.isfile(os.path.join(ckpt_dir, layout.MANIFEST)) else None
+    verify_before_reading(ckpt_dir, require_manifest=False)  # another tool's checkpoint may lack one
     if os.path.isfile(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt")):
-        loaded = _load_checked(verification, lambda: _read_or_raise(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt")))
+        loaded = _read_or_raise(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt"))
     else:
         if not os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
             agree(f"{key}: {ckpt_dir} is not a Megatron checkpoint (no .metadata inside)")
         sd = ckstate.model_sharded_state_dict(state.model)
         hint = " (is it a checkpoint of this model? compare its run_config.yaml with the model section)"
-        loaded = _load_checked(verification, lambda: _dist_load(ckptr.ck, sd, ckpt_dir, "model weights", hint))
+        loaded = _dist_load(ckptr.ck, sd, ckpt_dir, "model weights", hint)
     try:
         ckstate.restore_model(state.model, loaded)
     except (RuntimeError, CheckpointError) as exc:
@@ -232,6 +189,7 @@ def load_nemo2_weights(ckptr, state, path: str, key: str) -> None:
     ckpt_dir = nemo2.weights_dir(path)
     if not os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
         agree(f"{key}: {ckpt_dir} is not a Megatron distributed checkpoint (no .metadata inside)")
+    verify_before_reading(ckpt_dir, require_manifest=False)  # NeMo writes no manifest; .metadata still restricted
     agree(nemo2.vocab_padding_mismatch(ckpt_dir, [ckstate.unwrap(c) for c in state.model]))
     sd = {k: ckstate.unwrap(c).sharded_state_dict(prefix=nemo2.KEY_PREFIX, metadata=dict(ckstate.SHARDED_METADATA))
           for k, c in zip(ckstate.model_keys(len(state.model)), state.model)}

@@ -138,22 +138,25 @@ class Checkpointer:
 
     # ---- loading ----------------------------------------------------------------------------------
     def resume(self, state) -> Optional[str]:
-        """Load the newest complete checkpoint under ``checkpoint.load`` into ``state``; ``None``
-        if there is none (and ``exit_on_missing_checkpoint`` is off)."""
+        """Load the checkpoint ``checkpoint.load`` names (a save directory's newest, or one
+        ``iter_XXXXXXX`` directory; see ``paths``) into ``state``; ``None`` if there is none yet
+        (and ``exit_on_missing_checkpoint`` is off)."""
+        from plugtron.checkpointing.paths import resolve_load
+
         root = self.ck.load
         try:
-            it = layout.latest_iteration(root) if os.path.isdir(root) else None
-            error = None
+            ckpt_dir, error = resolve_load(root), None
         except CheckpointError as exc:
-            it, error = None, str(exc)
+            ckpt_dir, error = None, str(exc)
         agree(error)
-        if it is None:
+        if ckpt_dir is None:
             if self.ck.exit_on_missing_checkpoint:
                 raise CheckpointError(f"checkpoint.load: no checkpoint in {root} and checkpoint.exit_on_missing_checkpoint is set")
             if distributed.is_rank0():
                 log.info(f"checkpoint: no checkpoint in {root}; starting from scratch")
             return None
-        ckpt_dir = layout.iter_path(root, it)
+        from plugtron.checkpointing.loading import load_into
+
         load_into(self, state, ckpt_dir)
         return ckpt_dir
 

@@ -99,12 +99,25 @@ def read_sequence_lengths(prefix: str, key: str) -> numpy.ndarray:
         head = f.read(34)
     if len(head) < 34 or head[:9] != _IDX_HEADER or struct.unpack("<Q", head[9:17])[0] != 1:
         raise DataError(f"{key}: {idx} is not a Megatron indexed dataset index (bad header)")
-    code, count = head[17], struct.unpack("<Q", head[18:26])[0]
+    code, count, n_doc_idx = head[17], struct.unpack("<Q", head[18:26])[0], struct.unpack("<Q", head[26:34])[0]
     if code not in _ITEMSIZE:
         raise DataError(f"{key}: {idx} names unknown token dtype code {code}")
     if count == 0:
         raise DataError(f"{key}: {prefix} is empty (0 documents in {idx})")
+    # Megatron maps the arrays without checking their extent: a truncated or absurd header would
+    # fail inside IndexedDataset (and again in its __del__) without naming the file.
+    expected_idx = 34 + count * (4 + 8) + n_doc_idx * 8  # lengths int32, pointers int64, document starts int64
+    actual_idx = os.path.getsize(idx)
+    if actual_idx != expected_idx:
+        raise DataError(f"{key}: {idx} is {actual_idx} bytes, but its header describes {count} sequences and "
+                        f"{n_doc_idx} document offsets ({expected_idx} bytes); the index is truncated or corrupt")
+    doc_idx = numpy.fromfile(idx, dtype=numpy.int64, count=n_doc_idx, offset=34 + count * 12)
+    if n_doc_idx < 2 or doc_idx[0] != 0 or doc_idx[-1] != count or bool((numpy.diff(doc_idx) < 0).any()):
+        raise DataError(f"{key}: {idx} has inconsistent document offsets (expected 0 ... {count}, ascending); "
+                        "the index is corrupt")
     lengths = numpy.fromfile(idx, dtype=numpy.int32, count=count, offset=34)
+    if bool((lengths < 0).any()):
+        raise DataError(f"{key}: {idx} holds negative sequence lengths; the index is corrupt")
     expected = int(lengths.sum(dtype=numpy.int64)) * _ITEMSIZE[code]
     actual = os.path.getsize(prefix + ".bin")
     if len(lengths) != count or actual != expected:

@@ -76,9 +76,12 @@ class AutoBridge:
 
     @classmethod
     def import_ckpt(cls, hf_model_id_or_path: str, megatron_path: str, tensor_model_parallel_size: int = 1,
-                    **provider_overrides: Any) -> Path:
+                    overwrite: bool = False, **provider_overrides: Any) -> Path:
         """Convert a local Hugging Face model into a plugtron checkpoint at ``megatron_path``.
-        With ``tensor_model_parallel_size > 1`` run it under torchrun (every rank calls it)."""
+        With ``tensor_model_parallel_size > 1`` run it under torchrun (every rank calls it).
+        ``megatron_path`` must be new or empty; ``overwrite`` replaces a previous import there
+        (never a directory holding training checkpoints; see ``megatron_side.check_import_dir``)."""
+        megatron_side.check_import_dir(Path(megatron_path), overwrite)  # before the work, not after
         bridge = cls.from_hf_pretrained(hf_model_id_or_path)
         tp = tensor_model_parallel_size
         provider = bridge.to_megatron_provider(tensor_model_parallel_size=tp, **provider_overrides)
@@ -86,13 +89,17 @@ class AutoBridge:
         with megatron_side.megatron_world(tp):
             built, model = megatron_side.build_model(provider, tp)
             megatron_side.fill(model, built, tensors)
-            out = megatron_side.save(model, provider, Path(megatron_path), hf_config=bridge.hf_config)
+            out = megatron_side.save(model, provider, Path(megatron_path), hf_config=bridge.hf_config, overwrite=overwrite)
         log.info("imported %s (%s) into %s", bridge.model_dir, bridge.family.architecture, out)
         return Path(megatron_path)
 
     @staticmethod
-    def export_ckpt(megatron_path: str, hf_path: str, max_shard_bytes: Optional[int] = None) -> Path:
-        """Write ``hf_path``/config.json + safetensors from a plugtron checkpoint (any TP layout)."""
+    def export_ckpt(megatron_path: str, hf_path: str, max_shard_bytes: Optional[int] = None,
+                    overwrite: bool = False) -> Path:
+        """Write ``hf_path``/config.json + safetensors from a plugtron checkpoint (any TP layout).
+        ``hf_path`` must be new or empty; ``overwrite`` replaces config.json and the safetensors of
+        a non-empty one (other files are kept; never a directory holding a plugtron checkpoint)."""
+        files.check_export_dir(Path(hf_path), overwrite)  # before the work, not after
         root = Path(megatron_path)
         with megatron_side.megatron_world(1):
             provider, model = megatron_side.load_model(root, tp=1)
@@ -109,6 +116,7 @@ class AutoBridge:
         dtype = _DTYPES.get(str(config.get("dtype", config.get("torch_dtype"))), torch.float32)
         hf = weights.mcore_to_hf(fam.name, provider, tensors, dtype=dtype)
         if distributed.is_rank0():  # under torchrun: one writer
+            files.remove_weights(Path(hf_path))  # empty unless overwrite: checked above
             files.write_model_dir(Path(hf_path), hf, config, max_shard_bytes=max_shard_bytes)
         log.info("exported %s to %s", root, hf_path)
         return Path(hf_path)

@@ -8,6 +8,7 @@ Each family reads only keys whose meaning Megatron reproduces exactly; a value i
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Dict, Optional
 
 from plugtron.providers.hf.errors import ConversionError, UnsupportedArchitecture
@@ -30,9 +31,25 @@ def _get(cfg: dict, key: str, default: Any = ..., where: str = "config.json") ->
     return default
 
 
+def _int(cfg: dict, key: str, default: Any = ..., where: str = "config.json") -> int:
+    """A positive integer setting (a size or a count); anything else names the key."""
+    value = _get(cfg, key, default, where)
+    if type(value) is not int or value <= 0:  # noqa: E721 (true/false are not sizes)
+        raise ConversionError(f"{where}: {key}={value!r:.60}: expected a positive integer")
+    return value
+
+
+def _float(cfg: dict, key: str, default: Any = ..., where: str = "config.json") -> float:
+    """A finite, non-negative number (epsilon, dropout, RoPE base, loss coefficient)."""
+    value = _get(cfg, key, default, where)
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        raise ConversionError(f"{where}: {key}={value!r:.60}: expected a non-negative number")
+    return float(value)
+
+
 def _require(cfg: dict, key: str, allowed, default=None) -> Any:
     value = cfg.get(key, default)
-    if value not in allowed:
+    if not isinstance(value, (str, bool, int, float, type(None))) or value not in allowed:
         raise UnsupportedArchitecture(
             f"config.json: {key}={value!r} is not supported (supported: {', '.join(map(repr, allowed))})"
         )
@@ -43,36 +60,38 @@ def _rope_scaling(cfg: dict) -> Dict[str, Any]:
     rs = cfg.get("rope_scaling")
     if not rs:
         return {"rope_scaling": False}
+    if not isinstance(rs, dict):
+        raise ConversionError(f"config.json: rope_scaling={rs!r}: expected an object or null")
     kind = rs.get("rope_type", rs.get("type"))
     # Megatron implements exactly Llama 3.1's scaling with these constants; anything else differs.
     fixed = {"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-    if kind != "llama3" or any(float(rs.get(k, v)) != v for k, v in fixed.items()):
+    if kind != "llama3" or any(rs.get(k, v) != v for k, v in fixed.items()):
         raise UnsupportedArchitecture(
             f"config.json: rope_scaling={rs!r} is not supported (only rope_type 'llama3' with "
             "low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192)"
         )
-    return {"rope_scaling": True, "rope_scaling_factor": float(rs["factor"])}
+    return {"rope_scaling": True, "rope_scaling_factor": _float(rs, "factor", where="config.json: rope_scaling")}
 
 
 def _llama_like(cfg: dict) -> Dict[str, Any]:
     _require(cfg, "hidden_act", ("silu",), "silu")
     if cfg.get("attention_bias", False) or cfg.get("mlp_bias", False):
         raise UnsupportedArchitecture("config.json: attention_bias/mlp_bias=true is not supported for this family")
-    h, heads = _get(cfg, "hidden_size"), _get(cfg, "num_attention_heads")
+    h, heads = _int(cfg, "hidden_size"), _int(cfg, "num_attention_heads")
     kw = dict(
-        num_layers=_get(cfg, "num_hidden_layers"), hidden_size=h, num_attention_heads=heads,
-        num_query_groups=_get(cfg, "num_key_value_heads", heads), ffn_hidden_size=_get(cfg, "intermediate_size"),
-        vocab_size=_get(cfg, "vocab_size"), seq_length=_get(cfg, "max_position_embeddings"),
-        max_position_embeddings=_get(cfg, "max_position_embeddings"),
-        layernorm_epsilon=float(_get(cfg, "rms_norm_eps", 1e-6)), rotary_base=_get(cfg, "rope_theta", 10000.0),
+        num_layers=_int(cfg, "num_hidden_layers"), hidden_size=h, num_attention_heads=heads,
+        num_query_groups=_int(cfg, "num_key_value_heads", heads), ffn_hidden_size=_int(cfg, "intermediate_size"),
+        vocab_size=_int(cfg, "vocab_size"), seq_length=_int(cfg, "max_position_embeddings"),
+        max_position_embeddings=_int(cfg, "max_position_embeddings"),
+        layernorm_epsilon=_float(cfg, "rms_norm_eps", 1e-6), rotary_base=_float(cfg, "rope_theta", 10000.0),
         share_embeddings_and_output_weights=bool(cfg.get("tie_word_embeddings", False)),
-        attention_dropout=float(cfg.get("attention_dropout", 0.0)), hidden_dropout=0.0,
+        attention_dropout=_float(cfg, "attention_dropout", 0.0), hidden_dropout=0.0,
         **_rope_scaling(cfg),
     )
-    head_dim = cfg.get("head_dim")
+    head_dim = _int(cfg, "head_dim", None) if cfg.get("head_dim") is not None else None
     if head_dim and head_dim != h // heads:
         kw["kv_channels"] = head_dim
-    if float(kw["rotary_base"]).is_integer():
+    if kw["rotary_base"].is_integer():
         kw["rotary_base"] = int(kw["rotary_base"])
     return kw
 
@@ -97,9 +116,9 @@ def _llama_like_hf(p) -> Dict[str, Any]:
 
 def _mistral(cfg: dict) -> Dict[str, Any]:
     kw = _llama_like(cfg)
-    window = cfg.get("sliding_window")
+    window = _int(cfg, "sliding_window") if cfg.get("sliding_window") is not None else None
     if window:  # HF lets a query see the previous `window` tokens including itself
-        kw["window_size"] = (int(window) - 1, 0)
+        kw["window_size"] = (window - 1, 0)
     return kw
 
 
@@ -126,11 +145,11 @@ def _qwen2_hf(p) -> Dict[str, Any]:
 
 def _mixtral(cfg: dict) -> Dict[str, Any]:
     kw = _mistral(cfg)
-    kw.update(num_moe_experts=_get(cfg, "num_local_experts"), moe_router_topk=_get(cfg, "num_experts_per_tok"),
-              moe_aux_loss_coeff=float(cfg.get("router_aux_loss_coef", 0.02)),
+    kw.update(num_moe_experts=_int(cfg, "num_local_experts"), moe_router_topk=_int(cfg, "num_experts_per_tok"),
+              moe_aux_loss_coeff=_float(cfg, "router_aux_loss_coef", 0.02),
               moe_ffn_hidden_size=kw["ffn_hidden_size"])
     if cfg.get("router_jitter_noise"):
-        kw["moe_input_jitter_eps"] = float(cfg["router_jitter_noise"])
+        kw["moe_input_jitter_eps"] = _float(cfg, "router_jitter_noise")
     return kw
 
 
@@ -151,15 +170,15 @@ def _gpt2(cfg: dict) -> Dict[str, Any]:
     _require(cfg, "scale_attn_by_inverse_layer_idx", (False,), False)
     from plugtron.config.converter import named_activations
 
-    h = _get(cfg, "n_embd")
+    h = _int(cfg, "n_embd")
     return dict(
-        num_layers=_get(cfg, "n_layer"), hidden_size=h, num_attention_heads=_get(cfg, "n_head"),
-        ffn_hidden_size=cfg.get("n_inner") or 4 * h, vocab_size=_get(cfg, "vocab_size"),
-        seq_length=_get(cfg, "n_positions"), max_position_embeddings=_get(cfg, "n_positions"),
-        layernorm_epsilon=float(_get(cfg, "layer_norm_epsilon", 1e-5)),
+        num_layers=_int(cfg, "n_layer"), hidden_size=h, num_attention_heads=_int(cfg, "n_head"),
+        ffn_hidden_size=_int(cfg, "n_inner", 4 * h), vocab_size=_int(cfg, "vocab_size"),
+        seq_length=_int(cfg, "n_positions"), max_position_embeddings=_int(cfg, "n_positions"),
+        layernorm_epsilon=_float(cfg, "layer_norm_epsilon", 1e-5),
         activation_func=named_activations()[_GPT2_ACT[act]],
         share_embeddings_and_output_weights=bool(cfg.get("tie_word_embeddings", True)),
-        hidden_dropout=float(cfg.get("resid_pdrop", 0.1)), attention_dropout=float(cfg.get("attn_pdrop", 0.1)),
+        hidden_dropout=_float(cfg, "resid_pdrop", 0.1), attention_dropout=_float(cfg, "attn_pdrop", 0.1),
     )
 
 
@@ -192,6 +211,8 @@ BY_NAME: Dict[str, Family] = {f.name: f for f in FAMILIES.values()}
 
 def family_of_config(cfg: dict, where: str = "config.json") -> Family:
     archs = cfg.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ConversionError(f"{where}: architectures={archs!r:.80}: expected a list of class names")
     for arch in archs:
         if arch in FAMILIES:
             return FAMILIES[arch]

@@ -50,12 +50,43 @@ def resolve_local(path_or_id: str) -> Path:
     raise ConversionError(f"{p}: no such directory")
 
 
-def read_config(model_dir: Path) -> dict:
-    path = model_dir / "config.json"
+def _read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConversionError(f"{path}: cannot read ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError includes UnicodeDecodeError
+        raise ConversionError(f"{path}: cannot read ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def read_config(model_dir: Path) -> dict:
+    path = model_dir / "config.json"
+    cfg = _read_json(path)
+    if not isinstance(cfg, dict):
+        raise ConversionError(f"{path}: expected a JSON object of model settings, got a {type(cfg).__name__}")
+    return cfg
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def _open_safetensors(path: Path):
+    """``safe_open`` that names the file when it is not a safetensors file (garbage, truncated)."""
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt")
+    except Exception as exc:  # SafetensorError and OSError: the header or the file is unreadable
+        raise ConversionError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+
+
+def _weight_map(index: Path, model_dir: Path) -> Dict[str, Path]:
+    doc = _read_json(index)
+    weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) and v for v in weight_map.values()):
+        raise ConversionError(f"{index}: not a safetensors index (expected {{\"weight_map\": {{tensor name: "
+                              "shard file name}}})")
+    return {name: model_dir / shard for name, shard in weight_map.items()}
 
 
 class SafetensorsReader:
@@ -67,22 +98,15 @@ class SafetensorsReader:
         self.where: Dict[str, Path] = {}
         index = model_dir / INDEX
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            except (OSError, ValueError, KeyError) as exc:
-                raise ConversionError(f"{index}: not a safetensors index ({exc})") from None
-            for name, shard in weight_map.items():
-                self.where[name] = model_dir / shard
+            self.where = _weight_map(index, model_dir)
         else:
             files = sorted(model_dir.glob("*.safetensors"))
             if not files:
                 bins = sorted(p.name for p in model_dir.glob("*.bin"))
                 extra = f" (found {', '.join(bins)}: re-save with safe_serialization=True)" if bins else ""
                 raise ConversionError(f"{model_dir}: no *.safetensors weights{extra}")
-            from safetensors import safe_open
-
             for f in files:
-                with safe_open(str(f), framework="pt") as h:
+                with _open_safetensors(f) as h:
                     for name in h.keys():
                         self.where[name] = f
         missing = sorted({str(f) for f in self.where.values() if not f.is_file()})
@@ -94,12 +118,43 @@ class SafetensorsReader:
         return self.where.keys()
 
     def get(self, name: str) -> torch.Tensor:
-        from safetensors import safe_open
-
         f = self.where[name]
         if f not in self._handles:
-            self._handles[f] = safe_open(str(f), framework="pt")
-        return self._handles[f].get_tensor(name)
+            self._handles[f] = _open_safetensors(f)
+        try:
+            return self._handles[f].get_tensor(name)
+        except Exception as exc:  # a name the index puts in the wrong shard, or a corrupt tensor
+            raise ConversionError(f"{f}: cannot read tensor '{name}' ({_first_line(exc)})") from None
+
+
+def _holds_plugtron_checkpoint(path: Path) -> bool:
+    from plugtron.checkpointing import layout
+
+    return (path / layout.TRACKER).exists() or bool(layout.complete_iterations(str(path)))
+
+
+def check_export_dir(out_dir: Path, overwrite: bool) -> None:
+    """An export writes into a new or empty directory; into a non-empty one only with ``overwrite``,
+    and never into a directory holding a plugtron checkpoint. Checked before the model is loaded."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConversionError(f"{out_dir}: is a file; expected a directory for config.json and the safetensors")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if _holds_plugtron_checkpoint(out_dir):
+        raise ConversionError(f"{out_dir}: holds a plugtron checkpoint; export-hf never writes into one, even "
+                              "with --overwrite: choose another directory")
+    if not overwrite:
+        raise ConversionError(f"{out_dir}: not empty; choose a new directory, or pass --overwrite (Python: "
+                              "overwrite=True) to replace its config.json and safetensors weights (other files, "
+                              "such as a tokenizer, are kept)")
+
+
+def remove_weights(out_dir: Path) -> None:
+    """Before an export with ``overwrite``: a previous export's shards and index would otherwise
+    be mixed with the new ones."""
+    for old in [*out_dir.glob("*.safetensors"), out_dir / INDEX]:
+        if old.is_file():
+            old.unlink()
 
 
 def write_model_dir(out_dir: Path, tensors: Dict[str, torch.Tensor], config: dict,

@@ -145,10 +145,36 @@ def gather(model, provider) -> Dict[str, torch.Tensor]:
     return out
 
 
-def save(model, provider, out: Path, hf_config: dict = None) -> Path:
+def check_import_dir(out: Path, overwrite: bool) -> None:
+    """An import writes into a new or empty directory. With ``overwrite`` a non-empty one is
+    accepted if its only checkpoint is a previous import (``iter_0000000`` holding hf_config.json),
+    which is replaced; a directory with training checkpoints is refused even then (they would
+    keep winning on load, and are not the converter's to delete)."""
+    from plugtron.checkpointing import layout
+
+    if out.exists() and not out.is_dir():
+        raise ConversionError(f"{out}: is a file; expected a directory for the checkpoint")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ConversionError(f"{out}: not empty; choose a new directory, or pass --overwrite (Python: "
+                              "overwrite=True) to replace a previous import there")
+    try:
+        layout.read_tracker(str(out))
+    except CheckpointError as exc:
+        raise ConversionError(f"{out}: {exc}; not a previous import, refusing to write there") from None
+    imported = Path(layout.iter_path(str(out), 0)) / HF_CONFIG
+    trained = [it for it in layout.complete_iterations(str(out)) if it != 0 or not imported.is_file()]
+    if trained:
+        raise ConversionError(f"{out}: holds training checkpoints ({layout.iter_name(trained[-1])}); import-hf never "
+                              "replaces those, even with --overwrite: choose a new directory")
+
+
+def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = False) -> Path:
     """Write the layout above (collective: every rank calls it) through the publish sequence of
     training saves (``plugtron.checkpointing.publish``): staged, manifest, atomic rename, tracker -
-    so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one."""
+    so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one.
+    With ``overwrite`` a previous import's ``iter_0000000`` is replaced (atomically, by the publish)."""
     import json
 
     from megatron.core import dist_checkpointing
@@ -156,7 +182,7 @@ def save(model, provider, out: Path, hf_config: dict = None) -> Path:
     from plugtron.config import ConfigContainer
 
     final = Path(layout.iter_path(str(out), 0))
-    if final.exists() and any(final.iterdir()):  # every rank checks: no rank is left in a barrier
+    if final.exists() and any(final.iterdir()) and not overwrite:  # every rank checks: no rank is left in a barrier
         raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
     staging = Path(publish.open_staging(str(out), 0))  # also removes a killed conversion's staging
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
@@ -173,8 +199,12 @@ def checkpoint_dir(root: Path) -> Path:
     path = Path(layout.resolve_checkpoint_dir(str(root), "export-hf"))
     if not (path / layout.RUN_CONFIG).is_file():
         raise CheckpointError(f"{path}: no {layout.RUN_CONFIG} (the model's provider is needed to rebuild it)")
-    if (path / layout.MANIFEST).is_file():
+    from plugtron.checkpointing import safe_pickle
+
+    if (path / layout.MANIFEST).is_file():  # a converted or trained checkpoint; another tool's may lack one
         layout.verify(str(path))
+    if (path / ".metadata").is_file():  # before Megatron reads it: refuses anything but dcp metadata classes
+        safe_pickle.load_metadata(str(path / ".metadata"))
     return path
 
 
@@ -202,10 +232,10 @@ def load_model(root: Path, tp: int = 1) -> Tuple[object, object]:
         return provider, model
     path = checkpoint_dir(root)
     provider, model = build_model(load_provider(root), tp)
-    from plugtron.checkpointing.loading import weights_only_loads
+    from plugtron.checkpointing.safe_pickle import safe_loads
 
     try:
-        with weights_only_loads():  # a checkpoint from elsewhere cannot run code while it is read
+        with safe_loads():  # a checkpoint from elsewhere cannot run code while it is read
             loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))
     except (KeyboardInterrupt, SystemExit):
         raise
