@@ -168,3 +168,14 @@ def test_batched_p2p_with_virtual_pipeline_is_derived_off_without_cuda(caplog):
     cfg.model.batch_p2p_comm = True  # as if set again after validate(): the check must not rewrite it
     machine.check(cfg)
     assert cfg.model.batch_p2p_comm
+
+
+def test_training_with_peft_is_refused_until_adapters_exist(tmp_path):
+    """A peft section validates (config show, migrate), but training refuses it up front: without an
+    adapter plugin every weight would be trained, silently."""
+    from plugtron.training.trainer import Trainer
+
+    cfg = load_config(overrides=["peft.dim=8", f"checkpoint.pretrained_checkpoint={tmp_path}"])
+    cfg.validate()
+    with pytest.raises(ConfigError, match="peft: adapter training .* is not implemented yet"):
+        Trainer(cfg)

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 from plugtron import distributed
 from plugtron.checkpointing.manager import Checkpointer
 from plugtron.checkpointing.paths import check_before_training as check_checkpoint_paths
+from plugtron.errors import ConfigError
 from plugtron.training import setup
 from plugtron.training.flops import num_floating_point_operations
 from plugtron.training.metrics import LogWindow, StepMetrics, format_log
@@ -35,6 +36,10 @@ class Trainer:
         from plugtron.plugin_manager import PluginManager
 
         cfg.validate(world_size)
+        if cfg.peft is not None:  # no adapter plugin yet: the run would silently update every weight
+            raise ConfigError(["peft: adapter training (LoRA, DoRA, canonical LoRA) is not implemented yet, and "
+                               "without it this run would train every weight; remove the peft section to fine-tune "
+                               "the full model (config show still validates PEFT configs)"])
         machine.check(cfg)
         self.cfg = cfg
         self.hooks = (plugin_manager or PluginManager()).load(cfg)
