@@ -126,7 +126,8 @@ class DistributedInitConfig:
     nccl_communicator_config_path: Optional[str] = None
     use_tp_pp_dp_mapping: bool = False
     lazy_init: bool = False
-    enable_megatron_core_experimental: bool = False
+    # Former MegatronEnableExperimentalCallback: the megatron_experimental plugin.
+    enable_megatron_core_experimental: bool = toggle("megatron_experimental", default=False)
 
 
 @attrs.define(kw_only=True)
