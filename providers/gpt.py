@@ -30,6 +30,24 @@ def te_available() -> bool:
     return True
 
 
+def uses_te_layers(config) -> bool:
+    """Whether a model built from ``config`` gets Transformer Engine layers (``layer_spec``'s choice)."""
+    return getattr(config, "transformer_impl", "local") == "transformer_engine" and te_available()
+
+
+def with_sdpa_attention(spec):
+    """``spec`` (a local GPT layer spec, changed in place and returned) with its self-attention's
+    core attention computed by torch's SDPA (``plugtron.providers.sdpa_attention``)."""
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+    from plugtron.providers.sdpa_attention import SDPADotProductAttention
+
+    attn = spec.submodules.self_attention.submodules
+    if attn.core_attention is DotProductAttention:
+        attn.core_attention = SDPADotProductAttention
+    return spec
+
+
 def check_encoder_parallelism(cfg) -> None:
     etp, epp = cfg.encoder_tensor_model_parallel_size, cfg.encoder_pipeline_model_parallel_size
     if etp not in (None, cfg.tensor_model_parallel_size) or epp not in (None, 0):
@@ -88,7 +106,7 @@ class GPTModelProvider(TransformerConfig):
         """Transformer Engine spec with TE + CUDA, else Megatron's local (pure torch) spec."""
         from megatron.core.models.gpt import gpt_layer_specs as specs
 
-        use_te = self.transformer_impl == "transformer_engine" and te_available()
+        use_te = uses_te_layers(self)
         if self.transformer_impl == "transformer_engine" and not use_te:
             log.debug("Transformer Engine unavailable: using the local layer spec")
         if use_te:
@@ -97,12 +115,15 @@ class GPTModelProvider(TransformerConfig):
                 moe_grouped_gemm=self.moe_grouped_gemm,
                 qk_layernorm=self.qk_layernorm,
             )
-        return specs.get_gpt_layer_local_spec(
+        spec = specs.get_gpt_layer_local_spec(
             num_experts=self.num_moe_experts,
             moe_grouped_gemm=self.moe_grouped_gemm,
             qk_layernorm=self.qk_layernorm,
             normalization=self.normalization,
         )
+        # On CUDA the local spec's unfused attention is the slow, memory-hungry part: torch's SDPA
+        # (flash kernels) instead. On CPU Megatron's module stays (bit-identical CPU losses).
+        return with_sdpa_attention(spec) if torch.cuda.is_available() else spec
 
     def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
         """Build this rank's GPTModel chunk. Parallel state must be initialized."""

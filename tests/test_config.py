@@ -151,3 +151,20 @@ def test_python_objects_accepted_directly():
 
     cfg = ConfigContainer(mixed_precision=MixedPrecisionConfig(bf16=True, params_dtype=torch.bfloat16))
     assert from_yaml(to_yaml(cfg)).resolved_mixed_precision().params_dtype == torch.bfloat16
+
+
+def test_batched_p2p_with_virtual_pipeline_is_derived_off_without_cuda(caplog):
+    """A derivation of validate() (where `config show` sees it); machine.check only reads the config."""
+    import torch
+
+    from plugtron.platform import machine
+
+    cfg = load_config(overrides=["model.pipeline_model_parallel_size=2", "model.virtual_pipeline_model_parallel_size=2"])
+    assert cfg.model.batch_p2p_comm
+    cfg.validate(world_size=2)
+    expected_off = not torch.cuda.is_available()
+    assert cfg.model.batch_p2p_comm is not expected_off
+    assert ("batch_p2p_comm=false" in caplog.text) is expected_off
+    cfg.model.batch_p2p_comm = True  # as if set again after validate(): the check must not rewrite it
+    machine.check(cfg)
+    assert cfg.model.batch_p2p_comm

@@ -172,6 +172,9 @@ def test_overrides_use_the_same_table():
     from plugtron.config import parse_overrides
 
     assert parse_overrides(m.overrides())["model"]["num_layers"] == 4
+    factory = migrate_overrides(["--factory llama3_8b trainer.max_steps=10", "--factory=llama31_8b"])
+    assert factory.overrides() == ["model.provider=llama3_8b", "train.train_iters=10"]
+    assert "conflicts with factory.model" in factory.unmapped[0].reason
 
 
 def test_docs_are_the_table():
@@ -254,3 +257,21 @@ def test_entry_points_only_when_they_come_from_nemo(tmp_path):
     nemo = migrate_script(write(tmp_path, "from nemo.collections.llm import finetune\n"
                                           "finetune(model=llm.llama3_8b, peft='lora')\n", "nemo.py"))
     assert nemo.flat() == {"model.provider": "llama3_8b", "peft": {}}
+
+
+def test_attribute_assignments_follow_the_variable(tmp_path):
+    m = migrate_script(write(tmp_path, """\
+from nemo import lightning as nl
+from nemo.collections import llm
+data = llm.FineTuningDataModule(dataset_root="/d")
+data.seq_length = 512
+model = llm.LlamaModel(config=llm.Llama3Config8B())
+model.config.num_layers = 4
+trainer = nl.Trainer(max_steps=10)
+trainer.strategy.tensor_model_parallel_size = 2
+trainer.unknown_thing = 1
+"""))
+    assert m.flat() == {"dataset.dataset_root": "/d", "dataset.seq_length": 512, "model.seq_length": 512,
+                        "model.provider": "llama3_8b", "model.num_layers": 4, "train.train_iters": 10,
+                        "model.tensor_model_parallel_size": 2}
+    assert [(u.where, u.nemo) for u in m.unmapped] == [("script.py:9", "Trainer.unknown_thing")]

@@ -85,6 +85,8 @@ def test_context_is_read_as_data_and_mismatches_are_named(nemo_ckpt, tmp_path):
     assert fields["activation_func"] == "silu"
     provider = provider_from_checkpoint(path)
     assert (provider.num_layers, provider.hidden_size, provider.num_query_groups) == (2, 64, 2)
+    with pytest.raises(CheckpointError, match=r"word_embeddings has 320 rows \(the padded vocabulary\), this model 384"):
+        train(load_config(None, LLAMA + ["model.make_vocab_size_divisible_by=128", f"checkpoint.pretrained_checkpoint={path}"]))
     with pytest.raises(CheckpointError, match=r"num_layers: checkpoint 2, model section 3.*hidden_size"):
         train(load_config(None, LLAMA + ["model.num_layers=3", "model.hidden_size=128",
                                          f"checkpoint.pretrained_checkpoint={path}"]))
@@ -127,3 +129,18 @@ def test_convert_export_hf_reads_a_nemo2_checkpoint(nemo_ckpt, tmp_path):
     vocab = got.shape[-1]
     assert vocab == 257  # the byte-level vocabulary; the padding rows are removed
     assert (got - original[..., :vocab]).abs().max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_nemo2_checkpoint_reshards_to_tp2(nemo_ckpt, tmp_path):
+    """Written at TP=1, loaded into TP=2 on two processes: the first loss equals one process's."""
+    from helpers import torchrun
+
+    path, _ = nemo_ckpt
+    steps = [o for o in LLAMA if o != "train.skip_train=true"] + [f"checkpoint.pretrained_checkpoint={path}",
+                                                                 "train.train_iters=2", "rng.seed=5"]
+    one = train(load_config(None, steps))
+    # the vocabulary is padded to a multiple of divisor x TP: 32 x 2 keeps the checkpoint's 320 rows
+    two = torchrun(tmp_path, "tp2", steps + ["model.tensor_model_parallel_size=2", "model.make_vocab_size_divisible_by=32"])
+    print("first losses, TP=1 vs TP=2:", float(one["losses"][0]), two["losses"][0])
+    assert abs(float(one["losses"][0]) - two["losses"][0]) < 1e-5

@@ -233,6 +233,7 @@ def load_nemo2_weights(ckptr, state, path: str, key: str) -> None:
     ckpt_dir = nemo2.weights_dir(path)
     if not os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
         agree(f"{key}: {ckpt_dir} is not a Megatron distributed checkpoint (no .metadata inside)")
+    agree(nemo2.vocab_padding_mismatch(ckpt_dir, [ckstate.unwrap(c) for c in state.model]))
     sd = {k: ckstate.unwrap(c).sharded_state_dict(prefix=nemo2.KEY_PREFIX, metadata=dict(ckstate.SHARDED_METADATA))
           for k, c in zip(ckstate.model_keys(len(state.model)), state.model)}
     loaded = _dist_load(ckptr.ck, sd, ckpt_dir, "NeMo 2.0 model weights",

@@ -3,7 +3,7 @@
 These classes are torch-free on purpose: ``plugtron plugins list`` reads the plugin toggles declared
 here (``metadata={"plugin": ...}``) without importing torch or Megatron-Core.
 
-Field names and meanings follow Megatron Bridge (see the migration guide in ``docs/migration.md``).
+Field names and meanings follow Megatron Bridge (``docs/migration.md`` maps the NeMo 2.0 names to them).
 A field whose metadata names a ``plugin`` is that built-in plugin's on/off switch: the plugin is
 enabled exactly when the field is truthy. That is the single source of truth for built-in plugins.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import List
 
-from plugtron.config.precision import MixedPrecisionConfig
+from plugtron.config.precision import FP8_MODEL_FIELDS, MixedPrecisionConfig
 from plugtron.errors import ConfigError
 
 
@@ -26,7 +26,13 @@ def _apply_mixed_precision(cfg, mp: MixedPrecisionConfig) -> None:
     cfg.model.pipeline_dtype = to_dtype(mp.pipeline_dtype) or params
     cfg.model.autocast_dtype = params
     if mp.fp8 is not None:
-        cfg.model.fp8 = mp.fp8
+        for name in FP8_MODEL_FIELDS:
+            setattr(cfg.model, name, getattr(mp, name))
+        cfg.model.fp8_param = mp.fp8_param_gather if mp.fp8_param is None else mp.fp8_param
+        cfg.ddp.fp8_param_gather = mp.fp8_param_gather
+        cfg.ddp.reuse_grad_buf_for_mxfp8_param_ag = mp.reuse_grad_buf_for_mxfp8_param_ag
+        cfg.optimizer.fp8_recipe = mp.fp8_recipe
+        cfg.optimizer.reuse_grad_buf_for_mxfp8_param_ag = mp.reuse_grad_buf_for_mxfp8_param_ag
     opt = cfg.optimizer
     opt.loss_scale, opt.initial_loss_scale = mp.loss_scale, mp.initial_loss_scale
     opt.min_loss_scale, opt.loss_scale_window, opt.hysteresis = mp.min_loss_scale, mp.loss_scale_window, mp.hysteresis
@@ -130,6 +136,22 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
         )
 
 
+def _derive_p2p(cfg) -> None:
+    """Without CUDA the backend is gloo, where virtual pipeline with batched p2p runs but does not
+    learn (measured: with two stages prev and next are the same rank and the batched sends/receives
+    pair up wrongly): batch_p2p_comm is switched off there, with a warning."""
+    import torch
+
+    m = cfg.model
+    if m.virtual_pipeline_model_parallel_size and m.batch_p2p_comm and not torch.cuda.is_available():
+        import logging
+
+        logging.getLogger("plugtron").warning(
+            "virtual pipeline on gloo: setting model.batch_p2p_comm=false (batched p2p does not learn on gloo)"
+        )
+        m.batch_p2p_comm = False
+
+
 def _derive_vocab(cfg, problems: List[str]) -> None:
     from plugtron.providers.model_kind import kind_for
 
@@ -189,6 +211,9 @@ def validate(cfg, world_size: int) -> None:
     if mp is not None:
         if sum((mp.fp16, mp.bf16)) > 1:
             problems.append("mixed_precision: fp16 and bf16 are mutually exclusive")
+        if mp.fp8_param_gather and mp.fp8_recipe == "mxfp8" and not mp.reuse_grad_buf_for_mxfp8_param_ag:
+            problems.append("mixed_precision.reuse_grad_buf_for_mxfp8_param_ag: must be true when fp8_param_gather "
+                            "is true with the mxfp8 recipe (Megatron gathers the mxfp8 params through the grad buffer)")
         _apply_mixed_precision(cfg, mp)
     if cfg.model.pipeline_model_parallel_size > 1 and cfg.model.pipeline_dtype is None:
         cfg.model.pipeline_dtype = cfg.model.params_dtype
@@ -196,6 +221,7 @@ def validate(cfg, world_size: int) -> None:
     _derive_vocab(cfg, problems)
     _derive_parallel(cfg, world_size, problems)
     _derive_scheduler(cfg, problems)
+    _derive_p2p(cfg)
     from plugtron.providers.model_kind import kind_for
 
     problems.extend(kind_for(cfg.model).problems(cfg))  # e.g. T5: no PP, decoder length fits the targets

@@ -23,12 +23,20 @@ _KEYS = {"tokens": torch.int64, "labels": torch.int64, "loss_mask": torch.float3
 def collate(samples: Sequence[Dict]) -> Dict[str, Optional[torch.Tensor]]:
     """Stack Megatron sample dicts into a micro batch; extra keys (BlendedDataset's ``dataset_id``)
     are dropped. ``attention_mask`` is ``[mbs, 1, s, s]`` bool (True = masked) when the dataset makes
-    one (``reset_attention_mask``), else ``None`` and the model applies its causal mask."""
+    one (``reset_attention_mask``, packed SFT rows), else ``None`` and the model applies its causal mask.
+    A packed SFT row also brings ``cu_seqlens`` and ``max_seqlen`` (its example boundaries)."""
     batch: Dict[str, Optional[torch.Tensor]] = {
         k: torch.stack([torch.as_tensor(s[k]) for s in samples]).to(dtype) for k, dtype in _KEYS.items()
     }
     masks = [s.get("attention_mask") for s in samples]
     batch["attention_mask"] = None if masks[0] is None else torch.stack(masks).to(torch.bool)
+    if len(samples) == 1 and samples[0].get("cu_seqlens") is not None:
+        # a packed SFT row (packing implies micro_batch_size 1): its example boundaries for the THD
+        # path, and the longest example computed here on the CPU (no GPU sync in the step)
+        from plugtron.data.sft import longest_segment
+
+        batch["cu_seqlens"] = samples[0]["cu_seqlens"]
+        batch["max_seqlen"] = longest_segment(samples[0]["cu_seqlens"])
     return batch
 
 

@@ -4,8 +4,8 @@ Both yield Megatron's sample keys (``tokens``, ``labels``, ``loss_mask``, ``posi
 training loop, ``MicroBatchIterator`` and the loss are the same as for pretraining. Packed rows also
 carry a block-diagonal causal ``attention_mask`` ([1, s, s] bool, True = masked) and restart
 ``position_ids`` at 0 for every example: each example attends only to itself, exactly as unpacked.
-That mask is what the local (pure torch) layer spec needs on CPU; on GPU with Transformer Engine the
-same boundaries as ``cu_seqlens`` (``packed_seq_params``) select the THD kernel instead.
+That mask is what the local (pure torch) layer spec needs; with Transformer Engine layers the training
+step passes the same boundaries as ``cu_seqlens`` (``packed_seq_params``, THD layout) instead.
 
 Order: sample ``i`` is row ``perm_e[i mod n]`` of epoch ``e = i // n``, ``perm_e`` a permutation
 seeded by ``(dataset.seed, e)``: a pure function of the seed and consumed samples, so a resumed run
@@ -58,12 +58,17 @@ def make_sample(examples, seq_length: int, eod: int, packed: bool):
     return sample
 
 
-def packed_seq_params(cu_seqlens: torch.Tensor):
-    """Megatron's ``PackedSeqParams`` (THD layout) for one packed row: the GPU/TE path."""
+def longest_segment(cu_seqlens: torch.Tensor) -> int:
+    return int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+
+
+def packed_seq_params(cu_seqlens: torch.Tensor, max_seqlen: Optional[int] = None):
+    """Megatron's ``PackedSeqParams`` (THD layout) for one packed row: the GPU/TE path.
+    ``max_seqlen``: the longest segment, if known (computing it from a GPU tensor is a sync)."""
     from megatron.core.packed_seq_params import PackedSeqParams
 
     cu = cu_seqlens.to(torch.int32)
-    longest = int((cu[1:] - cu[:-1]).max())
+    longest = longest_segment(cu) if max_seqlen is None else int(max_seqlen)
     return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
                            max_seqlen_q=longest, max_seqlen_kv=longest)
 
@@ -167,13 +172,6 @@ def build_sft_datasets(cfg, tokenizer):
     if not os.path.isdir(root):
         raise DataError(f"dataset.dataset_root: {root} is not a directory "
                         f"(expected one holding {', '.join(SPLIT_FILES.values())})")
-    if ds.packing and getattr(cfg.model, "transformer_impl", "local") == "transformer_engine":
-        from plugtron.providers.gpt import te_available
-
-        if te_available():  # TE's attention would ignore the block-diagonal mask: examples would mix
-            raise DataError("dataset.packed_sequence_specs: packed rows with Transformer Engine need the THD "
-                            "(cu_seqlens) path, which this version's training step does not pass yet; "
-                            "set model.transformer_impl: local, or drop packed_sequence_specs")
     specs = ds.packed_sequence_specs
     explicit = {"train": specs.packed_train_data_path if specs else None,
                 "valid": specs.packed_val_data_path if specs else None, "test": None}

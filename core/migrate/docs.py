@@ -69,7 +69,9 @@ and `plugtron convert export-hf <dir> HF_DIR` reads it:
   equal, or loading stops naming each differing field and both values; the checkpoint's config is
   never silently applied.
 - `weights/` is loaded through Megatron's `dist_checkpointing` with the `module.` prefix, so it reshards
-  to any TP/PP layout, as plugtron's own checkpoints do. Only model weights are read (step 0, fresh
+  to any TP/PP layout, as plugtron's own checkpoints do. The padded vocabulary (`vocab_size` rounded up
+  to `make_vocab_size_divisible_by` x TP) must have the checkpoint's number of rows; Megatron would
+  load another padding silently, so plugtron names both sizes instead. Only model weights are read (step 0, fresh
   optimizer). TransformerEngine extra state in the checkpoint is ignored (plugtron on CPU uses the
   local layer spec, whose keys match TE's).
 - `io.json` (fiddle's serialization) is not read: `model.yaml` has the same model config as data.
@@ -127,7 +129,8 @@ def render() -> str:
     out += [f"| `{k}` | `{v}` |" for k, v in RECIPES.items()]
     out += ["", "### NeMo-Run paths (`migrate nemo2-overrides`)", "", "| path | construct |", "|---|---|"]
     out += [f"| `{p}.<argument>` | " + ", ".join(f"`{c}`" for c in cs) + " |" for p, cs in PATHS.items()]
-    out += ["| `<argument>` (top level) | `<entry point>` |", "", _CKPT]
+    out += ["| `<argument>` (top level) | `<entry point>` |",
+            "| `--factory <recipe>` (`nemo llm`) | `model.provider` from the recipe table |", "", _CKPT]
     return "\n".join(out)
 
 

@@ -18,7 +18,7 @@ Torch-free at import.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from plugtron.errors import CheckpointError
 
@@ -124,6 +124,26 @@ def architecture_mismatches(path: str, model) -> List[str]:
         if mine != fields[key]:
             out.append(f"{key}: checkpoint {fields[key]!r}, model section {mine!r}")
     return out
+
+
+def vocab_padding_mismatch(weights: str, chunks) -> Optional[str]:
+    """Megatron loads embeddings with ``allow_shape_mismatch`` (padding may change), so a checkpoint
+    padded to other rows would load silently, leaving rows of fresh init that change every softmax.
+    Reads only ``.metadata``."""
+    from megatron.core.dist_checkpointing import load_tensors_metadata
+
+    rows = {k: v.global_shape[0] for k, v in load_tensors_metadata(weights).items()
+            if k in (KEY_PREFIX + "embedding.word_embeddings.weight", KEY_PREFIX + "output_layer.weight")}
+    for chunk in chunks:
+        for name, module in (("embedding.word_embeddings", getattr(getattr(chunk, "embedding", None), "word_embeddings", None)),
+                             ("output_layer", getattr(chunk, "output_layer", None))):
+            want = rows.get(f"{KEY_PREFIX}{name}.weight")
+            mine = getattr(module, "num_embeddings", None) or getattr(module, "output_size", None)
+            if want is not None and mine is not None and want != mine:
+                return (f"{weights}: {name} has {want} rows (the padded vocabulary), this model {mine}: set "
+                        f"model.make_vocab_size_divisible_by so that it x tensor_model_parallel_size pads "
+                        f"model.vocab_size to {want}")
+    return None
 
 
 def load_bare_model(model, path: str) -> None:

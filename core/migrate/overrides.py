@@ -1,5 +1,6 @@
 """``plugtron migrate nemo2-overrides "trainer.max_steps=1000 ..."``: NeMo-Run / ``nemo llm``
-dotted overrides -> plugtron ``key=value`` overrides, through the same table as scripts."""
+dotted overrides -> plugtron ``key=value`` overrides, through the same table as scripts.
+``--factory llama3_8b`` (the ``nemo llm`` recipe) picks the provider as ``model=llm.llama3_8b`` does."""
 
 from __future__ import annotations
 
@@ -38,8 +39,16 @@ def migrate_overrides(items: Iterable[str]) -> Migration:
             tokens += shlex.split(item)
         except ValueError as exc:
             raise MigrationError(f"override {item!r}: {exc}") from None
+    # `nemo llm pretrain --factory llama3_8b ...`: the recipe picks the provider, as model=llm.llama3_8b
+    for flag in ("--factory", "-f"):
+        while flag in tokens[:-1]:
+            at = tokens.index(flag)
+            tokens[at:at + 2] = [f"--factory={tokens[at + 1]}"]
     for i, token in enumerate(tokens, 1):
         where = f"override {i}"
+        if token.startswith("--factory="):
+            m.apply("<entry point>", "factory", "model", token.split("=", 1)[1].rsplit(".", 1)[-1], where, {})
+            continue
         path, sep, raw = token.partition("=")
         path = path.strip().lstrip("+~")  # Hydra's add/delete markers
         if not sep or not path:

@@ -235,7 +235,11 @@ class ScriptMigrator:
         holder = self.construct_behind(ast.Name(id=var)) if var in self.bindings else None
         if holder is None:
             return
-        if holder.construct in ("<entry point>", "<recipe>"):
+        if len(attrs) == 1 and holder.construct not in _GENERIC:  # trainer.max_steps = 5
+            value = self.value(value_node)
+            self.migration.apply(holder.construct, holder.name, attrs[0], value, self.where(target), {attrs[0]: value})
+            return
+        if holder.construct in _GENERIC:  # recipe.trainer.max_steps = 5: a NeMo-Run path
             path = ".".join(attrs)
         elif holder.construct in PATH_OF:
             path = ".".join([PATH_OF[holder.construct]] + attrs)

@@ -1,0 +1,79 @@
+"""SDPADotProductAttention (torch SDPA inside Megatron's local spec, used on CUDA) computes what
+Megatron's DotProductAttention computes: outputs and gradients, causal, masked and grouped-query."""
+
+import pytest
+import torch
+
+from tests._mcore_helpers import single_process
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _config(dtype):
+    from megatron.core.transformer import TransformerConfig
+
+    return TransformerConfig(num_layers=1, hidden_size=64, num_attention_heads=8, num_query_groups=2,
+                             kv_channels=8, attention_dropout=0.0, bf16=dtype == torch.bfloat16,
+                             params_dtype=dtype)
+
+
+def _pair(dtype, mask_type):
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+    from plugtron.providers.sdpa_attention import SDPADotProductAttention
+
+    cfg = _config(dtype)
+    kw = dict(config=cfg, layer_number=1, attn_mask_type=mask_type, attention_type="self")
+    return DotProductAttention(**kw), SDPADotProductAttention(**kw)
+
+
+def _qkv(device, dtype, s=16, b=2):
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(s, b, 8, 8, generator=g)
+    k = torch.randn(s, b, 2, 8, generator=g)
+    v = torch.randn(s, b, 2, 8, generator=g)
+    return [t.to(device=device, dtype=dtype).requires_grad_() for t in (q, k, v)]
+
+
+def _run(module, qkv, mask):
+    out = module(*qkv, mask)
+    grads = torch.autograd.grad(out.float().square().sum(), qkv)
+    return out, grads
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("masked", [False, True], ids=["causal", "block-diagonal mask"])
+def test_sdpa_matches_megatron_attention(device, masked):
+    from megatron.core.transformer.enums import AttnMaskType
+
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=3e-2, rtol=3e-2)
+    with single_process():
+        ref, sdpa = _pair(dtype, AttnMaskType.causal)
+        mask = None
+        if masked:  # two packed examples of 6 and 10 tokens: True = masked (Megatron's convention)
+            seg = torch.tensor([0] * 6 + [1] * 10)
+            mask = ((seg[:, None] != seg[None, :]) | torch.ones(16, 16, dtype=torch.bool).triu(1))
+            mask = mask.expand(2, 1, 16, 16).to(device)
+        qkv_a, qkv_b = _qkv(device, dtype), _qkv(device, dtype)
+        out_a, grads_a = _run(ref, qkv_a, mask)
+        out_b, grads_b = _run(sdpa, qkv_b, mask)
+    assert out_b.shape == out_a.shape == (16, 2, 64)
+    torch.testing.assert_close(out_b, out_a, **tol)
+    for ga, gb in zip(grads_a, grads_b):
+        torch.testing.assert_close(gb, ga, **tol)
+
+
+def test_spec_swap_on_cuda_only(monkeypatch):
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+    from plugtron.providers.gpt import GPTModelProvider, with_sdpa_attention
+    from plugtron.providers.sdpa_attention import SDPADotProductAttention
+
+    p = GPTModelProvider(num_layers=1, hidden_size=64, num_attention_heads=4, transformer_impl="local")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert p.layer_spec().submodules.self_attention.submodules.core_attention is DotProductAttention
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert p.layer_spec().submodules.self_attention.submodules.core_attention is SDPADotProductAttention
+    spec = with_sdpa_attention(p.layer_spec())  # idempotent
+    assert spec.submodules.self_attention.submodules.core_attention is SDPADotProductAttention
