@@ -24,13 +24,15 @@ Where each hook fires in a run (``plugtron.training.trainer``: ``train(config)``
             Trainer.maybe_log():   if iteration % log_interval == 0 or last:  on_log(state, log)
             Trainer.maybe_eval():  if iteration % eval_interval == 0:  Trainer.evaluate("valid")
             Trainer.maybe_save():  if iteration % save_interval == 0:
+                                       on_before_save(state)
                                        save ...; on_save(state, checkpoint_dir) -> plugin_state;  publish
             Trainer.agree_stop():  stop policies (exit_interval, exit_duration_in_mins) may request a
                                    stop; all ranks agree if any asked (e.g. preemption):  break
         Trainer.finish():
             if train.skip_train:  Trainer.evaluate("valid")        # the loaded model
             if dataset.do_test:   Trainer.evaluate("test")
-            if checkpoint.save and not saved at this iteration (and the stop allows): final save -> on_save
+            if checkpoint.save and not saved at this iteration (and the stop allows):
+                final save: on_before_save, then on_save
             on_train_end(state)
       except BaseException as exc:
         Trainer.report_failure(exc):  on_exception(state, exc);  raise   # also if Trainer(config) fails
@@ -138,6 +140,18 @@ def on_eval(state, split, metrics) -> None:
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------
+@hookspec
+def on_before_save(state) -> None:
+    """A checkpoint of ``state.iteration`` is about to be written: nothing has been handed to the writer.
+
+    Fires on every rank, before each save (interval saves and the final save). Make the model and
+    optimizer complete for saving: e.g. with ``ddp.overlap_param_gather`` the updated weights are
+    all-gathered lazily in the next forward pass, so the comm_overlap plugin forces that gather here
+    (as Megatron-LM does before its saves). Anything collective must be entered by all ranks, which
+    all call this hook. Return value ignored.
+    """
+
+
 @hookspec
 def on_save(state, checkpoint_dir):
     """A checkpoint of ``state.iteration`` is being written into ``checkpoint_dir``.

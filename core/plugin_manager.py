@@ -237,6 +237,9 @@ class Hooks:
     def on_eval(self, state, split: str, metrics: Dict[str, Any]) -> None:
         self._call("on_eval", state=state, split=split, metrics=metrics)
 
+    def on_before_save(self, state) -> None:
+        self._call("on_before_save", state=state)
+
     def on_save(self, state, checkpoint_dir: str) -> Dict[str, Any]:
         """Call each implementation on its own so every result lands in its plugin's slot."""
         return self._per_plugin("on_save", state=state, checkpoint_dir=checkpoint_dir)

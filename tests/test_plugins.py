@@ -172,14 +172,14 @@ def test_builtin_plugin_conformance(name, entry, toggle):
     module = importlib.import_module(entry.value.split(":")[0])
     doc = module.__doc__ or ""
     assert "former NeMo" in doc and f"Toggle: ``{toggle}``" in doc, f"{name}: docstring must name the NeMo callback and toggle"
-    cfg = load_config(None, [f"{toggle}={'true' if toggle.rsplit('.', 1)[-1] not in INTERVAL_TOGGLES else 1}"])
+    cfg = load_config(None, [f"{toggle}={TOGGLE_VALUES.get(toggle.rsplit('.', 1)[-1], 'true')}"])
     pm = PluginManager()
     hooks = pm.load(cfg)
     assert name in pm.loaded
     assert hooks.on_exception(None, RuntimeError("boom")) == []
 
 
-INTERVAL_TOGGLES = {"check_weight_hash_across_dp_replicas_interval"}
+TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}"}  # not a boolean
 
 
 def test_the_nan_guard_is_on_by_default():
