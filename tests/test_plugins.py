@@ -179,7 +179,7 @@ def test_builtin_plugin_conformance(name, entry, toggle):
     assert hooks.on_exception(None, RuntimeError("boom")) == []
 
 
-TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}"}  # not a boolean
+TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}", "moe_token_drop": "{}"}  # not a boolean
 
 
 def test_the_nan_guard_is_on_by_default():
