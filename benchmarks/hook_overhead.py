@@ -5,11 +5,12 @@ One process, one model, one optimizer, one scheduler. Two variants take turns:
 * **bare**: a loop written here - zero the grad buffers, Megatron's forward/backward schedule,
   ``optimizer.step()``, ``scheduler.step()`` - nothing else.
 * **plugtron**: one iteration of ``Trainer.train``'s loop, through the very methods it calls:
-  ``Trainer.train_step`` (``on_step_start``, the step, counters and FLOPs, ``StepMetrics``,
-  ``on_step``, the log window's loss accumulation), ``maybe_log`` (log line + ``on_log`` every
-  ``log_interval``), ``maybe_eval`` (off here), ``maybe_save`` (no ``checkpoint.save`` here: the
+  ``Trainer.train_step`` (``on_step_start``, the step with ``on_before_optimizer_step``, counters
+  and FLOPs, ``StepMetrics``, ``on_step``, the log window's loss accumulation), ``maybe_log``
+  (``collect_metrics`` + log line + ``on_log`` every ``log_interval``), ``maybe_eval`` (off here), ``maybe_save`` (no ``checkpoint.save`` here: the
   per-step async-save ``finalize`` only) and ``agree_stop`` (stop policies and the stop agreement),
-  with every installed plugin that can run here enabled.
+  with plugtron's own built-in plugins enabled (never a third party's: the number must mean the
+  same on every machine).
 
 Fairness:
 
@@ -54,6 +55,12 @@ import time
 import warnings
 
 warnings.filterwarnings("ignore")
+
+
+def builtin_plugins(available) -> list:
+    """Names of plugtron's own plugins among ``available`` (name -> entry point): those whose entry
+    point lives in ``plugtron.plugins``, never a third party's (its hooks could stop or slow the run)."""
+    return sorted(n for n, ep in available.items() if ep.value.startswith("plugtron.plugins."))
 
 
 def _quartiles(xs):
@@ -131,7 +138,7 @@ def _plugtron_only_work(trainer, plog):
 
     def log_line():
         scratch.add(metrics)
-        rec = scratch.flush()
+        rec = hooks.collect_metrics(state, scratch.flush())
         plog.info(format_log(rec, t.train_iters))
         hooks.on_log(state, rec)
 
@@ -147,6 +154,7 @@ def _plugtron_only_work(trainer, plog):
     stop, save = state.should_stop, state.should_save
     parts = [
         ("hooks.on_step_start", _per_call_us(lambda: hooks.on_step_start(state))),
+        ("hooks.on_before_optimizer_step", _per_call_us(lambda: hooks.on_before_optimizer_step(state))),
         ("hooks.on_step (all plugins)", _per_call_us(lambda: hooks.on_step(state, metrics))),
         ("train_step: train-mode check per chunk", _per_call_us(train_mode)),
         ("train_step: get_forward_backward_func()", _per_call_us(get_forward_backward_func)),
@@ -158,7 +166,7 @@ def _plugtron_only_work(trainer, plog):
         ("Trainer.maybe_eval (evaluation off)", _per_call_us(trainer.maybe_eval)),
         ("Trainer.maybe_save (no save: finalize(blocking=False))", _per_call_us(trainer.maybe_save)),
         ("Trainer.agree_stop (stop policies + agreement)", _per_call_us(trainer.agree_stop)),
-        (f"log_window.flush + log line + on_log, / log_interval {cfg.logger.log_interval}",
+        (f"log_window.flush + collect_metrics + log line + on_log, / log_interval {cfg.logger.log_interval}",
          _per_call_us(log_line, calls=20) / cfg.logger.log_interval),
     ]
     state.should_stop, state.should_save = stop, save
@@ -192,9 +200,9 @@ def main() -> None:
     # both variants step the one scheduler: size the run for both, so the lr stays on its schedule
     cfg = load_config(None, [f"train.train_iters={2 * steps_total + 1}", "train.eval_interval=null",
                              "scheduler.lr_warmup_iters=1"])
-    # every installed plugin that can run here, enabled (GPU-only ones are skipped on CPU)
-    for name in discover():
-        if name not in ("nsys_profiler",) or torch.cuda.is_available():
+    # plugtron's own built-ins only: a third-party package installed here must not change the number
+    for name in builtin_plugins(discover()):
+        if name not in ("nsys_profiler",) or torch.cuda.is_available():  # GPU-only ones skipped on CPU
             cfg.plugins[name] = PluginSettings(enabled=True)
     # ddp_parity needs its interval; one no run here reaches, so its per-step cost is the check only
     cfg.train.check_weight_hash_across_dp_replicas_interval = 10**9

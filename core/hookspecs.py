@@ -18,21 +18,28 @@ Where each hook fires in a run (``plugtron.training.trainer``: ``train(config)``
         while state.iteration < train_iters and not train.skip_train:
             Trainer.train_step():
                 on_step_start(state)
-                forward/backward over num_microbatches; optimizer.step(); scheduler.step()
+                forward/backward over num_microbatches (gradients reduced across data-parallel ranks)
+                on_before_optimizer_step(state)      # gradients available, weights not yet updated
+                optimizer.step(); scheduler.step()
                 state.iteration += 1
                 on_step(state, metrics)              # loss, grad_norm, lr, skipped
-            Trainer.maybe_log():   if iteration % log_interval == 0 or last:  on_log(state, log)
+            Trainer.maybe_log():   if iteration % log_interval == 0 or last:
+                                       log = the loop's record + collect_metrics(state) of each plugin
+                                       on_log(state, log)
             Trainer.maybe_eval():  if iteration % eval_interval == 0:  Trainer.evaluate("valid")
             Trainer.maybe_save():  if iteration % save_interval == 0:
                                        on_before_save(state)
                                        save ...; on_save(state, checkpoint_dir) -> plugin_state;  publish
+                                       on_checkpoint_published(state, checkpoint_dir)
+                                       (async_save: after a later step, once the write is done)
             Trainer.agree_stop():  stop policies (exit_interval, exit_duration_in_mins) may request a
                                    stop; all ranks agree if any asked (e.g. preemption):  break
         Trainer.finish():
             if train.skip_train:  Trainer.evaluate("valid")        # the loaded model
             if dataset.do_test:   Trainer.evaluate("test")
-            if checkpoint.save and not saved at this iteration (and the stop allows):
-                final save: on_before_save, then on_save
+            if checkpoint.save and not saved at this iteration (and the stop allows): final save:
+                on_before_save, then on_save
+            async saves still in flight are published -> on_checkpoint_published
             on_train_end(state)
       except BaseException as exc:
         Trainer.report_failure(exc):  on_exception(state, exc);  raise   # also if Trainer(config) fails
@@ -48,8 +55,22 @@ Rules for every hook:
   must therefore be entered by all ranks.
 - Return values are ignored except where the docstring says what they mean.
 - ``state`` is a :class:`plugtron.training.state.TrainState`: iteration, consumed samples, the config,
-  model chunks, optimizer, scheduler; ``state.request_stop(save=...)`` asks the loop to stop after
-  the current step (all ranks agree: the loop reduces the request across ranks).
+  model chunks, optimizer, scheduler; ``state.request_stop("why", save=True)`` asks the loop to stop
+  after the current step (all ranks agree: the loop reduces the request across ranks). Rank helpers:
+  ``state.is_rank0``, ``state.is_last_stage``, ``state.dp_rank``, ``state.dp_size``.
+
+Call order, when several plugins implement a hook (pluggy's rules):
+- The plugin registered **last is called first**. Plugins are registered in enabling order: built-in
+  toggles in the order of their config fields, then ``plugins.<name>`` in config order. For a value
+  that several plugins set in turn, the one called last - the first enabled - wins; but two plugins
+  setting one model field to different values in ``configure_model`` is an error, not a race.
+- ``@hookimpl(tryfirst=True)`` / ``@hookimpl(trylast=True)`` move an implementation to the front /
+  back of that order, on every hook.
+- ``@hookimpl(wrapper=True)`` (a generator: code before ``yield`` runs before the other
+  implementations, the ``yield`` returns their result) and the older ``hookwrapper=True`` are
+  honoured on every hook except ``configure_model``, ``on_save``, ``on_load``, ``collect_metrics``
+  and ``on_exception``: plugtron calls those once per plugin (per-plugin results and attribution),
+  and a wrapper there is a load error.
 """
 
 from __future__ import annotations
@@ -80,7 +101,8 @@ def on_load(state, checkpoint_dir, plugin_state) -> None:
     Fires on every rank after model, optimizer, scheduler, RNG and data position are restored,
     before ``on_train_start``. ``checkpoint_dir`` is the ``iter_XXXXXXX`` directory;
     ``plugin_state`` is what *this* plugin returned from ``on_save`` on this rank (rank 0's when the
-    world size changed; ``None`` if nothing was saved for it). Return value ignored.
+    world size changed; ``None`` if nothing was saved for it). States saved by plugins that are not
+    enabled now are skipped with one log line. Return value ignored.
     """
 
 
@@ -111,6 +133,30 @@ def on_step(state, metrics) -> None:
     last pipeline stage; ``None`` on other stages; ``float(metrics.loss)`` is a CPU-GPU sync),
     ``grad_norm`` (float or None), ``lr`` (float), ``skipped`` (bool: the optimizer skipped the
     update, e.g. fp16 overflow), ``num_zeros_in_grad``. Return value ignored.
+    """
+
+
+@hookspec
+def on_before_optimizer_step(state) -> None:
+    """Gradients are computed and reduced across data-parallel ranks; the optimizer step is next.
+
+    Fires on every rank, every iteration, after the forward/backward passes of all microbatches and
+    before ``optimizer.step()`` (which unscales, clips and applies them). The gradients are in each
+    parameter's ``main_grad`` (Megatron's DDP buffers) of ``state.model`` chunks: gradient statistics,
+    clipping experiments. ``state.iteration`` is still the number of completed iterations.
+    Cost: called every iteration; anything reading gradients is a pass over them (and ``float()``
+    on a CUDA tensor is a CPU-GPU sync). Return value ignored.
+    """
+
+
+@hookspec
+def collect_metrics(state):
+    """Contribute metrics to the log record: return a dict (or ``None``).
+
+    Fires on every rank every ``logger.log_interval`` iterations, just before ``on_log``; the dicts
+    are merged into the record that ``on_log`` receives, so every logger plugin sees every plugin's
+    metrics. Keys must be new: a key the loop or another plugin already set is an error naming both.
+    Values should be plain numbers (loggers expect them). Called once per plugin (not a wrapper).
     """
 
 
@@ -160,15 +206,31 @@ def on_save(state, checkpoint_dir):
     checkpoint is published: ``checkpoint_dir`` is the ``iter_XXXXXXX.staging`` directory, and files a
     plugin writes there are published (and verified on load) with the checkpoint. Return this
     plugin's state to save - plain data and tensors, loadable with ``torch.load(weights_only=True)``
-    - or ``None`` for nothing. Each rank's states go to ``plugins/rank_XXXXX.pt`` under the plugin's
-    name and come back to its ``on_load``. A plugin without state pays nothing.
+    - or ``None`` for nothing. The state is checked on the spot (a weights-only round trip in
+    memory): anything else (a ``set``, an object) is an error naming the plugin, before anything is
+    published. Each rank's state goes to ``plugins/<name>/rank_XXXXX.pt`` and comes back to this
+    plugin's ``on_load``. A plugin without state pays nothing. Not a wrapper (see the module doc).
+    """
+
+
+@hookspec
+def on_checkpoint_published(state, checkpoint_dir) -> None:
+    """A checkpoint is complete and visible: ``checkpoint_dir`` is its final ``iter_XXXXXXX``
+    directory, the tracker points at it, retention has run. Trigger evaluation, conversion, upload.
+
+    Fires on every rank, once per checkpoint. Synchronous saves publish at once (``state.iteration``
+    is the checkpoint's); with ``checkpoint.async_save`` the write finishes in the background and the
+    hook fires when it is published - after a later step, at the next save or at the end of training -
+    so ``state.iteration`` may be later than the checkpoint's (read the iteration from
+    ``checkpoint_dir``). Return value ignored.
     """
 
 
 # ---- end of run ----------------------------------------------------------------------------------
 @hookspec
 def on_train_end(state) -> None:
-    """Training finished normally or stopped on request (after the final save). Every rank."""
+    """Training finished normally or stopped on request (after the final save and its
+    ``on_checkpoint_published``). Every rank."""
 
 
 @hookspec

@@ -15,22 +15,18 @@ import difflib
 import inspect
 import os
 from importlib import metadata
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional
 
-import pluggy
-
-from plugtron import hookspecs
 from plugtron.errors import PluginError
+from plugtron.hook_calls import Hooks
+from plugtron.plugin_checks import HOOK_NAMES, check_plugins, distribution_label, new_pm, register_checked
 
 GROUP = "plugtron.plugins"
 BLOCK_ENV = "PLUGTRON_BLOCK_PLUGINS"
-_HOOK_NAMES = frozenset(
-    n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, hookspecs.PROJECT + "_spec")
-)
 
 
 def hook_names() -> List[str]:
-    return sorted(_HOOK_NAMES)
+    return sorted(HOOK_NAMES)
 
 
 def discover(entry_points: Optional[Iterable[metadata.EntryPoint]] = None) -> Dict[str, metadata.EntryPoint]:
@@ -45,12 +41,6 @@ def discover(entry_points: Optional[Iterable[metadata.EntryPoint]] = None) -> Di
             )
         found[ep.name] = ep
     return found
-
-
-def distribution_label(ep: metadata.EntryPoint) -> str:
-    """Which installed distribution registered ``ep`` (name and version), for messages and listings."""
-    dist = getattr(ep, "dist", None)
-    return f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
 
 
 def blocked_names() -> List[str]:
@@ -101,61 +91,30 @@ def enabled_names(config: Any, available: Iterable[str]) -> List[str]:
     return names
 
 
-class _PM(pluggy.PluginManager):
-    """Undecorated methods named like a hook are hooks too (``@hookimpl`` is optional)."""
-
-    def parse_hookimpl_opts(self, plugin, name):
-        opts = super().parse_hookimpl_opts(plugin, name)
-        if opts is None and name in _HOOK_NAMES and inspect.isroutine(getattr(plugin, name, None)):
-            opts = {}
-        return opts
-
-
-def _check_names(name: str, obj: Any) -> None:
-    """Catch hook-name typos that pluggy cannot see (an undecorated ``on_stepp``)."""
-    for attr in dir(obj):
-        if attr.startswith(("on_", "configure_")) and attr not in _HOOK_NAMES:
-            if inspect.isroutine(getattr(obj, attr, None)):
-                near = difflib.get_close_matches(attr, _HOOK_NAMES, n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise PluginError(f"plugin {name!r}: {attr!r} is not a plugtron hook{hint}; hooks: {', '.join(hook_names())}")
-
-
 class PluginManager:
     """Loads the enabled plugins and exposes them through the typed :class:`Hooks` facade."""
 
     def __init__(self, entry_points: Optional[Iterable[metadata.EntryPoint]] = None):
         self.available = discover(entry_points)
-        self.pm = _PM(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs)
+        self.pm = new_pm()
         self.loaded: Dict[str, Any] = {}
         self._code_owner: Dict[Any, str] = {}
+        self.observers: List[Any] = []  # hook-call observers handed to Hooks (plugtron.testing)
 
     def dist_label(self, name: str) -> str:
-        ep = self.available.get(name)
-        return distribution_label(ep) if ep is not None else "registered in code"
+        return distribution_label(self.available.get(name))
 
-    def load(self, config: Any) -> "Hooks":
+    def load(self, config: Any) -> Hooks:
+        """Check (see ``plugin_checks``), instantiate and register the plugins ``config`` enables."""
         for name in blocked_names():
             self.pm.set_blocked(name)
-        for name in enabled_names(config, self.available):
-            self.register(name, self._instantiate(name, config))
-        return Hooks(self)
+        for name, target, settings in check_plugins(config, self.available):
+            self.register(name, self._instantiate(name, target, settings, config))
+        return Hooks(self, self.observers)
 
-    def _instantiate(self, name: str, config: Any) -> Any:
-        ep = self.available[name]
-        try:
-            target = ep.load()
-        except Exception as exc:
-            raise PluginError(f"plugin {name!r} ({distribution_label(ep)}) failed to import {ep.value}: {type(exc).__name__}: {exc}") from exc
+    def _instantiate(self, name: str, target: Any, settings: Any, config: Any) -> Any:
         if not inspect.isclass(target):
             return target  # a module (or object) of hook functions
-        settings = None
-        if hasattr(target, "Settings"):
-            from plugtron.config.converter import structure
-
-            options = config.plugins[name].options if name in config.plugins else {}
-            settings = structure(options, target.Settings, source=f"plugins.{name}.options")
         try:
             params = inspect.signature(target).parameters
             args = [config] if params else []
@@ -163,18 +122,11 @@ class PluginManager:
                 args.append(settings)
             return target(*args)
         except Exception as exc:
-            raise PluginError(f"plugin {name!r} ({distribution_label(ep)}) failed to initialize: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"plugin {name!r} ({self.dist_label(name)}) failed to initialize: {type(exc).__name__}: {exc}") from exc
 
     def register(self, name: str, plugin: Any) -> None:
         """Register and validate one plugin object (also used by tests and embedding code)."""
-        _check_names(name, plugin)
-        try:
-            self.pm.register(plugin, name=name)
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            if self.pm.is_registered(plugin):
-                self.pm.unregister(plugin)
-            raise PluginError(f"plugin {name!r} ({self.dist_label(name)}) does not match the hook specs: {exc}") from None
+        register_checked(self.pm, name, plugin, self.dist_label(name))
         self.loaded[name] = plugin
         for impl_caller in self.pm.get_hookcallers(plugin) or []:
             for impl in impl_caller.get_hookimpls():
@@ -191,87 +143,3 @@ class PluginManager:
                 return owner
             tb = tb.tb_next
         return None
-
-
-class Hooks:
-    """Typed facade over ``pm.hook``: the loop calls these, never ``pm.hook`` directly.
-
-    A hook that raises is re-raised as :class:`PluginError` naming the plugin and its distribution.
-    """
-
-    def __init__(self, manager: PluginManager):
-        self._m = manager
-        self._h = manager.pm.hook
-
-    def _fail(self, hook: str, exc: Exception) -> PluginError:
-        name = self._m.owner_of(exc)
-        who = f"plugin {name!r} ({self._m.dist_label(name)})" if name else "a plugin"
-        return PluginError(f"{who} raised in {hook}: {type(exc).__name__}: {exc}")
-
-    def _call(self, hook: str, **kwargs: Any) -> List[Any]:
-        try:
-            return getattr(self._h, hook)(**kwargs)
-        except PluginError:
-            raise
-        except Exception as exc:
-            raise self._fail(hook, exc) from exc
-
-    def configure_model(self, config, provider) -> None:
-        self._call("configure_model", config=config, provider=provider)
-
-    def on_train_start(self, state) -> None:
-        self._call("on_train_start", state=state)
-
-    def on_step_start(self, state) -> None:
-        self._call("on_step_start", state=state)
-
-    def on_step(self, state, metrics) -> None:
-        self._call("on_step", state=state, metrics=metrics)
-
-    def on_log(self, state, log: Dict[str, Any]) -> None:
-        self._call("on_log", state=state, log=log)
-
-    def on_eval_start(self, state, split: str) -> None:
-        self._call("on_eval_start", state=state, split=split)
-
-    def on_eval(self, state, split: str, metrics: Dict[str, Any]) -> None:
-        self._call("on_eval", state=state, split=split, metrics=metrics)
-
-    def on_before_save(self, state) -> None:
-        self._call("on_before_save", state=state)
-
-    def on_save(self, state, checkpoint_dir: str) -> Dict[str, Any]:
-        """Call each implementation on its own so every result lands in its plugin's slot."""
-        return self._per_plugin("on_save", state=state, checkpoint_dir=checkpoint_dir)
-
-    def on_load(self, state, checkpoint_dir: str, plugin_states: Dict[str, Any]) -> None:
-        for impl in self._h.on_load.get_hookimpls():
-            self._call_impl("on_load", impl, state=state, checkpoint_dir=checkpoint_dir,
-                            plugin_state=plugin_states.get(impl.plugin_name))
-
-    def on_train_end(self, state) -> None:
-        self._call("on_train_end", state=state)
-
-    def on_exception(self, state, exc: BaseException) -> List[Tuple[str, str]]:
-        """Never raises: returns ``(plugin, error)`` pairs for implementations that failed."""
-        failures = []
-        for impl in self._h.on_exception.get_hookimpls():
-            try:
-                self._call_impl("on_exception", impl, state=state, exc=exc)
-            except PluginError as err:
-                failures.append((impl.plugin_name, str(err)))
-        return failures
-
-    def _per_plugin(self, hook: str, **kwargs: Any) -> Dict[str, Any]:
-        out = {}
-        for impl in getattr(self._h, hook).get_hookimpls():
-            result = self._call_impl(hook, impl, **kwargs)
-            if result is not None:
-                out[impl.plugin_name] = result
-        return out
-
-    def _call_impl(self, hook: str, impl, **kwargs: Any) -> Any:
-        try:
-            return impl.function(*[kwargs[a] for a in impl.argnames])
-        except Exception as exc:
-            raise self._fail(hook, exc) from exc

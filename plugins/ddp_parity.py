@@ -26,13 +26,17 @@ class ReplicasDiverged(RuntimeError):
 
 
 class DDPParity:
+    @staticmethod
+    def config_problems(config):
+        """Checked by ``train``, ``config show`` and ``plugins list`` before anything is built."""
+        interval = config.train.check_weight_hash_across_dp_replicas_interval
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            return ["train.check_weight_hash_across_dp_replicas_interval: expected an interval >= 1 "
+                    f"(or null to switch the check off), got {interval!r}"]
+        return []
+
     def __init__(self, config):
         self.interval = config.train.check_weight_hash_across_dp_replicas_interval
-        if not isinstance(self.interval, int) or self.interval < 1:
-            raise ValueError(
-                "train.check_weight_hash_across_dp_replicas_interval: expected an interval >= 1 "
-                f"(or null to switch the check off), got {self.interval!r}"
-            )
         self.checks = 0  # observable in tests and logs
 
     @hookimpl

@@ -41,16 +41,13 @@ class SpikyLoss(RuntimeError):
 class NanGuard:
     @staticmethod
     def config_problems(config) -> List[str]:
-        """Checked before anything is built."""
+        """Checked by ``train``, ``config show`` and ``plugins list`` before anything is built."""
         factor = config.train.spiky_loss_factor
         if config.train.check_for_spiky_loss and not (isinstance(factor, (int, float)) and factor > 1):
             return [f"train.spiky_loss_factor: expected a number > 1 (a loss this many times the running mean is a spike), got {factor!r}"]
         return []
 
     def __init__(self, config):
-        problems = self.config_problems(config)
-        if problems:
-            raise ValueError("; ".join(problems))
         t = config.train
         self.spikes_on = t.check_for_spiky_loss
         self.factor = float(t.spiky_loss_factor)

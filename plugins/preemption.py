@@ -31,6 +31,15 @@ def parse_signal(name: str) -> signal.Signals:
 
 
 class Preemption:
+    @staticmethod
+    def config_problems(config):
+        """Checked by ``train``, ``config show`` and ``plugins list`` before anything is built."""
+        try:
+            parse_signal(config.train.exit_signal)
+        except ValueError as exc:
+            return [str(exc)]
+        return []
+
     def __init__(self, config):
         self.signum = parse_signal(config.train.exit_signal)
         self.will_save = bool(config.checkpoint.save)

@@ -82,11 +82,11 @@ def _instrument():
     manager.Checkpointer.save = marked_save
     publish = _active(manager.Checkpointer._publish)
 
-    def counting_publish(self, it):
+    def counting_publish(self, it, *args):
         RUN["publishes"] += 1
         if RUN["mode"] == "publish" and RUN["publishes"] == RUN["target"]:
             _die()
-        return publish(self, it)
+        return publish(self, it, *args)
 
     manager.Checkpointer._publish = counting_publish
 

@@ -73,3 +73,54 @@ class WithSettings:
 class FailsToInit:
     def __init__(self, config):
         raise ValueError("needs a GPU")
+
+
+class FirstOnLoad:
+    """tryfirst on the per-plugin hooks: must run before plugins registered after it."""
+
+    def __init__(self, log=None):
+        self.log = log if log is not None else []
+
+    @hookimpl(tryfirst=True)
+    def on_load(self, state, checkpoint_dir, plugin_state):
+        self.log.append("first")
+
+    @hookimpl(tryfirst=True)
+    def on_exception(self, state, exc):
+        self.log.append("first")
+
+    @hookimpl(tryfirst=True)
+    def on_step(self, state, metrics):
+        self.log.append("first")
+
+
+class WrapsOnSave:
+    def __init__(self, config):
+        pass
+
+    @hookimpl(hookwrapper=True)
+    def on_save(self, state, checkpoint_dir):
+        yield
+
+
+class NoSettings:
+    def __init__(self, config):
+        pass
+
+    def on_step(self, state, metrics):
+        pass
+
+
+class ChecksConfig:
+    """A static config check: refuses train_iters above 1000 before anything is built."""
+
+    @classmethod
+    def config_problems(cls, config):
+        n = config.train.train_iters
+        return [f"train.train_iters: checks_config supports at most 1000 iterations, got {n}"] if n > 1000 else []
+
+    def __init__(self, config):
+        pass
+
+    def on_step(self, state, metrics):
+        pass

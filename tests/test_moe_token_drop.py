@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from plugtron.config import load_config
-from plugtron.errors import PluginError
+from plugtron.errors import ConfigError
 from plugtron.plugin_manager import PluginManager
 from plugtron.plugins.moe_token_drop import MoETokenDrop, apply_moe_token_drop
 from plugtron.training import train
@@ -67,7 +67,7 @@ def test_dispatcher_and_load_balancing_are_checked_before_the_build():
         "model.moe_token_dispatcher_type: token dropping needs one of 'alltoall', 'alltoall_seq', got 'allgather'",
         "model.moe_router_load_balancing_type: token dropping needs one of 'aux_loss', 'seq_aux_loss', 'none', got 'sinkhorn'",
     ]
-    with pytest.raises(PluginError, match="moe_token_dispatcher_type: token dropping needs"):
+    with pytest.raises(ConfigError, match="moe_token_dispatcher_type: token dropping needs"):
         PluginManager().load(cfg)
 
 

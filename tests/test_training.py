@@ -25,12 +25,22 @@ class Transcript:
     def on_step_start(self, state):
         self.calls.append(f"on_step_start@{state.iteration}")
 
+    def on_before_optimizer_step(self, state):
+        chunk = state.model[0]
+        assert any(p.main_grad.abs().sum() > 0 for p in chunk.parameters())  # reduced gradients are there
+        self.calls.append(f"on_before_optimizer_step@{state.iteration}")
+
     def on_step(self, state, metrics):
         assert metrics.loss is not None and metrics.grad_norm is not None and metrics.lr > 0
         self.calls.append(f"on_step@{metrics.iteration}")
 
+    def collect_metrics(self, state):
+        self.calls.append(f"collect_metrics@{state.iteration}")
+        return {"transcript_calls": len(self.calls)}
+
     def on_log(self, state, log):
         assert set(log) >= {"iteration", "loss", "lr", "grad_norm", "tokens_per_sec", "elapsed_s", "eta_s"}
+        assert log["transcript_calls"] == len(self.calls)  # collect_metrics' dict merged into the record
         self.calls.append(f"on_log@{log['iteration']}")
 
     def on_eval_start(self, state, split):
@@ -45,6 +55,12 @@ class Transcript:
 
     def on_save(self, state, checkpoint_dir):
         self.calls.append(f"on_save@{state.iteration}")
+
+    def on_checkpoint_published(self, state, checkpoint_dir):
+        import os
+
+        assert os.path.isfile(os.path.join(checkpoint_dir, "manifest.json"))  # complete and visible
+        self.calls.append(f"on_checkpoint_published:{os.path.basename(checkpoint_dir)}@{state.iteration}")
 
     def on_load(self, state, checkpoint_dir, plugin_state):
         assert plugin_state is None  # on_save returned nothing: nothing saved for this plugin
@@ -69,10 +85,11 @@ def test_golden_hook_transcript(tmp_path):
     assert rec.calls == [
         "configure_model",
         "on_train_start@0",
-        "on_step_start@0", "on_step@1",
-        "on_step_start@1", "on_step@2", "on_log@2", "on_eval_start:valid@2", "on_eval:valid@2", "on_before_save@2", "on_save@2",
-        "on_step_start@2", "on_step@3", "on_log@3",
-        "on_before_save@3", "on_save@3",  # save-last
+        "on_step_start@0", "on_before_optimizer_step@0", "on_step@1",
+        "on_step_start@1", "on_before_optimizer_step@1", "on_step@2", "collect_metrics@2", "on_log@2",
+        "on_eval_start:valid@2", "on_eval:valid@2", "on_before_save@2", "on_save@2", "on_checkpoint_published:iter_0000002@2",
+        "on_step_start@2", "on_before_optimizer_step@2", "on_step@3", "collect_metrics@3", "on_log@3",
+        "on_before_save@3", "on_save@3", "on_checkpoint_published:iter_0000003@3",  # save-last
         "on_train_end@3",
     ]
     pm = PluginManager()
@@ -85,10 +102,25 @@ def test_golden_hook_transcript(tmp_path):
         "configure_model",
         "on_load@3",
         "on_train_start@3",
-        "on_step_start@3", "on_step@4", "on_log@4",
-        "on_before_save@4", "on_save@4",
+        "on_step_start@3", "on_before_optimizer_step@3", "on_step@4", "collect_metrics@4", "on_log@4",
+        "on_before_save@4", "on_save@4", "on_checkpoint_published:iter_0000004@4",
         "on_train_end@4",
     ]
+
+
+def test_async_save_publishes_after_a_later_step(tmp_path):
+    """With async_save the checkpoint of step 2 is published (and its hook fires) only once the
+    background write is done: at a later step or, at the latest, before the save-last."""
+    pm = PluginManager()
+    rec = Transcript()
+    pm.register("transcript", rec)
+    train(load_config(None, SMALL + ["train.train_iters=4", "train.eval_interval=null", "logger.log_interval=100",
+                                     f"checkpoint.save={tmp_path}", "checkpoint.save_interval=2",
+                                     "checkpoint.async_save=true"]), plugin_manager=pm)
+    published = [c for c in rec.calls if c.startswith("on_checkpoint_published")]
+    assert [c.split("@")[0] for c in published] == ["on_checkpoint_published:iter_0000002", "on_checkpoint_published:iter_0000004"]
+    assert int(published[0].split("@")[1]) >= 2 and rec.calls.index(published[0]) > rec.calls.index("on_save@2")
+    assert rec.calls.index(published[1]) > rec.calls.index("on_save@4") and rec.calls[-1] == "on_train_end@4"
 
 
 def test_exception_hook_fires_and_error_propagates():

@@ -7,7 +7,7 @@
         .metadata  __*_*.distcp  common.pt  metadata.json    Megatron dist checkpoint (torch_dist)
         mp_rank_00/model_optim_rng.pt                        (instead, ckpt_format=torch)
         rng/rank_00000.pt ...             each rank's RNG states
-        plugins/rank_00000.pt ...         each rank's plugin states (on_save results)
+        plugins/<name>/rank_00000.pt ...  each plugin's state per rank (on_save results)
         train_state.pt                    iteration, consumed samples, skipped iterations, FLOPs
         run_config.yaml                   the full resolved config
         manifest.json                     size and CRC32 of every file above (written last)

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional
 from plugtron import distributed
 from plugtron.checkpointing import contents as ckstate
 from plugtron.checkpointing import layout
+from plugtron.checkpointing import plugin_states as plugin_state_files
 from plugtron.errors import CheckpointError
 
 log = logging.getLogger("plugtron")
@@ -165,7 +166,8 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
         setattr(state, key, int(ts[key]))
     state.floating_point_operations_so_far = float(ts["floating_point_operations_so_far"])
     _restore_rng(ck, ckpt_dir, ts, same_layout)
-    plugin_states = _plugin_states(ckpt_dir, saved_layout["world_size"] == ckstate.parallel_layout(ckptr.cfg)["world_size"])
+    plugin_states = _plugin_states(ckpt_dir, saved_layout["world_size"] == ckstate.parallel_layout(ckptr.cfg)["world_size"],
+                                   ckptr.hooks.enabled())
     if distributed.is_rank0():
         log.info(f"checkpoint: resumed from {ckpt_dir} at iteration {state.iteration} "
                  f"({state.consumed_train_samples} samples consumed)")
@@ -185,14 +187,11 @@ def _restore_rng(ck, ckpt_dir: str, ts: Dict[str, Any], same_layout: bool) -> No
     ckstate.restore_rng(rng)
 
 
-def _plugin_states(ckpt_dir: str, same_world: bool) -> Dict[str, Any]:
+def _plugin_states(ckpt_dir: str, same_world: bool, enabled) -> Dict[str, Any]:
     """Each rank's own plugin states; rank 0's when the world size changed."""
-    rank = distributed.rank() if same_world else 0
-    states, error = (None, None)
-    if os.path.isfile(ckstate.rank_file(ckpt_dir, "plugins", rank)):
-        states, error = _read(ckstate.rank_file(ckpt_dir, "plugins", rank))
+    states, error = plugin_state_files.load(ckpt_dir, distributed.rank() if same_world else 0, enabled)
     agree(error)
-    return states or {}
+    return states
 
 
 def load_weights(ckptr, state, ckpt_dir: str, key: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from plugtron import distributed
-from plugtron.checkpointing import layout, publish
+from plugtron.checkpointing import layout, plugin_states, publish
 from plugtron.checkpointing import contents as ckstate
 from plugtron.checkpointing.loading import agree, load_into, load_weights
 from plugtron.errors import CheckpointError
@@ -44,11 +44,11 @@ class Checkpointer:
             request = self._save_dist(state, staging)
         self._save_small_files(state, staging)
         if request is None:
-            self._publish(it)
+            self._publish(it, state)
         else:
             from plugtron.checkpointing.async_save import schedule
 
-            request.add_finalize_fn(lambda: self._publish(it))
+            request.add_finalize_fn(lambda: self._publish(it, state))
             self._async_queue = schedule(self._async_queue, request)
             self._pending = it
 
@@ -95,9 +95,7 @@ class Checkpointer:
         rank = distributed.rank()
         if self.ck.save_rng:
             ckstate.save_rank_file(staging, "rng", rank, ckstate.capture_rng())
-        plugin_states = {k: v for k, v in self.hooks.on_save(state, staging).items() if v is not None}
-        if plugin_states:  # a plugin without state pays nothing
-            ckstate.save_rank_file(staging, "plugins", rank, plugin_states)
+        plugin_states.save(self.hooks, state, staging, rank, self.hooks.dist_label)
         if rank == 0:
             torch.save(self._train_state(state), os.path.join(staging, layout.TRAIN_STATE))
             publish.write_run_config(staging, self.cfg)
@@ -107,8 +105,10 @@ class Checkpointer:
                 "has_optimizer": self.ck.save_optim, "has_rng": self.ck.save_rng,
                 "ckpt_format": self.ck.ckpt_format, "layout": ckstate.parallel_layout(self.cfg)}
 
-    def _publish(self, it: int) -> None:
-        """Collective. After every rank's files are written: manifest, rename, tracker, retention."""
+    def _publish(self, it: int, state) -> None:
+        """Collective. After every rank's files are written: manifest, rename, tracker, retention;
+        then ``on_checkpoint_published`` on every rank (``publish`` ends with a barrier, so the
+        directory is visible to all of them)."""
         root = self.ck.save
 
         def after_tracker() -> None:  # rank 0
@@ -122,6 +122,7 @@ class Checkpointer:
         publish.publish(root, it, then=after_tracker)
         if self._pending == it:
             self._pending = None
+        self.hooks.on_checkpoint_published(state, layout.iter_path(root, it))
 
     def finalize(self, blocking: bool = False) -> None:
         """Publish a finished async save (collective on every rank: Megatron agrees across ranks

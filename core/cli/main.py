@@ -3,6 +3,8 @@
     plugtron train [CONFIG.yaml] [key=value ...]        train (the tiny recipe with no arguments)
     plugtron config show [CONFIG.yaml] [key=value ...]  print the resolved, validated config
     plugtron plugins list [CONFIG.yaml] [key=value ...] installed plugins and whether enabled
+    plugtron plugins show NAME [CONFIG.yaml] [...]      one plugin: docs, options, hooks, enabled
+    plugtron --traceback ... / --trace-hooks[=all] ...   full traceback on errors / log every hook call
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
     plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
@@ -19,6 +21,8 @@ import logging
 import os
 import sys
 from typing import List, Optional, Sequence, Tuple
+
+TRACEBACK_ENV = "PLUGTRON_TRACEBACK"
 
 
 def _split_args(args: Sequence[str]) -> Tuple[Optional[str], List[str]]:
@@ -38,6 +42,11 @@ def _split_args(args: Sequence[str]) -> Tuple[Optional[str], List[str]]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plugtron", description="Plugin-first LLM training on Megatron-Core.")
+    p.add_argument("--traceback", action="store_true",
+                   help=f"on an error, print the full Python traceback too (or set {TRACEBACK_ENV}=1)")
+    p.add_argument("--trace-hooks", nargs="?", const="1", choices=["1", "all"], metavar="all",
+                   help="log every hook call: plugins called in order and duration; rank 0, or every rank "
+                        "with 'all' (or set PLUGTRON_TRACE_HOOKS=1|all)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def with_config(sp):
@@ -49,7 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="inspect configs").add_subparsers(dest="action", metavar="ACTION")
     with_config(cfg.add_parser("show", help="print the resolved, validated config as YAML"))
     plug = sub.add_parser("plugins", help="inspect plugins").add_subparsers(dest="action", metavar="ACTION")
-    with_config(plug.add_parser("list", help="installed plugins: source, hooks, enabled"))
+    with_config(plug.add_parser("list", help="installed plugins: source, hooks, enabled (checked like train)"))
+    show = plug.add_parser("show", help="one plugin: docs, package, toggle, options, hooks, enabled")
+    show.add_argument("name", help="the plugin's name (as in plugins list)")
+    with_config(show)
     from plugtron.providers.hf.commands import add_parser as add_convert_parser  # torch-free
 
     add_convert_parser(sub)
@@ -89,6 +101,10 @@ def cmd_config_show(ns) -> int:
 
     config, overrides = _split_args(ns.args)
     cfg = load_config(config, overrides, recipe=ns.recipe).validate()
+    from plugtron.plugin_checks import check_plugins  # the same plugin checks as train
+    from plugtron.plugin_manager import discover
+
+    check_plugins(cfg, discover())
     sys.stdout.write(to_yaml(cfg))
     return 0
 
@@ -97,15 +113,25 @@ def cmd_plugins_list(ns) -> int:
     from plugtron.cli.plugin_list import describe_plugins
 
     config, overrides = _split_args(ns.args)
-    rows = describe_plugins(config, overrides)
+    rows, error = describe_plugins(config, overrides)
     if not rows:
         print("no plugins installed")
-        return 0
     header = ("NAME", "SOURCE", "ENABLED BY", "ENABLED", "HOOKS")
-    table = [header] + [(r["name"], r["source"], r["toggle"], "yes" if r["enabled"] else "no", ", ".join(r["hooks"])) for r in rows]
+    table = [header] + [(r["name"], r["source"], r["toggle"], "blocked" if r["blocked"] else "yes" if r["enabled"] else "no",
+                         ", ".join(r["hooks"])) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
-    for row in table:
+    for row in table if rows else []:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+    if error is not None:  # what train would refuse: the same message and exit status
+        raise error
+    return 0
+
+
+def cmd_plugins_show(ns) -> int:
+    from plugtron.cli.plugin_list import show_plugin
+
+    config, overrides = _split_args(ns.args)
+    sys.stdout.write(show_plugin(ns.name, config, overrides))
     return 0
 
 
@@ -142,6 +168,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("train", None): cmd_train,
         ("config", "show"): cmd_config_show,
         ("plugins", "list"): cmd_plugins_list,
+        ("plugins", "show"): cmd_plugins_show,
         ("convert", "import-hf"): _convert("cmd_import_hf"),
         ("convert", "export-hf"): _convert("cmd_export_hf"),
         ("data", "preprocess"): cmd_data_preprocess,
@@ -153,9 +180,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     _setup_logging()
+    if ns.trace_hooks:
+        os.environ["PLUGTRON_TRACE_HOOKS"] = ns.trace_hooks  # read by the hook facade (and torchrun children)
     try:
         return handler(ns)
     except PlugtronError as err:
+        if ns.traceback or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)  # for plugin authors: where their code failed
         print(f"plugtron: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

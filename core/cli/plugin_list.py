@@ -1,10 +1,13 @@
-"""``plugtron plugins list`` without torch: toggles are read from the YAML/override data over the
-torch-free sections' defaults, and plugin classes are inspected, not instantiated."""
+"""``plugtron plugins list`` / ``plugins show`` without torch: toggles are read from the YAML/override
+data over the torch-free sections' defaults, plugin classes are inspected, not instantiated, and the
+enabled plugins go through the same static checks as ``train`` (``plugin_checks``) on a torch-free
+view of the config (:class:`ConfigView`)."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Iterable, List, Optional
+from types import SimpleNamespace
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
@@ -33,27 +36,79 @@ def _lookup(data: Dict[str, Any], path: str) -> Any:
     return node
 
 
+class ConfigView:
+    """Attribute access over the merged YAML/override data, falling back to the torch-free sections'
+    defaults, for plugins' ``config_problems`` without building a ``ConfigContainer`` (which needs
+    Megatron). In the Megatron-typed sections (``model``, ``optimizer``, ``ddp``) only values the
+    user gave are visible; anything else reads as ``None``."""
+
+    _MEGATRON = ("model", "optimizer", "ddp")
+
+    def __init__(self, data: Dict[str, Any], path: str = ""):
+        self._data, self._path = data, path
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        path = f"{self._path}.{name}" if self._path else name
+        if path == "plugins":
+            return {n: SimpleNamespace(enabled=bool((v or {}).get("enabled", False)), options=(v or {}).get("options") or {})
+                    for n, v in (self._data.get("plugins") or {}).items()}
+        node: Any = self._data
+        for part in path.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if isinstance(node, dict) or (node is _MISSING and path in self._MEGATRON):
+            return ConfigView(self._data, path)
+        if node is not _MISSING:
+            return node
+        if path.split(".")[0] in self._MEGATRON:
+            return None
+        return _default_at(path)
+
+    def is_user_set(self, path: str) -> Optional[str]:
+        node: Any = self._data
+        for part in path.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        return "the config or command line" if node is not _MISSING else None
+
+
+_MISSING = object()
+
+
 def _hooks_of(target: Any) -> List[str]:
     from plugtron.plugin_manager import hook_names
 
     return [h for h in hook_names() if inspect.isroutine(getattr(target, h, None))]
 
 
-def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> List[Dict[str, Any]]:
-    from plugtron.config import builtin_toggles, yaml_io
+def merged_data(config_path: Optional[str], overrides: Iterable[str]) -> Dict[str, Any]:
+    from plugtron.config import yaml_io
     from plugtron.config.loader import deep_merge, parse_overrides
-    from plugtron.plugin_manager import distribution_label, blocked_names, discover
 
     data: Dict[str, Any] = yaml_io.load_file(config_path) if config_path else {}
-    data = deep_merge(data, parse_overrides(overrides))
+    return deep_merge(data, parse_overrides(overrides))
+
+
+def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> Tuple[List[Dict[str, Any]], Optional[Exception]]:
+    """One row per installed plugin, and the error ``train`` would raise for the enabled ones
+    (``None`` if they pass the same static checks)."""
+    from plugtron.config import builtin_toggles
+    from plugtron.plugin_checks import check_plugins, distribution_label
+    from plugtron.plugin_manager import blocked_names, discover
+
+    data = merged_data(config_path, overrides)
     toggles = {name: path for path, name in builtin_toggles()}
     third_party = data.get("plugins") or {}
     blocked = set(blocked_names())
+    available = discover()
     rows = []
-    for name, ep in sorted(discover().items()):
+    for name, ep in sorted(available.items()):
         try:
-            hooks = _hooks_of(ep.load())
+            target = ep.load()
+            hooks = _hooks_of(target)
+            doc = (inspect.getdoc(target) or inspect.getdoc(inspect.getmodule(target)) or "").strip()
         except Exception as exc:  # listing must survive a broken plugin
+            target, doc = None, ""
             hooks = [f"<import failed: {type(exc).__name__}: {exc}>"]
         if name in toggles:
             enabled, toggle = bool(_lookup(data, toggles[name])), toggles[name]
@@ -69,8 +124,65 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
             "enabled": enabled and name not in blocked,
             "blocked": name in blocked,
             "hooks": hooks,
+            "target": target,
+            "doc": doc,
         })
+    try:
+        check_plugins(ConfigView(data), available)
+        error = None
+    except PlugtronError as exc:
+        error = exc
+    return rows, error
+
+
+def _type_name(t: Any) -> str:
+    return t.__name__ if isinstance(t, type) else str(t).replace("typing.", "")
+
+
+def settings_rows(target: Any) -> List[Tuple[str, str, str, str]]:
+    """``(name, type, default, help)`` for each field of the plugin's ``Settings`` (help from
+    ``attrs.field(metadata={"help": ...})``)."""
+    settings = getattr(target, "Settings", None)
+    if settings is None or not attrs.has(settings):
+        return []
+    rows = []
+    for f in attrs.fields(settings):
+        default = f.default.factory() if isinstance(f.default, attrs.Factory) else f.default
+        shown = "(required)" if default is attrs.NOTHING else repr(default)
+        rows.append((f.name, _type_name(f.type), shown, str(f.metadata.get("help", ""))))
     return rows
 
 
-__all__ = ["describe_plugins", "PlugtronError"]
+def show_plugin(name: str, config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> str:
+    """The text of ``plugtron plugins show NAME``."""
+    import difflib
+
+    from plugtron.errors import PluginError
+
+    rows, error = describe_plugins(config_path, overrides)
+    by_name = {r["name"]: r for r in rows}
+    if name not in by_name:
+        near = difflib.get_close_matches(name, list(by_name), n=1)
+        raise PluginError(f"plugin {name!r} is not installed" + (f" (did you mean {near[0]!r}?)" if near else "")
+                          + "; installed: " + (", ".join(by_name) or "none"))
+    r = by_name[name]
+    state = "blocked (PLUGTRON_BLOCK_PLUGINS)" if r["blocked"] else ("yes" if r["enabled"] else "no")
+    lines = [f"{name}  ({r['source']})", ""]
+    lines += ["  " + ln for ln in (r["doc"] or "(no docstring)").splitlines()] + [""]
+    lines.append(f"enabled by:       {r['toggle']}" + ("" if r["toggle"].startswith("plugins.") else f"  (or plugins.{name}.enabled)"))
+    lines.append(f"enabled now:      {state}")
+    lines.append(f"hooks:            {', '.join(r['hooks']) or 'none'}")
+    lines.append(f"config check:     {'yes (config_problems)' if hasattr(r['target'], 'config_problems') else 'no'}")
+    opts = settings_rows(r["target"])
+    if not opts:
+        lines.append("options:          none (the plugin declares no Settings)")
+    else:
+        lines.append(f"options (plugins.{name}.options.KEY=VALUE):")
+        width = max(len(f"{n}: {t} = {d}") for n, t, d, _ in opts)
+        lines += [f"  {f'{n}: {t} = {d}'.ljust(width)}  {h}".rstrip() for n, t, d, h in opts]
+    if error is not None and r["enabled"]:
+        lines += ["", f"problems with this config: {error}"]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["ConfigView", "describe_plugins", "show_plugin", "PlugtronError"]

@@ -74,6 +74,14 @@ class ConfigContainer:
     data_parallel_size: int = attrs.field(default=1, init=False)
     num_microbatches: int = attrs.field(default=1, init=False)
     world_size: int = attrs.field(default=1, init=False)
+    # Keys given explicitly, dotted path -> where ("cfg.yaml", "command line"); set by load_config.
+    user_set: Dict[str, str] = attrs.field(factory=dict, init=False, repr=False)
+
+    def is_user_set(self, path: str) -> Optional[str]:
+        """Where the user set ``path`` (``"model.hidden_dropout"``) explicitly - a YAML file or
+        ``"command line"`` - or ``None`` if it comes from the recipe or a default. Plugins use it to
+        fill only the fields the user left alone."""
+        return self.user_set.get(path)
 
     def __eq__(self, other: Any) -> bool:
         # Equality of what a config can express; code-valued fields derived by Megatron

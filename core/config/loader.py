@@ -92,14 +92,30 @@ def load_config(
     resolve_types()
     data = unstructure(get_recipe(recipe)())
     sources = [f"recipe {recipe!r}"]
+    user_set: Dict[str, str] = {}
     if config_path:
-        data = merge_sources(data, yaml_io.load_file(config_path))
+        from_file = yaml_io.load_file(config_path)
+        data = merge_sources(data, from_file)
         sources.append(str(config_path))
+        user_set.update(leaf_paths(from_file, str(config_path)))
     tree = parse_overrides(overrides)
     if tree:
         data = merge_sources(data, tree)
         sources.append("command line")
-    return structure(data, ConfigContainer, source=" + ".join(sources))
+        user_set.update(leaf_paths(tree, "command line"))
+    cfg = structure(data, ConfigContainer, source=" + ".join(sources))
+    cfg.user_set = user_set
+    return cfg
+
+
+def leaf_paths(tree: Any, source: str, prefix: str = "") -> Dict[str, str]:
+    """``{"model": {"hidden_size": 64}}`` -> ``{"model.hidden_size": source}`` (what the user set)."""
+    if not isinstance(tree, dict):
+        return {prefix: source} if prefix else {}
+    out: Dict[str, str] = {}
+    for key, value in tree.items():
+        out.update(leaf_paths(value, source, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def to_yaml(cfg) -> str:

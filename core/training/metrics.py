@@ -67,11 +67,16 @@ class LogWindow:
         return rec
 
 
+_LOOP_KEYS = frozenset(("iteration", "loss", "lr", "grad_norm", "tokens_per_sec", "step_time_s", "elapsed_s", "eta_s",
+                        "skipped_iters"))
+
+
 def format_log(rec: Dict[str, Any], train_iters: int) -> str:
-    """The console line of a log record."""
+    """The console line of a log record; plugins' metrics (``collect_metrics``) follow the loop's."""
     gn = "n/a" if rec["grad_norm"] is None else f"{rec['grad_norm']:.3f}"
+    extra = "".join(f" | {k} {v:.4g}" if isinstance(v, float) else f" | {k} {v}" for k, v in rec.items() if k not in _LOOP_KEYS)
     return (
         f"iter {rec['iteration']:>6}/{train_iters} | loss {rec['loss']:.4f} | lr {rec['lr']:.3e} | "
         f"grad_norm {gn} | {rec['tokens_per_sec']:,.0f} tok/s | {rec['step_time_s'] * 1000:.0f} ms/step | "
-        f"elapsed {rec['elapsed_s']:.0f}s | eta {rec['eta_s']:.0f}s"
+        f"elapsed {rec['elapsed_s']:.0f}s | eta {rec['eta_s']:.0f}s" + extra
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from plugtron.training.metrics import StepMetrics
+from plugtron.training.ranks import RankInfo
 
 
 @dataclass
@@ -23,6 +24,33 @@ class TrainState:
     should_stop: bool = False
     should_save: bool = False
     stop_reason: Optional[str] = None
+    ranks: Optional[RankInfo] = None  # filled on first use (after the process groups exist)
+
+    # ---- where this rank sits (hooks fire on every rank) -----------------------------------------
+    def _ranks(self) -> RankInfo:
+        if self.ranks is None:
+            from plugtron.training.ranks import current
+
+            self.ranks = current()
+        return self.ranks
+
+    @property
+    def is_rank0(self) -> bool:
+        """Global rank 0: write files and log lines once."""
+        return self._ranks().is_rank0
+
+    @property
+    def is_last_stage(self) -> bool:
+        """The last pipeline stage, where ``metrics.loss`` is a tensor (elsewhere it is ``None``)."""
+        return self._ranks().is_last_stage
+
+    @property
+    def dp_rank(self) -> int:
+        return self._ranks().dp_rank
+
+    @property
+    def dp_size(self) -> int:
+        return self._ranks().dp_size
 
     def request_stop(self, reason: str, save: bool = True) -> None:
         """Ask the loop to stop after the current step (and save first if ``save``).

@@ -102,8 +102,9 @@ def _schedule_args(cfg) -> Dict[str, Any]:
                 micro_batch_size=cfg.train.micro_batch_size, decoder_seq_length=dec_seq)
 
 
-def train_step(cfg, model, optimizer, scheduler, iterators) -> Tuple[Optional[torch.Tensor], bool, Any, Any]:
-    """forward/backward over ``num_microbatches``, optimizer step, scheduler step.
+def train_step(cfg, model, optimizer, scheduler, iterators, before_optimizer_step=None) -> Tuple[Optional[torch.Tensor], bool, Any, Any]:
+    """forward/backward over ``num_microbatches``, ``before_optimizer_step()`` (the
+    ``on_before_optimizer_step`` hook), optimizer step, scheduler step.
 
     Returns ``(loss, update_successful, grad_norm, num_zeros)``."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
@@ -119,6 +120,8 @@ def train_step(cfg, model, optimizer, scheduler, iterators) -> Tuple[Optional[to
         forward_only=False,
         **_schedule_args(cfg),
     )
+    if before_optimizer_step is not None:  # gradients are reduced: Megatron's schedule finalized them
+        before_optimizer_step()
     update_successful, grad_norm, num_zeros = optimizer.step()
     if update_successful:
         scheduler.step(increment=cfg.train.global_batch_size)

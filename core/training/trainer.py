@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from typing import Any, Dict, List, Optional
 
 from plugtron import distributed
@@ -55,6 +56,7 @@ class Trainer:
         state.model = setup.build_model(cfg)
         state.optimizer, state.scheduler = setup.build_optimizer(cfg, state.model)
         self.checkpointer = Checkpointer(cfg, self.hooks)
+        self.before_optimizer_step = partial(self.hooks.on_before_optimizer_step, state)  # bound once, not per step
         self._load_checkpoint()  # before the data: the stream continues at the consumed samples
         self.data = build_run_data(cfg, state)
         self.flops_per_iter = num_floating_point_operations(cfg)
@@ -109,13 +111,14 @@ class Trainer:
 
     def train_step(self) -> StepMetrics:
         """One iteration with its hooks: ``on_step_start``, forward/backward over the microbatches,
-        optimizer and scheduler step, counters, ``on_step``."""
+        ``on_before_optimizer_step``, optimizer and scheduler step, counters, ``on_step``."""
         from plugtron.training import step
 
         state = self.state
         self.hooks.on_step_start(state)
         loss, ok, grad_norm, num_zeros = step.train_step(
-            self.cfg, state.model, state.optimizer, state.scheduler, self.data.train_iterators)
+            self.cfg, state.model, state.optimizer, state.scheduler, self.data.train_iterators,
+            self.before_optimizer_step)
         metrics = state.record_step(loss, ok, grad_norm, num_zeros, self.flops_per_iter)
         if loss is not None:
             self.losses.append(loss.detach())
@@ -124,11 +127,12 @@ class Trainer:
         return metrics
 
     def maybe_log(self) -> None:
-        """Every ``logger.log_interval`` iterations and at the last one: the log line and ``on_log``
-        (collective over the pipeline group and a sync point, on log steps only)."""
+        """Every ``logger.log_interval`` iterations and at the last one: the log record, the plugins'
+        ``collect_metrics`` merged into it, the log line and ``on_log`` (collective over the pipeline
+        group and a sync point, on log steps only)."""
         it, t = self.state.iteration, self.cfg.train
         if it % self.cfg.logger.log_interval == 0 or it == t.train_iters:
-            rec = self.log_window.flush()
+            rec = self.hooks.collect_metrics(self.state, self.log_window.flush())
             if distributed.is_rank0():
                 log.info(format_log(rec, t.train_iters))
             self.hooks.on_log(self.state, rec)
