@@ -103,7 +103,7 @@ def choose_transformer_impl(layer_spec: str, te_importable: bool) -> Tuple[str, 
     if layer_spec == "local" or (layer_spec == "auto" and not te_importable):
         note = None if layer_spec == "local" else (
             "note: Transformer Engine is not importable: using Megatron-Core's local layer spec "
-            "(attention through torch SDPA on CUDA; no fused TE norms/linears)")
+            "(attention through torch SDPA; no fused TE norms/linears)")
         return "local", note
     return "transformer_engine", None
 

@@ -35,15 +35,19 @@ def uses_te_layers(config) -> bool:
     return getattr(config, "transformer_impl", "local") == "transformer_engine" and te_available()
 
 
-def with_sdpa_attention(spec):
+def with_sdpa_attention(spec, attention_backend=None):
     """``spec`` (a local GPT layer spec, changed in place and returned) with its self-attention's
-    core attention computed by torch's SDPA (``plugtron.providers.sdpa_attention``)."""
+    core attention computed by torch SDPA (``plugtron.providers.sdpa_attention``), unless
+    ``attention_backend`` asks for Megatron's unfused module (``unfused``/``local``)."""
     from megatron.core.transformer.dot_product_attention import DotProductAttention
+    from megatron.core.transformer.enums import AttnBackend
 
     from plugtron.providers.sdpa_attention import SDPADotProductAttention
 
+    if attention_backend in (AttnBackend.unfused, AttnBackend.local):
+        return spec
     attn = spec.submodules.self_attention.submodules
-    if attn.core_attention is DotProductAttention:
+    if getattr(attn.core_attention, "module", attn.core_attention) is DotProductAttention:
         attn.core_attention = SDPADotProductAttention
     return spec
 
@@ -121,9 +125,9 @@ class GPTModelProvider(TransformerConfig):
             qk_layernorm=self.qk_layernorm,
             normalization=self.normalization,
         )
-        # On CUDA the local spec's unfused attention is the slow, memory-hungry part: torch's SDPA
-        # (flash kernels) instead. On CPU Megatron's module stays (bit-identical CPU losses).
-        return with_sdpa_attention(spec) if torch.cuda.is_available() else spec
+        # Megatron's local attention is unfused (a [b*heads, s, s] score buffer, kept for the backward):
+        # torch SDPA instead, on CPU (a third of a small Llama's step) and CUDA (flash kernels).
+        return with_sdpa_attention(spec, self.attention_backend)
 
     def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
         """Build this rank's GPTModel chunk. Parallel state must be initialized."""

@@ -1,64 +1,65 @@
-"""Megatron's local core attention computed by ``torch.nn.functional.scaled_dot_product_attention``.
+"""Core attention for Megatron's local (pure torch) layer spec through ``F.scaled_dot_product_attention``.
 
-Megatron-Core's local ``DotProductAttention`` materializes the ``[b * heads, s, s]`` score matrix
-(``baddbmm`` + softmax + ``bmm``): at s=2048 that is 256 MiB per sample and layer in bf16, kept for
-the backward, and three memory-bound kernels. Without Transformer Engine (whose fused attention
-avoids this) a CUDA run therefore uses this subclass, whose forward hands the same query/key/value
-to torch's SDPA, which picks the flash or memory-efficient kernel on the GPU (O(s) memory).
+Megatron-Core's local ``DotProductAttention`` is unfused: a ``baddbmm`` into a ``[b*heads, s, s]``
+score buffer, a masked softmax written out in torch ops, dropout, a ``bmm``, and their backward
+(strided copies of the score tensor, ``masked_fill``, zero fills). On CPU that is about a third of a
+small Llama's step (``benchmarks/throughput_vs_hf.py --profile``). Torch's SDPA computes the same
+softmax(QK^T * scale + mask) V with a blocked (flash) CPU kernel that never materialises the scores.
 
-Same inputs, same outputs, same parameters (none) as the parent, so checkpoints do not change.
-Cases SDPA does not express here (packed sequences, attention bias, a softmax offset, sliding
-windows, query-key layer scaling, causal attention over unequal lengths) run the parent's forward.
-On CPU plugtron keeps Megatron's own module (``GPTModelProvider.layer_spec``), so CPU losses stay
-bit-identical to earlier versions.
+``SDPADotProductAttention`` *is* a ``DotProductAttention`` (same constructor, attributes, no extra
+parameters, so checkpoints are unchanged) and takes the SDPA path only where it computes the same
+function: vanilla softmax, no sliding window, no query-key layer scaling, no attention dropout while
+training (SDPA's dropout would draw other masks than Megatron's RNG tracker). Anything else goes to
+Megatron's own forward (so does causal attention over unequal query/key lengths, where Megatron's
+mask is not SDPA's ``is_causal``). Results agree with the unfused path to float rounding (~1e-6 relative in
+fp32), not bit for bit: the blocked kernel sums in another order. On CUDA without Transformer
+Engine the same module picks SDPA's flash or memory-efficient kernels (O(s) memory instead of the
+``[b*heads, s, s]`` buffer: 256 MiB per sample and layer at s=2048 in bf16).
+
+Used by ``GPTModelProvider.layer_spec`` for the local spec when ``model.attention_backend`` is
+``auto`` (Megatron's default) or ``flash``; ``unfused`` or ``local`` keep Megatron's module.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from megatron.core import tensor_parallel
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
 
 
 class SDPADotProductAttention(DotProductAttention):
-    """``DotProductAttention`` whose forward runs torch's fused scaled-dot-product attention."""
+    """Megatron's local core attention, computed by torch SDPA where that is the same function."""
 
-    def _sdpa_applies(self, query, key, attention_mask, mask_type, attention_bias, packed_seq_params) -> bool:
-        if packed_seq_params is not None or attention_bias is not None:
-            return False  # the parent raises its own clear assertion for packed sequences
-        if self.softmax_offset is not None or self.scale_mask_softmax.window_size is not None:
-            return False
-        if self.config.apply_query_key_layer_scaling:
-            return False
-        if mask_type == AttnMaskType.causal and attention_mask is None and query.size(0) != key.size(0):
-            return False  # Megatron's causal mask for sq != sk is not SDPA's is_causal
-        return mask_type in (AttnMaskType.causal, AttnMaskType.padding, AttnMaskType.no_mask)
+    def _sdpa_applies(self, query, key, attention_mask, attention_bias, packed_seq_params) -> bool:
+        c = self.config
+        return (
+            self.softmax_offset is None
+            and self.scale_mask_softmax.window_size is None
+            and not c.apply_query_key_layer_scaling
+            and attention_bias is None
+            and packed_seq_params is None
+            and (not self.training or self.attention_dropout.p == 0.0)
+            and (attention_mask is not None or self.attn_mask_type in (AttnMaskType.causal, AttnMaskType.no_mask))
+            and (attention_mask is not None or query.size(0) == key.size(0))
+        )
 
     def forward(self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None,
                 packed_seq_params=None):
-        mask_type = attn_mask_type if attn_mask_type is not None else self.attn_mask_type
-        if not self._sdpa_applies(query, key, attention_mask, mask_type, attention_bias, packed_seq_params):
+        if not self._sdpa_applies(query, key, attention_mask, attention_bias, packed_seq_params):
             return super().forward(query, key, value, attention_mask, attn_mask_type=attn_mask_type,
                                    attention_bias=attention_bias, packed_seq_params=packed_seq_params)
-        # Megatron's layout [s, b, heads, head_dim] -> SDPA's [b, heads, s, head_dim] (views, no copies)
+        sq, b, heads, dim = query.shape
+        # [s, b, heads, dim] -> [b, heads, s, dim] (views; SDPA's CPU kernel takes strided inputs)
         q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))
-        groups = self.num_attention_heads_per_partition // self.num_query_groups_per_partition
-        if groups > 1:  # grouped-query attention: each KV head serves `groups` query heads (as the parent)
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        mask = None
+        mask, causal = None, False
         if attention_mask is not None:
-            mask = ~attention_mask.to(torch.bool)  # Megatron: True = masked; SDPA (bool): True = attend
-        causal = mask_type == AttnMaskType.causal and attention_mask is None
-        p = self.attention_dropout.p if self.training else 0.0
-        if p > 0.0 and not self.config.sequence_parallel:
-            with tensor_parallel.get_cuda_rng_tracker().fork():  # same RNG stream choice as the parent
-                ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal,
-                                                     scale=self.softmax_scale)
-        else:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal,
-                                                 scale=self.softmax_scale)
-        # [b, heads, s, head_dim] -> [s, b, heads * head_dim], the parent's output layout
-        ctx = ctx.permute(2, 0, 1, 3).contiguous()
-        return ctx.view(ctx.size(0), ctx.size(1), self.hidden_size_per_partition)
+            mask = ~attention_mask  # Megatron: True = masked out; SDPA: True = attend
+        elif self.attn_mask_type == AttnMaskType.causal and sq > 1:
+            causal = True  # Megatron's default causal mask (query i sees keys <= i; sq == sk)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, scale=self.softmax_scale,
+            enable_gqa=heads != k.size(1),
+        )
+        # [b, heads, s, dim] -> [s, b, heads * dim]
+        return out.permute(2, 0, 1, 3).reshape(sq, b, heads * dim)

@@ -1,4 +1,4 @@
-"""SDPADotProductAttention (torch SDPA inside Megatron's local spec, used on CUDA) computes what
+"""SDPADotProductAttention (torch SDPA inside Megatron's local spec, on CPU and CUDA) computes what
 Megatron's DotProductAttention computes: outputs and gradients, causal, masked and grouped-query."""
 
 import pytest
@@ -64,15 +64,19 @@ def test_sdpa_matches_megatron_attention(device, masked):
         torch.testing.assert_close(gb, ga, **tol)
 
 
-def test_spec_swap_on_cuda_only(monkeypatch):
+def test_spec_swap_on_cpu_and_cuda(monkeypatch):
     from megatron.core.transformer.dot_product_attention import DotProductAttention
+    from megatron.core.transformer.enums import AttnBackend
 
     from plugtron.providers.gpt import GPTModelProvider, with_sdpa_attention
     from plugtron.providers.sdpa_attention import SDPADotProductAttention
 
     p = GPTModelProvider(num_layers=1, hidden_size=64, num_attention_heads=4, transformer_impl="local")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert p.layer_spec().submodules.self_attention.submodules.core_attention is DotProductAttention
+    assert p.layer_spec().submodules.self_attention.submodules.core_attention is SDPADotProductAttention
+    unfused = GPTModelProvider(num_layers=1, hidden_size=64, num_attention_heads=4, transformer_impl="local",
+                               attention_backend=AttnBackend.unfused)
+    assert unfused.layer_spec().submodules.self_attention.submodules.core_attention is DotProductAttention
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert p.layer_spec().submodules.self_attention.submodules.core_attention is SDPADotProductAttention
     spec = with_sdpa_attention(p.layer_spec())  # idempotent

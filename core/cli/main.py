@@ -88,10 +88,13 @@ def _setup_logging() -> None:
 
 def cmd_train(ns) -> int:
     from plugtron.config import load_config
-    from plugtron.training import train
+    from plugtron.config.container import world_size_from_env
 
     config, overrides = _split_args(ns.args)
-    cfg = load_config(config, overrides, recipe=ns.recipe)
+    world_size_from_env()  # a bad WORLD_SIZE, YAML or override is reported before torch is imported
+    cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False)
+    from plugtron.training import train
+
     train(cfg)
     return 0
 
@@ -99,8 +102,11 @@ def cmd_train(ns) -> int:
 def cmd_config_show(ns) -> int:
     from plugtron.config import load_config, to_yaml
 
+    from plugtron.config.container import world_size_from_env
+
     config, overrides = _split_args(ns.args)
-    cfg = load_config(config, overrides, recipe=ns.recipe).validate()
+    world_size_from_env()
+    cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False).validate()
     from plugtron.plugin_checks import check_plugins  # the same plugin checks as train
     from plugtron.plugin_manager import discover
 

@@ -27,15 +27,6 @@ def _default_at(path: str) -> Any:
     return value
 
 
-def _lookup(data: Dict[str, Any], path: str) -> Any:
-    node: Any = data
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _default_at(path)
-        node = node[part]
-    return node
-
-
 class ConfigView:
     """Attribute access over the merged YAML/override data, falling back to the torch-free sections'
     defaults, for plugins' ``config_problems`` without building a ``ConfigContainer`` (which needs
@@ -82,11 +73,17 @@ def _hooks_of(target: Any) -> List[str]:
 
 
 def merged_data(config_path: Optional[str], overrides: Iterable[str]) -> Dict[str, Any]:
-    from plugtron.config import yaml_io
-    from plugtron.config.loader import deep_merge, parse_overrides
+    """The YAML file merged with the overrides, read with ``train``'s loader (same limits and errors)."""
+    from plugtron.config.loader import load_data
 
-    data: Dict[str, Any] = yaml_io.load_file(config_path) if config_path else {}
-    return deep_merge(data, parse_overrides(overrides))
+    return load_data(config_path, overrides)
+
+
+def _lookup_section(sections: Any, path: str) -> Any:
+    node: Any = sections
+    for part in path.split("."):
+        node = getattr(node, part, None)
+    return node
 
 
 def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> Tuple[List[Dict[str, Any]], Optional[Exception]]:
@@ -96,7 +93,13 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
     from plugtron.plugin_checks import check_plugins, distribution_label
     from plugtron.plugin_manager import blocked_names, discover
 
+    from plugtron.config.torch_free import structure_sections
+
     data = merged_data(config_path, overrides)
+    # Read exactly as `train` reads it (same converter and rule table), minus the torch sections:
+    # a value train rejects (train.manual_gc=no) is this command's error too.
+    source = " + ".join(([str(config_path)] if config_path else []) + (["command line"] if overrides else [])) or "config"
+    sections = structure_sections(data, source)
     toggles = {name: path for path, name in builtin_toggles()}
     third_party = data.get("plugins") or {}
     blocked = set(blocked_names())
@@ -111,7 +114,7 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
             target, doc = None, ""
             hooks = [f"<import failed: {type(exc).__name__}: {exc}>"]
         if name in toggles:
-            enabled, toggle = bool(_lookup(data, toggles[name])), toggles[name]
+            enabled, toggle = bool(_lookup_section(sections, toggles[name])), toggles[name]
         else:
             enabled = bool((third_party.get(name) or {}).get("enabled", False))
             toggle = f"plugins.{name}.enabled"

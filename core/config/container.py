@@ -102,7 +102,7 @@ class ConfigContainer:
         """
         from plugtron.config.validation import validate
 
-        validate(self, world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1")))
+        validate(self, world_size if world_size is not None else world_size_from_env())
         return self
 
     def resolved_mixed_precision(self) -> Optional[MixedPrecisionConfig]:
@@ -114,6 +114,17 @@ class ConfigContainer:
         from plugtron.config.converter import structure
 
         return structure(PRESETS[mp], MixedPrecisionConfig)
+
+
+def world_size_from_env() -> int:
+    """``WORLD_SIZE`` as torchrun sets it (1 when unset); anything but a positive integer is a
+    ``ConfigError`` rather than a ``ValueError`` from ``int()``."""
+    raw = os.environ.get("WORLD_SIZE", "1")
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 9 and int(text) >= 1):
+        raise ConfigError([f"WORLD_SIZE: expected a positive integer (the number of processes), got {raw[:40]!r}"],
+                          source="environment")
+    return int(text)
 
 
 def builtin_toggles() -> List[tuple]:

@@ -2,8 +2,11 @@
 
 Rules (each enforced by a hook below):
 - unknown keys are errors, with a did-you-mean suggestion;
-- ``int`` takes only ints (``true`` or ``5.5`` are errors); ``float`` takes numbers and numeric
-  strings (PyYAML reads ``1e-4`` as a string); ``bool`` takes only booleans; ``str`` only strings;
+- ``int`` takes only ints that fit in 64 bits (``true`` or ``5.5`` are errors); ``float`` takes only
+  finite numbers (``.nan``, ``.inf``, ``1e400`` and quoted numbers are errors); ``bool`` takes only
+  booleans; ``str`` only strings;
+- a list field takes only a list (a string is never split into characters, a mapping never becomes
+  its keys); a mapping field takes only a mapping;
 - every error is collected, then raised once as :class:`ConfigError` with ``path: expected X, got Y``;
 - values are data only: a ``Callable`` field accepts a *name* from a fixed registry (activation
   functions), other code-valued fields (init methods, hooks, context managers) are not settable.
@@ -15,15 +18,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
 import types
 import typing
 from collections.abc import Callable as AbcCallable
 from collections.abc import Mapping
+from collections.abc import Sequence as AbcSequence
 from typing import Any, Dict, List, Literal, Tuple, Union
 
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.cols import list_structure_factory, mapping_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from plugtron.errors import ConfigError
@@ -130,18 +136,19 @@ def _build() -> cattrs.Converter:
     c = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 
     def s_int(v, _):
-        if type(v) is int:
+        if type(v) is int and INT64_MIN <= v <= INT64_MAX:
             return v
-        raise _Expected("int", v)
+        raise _Expected("int (64-bit)" if type(v) is int else "int", v)
 
     def s_float(v, _):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
-        if isinstance(v, str):
             try:
-                return float(v)
-            except ValueError:
-                pass
+                x = float(v)
+            except OverflowError:  # an int too large for a float
+                x = math.inf
+            if math.isfinite(x):
+                return x
+            raise _Expected("a finite float", v)
         raise _Expected("float", v)
 
     def s_bool(v, _):
@@ -159,6 +166,7 @@ def _build() -> cattrs.Converter:
     c.register_structure_hook(bool, s_bool)
     c.register_structure_hook(str, s_str)
     c.register_structure_hook(typing.Any, lambda v, _: v)
+    _register_container_hooks(c)
 
     def literal_hook(t):
         allowed = typing.get_args(t)
@@ -248,6 +256,8 @@ def _build() -> cattrs.Converter:
                 overrides[n] = override(omit=True)
             elif t != declared[n]:  # `x: int = None` -> structure as Optional[int]
                 overrides[n] = override(struct_hook=lambda v, _, t=t: c.structure(v, t))
+            if attrs.has(cls) and "structure" in attrs.fields_dict(cls)[n].metadata:  # a per-field parser
+                overrides[n] = override(struct_hook=lambda v, _, fn=attrs.fields_dict(cls)[n].metadata["structure"]: fn(v))
         fn = make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True,
                                     _cattrs_detailed_validation=True, **overrides)
 
@@ -272,6 +282,69 @@ def _build() -> cattrs.Converter:
     # Values typed Any (plugin options, MixedPrecisionConfig dtypes) are dumped by runtime type.
     c.register_unstructure_hook_factory(_is_torch_dtype, lambda t: dtype_name)
     return c
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_LIST_ORIGINS = (list, List, typing.Sequence, typing.MutableSequence, AbcSequence)
+
+
+def _is_list_type(t: Any) -> bool:
+    return t is list or typing.get_origin(t) in _LIST_ORIGINS
+
+
+def _is_tuple_type(t: Any) -> bool:
+    return t is tuple or typing.get_origin(t) in (tuple, Tuple)
+
+
+def _is_dict_type(t: Any) -> bool:
+    return t is dict or typing.get_origin(t) in (dict, Dict, typing.Mapping, Mapping)
+
+
+def _register_container_hooks(c: cattrs.Converter) -> None:
+    """Lists take lists and mappings take mappings, nothing else: cattrs alone would iterate any
+    iterable (``"abc"`` -> ``['a', 'b', 'c']``, ``{a: 1}`` -> ``['a']``)."""
+
+    def list_hook(t):
+        base = list_structure_factory(t if t is not list else List[Any], c)
+
+        def s(v, _):
+            if not isinstance(v, (list, tuple)):
+                raise _Expected("a list" + (f" (write [{v}] for a single item)" if _is_scalar(v) else ""), v)
+            return base(v, t)
+
+        return s
+
+    def tuple_hook(t):
+        args = typing.get_args(t)
+
+        def s(v, _):
+            if not isinstance(v, (list, tuple)):
+                raise _Expected("a list" + (f" of {len(args)} items" if args and Ellipsis not in args else ""), v)
+            if not args or Ellipsis in args:
+                return tuple(c.structure(x, args[0] if args else Any) for x in v)
+            if len(v) != len(args):
+                raise _Expected(f"a list of {len(args)} items", v)
+            return tuple(c.structure(x, a) for x, a in zip(v, args))
+
+        return s
+
+    def dict_hook(t):
+        base = mapping_structure_factory(t if t is not dict else Dict[Any, Any], c)
+
+        def s(v, _):
+            if not isinstance(v, Mapping):
+                raise _Expected("a mapping", v)
+            return base(v, t)
+
+        return s
+
+    c.register_structure_hook_factory(_is_list_type, list_hook)
+    c.register_structure_hook_factory(_is_tuple_type, tuple_hook)
+    c.register_structure_hook_factory(_is_dict_type, dict_hook)
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, (str, int, float)) and len(str(v)) <= 40
 
 
 def _is_provider(t: Any) -> bool:

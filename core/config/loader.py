@@ -9,35 +9,46 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Iterable, Optional
 
-from plugtron.config import yaml_io
+from plugtron.config import yaml_io, yaml_limits
 from plugtron.errors import ConfigError
 
 
-def parse_overrides(overrides: Iterable[str]) -> Dict[str, Any]:
-    """``["train.train_iters=100", "optimizer.lr=3e-4"]`` -> nested dict, values typed as YAML."""
+def parse_overrides(overrides: Iterable[str], repeats_ok: bool = False) -> Dict[str, Any]:
+    """``["train.train_iters=100", "optimizer.lr=3e-4"]`` -> nested dict, values typed as YAML.
+
+    The same key twice (``a.b=1 a.b=2``, or ``a={b: 1} a.b=2``) is an error, as a duplicate key in a
+    YAML file is: on a command line it is a mistake. ``repeats_ok`` keeps the later value instead,
+    for Python callers that compose lists (``base + ["model.num_layers=8"]``)."""
     tree: Dict[str, Any] = {}
     problems = []
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            problems.append(f"override {item!r}: expected dotted.key=value (e.g. train.train_iters=100)")
+        shown = item if len(item) <= 80 else item[:60] + "..." + item[-12:]
+        parts = key.split(".")
+        if not sep or not key or any(not part for part in parts):
+            problems.append(f"override {shown!r}: expected dotted.key=value (e.g. train.train_iters=100)")
+            continue
+        if len(parts) > yaml_limits.MAX_DEPTH:
+            problems.append(f"override {shown!r}: key nested deeper than {yaml_limits.MAX_DEPTH} levels (the limit)")
             continue
         try:
             value = yaml_io.parse_scalar(raw)
         except ConfigError as exc:
-            problems.append(f"override {item!r}: {exc.problems[0]}")
+            problems.append(f"override {shown!r}: {exc.problems[0]}")
             continue
         node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                problems.append(f"override {item!r}: {part} was already given a value")
+                problems.append(f"override {shown!r}: {'.'.join(parts[:i + 1])} was already given a value")
                 break
             node = nxt
         else:
-            node[parts[-1]] = value
+            if parts[-1] in node and not repeats_ok:
+                problems.append(f"override {shown!r}: {key} is given twice on the command line")
+            else:
+                node[parts[-1]] = value
     if problems:
         raise ConfigError(problems, source="command line")
     return tree
@@ -79,32 +90,36 @@ def merge_sources(base: Any, update: Any) -> Any:
     return deep_merge(base, update)
 
 
+def load_data(config_path: Optional[str] = None, overrides: Iterable[str] = (), repeats_ok: bool = False) -> Dict[str, Any]:
+    """The YAML file merged with the overrides, as plain data (no recipe). Torch-free: shared by
+    ``load_config`` and ``plugins list``, so both read a config with the same loader and rules."""
+    data: Dict[str, Any] = yaml_io.load_file(config_path) if config_path else {}
+    tree = parse_overrides(overrides, repeats_ok=repeats_ok)
+    return merge_sources(data, tree) if tree else data
+
+
 def load_config(
     config_path: Optional[str] = None,
     overrides: Iterable[str] = (),
     recipe: str = "tiny",
+    repeats_ok: bool = True,
 ):
-    """Recipe + YAML + overrides -> an unvalidated ``ConfigContainer``."""
+    """Recipe + YAML + overrides -> an unvalidated ``ConfigContainer``.
+
+    From Python a key repeated in ``overrides`` keeps the later value; the command line passes
+    ``repeats_ok=False`` (see ``parse_overrides``)."""
     from plugtron.config.container import ConfigContainer, resolve_types
     from plugtron.config.converter import structure, unstructure
     from plugtron.recipes import get_recipe
 
+    from_file = yaml_io.load_file(config_path) if config_path else {}
+    tree = parse_overrides(overrides, repeats_ok=repeats_ok)
+    user = merge_sources(from_file, tree) if tree else from_file  # YAML and override errors before importing torch
     resolve_types()
-    data = unstructure(get_recipe(recipe)())
-    sources = [f"recipe {recipe!r}"]
-    user_set: Dict[str, str] = {}
-    if config_path:
-        from_file = yaml_io.load_file(config_path)
-        data = merge_sources(data, from_file)
-        sources.append(str(config_path))
-        user_set.update(leaf_paths(from_file, str(config_path)))
-    tree = parse_overrides(overrides)
-    if tree:
-        data = merge_sources(data, tree)
-        sources.append("command line")
-        user_set.update(leaf_paths(tree, "command line"))
+    data = merge_sources(unstructure(get_recipe(recipe)()), user)
+    sources = [f"recipe {recipe!r}"] + ([str(config_path)] if config_path else []) + (["command line"] if tree else [])
     cfg = structure(data, ConfigContainer, source=" + ".join(sources))
-    cfg.user_set = user_set
+    cfg.user_set = {**leaf_paths(from_file, str(config_path)), **leaf_paths(tree, "command line")}
     return cfg
 
 

@@ -31,14 +31,15 @@ class MixedPrecisionConfig:
     ``TransformerConfig`` fields of the same names, ``fp8_param_gather`` and
     ``reuse_grad_buf_for_mxfp8_param_ag`` to the DDP config (and the optimizer's), ``fp8_param``
     (null: as ``fp8_param_gather``) keeps the weights themselves in fp8. They apply only when ``fp8``
-    is set; ``plugtron.machine`` refuses an fp8 run where TE or the GPU cannot do it.
+    is set; ``plugtron.platform.machine`` refuses an fp8 run where TE or the GPU cannot do it.
     """
 
     fp32: bool = False
     fp16: bool = False
     bf16: bool = False
-    params_dtype: Any = attrs.field(default=None, converter=lambda v: _dtype(v))
-    pipeline_dtype: Any = attrs.field(default=None, converter=lambda v: _dtype(v))
+    # "structure": the converter calls it per field, so a bad name is reported at its own path.
+    params_dtype: Any = attrs.field(default=None, converter=lambda v: _dtype(v), metadata={"structure": _dtype})
+    pipeline_dtype: Any = attrs.field(default=None, converter=lambda v: _dtype(v), metadata={"structure": _dtype})
     autocast_enabled: bool = False
     grad_reduce_in_fp32: bool = True
     fp8: Optional[Literal["hybrid", "e4m3"]] = None

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from typing import List
 
+from plugtron.config import rules
 from plugtron.config.precision import FP8_MODEL_FIELDS, MixedPrecisionConfig
 from plugtron.errors import ConfigError
+
+
+def getattr_path(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _apply_mixed_precision(cfg, mp: MixedPrecisionConfig) -> None:
@@ -44,8 +51,6 @@ def _derive_scheduler(cfg, problems: List[str]) -> None:
     gbs = t.global_batch_size
     decay_iters = s.lr_decay_iters if s.lr_decay_iters is not None else t.train_iters
     if s.lr_warmup_fraction is not None:
-        if not 0.0 <= s.lr_warmup_fraction <= 1.0:
-            problems.append(f"scheduler.lr_warmup_fraction: expected a value in [0, 1], got {s.lr_warmup_fraction}")
         warmup_iters = int(s.lr_warmup_fraction * decay_iters)
         if s.lr_warmup_iters:
             problems.append("scheduler: set lr_warmup_iters or lr_warmup_fraction, not both")
@@ -80,11 +85,6 @@ def _derive_scheduler(cfg, problems: List[str]) -> None:
 def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
     m, t = cfg.model, cfg.train
     tp, pp, cp = m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.context_parallel_size
-    for name, v in (("tensor_model_parallel_size", tp), ("pipeline_model_parallel_size", pp),
-                    ("context_parallel_size", cp), ("expert_model_parallel_size", m.expert_model_parallel_size)):
-        if v < 1:
-            problems.append(f"model.{name}: expected >= 1, got {v}")
-            return
     model_parallel = tp * pp * cp
     cfg.world_size = world_size
     if world_size % model_parallel:
@@ -98,9 +98,6 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
         problems.append(
             f"model.expert_model_parallel_size: {m.expert_model_parallel_size} does not divide DP x CP = {dp * cp}"
         )
-    if t.micro_batch_size < 1 or t.global_batch_size < 1:
-        problems.append("train: micro_batch_size and global_batch_size must be >= 1")
-        return
     if t.global_batch_size % (t.micro_batch_size * dp):
         problems.append(
             f"train.global_batch_size: {t.global_batch_size} is not divisible by micro_batch_size x "
@@ -109,16 +106,17 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
     else:
         cfg.num_microbatches = t.global_batch_size // (t.micro_batch_size * dp)
     heads = m.num_attention_heads
-    if heads <= 0:
-        problems.append("model.num_attention_heads: required (> 0)")
-    elif heads % tp:
+    if heads % tp:
         problems.append(f"model.num_attention_heads: {heads} is not divisible by tensor_model_parallel_size {tp}")
-    if m.num_query_groups is not None and m.num_query_groups % tp:
-        problems.append(f"model.num_query_groups: {m.num_query_groups} is not divisible by tensor_model_parallel_size {tp}")
-    if m.num_layers <= 0:
-        problems.append("model.num_layers: required (> 0)")
-    if m.hidden_size <= 0:
-        problems.append("model.hidden_size: required (> 0)")
+    if m.num_query_groups is not None:
+        if m.num_query_groups % tp:
+            problems.append(f"model.num_query_groups: {m.num_query_groups} is not divisible by tensor_model_parallel_size {tp}")
+        if heads % m.num_query_groups:
+            problems.append(f"model.num_query_groups: {m.num_query_groups} does not divide num_attention_heads {heads}")
+    experts = getattr(m, "num_moe_experts", None)
+    if m.expert_model_parallel_size > 1 and (experts is None or experts % m.expert_model_parallel_size):
+        problems.append(f"model.expert_model_parallel_size: {m.expert_model_parallel_size} does not divide "
+                        f"num_moe_experts {experts} (each expert-parallel rank holds a whole number of experts)")
     vpp = m.virtual_pipeline_model_parallel_size
     uneven = m.num_layers_in_first_pipeline_stage is not None or m.num_layers_in_last_pipeline_stage is not None
     if m.num_layers > 0 and not uneven and m.pipeline_model_parallel_layout is None:
@@ -152,30 +150,67 @@ def _derive_p2p(cfg) -> None:
         m.batch_p2p_comm = False
 
 
+def _tokenizer_size(tok, problems: List[str], required: bool):
+    """Ids the tokenizer produces (``None`` if unknown). File-backed tokenizers are loaded from their
+    (local) files; when ``model.vocab_size`` is explicit a missing file is no error here, so
+    ``config show`` of a cluster config works on a laptop."""
+    if tok.tokenizer_type == "ByteLevelTokenizer":
+        return 257  # 256 byte values + EOD
+    if tok.tokenizer_type == "NullTokenizer":
+        if tok.vocab_size is None:
+            problems.append("tokenizer.vocab_size: required for NullTokenizer")
+            return None
+        return tok.vocab_size + 1  # + EOD
+    from plugtron.data.tokenizers import build_tokenizer
+    from plugtron.errors import DataError
+
+    try:
+        return build_tokenizer(tok).vocab_size
+    except DataError as err:
+        if required:
+            problems.append(f"model.vocab_size: unset, so it is read from the tokenizer, which failed: {err}")
+        return None
+
+
 def _derive_vocab(cfg, problems: List[str]) -> None:
     from plugtron.providers.model_kind import kind_for
 
     tok, m = cfg.tokenizer, cfg.model
-    if m.vocab_size is not None:
-        return
     extra = kind_for(m).extra_vocab(m)  # e.g. T5's sentinel ids above the tokenizer's
-    if tok.tokenizer_type == "ByteLevelTokenizer":
-        m.vocab_size = 257 + extra  # 256 byte values + EOD
-    elif tok.tokenizer_type == "NullTokenizer":
-        if tok.vocab_size is None:
-            problems.append("tokenizer.vocab_size: required for NullTokenizer")
-        else:
-            m.vocab_size = tok.vocab_size + 1 + extra  # + EOD
-    else:
-        # File-backed tokenizers: load the (local) files to read the size. Only when model.vocab_size
-        # is unset, so `config show` of a cluster config with an explicit size works on a laptop.
-        from plugtron.data.tokenizers import build_tokenizer
-        from plugtron.errors import DataError
+    size = _tokenizer_size(tok, problems, required=m.vocab_size is None)
+    if size is None:
+        return
+    if m.vocab_size is None:
+        m.vocab_size = size + extra
+    elif m.vocab_size < size + extra:  # an embedding lookup past the table would crash mid-step
+        problems.append(f"model.vocab_size: {m.vocab_size} is smaller than the tokenizer's {size} ids"
+                        + (f" + {extra} extra ids" if extra else "") + f" ({tok.tokenizer_type})")
 
+
+def _check_data(cfg, problems: List[str]) -> None:
+    """What the pretraining data builder would refuse, without touching files: blend weights and
+    ``split`` (so ``config show`` rejects what ``train`` rejects)."""
+    ds = cfg.dataset
+    if not hasattr(ds, "blend") or ds.mock:
+        return
+    from plugtron.data.gpt import parse_blend, parse_split
+    from plugtron.errors import DataError
+
+    per_split = ds.blend_per_split is not None and any(b is not None for b in ds.blend_per_split)
+    checks = [(lambda: parse_blend(ds.blend, "dataset.blend"))] if ds.blend is not None else []
+    if per_split:
+        if ds.blend is not None:
+            problems.append("dataset.blend and dataset.blend_per_split are exclusive; set one of them")
+        if len(ds.blend_per_split) != 3:
+            problems.append(f"dataset.blend_per_split: expected 3 entries (train, valid, test), got {len(ds.blend_per_split)}")
+        checks += [(lambda i=i, b=b: parse_blend(b, f"dataset.blend_per_split[{i}]")) for i, b in enumerate(ds.blend_per_split)]
+    else:
+        checks.append(lambda: parse_split(ds.split))
+    for run in checks:
         try:
-            m.vocab_size = build_tokenizer(tok).vocab_size + extra
+            run()
         except DataError as err:
-            problems.append(f"model.vocab_size: unset, so it is read from the tokenizer, which failed: {err}")
+            problems.append(str(err))
 
 
 def _check_checkpoint(ck, world_size: int, problems: List[str]) -> None:
@@ -192,17 +227,7 @@ def _check_checkpoint(ck, world_size: int, problems: List[str]) -> None:
             problems.append(f"checkpoint.{key}: empty path; give a directory or null")
 
 
-def validate(cfg, world_size: int) -> None:
-    problems: List[str] = []
-    t = cfg.train
-    if t.train_iters < 0:
-        problems.append(f"train.train_iters: expected >= 0, got {t.train_iters}")
-    if t.eval_interval is not None and t.eval_interval < 0:
-        problems.append(f"train.eval_interval: expected >= 0 or null, got {t.eval_interval}")
-    if cfg.logger.log_interval < 1:
-        problems.append(f"logger.log_interval: expected >= 1, got {cfg.logger.log_interval}")
-    if t.manual_gc_interval < 0:
-        problems.append(f"train.manual_gc_interval: expected >= 0, got {t.manual_gc_interval}")
+def _precision(cfg, problems: List[str]) -> None:
     try:
         mp = cfg.resolved_mixed_precision()
     except ConfigError as exc:
@@ -218,10 +243,9 @@ def validate(cfg, world_size: int) -> None:
     if cfg.model.pipeline_model_parallel_size > 1 and cfg.model.pipeline_dtype is None:
         cfg.model.pipeline_dtype = cfg.model.params_dtype
     cfg.ddp.use_distributed_optimizer = cfg.optimizer.use_distributed_optimizer
-    _derive_vocab(cfg, problems)
-    _derive_parallel(cfg, world_size, problems)
-    _derive_scheduler(cfg, problems)
-    _derive_p2p(cfg)
+
+
+def _other_checks(cfg, world_size: int, problems: List[str]) -> None:
     from plugtron.providers.model_kind import kind_for
 
     problems.extend(kind_for(cfg.model).problems(cfg))  # e.g. T5: no PP, decoder length fits the targets
@@ -231,16 +255,32 @@ def validate(cfg, world_size: int) -> None:
         problems.append("peft: requires checkpoint.pretrained_checkpoint (the model the adapters are trained on)")
     if cfg.dist.lazy_init:
         problems.append("dist.lazy_init: not supported by plugtron (models are built eagerly)")
-    ck = cfg.checkpoint
-    if ck.save_interval is not None and ck.save_interval < 1:
-        problems.append(f"checkpoint.save_interval: expected >= 1 or null, got {ck.save_interval}")
-    if ck.most_recent_k == 0 or ck.most_recent_k < -1:
-        problems.append(f"checkpoint.most_recent_k: expected -1 (keep all) or >= 1, got {ck.most_recent_k}")
-    _check_checkpoint(ck, world_size, problems)
+    _check_checkpoint(cfg.checkpoint, world_size, problems)
+
+
+def validate(cfg, world_size: int) -> None:
+    # Ranges and fixed sets first: the derivations below divide by and index with these values.
+    problems: List[str] = rules.check(cfg)
+    problems += [f"{p}: expected a finite float, got {getattr_path(cfg, p)}" for p in rules.non_finite_floats(cfg, "")]
+    if world_size < 1:
+        problems.append(f"WORLD_SIZE: expected a positive integer, got {world_size}")
+    bad_values = bool(problems)
+    steps = (_precision, _derive_vocab, _check_data, lambda c, p: _derive_parallel(c, world_size, p),
+             _derive_scheduler, lambda c, p: _derive_p2p(c), lambda c, p: _other_checks(c, world_size, p))
+    for step in steps:
+        try:
+            step(cfg, problems)
+        except (ArithmeticError, TypeError, ValueError):
+            # Only with a value the rules already refused (a zero size divides, a NaN is cast): the
+            # rule's message is the one to show. Without one, this is a bug and must surface.
+            if not bad_values:
+                raise
     if not problems:
         try:
             cfg.model.finalize()
-        except (ValueError, AssertionError, TypeError) as exc:
-            problems.append(f"model: {exc}")
+        except (ValueError, AssertionError, TypeError, KeyError) as exc:
+            # Megatron's own checks; a KeyError is an unknown enum name Megatron looks up.
+            detail = f"unknown name {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+            problems.append(f"model: {detail}")
     if problems:
         raise ConfigError(problems)

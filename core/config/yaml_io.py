@@ -1,64 +1,117 @@
-"""YAML in and out, with YAML 1.2 scalars: only ``true``/``false`` are booleans (so ``yes`` stays
-the string "yes" and is rejected where an int or bool is expected) and ``1e-4`` is a float."""
+"""YAML in and out, with the YAML 1.2 core schema and bounded input.
+
+Scalars (YAML 1.2 core schema, not PyYAML's YAML 1.1 defaults):
+- booleans are only ``true``/``false`` (any case style), so ``yes``/``on`` stay strings;
+- null is ``null``/``Null``/``NULL``/``~``/empty;
+- integers are ``[-+]?[0-9]+`` (decimal, so ``010`` is 10, not octal 8), ``0o17`` (octal) and
+  ``0x1F`` (hex); ``5_0`` and ``1:00`` are strings (YAML 1.1 read them as 50 and 60);
+- floats are ``1.5``, ``1e-4``, ``.inf``, ``-.inf``, ``.nan``; dates stay strings.
+Merge keys (``<<: *base``) are kept. Bounds (size, nesting, alias expansion) and key rules (string
+keys, no duplicates) are in ``yaml_limits``; every problem becomes one ``ConfigError`` with its line.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from plugtron.config import yaml_limits
+from plugtron.config.yaml_limits import MAX_BYTES, LimitError, describe_mark
 from plugtron.errors import ConfigError
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml_limits.BoundedComposer, yaml.SafeLoader):
     pass
 
 
-# Drop YAML 1.1's implicit resolvers for bool and float, then add YAML 1.2 core-schema ones.
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."),
-)
+_Loader.yaml_implicit_resolvers = {}
+for _tag, _regex, _first in (
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+     list("-+0123456789.")),
+    ("merge", r"^(?:<<)$", ["<"]),
+):
+    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regex), _first)
 
 
-def _int_or_float(loader, node):
+def _construct_int(loader, node):
     text = loader.construct_scalar(node)
-    return float(text)
+    try:
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text)
+    except ValueError:  # Python refuses decimal strings over 4300 digits
+        raise LimitError(f"integer with {len(text)} digits is too long", node.start_mark) from None
 
 
-_Loader.add_constructor("tag:yaml.org,2002:float", _int_or_float)
+def _construct_float(loader, node):
+    text = loader.construct_scalar(node)
+    special = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
+    return special[text.lower()] if text.lower() in special else float(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def loads(text: str, source: str = "<string>") -> Any:
+    if len(text) > MAX_BYTES:
+        raise ConfigError([f"{source}: {len(text)} characters is over the {MAX_BYTES}-byte limit for a config"],
+                          source=source)
+    loader = None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+        loader = _Loader(text)  # the reader refuses control characters here already
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        yaml_limits.check_graph(node)
+        return loader.construct_document(node)
+    except LimitError as exc:
+        raise ConfigError([f"{describe_mark(source, exc.mark)}: {exc.message}"], source=source) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([f"{source}: invalid YAML (character U+{exc.character:04X} at position {exc.position} "
+                           "is not allowed)"], source=source) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        where = describe_mark(source, getattr(exc, "problem_mark", None))
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}: invalid YAML ({problem})"], source=source) from None
-    return data
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_text(path: str | Path, what: str = "config file") -> str:
+    """A UTF-8 text file of at most ``MAX_BYTES``, or one ``ConfigError`` saying why not."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise ConfigError([f"{p}: no such {what}"], source=str(p))
+        size = os.path.getsize(p)
+        if size > MAX_BYTES:
+            raise ConfigError([f"{p}: {size} bytes is over the {MAX_BYTES}-byte limit for a {what}"], source=str(p))
+        raw = p.read_bytes()
+    except OSError as err:  # e.g. a path longer than the OS allows, no permission
+        shown = str(p) if len(str(p)) <= 200 else str(p)[:100] + "..." + str(p)[-60:]
+        raise ConfigError([f"{shown}: cannot read {what} ({err.strerror or err})"], source="command line") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"{p}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})"],
+                          source=str(p)) from None
 
 
 def load_file(path: str | Path) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError([f"{p}: no such config file"], source=str(p))
-    data = loads(p.read_text(encoding="utf-8"), source=str(p))
+    data = loads(read_text(path), source=str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{p}: expected a mapping of config sections, got {type(data).__name__}"], source=str(p))
+        raise ConfigError([f"{path}: expected a mapping of config sections, got {type(data).__name__}"], source=str(path))
     return data
 
 

@@ -77,7 +77,7 @@ def parse_blend(entries: Optional[Sequence], key: str) -> Optional[Blend]:
     return [os.path.abspath(os.path.expanduser(p)) for p in prefixes], weights
 
 
-def _parse_split(split: Optional[str]) -> List[float]:
+def parse_split(split: Optional[str]) -> List[float]:
     try:
         parts = [float(p) for p in str(split).split(",")]
     except ValueError:
@@ -251,7 +251,7 @@ def build_datasets(cfg, tokenizer) -> Tuple[Optional[object], Optional[object], 
             raise DataError("dataset.blend: unset, so the bundled corpus is used, but it is tokenized with "
                             "ByteLevelTokenizer; set tokenizer.tokenizer_type: ByteLevelTokenizer or give a blend")
         blend = parse_blend(ds.blend, key) if ds.blend is not None else ([bundled_corpus_prefix()], None)
-        weights = _parse_split(ds.split)
+        weights = parse_split(ds.split)
         all_lengths = [read_sequence_lengths(p, key) for p in blend[0]]
         mcfg = GPTDatasetConfig(**common, blend=blend, split=ds.split,
                                 path_to_cache=_writable_cache(ds.path_to_cache, blend[0]))

@@ -41,16 +41,14 @@ def tokenizer_config(ns):
     """``TokenizerConfig`` from ``--config``'s tokenizer section, then the tokenizer flags."""
     from plugtron.config.data import TokenizerConfig
 
-    fields = {}
-    if ns.config:
-        import yaml
+    from plugtron.config import yaml_io
+    from plugtron.config.converter import structure
 
-        try:
-            with open(ns.config, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except OSError as err:
-            raise ConfigError([f"--config: cannot read {ns.config} ({err.strerror})"], source="command line") from None
-        section = (data.get("tokenizer") or {}) if isinstance(data, dict) else {}
+    fields = {}
+    source = "command line"
+    if ns.config:
+        data = yaml_io.load_file(ns.config)  # the loader `train` uses: same limits, same messages
+        section = data.get("tokenizer") or {}
         if not isinstance(section, dict):
             raise ConfigError([f"tokenizer: expected a mapping, got {type(section).__name__}"], source=ns.config)
         unknown = sorted(set(section) - set(_TOKENIZER_FLAGS))
@@ -58,8 +56,20 @@ def tokenizer_config(ns):
             raise ConfigError([f"tokenizer.{k}: unknown field (expected one of {', '.join(_TOKENIZER_FLAGS)})"
                                for k in unknown], source=ns.config)
         fields.update(section)
+        source = f"{ns.config} + command line"
     fields.update({k: getattr(ns, k) for k in _TOKENIZER_FLAGS if getattr(ns, k) is not None})
-    return TokenizerConfig(**fields)
+    try:
+        tok = structure(fields, TokenizerConfig, source=source)
+    except ConfigError as err:  # name the fields as they are written in a config: tokenizer.<field>
+        raise ConfigError([f"tokenizer.{p}" for p in err.problems], source=source) from None
+    from types import SimpleNamespace
+
+    from plugtron.config.rules import RULES, check
+
+    problems = check(SimpleNamespace(tokenizer=tok), {k: v for k, v in RULES.items() if k.startswith("tokenizer.")})
+    if problems:
+        raise ConfigError(problems, source=source)
+    return tok
 
 
 def run(ns) -> int:
