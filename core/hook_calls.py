@@ -168,6 +168,9 @@ class Hooks:
     def on_eval(self, state, split: str, metrics: Dict[str, Any]) -> None:
         self._call("on_eval", state=state, split=split, metrics=metrics)
 
+    def on_before_save(self, state) -> None:
+        self._call("on_before_save", state=state)
+
     def on_save(self, state, checkpoint_dir: str) -> Dict[str, Any]:
         """Each implementation's result lands in its plugin's slot (``None``: no slot)."""
         return {name: r for name, r in self._each("on_save", state=state, checkpoint_dir=checkpoint_dir) if r is not None}

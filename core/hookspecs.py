@@ -28,6 +28,7 @@ Where each hook fires in a run (``plugtron.training.trainer``: ``train(config)``
                                        on_log(state, log)
             Trainer.maybe_eval():  if iteration % eval_interval == 0:  Trainer.evaluate("valid")
             Trainer.maybe_save():  if iteration % save_interval == 0:
+                                       on_before_save(state)
                                        save ...; on_save(state, checkpoint_dir) -> plugin_state;  publish
                                        on_checkpoint_published(state, checkpoint_dir)
                                        (async_save: after a later step, once the write is done)
@@ -36,7 +37,8 @@ Where each hook fires in a run (``plugtron.training.trainer``: ``train(config)``
         Trainer.finish():
             if train.skip_train:  Trainer.evaluate("valid")        # the loaded model
             if dataset.do_test:   Trainer.evaluate("test")
-            if checkpoint.save and not saved at this iteration (and the stop allows): final save -> on_save
+            if checkpoint.save and not saved at this iteration (and the stop allows): final save:
+                on_before_save, then on_save
             async saves still in flight are published -> on_checkpoint_published
             on_train_end(state)
       except BaseException as exc:
@@ -184,6 +186,18 @@ def on_eval(state, split, metrics) -> None:
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------
+@hookspec
+def on_before_save(state) -> None:
+    """A checkpoint of ``state.iteration`` is about to be written: nothing has been handed to the writer.
+
+    Fires on every rank, before each save (interval saves and the final save). Make the model and
+    optimizer complete for saving: e.g. with ``ddp.overlap_param_gather`` the updated weights are
+    all-gathered lazily in the next forward pass, so the comm_overlap plugin forces that gather here
+    (as Megatron-LM does before its saves). Anything collective must be entered by all ranks, which
+    all call this hook. Return value ignored.
+    """
+
+
 @hookspec
 def on_save(state, checkpoint_dir):
     """A checkpoint of ``state.iteration`` is being written into ``checkpoint_dir``.

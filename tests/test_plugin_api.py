@@ -17,7 +17,7 @@ from plugtron.hookspecs import hookimpl
 from plugtron.plugin_manager import PluginManager
 
 from fake_plugins import FirstOnLoad
-from test_plugins import EPS, cfg_with, ep, metrics
+from test_plugins import EPS, NO_GUARD, cfg_with, ep, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,7 @@ def test_config_problems_is_called_before_anything_is_built():
 
     pm = PluginManager([ep("checks", "ChecksConfig")])
     cfg = cfg_with("checks")
-    cfg.train = TrainingConfig(train_iters=5000)
+    cfg.train = TrainingConfig(train_iters=5000, check_for_nan_in_loss_and_grad=False)  # only the plugin under test
     with pytest.raises(ConfigError, match="train.train_iters: checks_config supports at most 1000 iterations, got 5000"):
         pm.load(cfg)
     assert pm.loaded == {}
@@ -180,7 +180,7 @@ def test_config_show_and_plugins_list_refuse_what_train_refuses(overrides, expec
 def test_plugins_list_refuses_a_hook_typo_and_marks_blocked(monkeypatch, capsys):
     from plugtron import cli
 
-    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [ep("typo", "DecoratedTypo"), ep("recorder", "Recorder")])
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [ep("typo", "DecoratedTypo"), ep("recorder", "Recorder"), EPS[-1]])  # EPS[-1]: nan_guard, on by default
     assert cli.main(["plugins", "list", "plugins.typo.enabled=true"]) == 2
     assert "plugin 'typo': 'on_stepp' is not a plugtron hook" in capsys.readouterr().err
     monkeypatch.setenv("PLUGTRON_BLOCK_PLUGINS", "recorder")
@@ -244,7 +244,7 @@ def test_hook_tracing_logs_each_call_with_plugins_in_order(monkeypatch, caplog):
     pm = PluginManager(EPS)
     pm.register("a", Plain(log, "a"))
     pm.register("b", Plain(log, "b"))
-    hooks = pm.load(ConfigContainer())
+    hooks = pm.load(ConfigContainer(train=NO_GUARD))
     with caplog.at_level("INFO", logger="plugtron.hooks"):
         hooks.on_step(type("S", (), {"iteration": 7})(), metrics(7))
         hooks.on_train_start(None)

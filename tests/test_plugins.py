@@ -17,12 +17,14 @@ def ep(name, target):
 
 EPS = [ep("recorder", "Recorder"), ep("typo", "DecoratedTypo"), ep("typo2", "UndecoratedTypo"),
        ep("wrongarg", "WrongArgument"), ep("raises", "Raises"), ep("settings", "WithSettings"),
-       ep("badinit", "FailsToInit"), metadata.EntryPoint("manual_gc", "plugtron.plugins.manual_gc:ManualGC", "plugtron.plugins")]
+       ep("badinit", "FailsToInit"), metadata.EntryPoint("manual_gc", "plugtron.plugins.manual_gc:ManualGC", "plugtron.plugins"),
+       metadata.EntryPoint("nan_guard", "plugtron.plugins.nan_guard:NanGuard", "plugtron.plugins")]
+NO_GUARD = TrainingConfig(check_for_nan_in_loss_and_grad=False)  # the default-on built-in, off where a test counts plugins
 
 
 def cfg_with(*names, **options):
     plugins = {n: PluginSettings(enabled=True, options=options.get(n, {})) for n in names}
-    return ConfigContainer(plugins=plugins)
+    return ConfigContainer(plugins=plugins, train=NO_GUARD)
 
 
 def metrics(i=1):
@@ -48,7 +50,7 @@ def test_only_enabled_plugins_are_loaded():
 def test_builtin_toggle_enables_plugin():
     pm = PluginManager(EPS)
     pm.load(ConfigContainer(train=TrainingConfig(manual_gc=True)))
-    assert list(pm.loaded) == ["manual_gc"]
+    assert list(pm.loaded) == ["manual_gc", "nan_guard"]  # nan_guard: on by default
 
 
 def test_unknown_plugin_lists_installed():
@@ -56,7 +58,7 @@ def test_unknown_plugin_lists_installed():
         PluginManager(EPS).load(cfg_with("recordr"))
     msg = str(info.value)
     assert "plugin 'recordr' is enabled by the config but not installed (did you mean 'recorder'?)" in msg
-    assert "installed: badinit, manual_gc, raises, recorder, settings, typo, typo2, wrongarg" in msg
+    assert "installed: badinit, manual_gc, nan_guard, raises, recorder, settings, typo, typo2, wrongarg" in msg
 
 
 def test_blocked_plugin_is_an_error(monkeypatch):
@@ -170,14 +172,20 @@ def test_builtin_plugin_conformance(name, entry, toggle):
     module = importlib.import_module(entry.value.split(":")[0])
     doc = module.__doc__ or ""
     assert "former NeMo" in doc and f"Toggle: ``{toggle}``" in doc, f"{name}: docstring must name the NeMo callback and toggle"
-    cfg = load_config(None, [f"{toggle}={'true' if toggle.rsplit('.', 1)[-1] not in INTERVAL_TOGGLES else 1}"])
+    cfg = load_config(None, [f"{toggle}={TOGGLE_VALUES.get(toggle.rsplit('.', 1)[-1], 'true')}"])
     pm = PluginManager()
     hooks = pm.load(cfg)
     assert name in pm.loaded
     assert hooks.on_exception(None, RuntimeError("boom")) == []
 
 
-INTERVAL_TOGGLES = {"check_weight_hash_across_dp_replicas_interval"}
+TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}", "moe_token_drop": "{}"}  # not a boolean
+
+
+def test_the_nan_guard_is_on_by_default():
+    pm = PluginManager(EPS)
+    pm.load(ConfigContainer())
+    assert list(pm.loaded) == ["nan_guard"]
 
 
 def test_a_builtin_toggle_without_its_plugin_names_the_field():

@@ -50,6 +50,9 @@ class Transcript:
         assert metrics["loss"] > 0
         self.calls.append(f"on_eval:{split}@{state.iteration}")
 
+    def on_before_save(self, state):
+        self.calls.append(f"on_before_save@{state.iteration}")
+
     def on_save(self, state, checkpoint_dir):
         self.calls.append(f"on_save@{state.iteration}")
 
@@ -84,9 +87,9 @@ def test_golden_hook_transcript(tmp_path):
         "on_train_start@0",
         "on_step_start@0", "on_before_optimizer_step@0", "on_step@1",
         "on_step_start@1", "on_before_optimizer_step@1", "on_step@2", "collect_metrics@2", "on_log@2",
-        "on_eval_start:valid@2", "on_eval:valid@2", "on_save@2", "on_checkpoint_published:iter_0000002@2",
+        "on_eval_start:valid@2", "on_eval:valid@2", "on_before_save@2", "on_save@2", "on_checkpoint_published:iter_0000002@2",
         "on_step_start@2", "on_before_optimizer_step@2", "on_step@3", "collect_metrics@3", "on_log@3",
-        "on_save@3", "on_checkpoint_published:iter_0000003@3",  # save-last
+        "on_before_save@3", "on_save@3", "on_checkpoint_published:iter_0000003@3",  # save-last
         "on_train_end@3",
     ]
     pm = PluginManager()
@@ -100,7 +103,7 @@ def test_golden_hook_transcript(tmp_path):
         "on_load@3",
         "on_train_start@3",
         "on_step_start@3", "on_before_optimizer_step@3", "on_step@4", "collect_metrics@4", "on_log@4",
-        "on_save@4", "on_checkpoint_published:iter_0000004@4",
+        "on_before_save@4", "on_save@4", "on_checkpoint_published:iter_0000004@4",
         "on_train_end@4",
     ]
 

@@ -11,7 +11,7 @@ import attrs
 
 from plugtron.config._fields import iter_toggles, toggle
 from plugtron.config.data import FinetuningDatasetConfig, GPTDatasetConfig, TokenizerConfig
-from plugtron.config.extras import CommOverlapConfig, LoraConfig, PluginSettings, ProfilingConfig
+from plugtron.config.extras import CommOverlapConfig, MoETokenDropConfig, LoraConfig, PluginSettings, ProfilingConfig
 from plugtron.config.precision import PRESETS, MixedPrecisionConfig
 from plugtron.config.training import (
     CheckpointConfig,
@@ -65,6 +65,7 @@ class ConfigContainer:
     mixed_precision: Union[str, MixedPrecisionConfig, None] = None
     profiling: ProfilingConfig = attrs.field(factory=ProfilingConfig)
     comm_overlap: Optional[CommOverlapConfig] = toggle("comm_overlap", default=None)
+    moe_token_drop: Optional[MoETokenDropConfig] = toggle("moe_token_drop", default=None)
     peft: Optional[LoraConfig] = None
     rng: RNGConfig = attrs.field(factory=RNGConfig)
     plugins: Dict[str, PluginSettings] = attrs.field(factory=dict)

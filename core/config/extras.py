@@ -46,6 +46,16 @@ class CommOverlapConfig:
 
 
 @attrs.define(kw_only=True)
+class MoETokenDropConfig:
+    """MoE token dropping (former MegatronTokenDropCallback; Bridge ``apply_moe_token_drop``).
+    Present = the moe_token_drop plugin is on; it sets these on the model before it is built.
+    A negative capacity factor means no capacity (no dropping)."""
+
+    moe_expert_capacity_factor: float = 1.0
+    moe_pad_expert_input_to_capacity: bool = True
+
+
+@attrs.define(kw_only=True)
 class LoraConfig:
     """LoRA adapters on the named linear layers (requires ``checkpoint.pretrained_checkpoint``)."""
 

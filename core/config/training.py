@@ -42,6 +42,11 @@ class TrainingConfig:
     exit_signal: str = "SIGTERM"
     # Former DDPParityChecker: the ddp_parity plugin.
     check_weight_hash_across_dp_replicas_interval: Optional[int] = toggle("ddp_parity", default=None)
+    # Megatron-LM's --check-for-nan-in-loss-and-grad (on by default there too): the nan_guard plugin.
+    check_for_nan_in_loss_and_grad: bool = toggle("nan_guard", default=True)
+    check_for_spiky_loss: bool = False  # loss > spiky_loss_factor x running mean (nan_guard)
+    spiky_loss_factor: float = 10.0
+    spiky_loss_action: Literal["warn", "stop"] = "warn"
 
 
 @attrs.define(kw_only=True)
@@ -121,7 +126,8 @@ class DistributedInitConfig:
     nccl_communicator_config_path: Optional[str] = None
     use_tp_pp_dp_mapping: bool = False
     lazy_init: bool = False
-    enable_megatron_core_experimental: bool = False
+    # Former MegatronEnableExperimentalCallback: the megatron_experimental plugin.
+    enable_megatron_core_experimental: bool = toggle("megatron_experimental", default=False)
 
 
 @attrs.define(kw_only=True)

@@ -21,10 +21,6 @@ def init_distributed(cfg) -> None:
 
     distributed.init_process_group(cfg.dist.distributed_backend, cfg.dist.distributed_timeout_minutes)
     m = cfg.model
-    if cfg.dist.enable_megatron_core_experimental:
-        from megatron.core.config import set_experimental_flag
-
-        set_experimental_flag(True)
     ps.initialize_model_parallel(
         tensor_model_parallel_size=m.tensor_model_parallel_size,
         pipeline_model_parallel_size=m.pipeline_model_parallel_size,

@@ -154,6 +154,7 @@ class Trainer:
         save whose write has finished (collective on every rank)."""
         ck = self.cfg.checkpoint
         if ck.save and ck.save_interval and self.state.iteration % ck.save_interval == 0:
+            self.hooks.on_before_save(self.state)
             self.checkpointer.save(self.state)
             self.saved_at = self.state.iteration
         else:
@@ -178,6 +179,7 @@ class Trainer:
             self.evaluate("test")  # once, eval_iters batches (FinetuningDatasetConfig.do_test)
         # Save-last is always on (Megatron Bridge); a stop requested with save=False skips it.
         if ck.save and self.saved_at != state.iteration and (not state.should_stop or state.should_save):
+            self.hooks.on_before_save(state)
             self.checkpointer.save(state)
         self.checkpointer.close()
         if state.stop_reason and distributed.is_rank0():

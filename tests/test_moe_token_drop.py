@@ -1,0 +1,87 @@
+"""The moe_token_drop plugin (former MegatronTokenDropCallback) on a real 2-layer MoE model."""
+
+import logging
+
+import pytest
+
+from plugtron.config import load_config
+from plugtron.errors import ConfigError
+from plugtron.plugin_manager import PluginManager
+from plugtron.plugins.moe_token_drop import MoETokenDrop, apply_moe_token_drop
+from plugtron.training import train
+
+from helpers import SMALL
+
+EXPERTS, TOPK = 4, 2
+MOE = SMALL + [f"model.num_moe_experts={EXPERTS}", f"model.moe_router_topk={TOPK}", "model.moe_token_dispatcher_type=alltoall",
+               "model.add_bias_linear=false", "train.eval_interval=null", "train.train_iters=2"]
+
+
+class RoutedTokens:
+    """Counts (token, expert) assignments the routers asked for and the ones they kept."""
+
+    def __init__(self):
+        self.wanted = self.kept = 0
+
+    def on_train_start(self, state):
+        from megatron.core.transformer.moe.router import TopKRouter
+
+        for chunk in state.model:
+            for module in chunk.modules():
+                if isinstance(module, TopKRouter):
+                    module.register_forward_hook(self._count)
+
+    def _count(self, module, args, output):
+        probs, routing_map = output
+        self.wanted += routing_map.shape[0] * TOPK
+        self.kept += int(routing_map.sum())
+
+
+def routed(*overrides):
+    pm, counter = PluginManager(), RoutedTokens()
+    pm.register("routed", counter)
+    cfg = load_config(None, MOE + list(overrides))
+    train(cfg, plugin_manager=pm)
+    return counter, cfg, pm
+
+
+def test_capacity_half_drops_tokens_and_capacity_of_all_experts_drops_none():
+    half, cfg, pm = routed("moe_token_drop.moe_expert_capacity_factor=0.5", "moe_token_drop.moe_pad_expert_input_to_capacity=false")
+    assert "moe_token_drop" in pm.loaded and cfg.model.moe_expert_capacity_factor == 0.5
+    assert half.wanted > 0 and half.kept <= half.wanted // 2 + EXPERTS * 2 * 4  # capacity rounds up per expert and layer
+    assert half.wanted - half.kept > 0.3 * half.wanted, (half.wanted, half.kept)
+    full, _, _ = routed(f"moe_token_drop.moe_expert_capacity_factor={EXPERTS}", "moe_token_drop.moe_pad_expert_input_to_capacity=false")
+    assert full.wanted > 0 and full.kept == full.wanted
+
+
+def test_off_nothing_is_dropped_and_the_plugin_is_not_loaded():
+    off, cfg, pm = routed()
+    assert "moe_token_drop" not in pm.loaded and cfg.model.moe_expert_capacity_factor is None
+    assert off.kept == off.wanted
+
+
+def test_dispatcher_and_load_balancing_are_checked_before_the_build():
+    cfg = load_config(None, MOE + ["moe_token_drop={}", "model.moe_token_dispatcher_type=allgather",
+                                   "model.moe_router_load_balancing_type=sinkhorn"])
+    assert MoETokenDrop.config_problems(cfg) == [
+        "model.moe_token_dispatcher_type: token dropping needs one of 'alltoall', 'alltoall_seq', got 'allgather'",
+        "model.moe_router_load_balancing_type: token dropping needs one of 'aux_loss', 'seq_aux_loss', 'none', got 'sinkhorn'",
+    ]
+    with pytest.raises(ConfigError, match="moe_token_dispatcher_type: token dropping needs"):
+        PluginManager().load(cfg)
+
+
+def test_the_guides_python_call_and_its_rules(caplog):
+    cfg = load_config(None, MOE)
+    apply_moe_token_drop(cfg.model, moe_expert_capacity_factor=-1, moe_pad_expert_input_to_capacity=False)
+    assert cfg.model.moe_expert_capacity_factor is None  # negative: no capacity
+    with pytest.raises(ValueError, match="moe_pad_expert_input_to_capacity: padding to capacity needs a moe_expert_capacity_factor"):
+        apply_moe_token_drop(cfg.model, moe_expert_capacity_factor=-1, moe_pad_expert_input_to_capacity=True)
+    with pytest.raises(ValueError, match="at most model.num_moe_experts / model.moe_router_topk = 2 .*got 4"):
+        apply_moe_token_drop(cfg.model, moe_expert_capacity_factor=EXPERTS)
+    apply_moe_token_drop(cfg.model)
+    assert (cfg.model.moe_expert_capacity_factor, cfg.model.moe_pad_expert_input_to_capacity) == (1.0, True)
+    dense = load_config(None, SMALL)
+    with caplog.at_level(logging.WARNING, logger="plugtron"):
+        apply_moe_token_drop(dense.model, moe_expert_capacity_factor=0.5)
+    assert dense.model.moe_expert_capacity_factor is None and "the model is dense" in caplog.text
