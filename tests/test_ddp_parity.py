@@ -20,8 +20,8 @@ def test_enabled_by_its_toggle_and_checks_every_interval():
 def test_a_bad_interval_is_named():
     from plugtron.errors import ConfigError
 
-    # checked statically (config_problems), before anything is built: a config error
-    with pytest.raises(ConfigError, match="check_weight_hash_across_dp_replicas_interval: expected an interval >= 1"):
+    # checked statically (the rule table), before anything is built: a config error
+    with pytest.raises(ConfigError, match="check_weight_hash_across_dp_replicas_interval: expected >= 0, got int -3"):
         train(load_config(None, BASE + ["train.check_weight_hash_across_dp_replicas_interval=-3"]))
 
 

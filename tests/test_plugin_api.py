@@ -162,7 +162,7 @@ def test_config_problems_is_called_before_anything_is_built():
 
 @pytest.mark.parametrize("overrides,expected", [
     (["plugins.not_there.enabled=true"], "plugin 'not_there' is enabled by the config but not installed"),
-    (["train.exit_signal_handler=true", "train.exit_signal=FOO"], "train.exit_signal: unknown signal 'FOO'"),
+    (["train.exit_signal_handler=true", "train.exit_signal=FOO"], "train.exit_signal: expected one of 'SIGTERM'"),
     (["plugins.manual_gc.options.every=2"], "plugins.manual_gc.options: given, but plugin 'manual_gc' is not enabled"),
 ])
 def test_config_show_and_plugins_list_refuse_what_train_refuses(overrides, expected, capsys):

@@ -46,9 +46,10 @@ def structure_sections(data: Dict[str, Any], source: str) -> SimpleNamespace:
             sections[name] = converter().structure(data[name], f.type)
         except Exception as exc:  # cattrs groups and our leaf errors, as in converter.structure
             problems.extend(collect_problems(exc, name))
-    view = SimpleNamespace(**sections)
-    if not problems:
-        problems = rules.check(view, {k: v for k, v in rules.RULES.items() if k.split(".")[0] not in TORCH_SECTIONS})
     if problems:
         raise ConfigError(problems, source=source)
+    view = SimpleNamespace(**sections)
+    problems = rules.check(view, {k: v for k, v in rules.RULES.items() if k.split(".")[0] not in TORCH_SECTIONS})
+    if problems:
+        raise ConfigError(problems)  # rendered as validate() renders rule problems: the same message as train
     return view
