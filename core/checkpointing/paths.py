@@ -126,7 +126,10 @@ def check_before_training(cfg) -> None:
             raise CheckpointError(f"checkpoint.load: no checkpoint in {ck.load} and "
                                   "checkpoint.exit_on_missing_checkpoint is set")
         if resume_from is None and ck.pretrained_checkpoint:
-            layout.resolve_checkpoint_dir(ck.pretrained_checkpoint, "checkpoint.pretrained_checkpoint")
+            from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
+
+            if not is_nemo2_checkpoint(ck.pretrained_checkpoint):  # NeMo 2.0 dirs are checked as they load
+                layout.resolve_checkpoint_dir(ck.pretrained_checkpoint, "checkpoint.pretrained_checkpoint")
         if ck.save:
             check_writable(ck.save, tag=f".rank{distributed.rank()}")
             check_save_target(ck.save, resume_from)

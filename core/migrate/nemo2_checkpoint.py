@@ -150,11 +150,11 @@ def load_bare_model(model, path: str) -> None:
     """The checkpoint's weights into a bare Megatron model (``plugtron convert``). Collective."""
     from megatron.core import dist_checkpointing
 
-    from plugtron.checkpointing.loading import weights_only_loads
+    from plugtron.checkpointing.safe_pickle import safe_loads
 
     sd = model.sharded_state_dict(prefix=KEY_PREFIX)
     try:
-        with weights_only_loads():  # nothing a checkpoint holds can run code while it is read
+        with safe_loads():  # nothing a checkpoint holds (.metadata included) can run code while it is read
             loaded = dist_checkpointing.load(sd, weights_dir(path))
     except (KeyboardInterrupt, SystemExit):
         raise
