@@ -105,6 +105,10 @@ class LoggerConfig:
     log_interval: int = 100
     log_throughput: bool = True
     log_params_norm: bool = False
+    # The metrics_file plugin (on by default): every log record and eval result as a JSON line.
+    metrics_file: bool = toggle("metrics_file", default=True)
+    # Where metrics.jsonl goes; None: checkpoint.save, or a fresh directory under the system temp dir.
+    metrics_dir: Optional[str] = None
 
 
 @attrs.define(kw_only=True)
