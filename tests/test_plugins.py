@@ -173,14 +173,15 @@ def test_builtin_plugin_conformance(name, entry, toggle):
     module = importlib.import_module(entry.value.split(":")[0])
     doc = module.__doc__ or ""
     assert "former NeMo" in doc and f"Toggle: ``{toggle}``" in doc, f"{name}: docstring must name the NeMo callback and toggle"
-    cfg = load_config(None, [f"{toggle}={'true' if toggle.rsplit('.', 1)[-1] not in INTERVAL_TOGGLES else 1}"])
+    cfg = load_config(None, [f"{toggle}={TOGGLE_VALUES.get(toggle.rsplit('.', 1)[-1], 'true')}"])
     pm = PluginManager()
     hooks = pm.load(cfg)
     assert name in pm.loaded
     assert hooks.on_exception(None, RuntimeError("boom")) == []
 
 
-INTERVAL_TOGGLES = {"check_weight_hash_across_dp_replicas_interval"}
+# Toggles that are not booleans: the value that switches each on.
+TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "tensorboard_dir": "/tmp/plugtron-conformance-tb"}
 
 
 def test_a_builtin_toggle_without_its_plugin_names_the_field():

@@ -109,6 +109,10 @@ class LoggerConfig:
     metrics_file: bool = toggle("metrics_file", default=True)
     # Where metrics.jsonl goes; None: checkpoint.save, or a fresh directory under the system temp dir.
     metrics_dir: Optional[str] = None
+    # The tensorboard plugin (optional extra plugtron[tensorboard]): on when a directory is set.
+    tensorboard_dir: Optional[str] = toggle("tensorboard", default=None)
+    tensorboard_log_interval: int = 1
+    log_validation_ppl_to_tensorboard: bool = False
 
 
 @attrs.define(kw_only=True)
