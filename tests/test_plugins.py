@@ -10,8 +10,8 @@ from plugtron.errors import ConfigError, PluginError
 from plugtron.plugin_manager import BLOCK_ENV, PluginManager, discover, hook_names
 from plugtron.training.metrics import StepMetrics
 
-# metrics_file is on by default; these tests load fake entry points that do not provide it
-NO_METRICS_FILE = LoggerConfig(metrics_file=False)
+# metrics_file and throughput are on by default; these tests load fake entry points that do not provide them
+NO_DEFAULT_PLUGINS = LoggerConfig(metrics_file=False, log_throughput=False)
 
 
 def ep(name, target):
@@ -25,7 +25,7 @@ EPS = [ep("recorder", "Recorder"), ep("typo", "DecoratedTypo"), ep("typo2", "Und
 
 def cfg_with(*names, **options):
     plugins = {n: PluginSettings(enabled=True, options=options.get(n, {})) for n in names}
-    return ConfigContainer(logger=NO_METRICS_FILE, plugins=plugins)
+    return ConfigContainer(logger=NO_DEFAULT_PLUGINS, plugins=plugins)
 
 
 def metrics(i=1):
@@ -50,7 +50,7 @@ def test_only_enabled_plugins_are_loaded():
 
 def test_builtin_toggle_enables_plugin():
     pm = PluginManager(EPS)
-    pm.load(ConfigContainer(logger=NO_METRICS_FILE, train=TrainingConfig(manual_gc=True)))
+    pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS, train=TrainingConfig(manual_gc=True)))
     assert list(pm.loaded) == ["manual_gc"]
 
 
@@ -121,14 +121,14 @@ def test_on_exception_never_raises():
 
     pm = PluginManager(EPS)
     pm.register("bad", Bad())
-    failures = pm.load(ConfigContainer(logger=NO_METRICS_FILE)).on_exception(None, ValueError("primary"))
+    failures = pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS)).on_exception(None, ValueError("primary"))
     assert failures and failures[0][0] == "bad" and "secondary" in failures[0][1]
 
 
 def test_manual_gc_plugin_restores_state():
     from plugtron.plugins.manual_gc import ManualGC
 
-    cfg = ConfigContainer(logger=NO_METRICS_FILE, train=TrainingConfig(manual_gc=True, manual_gc_interval=2, manual_gc_eval=True))
+    cfg = ConfigContainer(logger=NO_DEFAULT_PLUGINS, train=TrainingConfig(manual_gc=True, manual_gc_interval=2, manual_gc_eval=True))
     plugin = ManualGC(cfg)
     assert gc.isenabled()
     plugin.on_train_start(None)
@@ -187,7 +187,7 @@ TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "tensorboar
 def test_a_builtin_toggle_without_its_plugin_names_the_field():
     pm = PluginManager([ep("recorder", "Recorder")])
     with pytest.raises(PluginError, match="train.manual_gc: switches on the built-in plugin 'manual_gc', which this plugtron installation does not provide"):
-        pm.load(ConfigContainer(logger=NO_METRICS_FILE, train=TrainingConfig(manual_gc=True)))
+        pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS, train=TrainingConfig(manual_gc=True)))
 
 
 def test_hookspecs_pseudocode_follows_the_trainer():

@@ -103,7 +103,8 @@ class LoggerConfig:
     """What the loop prints every ``log_interval`` iterations (NeMo: ``log_every_n_steps``)."""
 
     log_interval: int = 100
-    log_throughput: bool = True
+    # The throughput plugin (former NeMo SpeedMonitor + FLOPs callback), on by default.
+    log_throughput: bool = toggle("throughput", default=True)
     log_params_norm: bool = False
     # The metrics_file plugin (on by default): every log record and eval result as a JSON line.
     metrics_file: bool = toggle("metrics_file", default=True)
