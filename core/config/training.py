@@ -114,6 +114,8 @@ class LoggerConfig:
     tensorboard_dir: Optional[str] = toggle("tensorboard", default=None)
     tensorboard_log_interval: int = 1
     log_validation_ppl_to_tensorboard: bool = False
+    # The memory plugin (Bridge's field name; it adds memory metrics to every log record, all loggers).
+    log_memory_to_tensorboard: bool = toggle("memory", default=False)
 
 
 @attrs.define(kw_only=True)
