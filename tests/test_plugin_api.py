@@ -118,7 +118,7 @@ def test_two_plugins_setting_one_field_differently_is_an_error():
 def test_a_plugin_changing_a_user_set_field_is_an_error_naming_where():
     from plugtron.config import load_config
 
-    cfg = load_config(None, ["model.hidden_dropout=0.05", "logger.metrics_file=false", "logger.log_throughput=false"])  # EPS has neither default plugin
+    cfg = load_config(None, ["model.hidden_dropout=0.05", "logger.metrics_file=false", "logger.log_throughput=false", "logger.run_summary=false"])  # EPS has neither default plugin
     assert cfg.is_user_set("model.hidden_dropout") == "command line"
     assert cfg.is_user_set("model.num_layers") is None
     with pytest.raises(PluginError, match=r"model.hidden_dropout: plugin 'p0' changes it from 0.1 to 0.0, but it was set .* in command line"):
@@ -181,10 +181,10 @@ def test_plugins_list_refuses_a_hook_typo_and_marks_blocked(monkeypatch, capsys)
     from plugtron import cli
 
     monkeypatch.setattr(metadata, "entry_points", lambda group=None: [ep("typo", "DecoratedTypo"), ep("recorder", "Recorder")])
-    assert cli.main(["plugins", "list", "plugins.typo.enabled=true", "logger.metrics_file=false", "logger.log_throughput=false"]) == 2
+    assert cli.main(["plugins", "list", "plugins.typo.enabled=true", "logger.metrics_file=false", "logger.log_throughput=false", "logger.run_summary=false"]) == 2
     assert "plugin 'typo': 'on_stepp' is not a plugtron hook" in capsys.readouterr().err
     monkeypatch.setenv("PLUGTRON_BLOCK_PLUGINS", "recorder")
-    assert cli.main(["plugins", "list", "logger.metrics_file=false", "logger.log_throughput=false"]) == 0
+    assert cli.main(["plugins", "list", "logger.metrics_file=false", "logger.log_throughput=false", "logger.run_summary=false"]) == 0
     assert re.search(r"recorder .* blocked ", capsys.readouterr().out)
 
 

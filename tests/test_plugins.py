@@ -10,8 +10,8 @@ from plugtron.errors import ConfigError, PluginError
 from plugtron.plugin_manager import BLOCK_ENV, PluginManager, discover, hook_names
 from plugtron.training.metrics import StepMetrics
 
-# metrics_file and throughput are on by default; these tests load fake entry points that do not provide them
-NO_DEFAULT_PLUGINS = LoggerConfig(metrics_file=False, log_throughput=False)
+# metrics_file, throughput and run_summary are on by default; these tests load fake entry points that do not provide them
+NO_DEFAULT_PLUGINS = LoggerConfig(metrics_file=False, log_throughput=False, run_summary=False)
 
 
 def ep(name, target):

@@ -116,6 +116,8 @@ class LoggerConfig:
     log_validation_ppl_to_tensorboard: bool = False
     # The memory plugin (Bridge's field name; it adds memory metrics to every log record, all loggers).
     log_memory_to_tensorboard: bool = toggle("memory", default=False)
+    # The run_summary plugin (on by default): what the run did and produced, at its end, on rank 0.
+    run_summary: bool = toggle("run_summary", default=True)
 
 
 @attrs.define(kw_only=True)
