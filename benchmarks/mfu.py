@@ -4,7 +4,7 @@ Trains the ``llama32_1b`` provider (Llama 3.2 1B: 16 layers, hidden 2048, FFN 81
 groups, vocab 128256, tied embeddings) in bf16 on mock data with plugtron's own training code
 (``setup.build_model`` / ``build_optimizer`` / ``step.train_step``: Megatron's DDP, optimizer with
 fp32 main params and forward/backward schedule) and prints tokens/s, model TFLOP/s (Megatron's
-formula: ``plugtron.training.flops``) and MFU against the GPU's dense bf16 peak from ``PEAK_BF16``.
+formula: ``plugtron.training.flops``) and MFU against the GPU's dense bf16 peak from ``plugtron.training.flops.PEAK_BF16``.
 
     python benchmarks/mfu.py                        # 50 timed steps, seq 2048, micro 4, global 16
     python benchmarks/mfu.py --steps 20 --seq-length 4096 --micro-batch-size 2 --layer-spec local
@@ -31,32 +31,8 @@ from typing import Optional, Sequence, Tuple
 
 warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
 
-# Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from NVIDIA's data sheets. Matched against
-# torch.cuda.get_device_name() in order: the first key contained in the name wins, so the more
-# specific names (H100 PCIe / NVL) come before the plain "H100" (SXM).
-PEAK_BF16: Tuple[Tuple[str, float], ...] = (
-    ("GH200", 989.0),
-    ("H200", 989.0),
-    ("H100 PCIE", 756.0),
-    ("H100 NVL", 835.0),
-    ("H100", 989.0),  # SXM5 (e.g. "NVIDIA H100 80GB HBM3")
-    ("B200", 2250.0),
-    ("A100", 312.0),
-)
-
-
-def peak_bf16_tflops(device_name: str) -> Optional[float]:
-    """The dense bf16 peak for ``device_name`` (as torch reports it), or None when not in the table."""
-    name = device_name.upper()
-    for key, peak in PEAK_BF16:
-        if key in name:
-            return peak
-    return None
-
-
-def mfu(model_flops_per_step: float, step_time_s: float, peak_tflops: float) -> float:
-    """Achieved model FLOP/s over the peak, as a fraction (0.45 = 45 %)."""
-    return model_flops_per_step / step_time_s / (peak_tflops * 1e12)
+# The peak table and the MFU arithmetic live in core (the throughput plugin uses them too).
+from plugtron.training.flops import PEAK_BF16, mfu, peak_bf16_tflops  # noqa: E402,F401
 
 
 def _args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

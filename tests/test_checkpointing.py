@@ -56,7 +56,8 @@ def test_resume_is_bit_identical(tmp_path, precision):
 
 def test_layout_retention_and_run_config(saved):
     root, summary, _ = saved
-    assert sorted(os.listdir(root)) == sorted(["iter_0000007", "iter_0000008", layout.LATEST_TRAIN_STATE, layout.TRACKER])
+    assert sorted(os.listdir(root)) == sorted(["iter_0000007", "iter_0000008", layout.LATEST_TRAIN_STATE, layout.TRACKER,
+                                            "metrics.jsonl"])  # the metrics_file plugin (on by default)
     assert (root / layout.TRACKER).read_text() == "8\n"
     it = root / "iter_0000008"
     names = set(os.listdir(it))

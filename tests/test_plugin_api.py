@@ -17,7 +17,7 @@ from plugtron.hookspecs import hookimpl
 from plugtron.plugin_manager import PluginManager
 
 from fake_plugins import FirstOnLoad
-from test_plugins import EPS, NO_GUARD, cfg_with, ep, metrics
+from test_plugins import EPS, NO_DEFAULT_PLUGINS, NO_GUARD, cfg_with, ep, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_per_plugin_hooks_call_in_pluggys_order_with_tryfirst():
     pm.register("first", FirstOnLoad(log))
     pm.register("a", Plain(log, "a"))
     pm.register("b", Plain(log, "b"))
-    hooks = pm.load(ConfigContainer())
+    hooks = pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS))
     hooks.on_step(None, metrics())
     pluggy_order = list(log)
     assert pluggy_order == ["first", "b", "a"]  # tryfirst, then last registered first
@@ -80,7 +80,7 @@ def test_wrappers_are_honoured_on_pluggy_hooks():
     pm.register("plain", Plain(log, "plain"))
     pm.register("wrapper", Wrapper())
     pm.register("old", OldWrapper())
-    pm.load(ConfigContainer()).on_step(None, metrics())
+    pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS)).on_step(None, metrics())
     assert log == ["old-before", "before", "plain", "after", "old-after"]
 
 
@@ -110,15 +110,15 @@ def _configure(config, *plugins):
 
 def test_two_plugins_setting_one_field_differently_is_an_error():
     with pytest.raises(PluginError) as info:
-        _configure(ConfigContainer(), Sets(0.0), Sets(0.3))
+        _configure(ConfigContainer(logger=NO_DEFAULT_PLUGINS), Sets(0.0), Sets(0.3))
     assert "model.hidden_dropout: plugin 'p1' sets it to 0.3 and plugin 'p0' to 0.0" in str(info.value)
-    assert _configure(ConfigContainer(), Sets(0.0), Sets(0.0)).hidden_dropout == 0.0  # agreeing is fine
+    assert _configure(ConfigContainer(logger=NO_DEFAULT_PLUGINS), Sets(0.0), Sets(0.0)).hidden_dropout == 0.0  # agreeing is fine
 
 
 def test_a_plugin_changing_a_user_set_field_is_an_error_naming_where():
     from plugtron.config import load_config
 
-    cfg = load_config(None, ["model.hidden_dropout=0.05"])
+    cfg = load_config(None, ["model.hidden_dropout=0.05", "logger.metrics_file=false", "logger.log_throughput=false", "logger.run_summary=false"])  # EPS has neither default plugin
     assert cfg.is_user_set("model.hidden_dropout") == "command line"
     assert cfg.is_user_set("model.num_layers") is None
     with pytest.raises(PluginError, match=r"model.hidden_dropout: plugin 'p0' changes it from 0.1 to 0.0, but it was set .* in command line"):
@@ -144,7 +144,7 @@ def test_yaml_settings_are_user_set(tmp_path):
 def test_options_without_settings_or_for_a_disabled_plugin_are_errors():
     with pytest.raises(ConfigError, match="plugins.nosettings.options: plugin 'nosettings' declares no Settings"):
         PluginManager([ep("nosettings", "NoSettings")]).load(cfg_with("nosettings", nosettings={"x": 1}))
-    cfg = ConfigContainer(plugins={"settings": PluginSettings(enabled=False, options={"every": 2})})
+    cfg = ConfigContainer(logger=NO_DEFAULT_PLUGINS, plugins={"settings": PluginSettings(enabled=False, options={"every": 2})})
     with pytest.raises(ConfigError, match="plugins.settings.options: given, but plugin 'settings' is not enabled"):
         PluginManager(EPS).load(cfg)
 
@@ -181,10 +181,10 @@ def test_plugins_list_refuses_a_hook_typo_and_marks_blocked(monkeypatch, capsys)
     from plugtron import cli
 
     monkeypatch.setattr(metadata, "entry_points", lambda group=None: [ep("typo", "DecoratedTypo"), ep("recorder", "Recorder"), EPS[-1]])  # EPS[-1]: nan_guard, on by default
-    assert cli.main(["plugins", "list", "plugins.typo.enabled=true"]) == 2
+    assert cli.main(["plugins", "list", "plugins.typo.enabled=true", "logger.metrics_file=false", "logger.log_throughput=false", "logger.run_summary=false"]) == 2
     assert "plugin 'typo': 'on_stepp' is not a plugtron hook" in capsys.readouterr().err
     monkeypatch.setenv("PLUGTRON_BLOCK_PLUGINS", "recorder")
-    assert cli.main(["plugins", "list"]) == 0
+    assert cli.main(["plugins", "list", "logger.metrics_file=false", "logger.log_throughput=false", "logger.run_summary=false"]) == 0
     assert re.search(r"recorder .* blocked ", capsys.readouterr().out)
 
 
@@ -244,7 +244,7 @@ def test_hook_tracing_logs_each_call_with_plugins_in_order(monkeypatch, caplog):
     pm = PluginManager(EPS)
     pm.register("a", Plain(log, "a"))
     pm.register("b", Plain(log, "b"))
-    hooks = pm.load(ConfigContainer(train=NO_GUARD))
+    hooks = pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS, train=NO_GUARD))
     with caplog.at_level("INFO", logger="plugtron.hooks"):
         hooks.on_step(type("S", (), {"iteration": 7})(), metrics(7))
         hooks.on_train_start(None)
@@ -252,9 +252,9 @@ def test_hook_tracing_logs_each_call_with_plugins_in_order(monkeypatch, caplog):
     assert re.fullmatch(r"hook on_step@7: b, a in \d+\.\d{3} ms", lines[0]), lines
     assert re.fullmatch(r"hook on_train_start: \(no plugin\) in \d+\.\d{3} ms", lines[1]), lines
     monkeypatch.setenv("RANK", "1")
-    assert PluginManager(EPS).load(ConfigContainer()).observers == []  # rank 0 only, unless "all"
+    assert PluginManager(EPS).load(ConfigContainer(logger=NO_DEFAULT_PLUGINS)).observers == []  # rank 0 only, unless "all"
     monkeypatch.setenv("PLUGTRON_TRACE_HOOKS", "all")
-    assert len(PluginManager(EPS).load(ConfigContainer()).observers) == 1
+    assert len(PluginManager(EPS).load(ConfigContainer(logger=NO_DEFAULT_PLUGINS)).observers) == 1
 
 
 def test_trace_hooks_flag_sets_the_variable_for_this_process_and_its_children(monkeypatch, capsys):

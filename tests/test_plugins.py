@@ -5,10 +5,13 @@ from importlib import metadata
 
 import pytest
 
-from plugtron.config import ConfigContainer, PluginSettings, TrainingConfig
+from plugtron.config import ConfigContainer, LoggerConfig, PluginSettings, TrainingConfig
 from plugtron.errors import ConfigError, PluginError
 from plugtron.plugin_manager import BLOCK_ENV, PluginManager, discover, hook_names
 from plugtron.training.metrics import StepMetrics
+
+# metrics_file, throughput and run_summary are on by default; these tests load fake entry points that do not provide them
+NO_DEFAULT_PLUGINS = LoggerConfig(metrics_file=False, log_throughput=False, run_summary=False)
 
 
 def ep(name, target):
@@ -24,7 +27,7 @@ NO_GUARD = TrainingConfig(check_for_nan_in_loss_and_grad=False)  # the default-o
 
 def cfg_with(*names, **options):
     plugins = {n: PluginSettings(enabled=True, options=options.get(n, {})) for n in names}
-    return ConfigContainer(plugins=plugins, train=NO_GUARD)
+    return ConfigContainer(logger=NO_DEFAULT_PLUGINS, plugins=plugins, train=NO_GUARD)
 
 
 def metrics(i=1):
@@ -49,7 +52,7 @@ def test_only_enabled_plugins_are_loaded():
 
 def test_builtin_toggle_enables_plugin():
     pm = PluginManager(EPS)
-    pm.load(ConfigContainer(train=TrainingConfig(manual_gc=True)))
+    pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS, train=TrainingConfig(manual_gc=True)))
     assert list(pm.loaded) == ["manual_gc", "nan_guard"]  # nan_guard: on by default
 
 
@@ -120,14 +123,14 @@ def test_on_exception_never_raises():
 
     pm = PluginManager(EPS)
     pm.register("bad", Bad())
-    failures = pm.load(ConfigContainer()).on_exception(None, ValueError("primary"))
+    failures = pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS)).on_exception(None, ValueError("primary"))
     assert failures and failures[0][0] == "bad" and "secondary" in failures[0][1]
 
 
 def test_manual_gc_plugin_restores_state():
     from plugtron.plugins.manual_gc import ManualGC
 
-    cfg = ConfigContainer(train=TrainingConfig(manual_gc=True, manual_gc_interval=2, manual_gc_eval=True))
+    cfg = ConfigContainer(logger=NO_DEFAULT_PLUGINS, train=TrainingConfig(manual_gc=True, manual_gc_interval=2, manual_gc_eval=True))
     plugin = ManualGC(cfg)
     assert gc.isenabled()
     plugin.on_train_start(None)
@@ -179,19 +182,21 @@ def test_builtin_plugin_conformance(name, entry, toggle):
     assert hooks.on_exception(None, RuntimeError("boom")) == []
 
 
-TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}", "moe_token_drop": "{}"}  # not a boolean
+# Toggles that are not booleans: the value that switches each on.
+TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}", "moe_token_drop": "{}",
+                 "tensorboard_dir": "/tmp/plugtron-conformance-tb"}
 
 
 def test_the_nan_guard_is_on_by_default():
     pm = PluginManager(EPS)
-    pm.load(ConfigContainer())
+    pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS))
     assert list(pm.loaded) == ["nan_guard"]
 
 
 def test_a_builtin_toggle_without_its_plugin_names_the_field():
     pm = PluginManager([ep("recorder", "Recorder")])
     with pytest.raises(PluginError, match="train.manual_gc: switches on the built-in plugin 'manual_gc', which this plugtron installation does not provide"):
-        pm.load(ConfigContainer(train=TrainingConfig(manual_gc=True)))
+        pm.load(ConfigContainer(logger=NO_DEFAULT_PLUGINS, train=TrainingConfig(manual_gc=True)))
 
 
 def test_hookspecs_pseudocode_follows_the_trainer():

@@ -108,8 +108,21 @@ class LoggerConfig:
     """What the loop prints every ``log_interval`` iterations (NeMo: ``log_every_n_steps``)."""
 
     log_interval: int = 100
-    log_throughput: bool = True
+    # The throughput plugin (former NeMo SpeedMonitor + FLOPs callback), on by default.
+    log_throughput: bool = toggle("throughput", default=True)
     log_params_norm: bool = False
+    # The metrics_file plugin (on by default): every log record and eval result as a JSON line.
+    metrics_file: bool = toggle("metrics_file", default=True)
+    # Where metrics.jsonl goes; None: checkpoint.save, or a fresh directory under the system temp dir.
+    metrics_dir: Optional[str] = None
+    # The tensorboard plugin (optional extra plugtron[tensorboard]): on when a directory is set.
+    tensorboard_dir: Optional[str] = toggle("tensorboard", default=None)
+    tensorboard_log_interval: int = 1
+    log_validation_ppl_to_tensorboard: bool = False
+    # The memory plugin (Bridge's field name; it adds memory metrics to every log record, all loggers).
+    log_memory_to_tensorboard: bool = toggle("memory", default=False)
+    # The run_summary plugin (on by default): what the run did and produced, at its end, on rank 0.
+    run_summary: bool = toggle("run_summary", default=True)
 
 
 @attrs.define(kw_only=True)

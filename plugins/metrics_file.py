@@ -1,0 +1,115 @@
+"""Metrics file: every log record and evaluation result as one JSON line in ``metrics.jsonl``
+(replaces the former NeMo / Lightning ``CSVLogger``'s ``metrics.csv``). On by default.
+
+Toggle: ``logger.metrics_file``. The file is ``<logger.metrics_dir>/metrics.jsonl``; without
+``metrics_dir`` it is ``<checkpoint.save>/metrics.jsonl`` (next to the checkpoints it belongs to),
+and when nothing is saved, ``<system temp dir>/plugtron-runs/<UTC time>-<pid>/metrics.jsonl`` - a
+run that saves nothing cannot be resumed, so each such run gets its own file; the path is logged at
+the start. Written on global rank 0 only.
+
+Lines: ``{"kind": "train", "iteration": ..., <the on_log record>}`` and
+``{"kind": "valid"|"test", "iteration": ..., "loss": ..., "ppl": ...}``.
+
+Resume: a run that starts at iteration N (resumed from the checkpoint of N, or N = 0 for a fresh
+run) first drops every line with ``iteration > N`` (written by the earlier run after its last
+checkpoint, e.g. before a kill), rewriting the file atomically, then appends. So after a kill and
+resume each logged iteration appears exactly once. Each line is flushed to the OS as it is written
+(one ``write`` per log interval), so a killed process loses no line it logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from typing import Any, Dict
+
+from plugtron.hookspecs import hookimpl
+
+log = logging.getLogger("plugtron")
+
+FILE_NAME = "metrics.jsonl"
+
+
+def metrics_dir(config) -> str:
+    """The directory ``metrics.jsonl`` goes to (see the module doc); creates no directory."""
+    if config.logger.metrics_dir:
+        return config.logger.metrics_dir
+    if config.checkpoint.save:
+        return config.checkpoint.save
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return os.path.join(tempfile.gettempdir(), "plugtron-runs", f"{stamp}-{os.getpid()}")
+
+
+def read_records(path: str) -> list:
+    """Every record of a metrics file, in order (for tests, plots and resume)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricsFile:
+    def __init__(self, config):
+        self.path = os.path.join(metrics_dir(config), FILE_NAME)
+        self._file = None
+
+    def _truncate_after(self, iteration: int) -> int:
+        """Drop the lines of iterations after ``iteration``; returns how many were dropped."""
+        if not os.path.exists(self.path):
+            return 0
+        with open(self.path) as f:
+            lines = [line for line in f if line.strip()]
+        keep = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill mid-write
+            if rec.get("iteration", 0) <= iteration:
+                keep.append(line if line.endswith("\n") else line + "\n")
+        if len(keep) != len(lines):
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(keep)
+            os.replace(tmp, self.path)  # atomic: a kill now leaves the old or the new file, never half
+        return len(lines) - len(keep)
+
+    def _write(self, rec: Dict[str, Any]) -> None:
+        self._file.write(json.dumps(rec) + "\n")
+        self._file.flush()
+
+    @hookimpl
+    def on_train_start(self, state):
+        if not state.is_rank0:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        dropped = self._truncate_after(state.iteration)
+        if dropped:
+            log.info(f"metrics file: dropped {dropped} line(s) after iteration {state.iteration} (resumed run)")
+        self._file = open(self.path, "a")
+        log.info(f"metrics file: {self.path}")
+
+    @hookimpl
+    def on_log(self, state, log):
+        if self._file is not None:
+            self._write({"kind": "train", **log})
+
+    @hookimpl
+    def on_eval(self, state, split, metrics):
+        if self._file is not None:
+            self._write({"kind": split, "iteration": state.iteration, **metrics})
+
+    def _close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+
+    @hookimpl
+    def on_train_end(self, state):
+        self._close()
+
+    @hookimpl
+    def on_exception(self, state, exc):
+        self._close()
+

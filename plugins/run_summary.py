@@ -1,0 +1,77 @@
+"""Run summary at the end of every run (former NeMo / Lightning end-of-fit report; Bridge prints none).
+On by default.
+
+Toggle: ``logger.run_summary``. When training ends (``on_train_end``), global rank 0 logs:
+iterations done (from where to where), final train loss, final and best validation loss, tokens
+seen in this run, wall time, mean throughput, where the checkpoints and ``metrics.jsonl`` are (or
+that nothing was saved), and the command line to resume. The same text is kept in ``self.text``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+
+from plugtron.hookspecs import hookimpl
+
+log = logging.getLogger("plugtron")
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+class RunSummary:
+    def __init__(self, config):
+        self.config = config
+        self.tokens_per_iter = config.train.global_batch_size * config.model.seq_length
+        self.start_time = self.start_iter = None
+        self.train_loss = self.valid_loss = self.best_valid = None
+        self.text = None
+
+    @hookimpl
+    def on_train_start(self, state):
+        self.start_time, self.start_iter = time.perf_counter(), state.iteration
+
+    @hookimpl
+    def on_log(self, state, log):
+        self.train_loss = log["loss"]
+
+    @hookimpl
+    def on_eval(self, state, split, metrics):
+        if split == "valid":
+            self.valid_loss = metrics["loss"]
+            self.best_valid = metrics["loss"] if self.best_valid is None else min(self.best_valid, metrics["loss"])
+
+    def build(self, state) -> str:
+        cfg = self.config
+        wall = time.perf_counter() - self.start_time
+        done = state.iteration - self.start_iter
+        tokens = done * self.tokens_per_iter
+        lines = [
+            "run summary:",
+            f"  iterations: {self.start_iter} -> {state.iteration} ({done} in this run, of train_iters {cfg.train.train_iters})",
+            f"  train loss (last log): {_fmt(self.train_loss)} | valid loss: last {_fmt(self.valid_loss)}, best {_fmt(self.best_valid)}",
+            f"  tokens seen in this run: {tokens:,} | wall time {wall:.1f}s | mean {tokens / wall if wall > 0 else 0:,.0f} tokens/s",
+        ]
+        if cfg.checkpoint.save:
+            save = os.path.abspath(cfg.checkpoint.save)
+            lines.append(f"  checkpoints: {save}")
+            lines.append(f"  resume: plugtron train <the same config and overrides> checkpoint.load={save}")
+        else:
+            lines.append("  checkpoints: none saved (set checkpoint.save=DIR to save and be able to resume)")
+        if cfg.logger.metrics_file:
+            where = cfg.logger.metrics_dir or cfg.checkpoint.save
+            lines.append(f"  metrics: {os.path.abspath(os.path.join(where, 'metrics.jsonl'))}" if where
+                         else "  metrics: metrics.jsonl in the temporary run directory logged at the start ('metrics file: ...')")
+        if cfg.logger.tensorboard_dir:
+            lines.append(f"  tensorboard: tensorboard --logdir {os.path.abspath(cfg.logger.tensorboard_dir)}")
+        return "\n".join(lines)
+
+    @hookimpl
+    def on_train_end(self, state):
+        if state.is_rank0 and self.start_time is not None:
+            self.text = self.build(state)
+            log.info(self.text)

@@ -1,0 +1,85 @@
+"""TensorBoard logging (former NeMo / Lightning ``TensorBoardLogger``; Megatron Bridge's TensorBoard writer).
+
+Toggle: ``logger.tensorboard_dir`` (the event files' directory). Every ``on_log`` record becomes
+``train/<key>`` scalars at its iteration - loss, lr, grad_norm, tokens_per_sec, ... and every metric
+other plugins contribute through ``collect_metrics`` (so a new metric reaches TensorBoard without
+touching this plugin); evaluations become ``valid/loss`` / ``test/loss`` (and ``<split>/ppl`` with
+``logger.log_validation_ppl_to_tensorboard``); the resolved config is written once as text
+(``config``). ``logger.tensorboard_log_interval`` thins the train scalars to iterations that are a
+multiple of it. Written on global rank 0 only.
+
+TensorBoard is an optional extra (``pip install plugtron[tensorboard]``), imported only when this
+plugin is enabled; enabling it without the package is a config error naming the extra.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from plugtron.hookspecs import hookimpl
+
+EXTRA_HINT = "pip install 'plugtron[tensorboard]'"
+
+
+class TensorBoard:
+    @staticmethod
+    def config_problems(config):
+        try:
+            import tensorboard  # noqa: F401  (torch-free; only checks that the extra is installed)
+        except ImportError:
+            return [f"logger.tensorboard_dir: set, but the tensorboard package is not installed; install the extra: {EXTRA_HINT}"]
+        if config.logger.tensorboard_log_interval < 1:
+            return [f"logger.tensorboard_log_interval: expected a positive integer, got {config.logger.tensorboard_log_interval}"]
+        return []
+
+    def __init__(self, config):
+        self.config = config
+        self.dir = config.logger.tensorboard_dir
+        self.interval = config.logger.tensorboard_log_interval
+        self.ppl = config.logger.log_validation_ppl_to_tensorboard
+        self.writer = None
+
+    @hookimpl
+    def on_train_start(self, state):
+        if not state.is_rank0:
+            return
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard extra (checked above)
+
+        from plugtron.config import to_yaml
+
+        self.writer = SummaryWriter(log_dir=self.dir)
+        # Markdown code block: TensorBoard's text plugin renders markdown, which would mangle YAML.
+        self.writer.add_text("config", "```\n" + to_yaml(self.config) + "\n```", global_step=state.iteration)
+
+    @hookimpl
+    def on_log(self, state, log):
+        step = log["iteration"]
+        if self.writer is None or step % self.interval:
+            return
+        for key, value in log.items():
+            # bools are Numbers too, and a None grad_norm / nan loss has nothing to plot
+            if key != "iteration" and isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+                self.writer.add_scalar(f"train/{key}", float(value), step)
+
+    @hookimpl
+    def on_eval(self, state, split, metrics):
+        if self.writer is None:
+            return
+        self.writer.add_scalar(f"{split}/loss", float(metrics["loss"]), state.iteration)
+        if self.ppl:
+            self.writer.add_scalar(f"{split}/ppl", float(metrics["ppl"]), state.iteration)
+        self.writer.flush()  # evaluations are rare; make them visible at once
+
+    def _close(self) -> None:
+        w, self.writer = self.writer, None
+        if w is not None:
+            w.close()
+
+    @hookimpl
+    def on_train_end(self, state):
+        self._close()
+
+    @hookimpl
+    def on_exception(self, state, exc):
+        self._close()

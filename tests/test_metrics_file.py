@@ -1,0 +1,77 @@
+"""The metrics_file plugin: one JSON line per log record and eval, exactly once per iteration across
+a crash and resume, in the documented place."""
+
+import os
+
+import pytest
+
+from plugtron.config import load_config
+from plugtron.errors import PluginError
+from plugtron.plugin_manager import PluginManager
+from plugtron.plugins.metrics_file import FILE_NAME, metrics_dir, read_records
+from plugtron.training import train
+
+from helpers import SMALL
+
+
+class CrashAfterLog:
+    """Raises once the log record of ``at`` is out (the metrics file has written it): a crash
+    between two checkpoints, with lines in the file that no checkpoint covers."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_log(self, state, log):
+        if log["iteration"] == self.at:
+            raise RuntimeError(f"simulated crash at {self.at}")
+
+
+def _train(tmp_path, iters, *extra, plugins=()):
+    pm = PluginManager()
+    for i, p in enumerate(plugins):
+        pm.register(f"test_{i}", p)
+    cfg = load_config(None, SMALL + [f"train.train_iters={iters}", "train.eval_interval=3", "train.eval_iters=1",
+                                     f"checkpoint.save={tmp_path}", "checkpoint.save_interval=4", *extra])
+    return train(cfg, plugin_manager=pm)
+
+
+def test_one_record_per_iteration_across_crash_and_resume(tmp_path):
+    with pytest.raises(PluginError, match="simulated crash at 6"):
+        _train(tmp_path, 6, plugins=[CrashAfterLog(6)])
+    path = tmp_path / FILE_NAME
+    first = read_records(path)
+    assert [r["iteration"] for r in first if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert sorted(os.listdir(tmp_path)).count("iter_0000004") == 1 and "iter_0000006" not in os.listdir(tmp_path)
+
+    _train(tmp_path, 8, f"checkpoint.load={tmp_path}", "scheduler.override_opt_param_scheduler=true")
+    recs = read_records(path)
+    train_iters = [r["iteration"] for r in recs if r["kind"] == "train"]
+    assert train_iters == list(range(1, 9))
+    assert [r["iteration"] for r in recs if r["kind"] == "valid"] == [3, 6]
+    # 1..4 are the first run's lines, kept as they were; 5 and 6 are the resumed run's (its
+    # schedule decays over 8 iterations, not 6: another lr, so the crashed run's lines are gone)
+    old = {r["iteration"]: r for r in first if r["kind"] == "train"}
+    by_iter = {r["iteration"]: r for r in recs if r["kind"] == "train"}
+    assert [by_iter[i] for i in range(1, 5)] == [old[i] for i in range(1, 5)]
+    for i in (5, 6):
+        assert by_iter[i]["lr"] != old[i]["lr"]
+    for r in recs:
+        assert {"kind", "iteration", "loss"} <= set(r)
+
+
+def test_default_location_without_save_is_a_fresh_temp_dir(tmp_path):
+    cfg = load_config(None, SMALL)
+    d = metrics_dir(cfg)
+    assert "plugtron-runs" in d and str(os.getpid()) in d
+    cfg = load_config(None, SMALL + [f"checkpoint.save={tmp_path}"])
+    assert metrics_dir(cfg) == str(tmp_path)
+    cfg = load_config(None, SMALL + [f"checkpoint.save={tmp_path}", f"logger.metrics_dir={tmp_path / 'm'}"])
+    assert metrics_dir(cfg) == str(tmp_path / "m")
+
+
+def test_off_writes_nothing(tmp_path):
+    pm = PluginManager()
+    train(load_config(None, SMALL + ["train.train_iters=2", "logger.metrics_file=false",
+                                     f"logger.metrics_dir={tmp_path}"]), plugin_manager=pm)
+    assert "metrics_file" not in pm.loaded
+    assert not (tmp_path / FILE_NAME).exists()
