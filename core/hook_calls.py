@@ -15,6 +15,8 @@ at construction.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import os
 import time
@@ -117,15 +119,17 @@ class Hooks:
 
     # ---- the hooks -----------------------------------------------------------------------------
     def configure_model(self, config, provider) -> None:
-        from plugtron.model_changes import ModelChanges
+        from plugtron.model_changes import check_all, tracked
 
-        changes = ModelChanges(config, provider)
+        trackers = tracked(config, provider)  # model, ddp, optimizer
         t0 = time.perf_counter() if self.observers else 0.0
         impls = self.impls("configure_model")
         for impl in impls:
-            with changes.attributed_to(impl.plugin_name):
+            with contextlib.ExitStack() as stack:
+                for tracker in trackers:
+                    stack.enter_context(tracker.attributed_to(impl.plugin_name))
                 self._call_impl("configure_model", impl, {"config": config, "provider": provider})
-        changes.check()
+        check_all(trackers)
         if self.observers:
             self._observe("configure_model", {}, [i.plugin_name for i in impls], t0)
 

@@ -1,4 +1,5 @@
-"""What each plugin's ``configure_model`` changed on the model provider, and the conflicts in it.
+"""What each plugin's ``configure_model`` changed on the model provider (and on the DDP and optimizer
+configs, which plugins such as ``comm_overlap`` adjust there too), and the conflicts in it.
 
 Two plugins setting one field to different values, or a plugin changing a field the user set
 explicitly (YAML or command line), is an error naming the plugins, the field, the values and where
@@ -47,7 +48,7 @@ class ModelChanges:
             if key not in before or not _same(before[key], value):
                 self.changes.setdefault(key, []).append((plugin, value))
 
-    def check(self) -> None:
+    def problems(self) -> List[str]:
         problems = []
         is_user_set = getattr(self.config, "is_user_set", lambda path: None)
         for key, changes in self.changes.items():
@@ -66,5 +67,20 @@ class ModelChanges:
                 problems.append(f"{path}: plugin {plugin!r} changes it from {self.original.get(key)!r} to {value!r}, "
                                 f"but it was set to {self.original.get(key)!r} in {source}; remove one of the two "
                                 f"(a plugin should leave fields the user set alone: config.is_user_set({path!r}))")
-        if problems:
-            raise PluginError("configure_model: conflicting changes to the model\n  " + "\n  ".join(problems))
+        return problems
+
+
+#: The config sections a ``configure_model`` may change besides the provider, tracked the same way.
+TRACKED_SECTIONS = ("ddp", "optimizer")
+
+
+def tracked(config: Any, provider: Any) -> List[ModelChanges]:
+    """One tracker for the provider and one for each of ``TRACKED_SECTIONS`` the config has."""
+    return [ModelChanges(config, provider)] + [ModelChanges(config, getattr(config, s), s)
+                                               for s in TRACKED_SECTIONS if getattr(config, s, None) is not None]
+
+
+def check_all(trackers: List[ModelChanges]) -> None:
+    problems = [p for t in trackers for p in t.problems()]
+    if problems:
+        raise PluginError("configure_model: conflicting changes to the config\n  " + "\n  ".join(problems))

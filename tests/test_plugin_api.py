@@ -132,6 +132,32 @@ def test_a_plugin_changing_a_user_set_field_is_an_error_naming_where():
     assert _configure(cfg, FillsOnlyUnset()).hidden_dropout == 0.1
 
 
+class SetsBucket:
+    """Changes the DDP and optimizer configs, as comm_overlap does."""
+
+    def __init__(self, bucket, overlap=None):
+        self.bucket, self.overlap = bucket, overlap
+
+    def configure_model(self, config, provider):
+        config.ddp.bucket_size = self.bucket
+        if self.overlap is not None:
+            config.optimizer.overlap_param_gather = self.overlap
+
+
+def test_ddp_and_optimizer_changes_are_checked_like_the_model():
+    from plugtron.config import load_config
+
+    with pytest.raises(PluginError) as info:
+        _configure(ConfigContainer(logger=NO_DEFAULT_PLUGINS), SetsBucket(1000), SetsBucket(2000))
+    assert "ddp.bucket_size: plugin 'p1' sets it to 2000 and plugin 'p0' to 1000" in str(info.value)
+    cfg = load_config(None, ["optimizer.overlap_param_gather=false", "logger.metrics_file=false",
+                             "logger.log_throughput=false", "logger.run_summary=false"])
+    with pytest.raises(PluginError, match=r"optimizer.overlap_param_gather: plugin 'p0' changes it from False to True, "
+                                          r"but it was set .* in command line"):
+        _configure(cfg, SetsBucket(1000, overlap=True))
+    assert _configure(ConfigContainer(logger=NO_DEFAULT_PLUGINS), SetsBucket(1000), SetsBucket(1000)) is not None
+
+
 def test_yaml_settings_are_user_set(tmp_path):
     from plugtron.config import load_config
 
