@@ -29,8 +29,11 @@ def test_a_bigger_allocation_raises_the_peak():
     import numpy as np
 
     plugin = Memory(None)
-    before = plugin.collect_metrics(None)["mem_peak_rss_mib"]
-    block = np.ones(200 * 1024 * 1024 // 8)  # 200 MiB, touched
+    before = plugin.collect_metrics(None)
+    block = np.ones(200 * 1024 * 1024 // 8)  # 200 MiB, touched (a fresh mapping: numpy mmaps large arrays)
     after = plugin.collect_metrics(None)
-    assert after["mem_peak_rss_mib"] >= before + 150 or before > after["mem_rss_mib"] + 150
+    # The current RSS grows by the block; the peak is at least the new RSS and never falls. (The old peak
+    # may already have been higher than the new RSS, so "peak rose by 200 MiB" is not a sound claim.)
+    assert after["mem_rss_mib"] >= before["mem_rss_mib"] + 180
+    assert after["mem_peak_rss_mib"] >= max(before["mem_peak_rss_mib"], after["mem_rss_mib"]) - 1
     del block
