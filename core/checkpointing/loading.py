@@ -162,13 +162,19 @@ def load_weights(ckptr, state, ckpt_dir: str, key: str) -> None:
         sd = ckstate.model_sharded_state_dict(state.model)
         hint = " (is it a checkpoint of this model? compare its run_config.yaml with the model section)"
         loaded = _dist_load(ckptr.ck, sd, ckpt_dir, "model weights", hint)
+    put_weights(state, loaded, f"{key}: {ckpt_dir}", f"pretrained weights from {ckpt_dir}")
+
+
+def put_weights(state, loaded, source: str, what: str) -> None:
+    """Loaded model weights into the chunks and the optimizer's main params, for every weights-only
+    source (plugtron or NeMo 2.0 checkpoints). ``source`` prefixes the error if they do not fit."""
     try:
         ckstate.restore_model(state.model, loaded)
     except (RuntimeError, CheckpointError) as exc:
-        raise CheckpointError(f"{key}: {ckpt_dir} does not fit this model: {str(exc).splitlines()[0][:300]}") from None
+        raise CheckpointError(f"{source} does not fit this model: {str(exc).splitlines()[0][:300]}") from None
     state.optimizer.reload_model_params()
     if distributed.is_rank0():
-        log.info(f"checkpoint: loaded pretrained weights from {ckpt_dir}")
+        log.info(f"checkpoint: loaded {what}")
 
 
 def load_nemo2_weights(ckptr, state, path: str, key: str) -> None:
@@ -197,10 +203,4 @@ def load_nemo2_weights(ckptr, state, path: str, key: str) -> None:
                         " (is it a checkpoint of this model? compare context/model.yaml with the model section)")
     stripped = {k: {name[len(nemo2.KEY_PREFIX):] if name.startswith(nemo2.KEY_PREFIX) else name: v
                     for name, v in loaded[k].items()} for k in sd}
-    try:
-        ckstate.restore_model(state.model, stripped)
-    except (RuntimeError, CheckpointError) as exc:
-        raise CheckpointError(f"{key}: {path} does not fit this model: {str(exc).splitlines()[0][:300]}") from None
-    state.optimizer.reload_model_params()
-    if distributed.is_rank0():
-        log.info(f"checkpoint: loaded NeMo 2.0 weights from {ckpt_dir}")
+    put_weights(state, stripped, f"{key}: {path}", f"NeMo 2.0 weights from {ckpt_dir}")
