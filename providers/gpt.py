@@ -127,7 +127,11 @@ class GPTModelProvider(TransformerConfig):
         )
         # Megatron's local attention is unfused (a [b*heads, s, s] score buffer, kept for the backward):
         # torch SDPA instead, on CPU (a third of a small Llama's step) and CUDA (flash kernels).
-        return with_sdpa_attention(spec, self.attention_backend)
+        # RoPE and SwiGLU without their copies and cats (bit-for-bit Megatron's results).
+        from plugtron.providers.unfused_fast_paths import install_fast_rope, with_fast_mlp
+
+        install_fast_rope()
+        return with_fast_mlp(with_sdpa_attention(spec, self.attention_backend))
 
     def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
         """Build this rank's GPTModel chunk. Parallel state must be initialized."""
