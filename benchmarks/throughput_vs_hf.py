@@ -58,6 +58,8 @@ def _args():
     ap.add_argument("--megatron-rope-swiglu", action="store_true",
                     help="Megatron's own unfused RoPE and SwiGLU instead of plugtron's copy-free ones "
                          "(providers/unfused_fast_paths.py; same results bit for bit), to measure them")
+    ap.add_argument("--per-tensor-adam", action="store_true",
+                    help="torch's per-tensor Adam loop instead of its fused kernel (plugtron/training/fused_adam.py)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra plugtron config override (e.g. model.apply_rope_fusion=true); repeatable")
     return ap.parse_args()
@@ -143,6 +145,10 @@ def build(a):
     from plugtron.training.step import train_step
 
     cfg = plugtron_config(a)
+    if a.per_tensor_adam:
+        from plugtron.training import fused_adam
+
+        fused_adam.ENABLED = False
     if a.megatron_rope_swiglu:
         from plugtron.providers import unfused_fast_paths
 

@@ -207,3 +207,55 @@ def test_local_spec_mlp_and_its_fallbacks():
                 if module is SwiGLUMLP:
                     assert mlp._plain_swiglu() is fast, config
             assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]), kw
+
+
+# --- torch's fused Adam where Megatron falls back to torch's Adam (core/training/fused_adam.py) -------
+
+
+class _AdamGroups:
+    """Records whether each param group of Megatron's torch Adam uses the fused kernel."""
+
+    def __init__(self):
+        self.fused = None
+
+    def on_train_start(self, state):
+        from plugtron.training.fused_adam import _torch_adams
+
+        self.fused = [g["fused"] for adam in _torch_adams(state.optimizer) for g in adam.param_groups]
+
+
+def _tiny_run(overrides, *plugins):
+    from helpers import SMALL
+
+    from plugtron.config import load_config
+    from plugtron.plugin_manager import PluginManager
+    from plugtron.training import train
+
+    pm = PluginManager()
+    for plugin in plugins:
+        pm.register(type(plugin).__name__.lower(), plugin)
+    return train(load_config(None, SMALL + ["train.eval_interval=null", "train.train_iters=6", *overrides]),
+                 plugin_manager=pm)
+
+
+@pytest.mark.parametrize("dist_opt", ["false", "true"])
+def test_fused_adam_on_fresh_and_resumed_runs(tmp_path, monkeypatch, dist_opt):
+    from plugtron.training import fused_adam
+
+    opt = [f"optimizer.use_distributed_optimizer={dist_opt}"]
+    groups = _AdamGroups()
+    fused = _tiny_run(opt, groups)
+    assert groups.fused and all(f is True for f in groups.fused)
+    ck = [f"checkpoint.save={tmp_path}", f"checkpoint.load={tmp_path}"]
+    _tiny_run(opt + ck + ["train.exit_interval=3"])
+    resumed_groups = _AdamGroups()
+    second = _tiny_run(opt + ck, resumed_groups)
+    assert all(f is True for f in resumed_groups.fused)  # the load restored the saved options; fused again
+    # the per-tensor loop computes the same update to float rounding (not bit for bit)
+    monkeypatch.setattr(fused_adam, "ENABLED", False)
+    per_tensor_groups = _AdamGroups()
+    per_tensor = _tiny_run(opt, per_tensor_groups)
+    assert not any(per_tensor_groups.fused)
+    torch.testing.assert_close(torch.tensor(fused["losses"]), torch.tensor(per_tensor["losses"]), rtol=1e-5,
+                               atol=0)
+    assert second["losses"] == fused["losses"][3:]  # resume with the fused kernel is bit-identical
