@@ -153,7 +153,7 @@ def build(a):
         from plugtron.providers import unfused_fast_paths
 
         unfused_fast_paths.install_fast_rope = lambda: None
-        unfused_fast_paths.with_fast_mlp = lambda spec: spec
+        unfused_fast_paths.use_fast_mlp = lambda model: 0
     setup.init_distributed(cfg)
     setup.set_seeds(cfg)
     model = setup.build_model(cfg)

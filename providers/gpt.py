@@ -127,11 +127,7 @@ class GPTModelProvider(TransformerConfig):
         )
         # Megatron's local attention is unfused (a [b*heads, s, s] score buffer, kept for the backward):
         # torch SDPA instead, on CPU (a third of a small Llama's step) and CUDA (flash kernels).
-        # RoPE and SwiGLU without their copies and cats (bit-for-bit Megatron's results).
-        from plugtron.providers.unfused_fast_paths import install_fast_rope, with_fast_mlp
-
-        install_fast_rope()
-        return with_fast_mlp(with_sdpa_attention(spec, self.attention_backend))
+        return with_sdpa_attention(spec, self.attention_backend)
 
     def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
         """Build this rank's GPTModel chunk. Parallel state must be initialized."""
@@ -139,7 +135,7 @@ class GPTModelProvider(TransformerConfig):
 
         if self.vocab_size is None:
             raise ValueError("model.vocab_size is not set (validate() fills it from the tokenizer)")
-        return GPTModel(
+        model = GPTModel(
             config=self,
             transformer_layer_spec=self.layer_spec(),
             vocab_size=self.padded_vocab_size(self.vocab_size),
@@ -158,3 +154,10 @@ class GPTModelProvider(TransformerConfig):
             seq_len_interpolation_factor=self.seq_len_interpolation_factor,
             vp_stage=vp_stage,
         )
+        if not uses_te_layers(self):
+            # local spec: RoPE and SwiGLU without their copies and cats (bit-for-bit Megatron's results)
+            from plugtron.providers.unfused_fast_paths import install_fast_rope, use_fast_mlp
+
+            install_fast_rope()
+            use_fast_mlp(model)
+        return model

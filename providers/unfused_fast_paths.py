@@ -137,10 +137,14 @@ class SwiGLUMLP(MLP):
         return self.linear_fc2(SwiGLU.apply(intermediate))
 
 
-def with_fast_mlp(spec):
-    """``spec`` (a local GPT layer spec, changed in place and returned) with its dense MLP built as
-    :class:`SwiGLUMLP` (which behaves as ``MLP`` for every other activation)."""
-    mlp = spec.submodules.mlp
-    if getattr(mlp, "module", None) is MLP:
-        mlp.module = SwiGLUMLP
-    return spec
+def use_fast_mlp(model: torch.nn.Module) -> int:
+    """Make each plain ``MLP`` in ``model`` a :class:`SwiGLUMLP` (same attributes and parameters; it
+    behaves as ``MLP`` for every other activation). Done on the built model rather than in the layer
+    spec because ``TransformerLayer`` passes ``MLP`` its tensor-parallel group only when the spec names
+    ``MLP`` itself. Returns how many modules were switched."""
+    switched = 0
+    for module in model.modules():
+        if type(module) is MLP:
+            module.__class__ = SwiGLUMLP
+            switched += 1
+    return switched

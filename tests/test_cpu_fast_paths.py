@@ -178,35 +178,47 @@ def test_local_spec_mlp_and_its_fallbacks():
     import torch.nn.functional as F
     from megatron.core.transformer import TransformerConfig
     from megatron.core.transformer.mlp import MLP
-    from megatron.core.transformer.spec_utils import build_module
 
     from plugtron.providers.gpt import GPTModelProvider
-    from plugtron.providers.unfused_fast_paths import SwiGLUMLP
+    from plugtron.providers.unfused_fast_paths import SwiGLUMLP, use_fast_mlp
 
-    def spec(**kw):
-        return GPTModelProvider(num_layers=1, hidden_size=32, num_attention_heads=4, transformer_impl="local",
-                                **kw).layer_spec().submodules.mlp
-
-    assert spec().module is SwiGLUMLP
-    assert spec(num_moe_experts=2).module is not SwiGLUMLP  # MoE layers keep Megatron's experts
+    spec = GPTModelProvider(num_layers=1, hidden_size=32, num_attention_heads=4,
+                            transformer_impl="local").layer_spec().submodules.mlp
+    assert spec.module is MLP  # so that TransformerLayer hands it its TP group
     with h.single_process():
         for kw, fast in (({}, True), ({"add_bias_linear": True}, False), ({"glu_linear_offset": 1.0}, False),
                          ({"activation_func_clamp_value": 5.0}, False), ({"gated_linear_unit": False}, False)):
             config = TransformerConfig(num_layers=1, hidden_size=32, ffn_hidden_size=64, num_attention_heads=4,
                                        gated_linear_unit=kw.pop("gated_linear_unit", True), activation_func=F.silu,
                                        add_bias_linear=kw.pop("add_bias_linear", False), **kw)
-            outs, weights = [], None
-            for module in (SwiGLUMLP, MLP):  # same weights, same input: the same numbers
-                mlp = build_module(spec().__class__(module=module, submodules=spec().submodules), config=config)
-                weights = weights or mlp.state_dict()
-                mlp.load_state_dict(weights)
+            ref = MLP(config, spec.submodules)
+            mlp = MLP(config, spec.submodules)
+            mlp.load_state_dict(ref.state_dict())
+            assert use_fast_mlp(torch.nn.Sequential(mlp)) == 1 and type(mlp) is SwiGLUMLP
+            assert mlp._plain_swiglu() is fast, kw
+            outs = []
+            for module in (mlp, ref):  # same weights, same input: the same numbers
                 x = torch.randn(S, B, 32, generator=torch.Generator().manual_seed(3), requires_grad=True)
-                out, _ = mlp(x)
+                out, _ = module(x)
                 (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
                 outs.append((out.detach(), x.grad))
-                if module is SwiGLUMLP:
-                    assert mlp._plain_swiglu() is fast, config
             assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]), kw
+
+
+def test_built_local_model_uses_the_fast_paths():
+    from megatron.core.models.common.embeddings import rope_utils
+
+    from plugtron.providers.gpt import GPTModelProvider
+    from plugtron.providers.unfused_fast_paths import SwiGLUMLP
+
+    with h.single_process():
+        p = GPTModelProvider(num_layers=2, hidden_size=32, num_attention_heads=4, transformer_impl="local",
+                             gated_linear_unit=True, add_bias_linear=False, vocab_size=64, seq_length=S,
+                             position_embedding_type="rope", activation_func=torch.nn.functional.silu)
+        p.finalize()
+        model = p.provide()
+    assert [type(layer.mlp) for layer in model.decoder.layers] == [SwiGLUMLP, SwiGLUMLP]
+    assert getattr(rope_utils._apply_rotary_pos_emb_bshd, "plugtron_fast_path", False)
 
 
 # --- torch's fused Adam where Megatron falls back to torch's Adam (core/training/fused_adam.py) -------
