@@ -46,11 +46,16 @@ def in_window(config, iteration: int) -> bool:
     return p.profile_step_start <= iteration <= p.profile_step_end
 
 
+def cuda_available() -> bool:
+    """This machine has a CUDA GPU (one function, so that tests can fake a GPU for these plugins only)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def require_cuda(field: str, what: str) -> None:
     """``UnsupportedOnThisMachine`` naming ``field`` when this machine has no CUDA GPU (raised from
     the plugin's constructor: the plugins are loaded right after the config is validated)."""
-    import torch
-
-    if not torch.cuda.is_available():
+    if not cuda_available():
         raise UnsupportedOnThisMachine(f"{field}: {what} needs a CUDA GPU; this machine has none "
                                        f"(set {field}=false, or run on a GPU machine)")
