@@ -98,3 +98,22 @@ def test_the_rules_apply_only_when_a_profiler_is_on(capsys):
     from plugtron import cli
 
     assert cli.main(["config", "show", "profiling.profile_step_start=5", "profiling.profile_step_end=4"]) == 0
+
+
+def test_a_one_iteration_window_at_the_first_step(tmp_path):
+    import torch
+
+    from plugtron.plugins.pytorch_profiler import PytorchProfiler
+    from plugtron.testing import fake_metrics, fake_state
+
+    cfg = load_config(None, ["profiling.use_pytorch_profiler=true", "profiling.profile_step_start=1",
+                             "profiling.profile_step_end=1", f"profiling.trace_dir={tmp_path}"])
+    plugin = PytorchProfiler(cfg)
+    for i in (1, 2):
+        plugin.on_step_start(fake_state(i - 1))
+        torch.randn(8, 8) @ torch.randn(8, 8)
+        plugin.on_step(fake_state(i), fake_metrics(i))
+    (trace,) = tmp_path.iterdir()
+    assert trace.name.startswith("rank0-iter1-1-") and steps_in(trace)[0] == ["ProfilerStep#1"]
+    plugin.on_exception(None, RuntimeError("late"))  # nothing left to release: no second trace
+    assert len(list(tmp_path.iterdir())) == 1
