@@ -122,8 +122,9 @@ class DeepEP:
         for name, value in wanted.items():
             where = config.is_user_set(f"model.{name}")
             if where and getattr(m, name) != value:
+                why = " (Megatron overlaps shared experts only with alltoall)" if name == "moe_shared_expert_overlap" else ""
                 problems.append(f"model.{name}: set to {getattr(m, name)!r} in {where}, but the deepep section sets "
-                                f"{value!r} (flex dispatcher, {backend}); remove one of the two")
+                                f"{value!r} (flex dispatcher, {backend}){why}; remove one of the two")
         if config.moe_token_drop is not None:
             problems.append("deepep: cannot be combined with moe_token_drop (token dropping needs the alltoall "
                             "dispatcher); remove one of the two sections")

@@ -94,7 +94,7 @@ class PytorchProfiler(ReleaseAtEnd):
         # 0 and decided its first action at construction, so both are moved to this iteration.
         self.prof.step_num = iteration
         self.prof.current_action = self._schedule(iteration)
-        if hasattr(self.prof, "_prev_schedule_action"):  # torch >= 2.10 keeps a copy for DEVICE_STOPPED
+        if hasattr(self.prof, "_prev_schedule_action"):  # newer torch keeps a copy (DEVICE_STOPPED handling)
             self.prof._prev_schedule_action = self.prof.current_action
         self.prof.start()
 
