@@ -184,7 +184,8 @@ def test_builtin_plugin_conformance(name, entry, toggle):
 
 # Toggles that are not booleans: the value that switches each on.
 TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}", "moe_token_drop": "{}",
-                 "tensorboard_dir": "/tmp/plugtron-conformance-tb"}
+                 "tensorboard_dir": "/tmp/plugtron-conformance-tb", "wandb_project": "conformance",
+                 "mlflow_experiment": "conformance"}
 
 
 def test_the_nan_guard_is_on_by_default():
