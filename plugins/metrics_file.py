@@ -10,6 +10,11 @@ the start. Written on global rank 0 only.
 Lines: ``{"kind": "train", "iteration": ..., <the on_log record>}`` and
 ``{"kind": "valid"|"test", "iteration": ..., "loss": ..., "ppl": ...}``.
 
+Strict JSON: a NaN or infinite value (a diverged loss, a grad norm after an fp16 overflow) is
+written as ``null`` and named in ``"nonfinite": {"loss": "nan"}`` (``"inf"``, ``"-inf"``), since
+``NaN`` is not JSON and strict parsers (``jq``, JavaScript, Go) reject the line. :func:`read_records`
+turns them back into floats.
+
 Resume: a run that starts at iteration N (resumed from the checkpoint of N, or N = 0 for a fresh
 run) first drops every line with ``iteration > N`` (written by the earlier run after its last
 checkpoint, e.g. before a kill), rewriting the file atomically, then appends. So after a kill and
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -53,10 +59,26 @@ def metrics_dir(config) -> str:
     return path
 
 
+def encode(rec: Dict[str, Any]) -> str:
+    """One strict-JSON line (see the module doc: non-finite floats become null + ``nonfinite``)."""
+    bad = {k: repr(v) for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        rec = {**{k: (None if k in bad else v) for k, v in rec.items()}, "nonfinite": bad}
+    return json.dumps(rec, allow_nan=False)
+
+
+def decode(line: str) -> Dict[str, Any]:
+    """A record as it was logged: the ``nonfinite`` values are floats again."""
+    rec = json.loads(line)
+    for k, v in rec.pop("nonfinite", {}).items():
+        rec[k] = float(v)
+    return rec
+
+
 def read_records(path: str) -> list:
     """Every record of a metrics file, in order (for tests, plots and resume)."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [decode(line) for line in f if line.strip()]
 
 
 class MetricsFile:
@@ -86,7 +108,7 @@ class MetricsFile:
         return len(lines) - len(keep)
 
     def _write(self, rec: Dict[str, Any]) -> None:
-        self._file.write(json.dumps(rec) + "\n")
+        self._file.write(encode(rec) + "\n")
         self._file.flush()
 
     @hookimpl
