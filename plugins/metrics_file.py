@@ -10,10 +10,8 @@ the start. Written on global rank 0 only.
 Lines: ``{"kind": "train", "iteration": ..., <the on_log record>}`` and
 ``{"kind": "valid"|"test", "iteration": ..., "loss": ..., "ppl": ...}``.
 
-Strict JSON: a NaN or infinite value (a diverged loss, a grad norm after an fp16 overflow) is
-written as ``null`` and named in ``"nonfinite": {"loss": "nan"}`` (``"inf"``, ``"-inf"``), since
-``NaN`` is not JSON and strict parsers (``jq``, JavaScript, Go) reject the line. :func:`read_records`
-turns them back into floats.
+Strict JSON: NaN / infinite values are written as ``null`` plus a ``nonfinite`` map
+(``plugtron.metrics_records``), which :func:`read_records` turns back into floats.
 
 Resume: a run that starts at iteration N (resumed from the checkpoint of N, or N = 0 for a fresh
 run) first drops every line with ``iteration > N`` (written by the earlier run after its last
@@ -26,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
 import time
@@ -34,11 +31,9 @@ import weakref
 from typing import Any, Dict
 
 from plugtron.hookspecs import hookimpl
+from plugtron.metrics_records import FILE_NAME, encode, read_records  # noqa: F401  (read_records: for callers)
 
 log = logging.getLogger("plugtron")
-
-FILE_NAME = "metrics.jsonl"
-
 
 _TEMP_DIRS: Dict[int, tuple] = {}  # id(config) -> (weak ref to it, its temp run dir)
 
@@ -57,28 +52,6 @@ def metrics_dir(config) -> str:
         path = os.path.join(tempfile.gettempdir(), "plugtron-runs", f"{stamp}-{os.getpid()}-{len(_TEMP_DIRS)}")
         _TEMP_DIRS[id(config)] = (weakref.ref(config), path)
     return path
-
-
-def encode(rec: Dict[str, Any]) -> str:
-    """One strict-JSON line (see the module doc: non-finite floats become null + ``nonfinite``)."""
-    bad = {k: repr(v) for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)}
-    if bad:
-        rec = {**{k: (None if k in bad else v) for k, v in rec.items()}, "nonfinite": bad}
-    return json.dumps(rec, allow_nan=False)
-
-
-def decode(line: str) -> Dict[str, Any]:
-    """A record as it was logged: the ``nonfinite`` values are floats again."""
-    rec = json.loads(line)
-    for k, v in rec.pop("nonfinite", {}).items():
-        rec[k] = float(v)
-    return rec
-
-
-def read_records(path: str) -> list:
-    """Every record of a metrics file, in order (for tests, plots and resume)."""
-    with open(path) as f:
-        return [decode(line) for line in f if line.strip()]
 
 
 class MetricsFile:
