@@ -21,6 +21,8 @@ def _payloads(data: bytes):
             pos += left
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):
+            return  # the tail of a file whose writer was killed mid-record
         piece = data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:
@@ -43,7 +45,9 @@ def read_run(save_dir) -> list:
 
     runs = []
     for path in sorted(glob.glob(os.path.join(str(save_dir), "wandb", "offline-run-*", "run-*.wandb"))):
-        run = {"history": [], "config": {}, "exit_code": None, "file": path}
+        # the id is in the file name too: a killed writer may not have flushed the run record
+        run_id = os.path.basename(path)[len("run-"):-len(".wandb")]
+        run = {"id": run_id, "history": [], "config": {}, "exit_code": None, "file": path}
         with open(path, "rb") as f:
             data = f.read()
         for payload in _payloads(data):

@@ -106,3 +106,12 @@ def test_missing_package_is_one_config_error_naming_the_extra(monkeypatch):
     with pytest.raises(ConfigError) as info:
         PluginManager().load(load_config(None, ["logger.mlflow_experiment=e"]))
     assert "logger.mlflow_experiment" in str(info.value) and "plugtron[mlflow]" in str(info.value)
+
+
+def test_rank_nonzero_opens_no_run_and_saves_no_state():
+    from plugtron.plugins.mlflow import MLflow
+    from plugtron.testing import fake_state
+
+    plugin = MLflow(load_config(None, _mlflow("logger.mlflow_tracking_uri=sqlite:////nonexistent/x.db")))
+    plugin.on_train_start(fake_state(0, rank=1, world_size=2))  # would fail on the path if it tried
+    assert plugin.client is None and plugin.on_save(fake_state(2, rank=1, world_size=2), "x") is None

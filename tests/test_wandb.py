@@ -3,6 +3,7 @@
 a raising run is marked failed; a missing package is one config error naming the extra."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,44 @@ def test_missing_package_is_one_config_error_naming_the_extra(tmp_path, monkeypa
     with pytest.raises(ConfigError) as info:
         PluginManager().load(load_config(None, ["logger.wandb_project=p"]))
     assert "logger.wandb_project" in str(info.value) and "plugtron[wandb]" in str(info.value)
+
+
+def test_rank_nonzero_opens_no_run_and_saves_no_state():
+    from plugtron.plugins.wandb import Wandb
+    from plugtron.testing import fake_state
+
+    plugin = Wandb(load_config(None, _wandb(Path("/nonexistent"))))
+    plugin.on_train_start(fake_state(0, rank=1, world_size=2))  # would fail loudly if it tried to init here
+    assert plugin.run is None and plugin.on_save(fake_state(2, rank=1, world_size=2), "x") is None
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_keeps_the_run_id(tmp_path):
+    """A real ``kill -9`` of the training process group (wandb's service included) after the
+    checkpoint of iteration 2; the resume continues the run the killed process started."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    ckpt = tmp_path / "ckpt"
+    args = ["model.num_layers=2", "model.hidden_size=64", "model.seq_length=64", "dataset.sequence_length=64",
+            "model.make_vocab_size_divisible_by=256", "train.micro_batch_size=2", "train.global_batch_size=2",
+            "logger.log_interval=1", "train.eval_interval=null", "checkpoint.save_interval=2",
+            f"checkpoint.save={ckpt}", *_wandb(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "plugtron", "train", "train.train_iters=1000", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "iter      3/1000" in line:
+            break
+        assert time.time() < deadline, "no iteration 3 within 300 s"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    [killed] = read_run(tmp_path / "wb")
+    assert killed["exit_code"] is None  # it never finished: killed
+    assert (ckpt / "iter_0000002").is_dir()
+    run_training([f"checkpoint.load={ckpt}", "train.train_iters=4", "scheduler.override_opt_param_scheduler=true", *args])
+    runs = read_run(tmp_path / "wb")
+    assert len(runs) == 2 and runs[1]["id"] == killed["id"] and runs[1]["exit_code"] == 0
