@@ -229,7 +229,8 @@ def main() -> None:
         if name not in ("nsys_profiler",) or torch.cuda.is_available():  # GPU-only ones skipped on CPU
             cfg.plugins[name] = PluginSettings(enabled=True)
     # ddp_parity needs its interval; one no run here reaches, so its per-step cost is the check only
-    cfg.train.check_weight_hash_across_dp_replicas_interval = 10**9
+    if not args.loggers:
+        cfg.train.check_weight_hash_across_dp_replicas_interval = 10**9
     # checkpoint.save is unset: no saves, as in a run without one
     pm = PluginManager()
     trainer = Trainer(cfg, plugin_manager=pm)  # validates, loads the plugins, builds model, optimizer and data
