@@ -25,34 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-import time
-import weakref
 from typing import Any, Dict
 
 from plugtron.hookspecs import hookimpl
 from plugtron.metrics_records import FILE_NAME, encode, read_records  # noqa: F401  (read_records: for callers)
+from plugtron.metrics_records import output_dir as metrics_dir
 
 log = logging.getLogger("plugtron")
-
-_TEMP_DIRS: Dict[int, tuple] = {}  # id(config) -> (weak ref to it, its temp run dir)
-
-
-def metrics_dir(config) -> str:
-    """The directory ``metrics.jsonl`` goes to (see the module doc); creates no directory. The run's
-    output directory for the other loggers too (W&B, MLflow): the temp directory is chosen once per
-    config object, so every plugin of a run agrees on it."""
-    if config.logger.metrics_dir:
-        return config.logger.metrics_dir
-    if config.checkpoint.save:
-        return config.checkpoint.save
-    ref, path = _TEMP_DIRS.get(id(config), (None, None))
-    if ref is None or ref() is not config:  # an id is reused once its object is gone
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        path = os.path.join(tempfile.gettempdir(), "plugtron-runs", f"{stamp}-{os.getpid()}-{len(_TEMP_DIRS)}")
-        _TEMP_DIRS[id(config)] = (weakref.ref(config), path)
-    return path
-
 
 class MetricsFile:
     def __init__(self, config):

@@ -31,7 +31,7 @@ import time
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from plugtron.hookspecs import hookimpl
-from plugtron.plugins.wandb import numeric_items
+from plugtron.metrics_records import numeric_items, output_dir
 
 EXTRA_HINT = "pip install 'plugtron[mlflow]'"
 PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
@@ -50,9 +50,7 @@ def flatten(tree: Any, prefix: str = "") -> Iterator[Tuple[str, str]]:
 
 
 def default_tracking_uri(config) -> str:
-    from plugtron.plugins.metrics_file import metrics_dir
-
-    return "sqlite:///" + os.path.abspath(os.path.join(metrics_dir(config), "mlruns", "mlflow.db"))
+    return "sqlite:///" + os.path.abspath(os.path.join(output_dir(config), "mlruns", "mlflow.db"))
 
 
 class MLflow:

@@ -21,19 +21,12 @@ enabled; enabling it without the package is a config error naming the extra.
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Any, Dict, Optional
+from typing import Optional
 
 from plugtron.hookspecs import hookimpl
+from plugtron.metrics_records import numeric_items, output_dir
 
 EXTRA_HINT = "pip install 'plugtron[wandb]'"
-
-
-def numeric_items(record: Dict[str, Any], prefix: str, skip=("iteration",)) -> Dict[str, float]:
-    """``prefix/key -> float`` for the finite real numbers of a log record (bools and None dropped)."""
-    return {f"{prefix}/{k}": float(v) for k, v in record.items()
-            if k not in skip and isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 class Wandb:
@@ -68,11 +61,10 @@ class Wandb:
         import wandb  # the optional extra, checked by config_problems
 
         from plugtron.config import to_yaml
-        from plugtron.plugins.metrics_file import metrics_dir
         import yaml
 
         lg = self.config.logger
-        save_dir = lg.wandb_save_dir or metrics_dir(self.config)
+        save_dir = lg.wandb_save_dir or output_dir(self.config)
         os.makedirs(save_dir, exist_ok=True)
         self.run = wandb.init(
             project=lg.wandb_project, entity=lg.wandb_entity, name=lg.wandb_exp_name, dir=save_dir,

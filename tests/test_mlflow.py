@@ -63,8 +63,9 @@ def _mlflow(*extra):
 
 def test_params_metrics_tags_and_checkpoint_path(tmp_path):
     ckpt = tmp_path / "ckpt"
-    run_training(_mlflow(), plugins={"contributes": Contributes()}, checkpoint_dir=str(ckpt))
+    res = run_training(_mlflow(), plugins={"contributes": Contributes()}, checkpoint_dir=str(ckpt))
     client, run = _client(ckpt)  # the output directory: where checkpoints and metrics.jsonl go
+    assert f"mlflow ui --backend-store-uri sqlite:///{ckpt / 'mlruns' / 'mlflow.db'}" in res.plugins["run_summary"].text
     assert run.info.status == "FINISHED" and run.info.run_name == "tiny" and run.data.tags["team"] == "llm"
     params = run.data.params
     assert params["train.train_iters"] == "4" and params["model.hidden_size"] == "64"

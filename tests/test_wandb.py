@@ -43,8 +43,9 @@ def _wandb(tmp_path, *extra):
 
 
 def test_offline_run_has_config_history_and_contributed_metric(tmp_path):
-    run_training(_wandb(tmp_path), plugins={"contributes": Contributes()})
+    res = run_training(_wandb(tmp_path), plugins={"contributes": Contributes()})
     [run] = read_run(tmp_path / "wb")
+    assert f"wandb: project plugtron-test, local files in {tmp_path / 'wb' / 'wandb'}" in res.plugins["run_summary"].text
     assert run["name"] == "tiny" and run["project"] == "plugtron-test" and run["exit_code"] == 0
     assert run["config"]["train"]["train_iters"] == 4 and run["config"]["logger"]["wandb_exp_name"] == "tiny"
     by_step = {}

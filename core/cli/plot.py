@@ -9,7 +9,7 @@ display is needed and no global pyplot state is touched.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from plugtron.errors import DataError
 from plugtron.metrics_records import FILE_NAME, read_records
