@@ -190,7 +190,8 @@ GPU_ONLY = {"nsys_profiler", "memory_profiler"}
 
 # Toggles that are not booleans: the value that switches each on.
 TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}", "moe_token_drop": "{}", "deepep": "{}",
-                 "tensorboard_dir": "/tmp/plugtron-conformance-tb"}
+                 "tensorboard_dir": "/tmp/plugtron-conformance-tb", "wandb_project": "conformance",
+                 "mlflow_experiment": "conformance"}
 
 
 def test_the_nan_guard_is_on_by_default():

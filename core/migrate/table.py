@@ -128,8 +128,8 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "ckpt": Drop("ModelCheckpoint is migrated from its own construct"),
         "log_dir": Unsupported("plugtron logs to stdout; checkpoints go to checkpoint.save"),
         "name": Drop("experiment name: no plugtron equivalent needed"),
-        "tensorboard": Unsupported("no TensorBoard logger in plugtron's core (a plugin can add one)"),
-        "wandb": Unsupported("no W&B logger in plugtron's core (a plugin can add one)"),
+        "tensorboard": Unsupported("set logger.tensorboard_dir (the tensorboard plugin) by hand"),
+        "wandb": Unsupported("set logger.wandb_project, wandb_exp_name, wandb_entity (the wandb plugin) by hand"),
         "use_datetime_version": Drop("plugtron does not version log directories"),
     },
     "MegatronOptimizerModule": {

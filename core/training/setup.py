@@ -37,6 +37,15 @@ def init_distributed(cfg) -> None:
     )
 
 
+def apply_logging_level(cfg) -> None:
+    """``logger.logging_level`` for plugtron's logger: as given on rank 0; other ranks never go below
+    WARNING (N copies of every info line would drown the one that matters)."""
+    from plugtron import distributed
+
+    level = cfg.logger.logging_level
+    logging.getLogger("plugtron").setLevel(level if distributed.is_rank0() else max(level, logging.WARNING))
+
+
 def destroy_distributed() -> None:
     from megatron.core import parallel_state as ps
 
