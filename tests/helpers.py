@@ -59,6 +59,24 @@ class Perturb:
                 next(state.model[0].parameters()).add_(1e-3)
 
 
+class SlowRank:
+    """Makes one rank a straggler: ``seconds`` of extra CPU work at the start of every step, as a
+    slower CPU/GPU or a heavier data pipeline on that rank would. (CPU work, not ``time.sleep``: the
+    straggler plugin measures the work a rank does itself, which a sleep is not; see its docstring.)"""
+
+    def __init__(self, spec):
+        rank, seconds = spec.split(":")
+        self.rank, self.seconds = int(rank), float(seconds)
+
+    def on_step_start(self, state):
+        if int(os.environ.get("RANK", "0")) == self.rank:
+            import time
+
+            end = time.thread_time() + self.seconds
+            while time.thread_time() < end:
+                pass
+
+
 class Counter:
     """A plugin with state: counts steps across resumes through on_save/on_load."""
 

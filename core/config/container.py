@@ -11,7 +11,15 @@ import attrs
 
 from plugtron.config._fields import iter_toggles, toggle
 from plugtron.config.data import FinetuningDatasetConfig, GPTDatasetConfig, TokenizerConfig
-from plugtron.config.extras import CommOverlapConfig, MoETokenDropConfig, LoraConfig, PluginSettings, ProfilingConfig
+from plugtron.config.extras import (
+    CommOverlapConfig,
+    FaultToleranceConfig,
+    LoraConfig,
+    MoETokenDropConfig,
+    PluginSettings,
+    ProfilingConfig,
+    StragglerDetectionConfig,
+)
 from plugtron.config.precision import PRESETS, MixedPrecisionConfig
 from plugtron.config.training import (
     CheckpointConfig,
@@ -67,6 +75,8 @@ class ConfigContainer:
     comm_overlap: Optional[CommOverlapConfig] = toggle("comm_overlap", default=None)
     moe_token_drop: Optional[MoETokenDropConfig] = toggle("moe_token_drop", default=None)
     peft: Optional[LoraConfig] = None
+    straggler: StragglerDetectionConfig = attrs.field(factory=StragglerDetectionConfig)
+    ft: FaultToleranceConfig = attrs.field(factory=FaultToleranceConfig)
     rng: RNGConfig = attrs.field(factory=RNGConfig)
     plugins: Dict[str, PluginSettings] = attrs.field(factory=dict)
 

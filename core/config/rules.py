@@ -137,6 +137,11 @@ RULES: Dict[str, Any] = {
     # features
     "profiling.profile_step_start": NONNEG,
     "profiling.profile_step_end": NONNEG,
+    "straggler.report_interval": COUNT,
+    "straggler.straggler_minmax_count": COUNT,
+    "straggler.relative_perf_threshold": PROBABILITY,
+    "ft.warmup_steps": NONNEG,
+    "ft.min_steps_for_timeouts": COUNT,
     "comm_overlap.bucket_size": COUNT,
     "comm_overlap.wgrad_deferral_limit": NONNEG,
     "peft.dim": COUNT,
