@@ -30,7 +30,7 @@ for node in $(seq 0 $((SLURM_NNODES - 1))); do SLURM_NODEID=$node SLURM_PROCID=$
 """,
     "torchrun": """#!/bin/bash
 printf '%s\\n' "$@" > "$LOG/torchrun_node$SLURM_NODEID"
-env | grep -E '^(PLUGTRON_CACHE_DIR|OMP_NUM_THREADS)=' | sort > "$LOG/env_node$SLURM_NODEID"
+env | grep -E '^(PLUGTRON_CACHE_DIR|OMP_NUM_THREADS|TORCH_ELASTIC_SHUTDOWN_TIMEOUT)=' | sort > "$LOG/env_node$SLURM_NODEID"
 """,
 }
 
@@ -64,7 +64,7 @@ def test_the_sbatch_script_starts_one_torchrun_per_node_with_a_shared_rendezvous
     for node in (0, 1):  # the same command on every node: the rendezvous assigns the ranks
         assert (log / f"torchrun_node{node}").read_text().splitlines() == expected
         assert (log / f"env_node{node}").read_text().splitlines() == [
-            "OMP_NUM_THREADS=8", "PLUGTRON_CACHE_DIR=/lustre/me/.cache/plugtron"]
+            "OMP_NUM_THREADS=8", "PLUGTRON_CACHE_DIR=/lustre/me/.cache/plugtron", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=100"]
     assert "2 nodes x 8 GPUs, rendezvous gpu017:29500" in out
 
 
