@@ -17,18 +17,20 @@ from typing import Optional, Sequence
 
 from plugtron.errors import ConfigError
 
-try:
-    import nemo_run as _nemo_run  # noqa: F401
-except ImportError as _err:  # optional extra: say which one, and why it failed here
-    raise ImportError(f"plugtron.run needs NeMo-Run: pip install 'plugtron[nemo-run]' ({type(_err).__name__}: {_err})") from _err
+PLUGINS = ("FaultTolerancePlugin", "NsysPlugin", "PreemptionPlugin", "PyTorchProfilerPlugin", "WandbPlugin")
 
-from plugtron.run.plugins import (  # noqa: E402
-    FaultTolerancePlugin,
-    NsysPlugin,
-    PreemptionPlugin,
-    PyTorchProfilerPlugin,
-    WandbPlugin,
-)
+
+def __getattr__(name: str):
+    """The plugin classes subclass ``nemo_run.Plugin``, so nemo_run is imported on first use of one
+    of them (``plugtron.run.overrides`` works without it)."""
+    if name not in PLUGINS:
+        raise AttributeError(f"module 'plugtron.run' has no attribute {name!r}")
+    try:
+        from plugtron.run import plugins
+    except ImportError as err:  # optional extra: say which one, and why it failed here
+        raise ImportError(f"plugtron.run.{name} needs NeMo-Run: pip install 'plugtron[nemo-run]' "
+                          f"({type(err).__name__}: {err})") from err
+    return getattr(plugins, name)
 
 
 def plugtron_script(config: Optional[str] = None, overrides: Sequence[str] = (), recipe: str = "tiny",
@@ -36,7 +38,10 @@ def plugtron_script(config: Optional[str] = None, overrides: Sequence[str] = (),
     """A ``run.Script`` for ``python -m plugtron train [--recipe R] [CONFIG.yaml] [overrides]``: the
     task NeMo-Run's executors launch (with ``launcher="torchrun"`` as ``torchrun ... -m plugtron``) and
     the plugins above extend. ``overrides`` are ``key=value`` strings, checked for form here."""
-    import nemo_run as run
+    try:
+        import nemo_run as run
+    except ImportError as err:
+        raise ImportError(f"plugtron_script needs NeMo-Run: pip install 'plugtron[nemo-run]' ({type(err).__name__}: {err})") from err
 
     bad = [o for o in overrides if "=" not in o or o.startswith("=")]
     if bad:
@@ -45,5 +50,4 @@ def plugtron_script(config: Optional[str] = None, overrides: Sequence[str] = (),
     return run.Script(path="plugtron", m=True, entrypoint=python, args=args)
 
 
-__all__ = ["FaultTolerancePlugin", "NsysPlugin", "PreemptionPlugin", "PyTorchProfilerPlugin", "WandbPlugin",
-           "plugtron_script"]
+__all__ = [*PLUGINS, "plugtron_script"]
