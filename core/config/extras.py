@@ -60,6 +60,37 @@ class CommOverlapConfig:
 
 
 @attrs.define(kw_only=True)
+class StragglerDetectionConfig:
+    """Per-rank step-time outliers (Megatron Bridge ``straggler`` / ``nvrx_straggler`` sections):
+    the straggler plugin. Every ``report_interval`` iterations the ranks exchange their mean compute
+    time per step (one gather, on those iterations only) and rank 0 logs the slowest and fastest
+    ``straggler_minmax_count`` ranks and every rank whose relative performance (fastest rank's time
+    / its time) is below ``relative_perf_threshold``. With CUDA and nvidia-resiliency-ext installed
+    (``use_nvrx``), its detector's GPU kernel scores are reported too."""
+
+    log_straggler: bool = toggle("straggler", default=False)
+    report_interval: int = 100
+    straggler_minmax_count: int = 1
+    relative_perf_threshold: float = 0.7
+    stop_if_detected: bool = False
+    use_nvrx: bool = True
+
+
+@attrs.define(kw_only=True)
+class FaultToleranceConfig:
+    """Hang detection with nvidia-resiliency-ext's fault tolerance (Megatron Bridge ``ft``; former
+    NeMo ``FaultTolerance`` callback): the fault_tolerance plugin, for runs started by its
+    ``ft_launcher``. Heartbeats and ``setup``/``step``/``checkpointing`` sections go to the rank
+    monitor; with ``calc_ft_timeouts`` the section timeouts are computed from the observed times
+    (after ``min_steps_for_timeouts`` steps) and kept in the checkpoint."""
+
+    enable_ft_package: bool = toggle("fault_tolerance", default=False)
+    calc_ft_timeouts: bool = False
+    warmup_steps: int = 1  # steps outside the "step" section: the first ones are slow (compilation, caches)
+    min_steps_for_timeouts: int = 16
+
+
+@attrs.define(kw_only=True)
 class MoETokenDropConfig:
     """MoE token dropping (former MegatronTokenDropCallback; Bridge ``apply_moe_token_drop``).
     Present = the moe_token_drop plugin is on; it sets these on the model before it is built.
