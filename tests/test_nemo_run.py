@@ -1,8 +1,8 @@
 """plugtron.run: the overrides each NeMo-Run plugin emits, the executor settings it makes, and a
 run.Script task executed by NeMo-Run's LocalExecutor whose overrides reach the checkpoint's
 run_config.yaml. The tests that use NeMo-Run itself need the nemo-run extra
-(``pip install 'plugtron[nemo-run]'``) and say so when it is missing: the extra is not in the test
-extra because nemo_run 0.11 needs an older leptonai than the one other packages pull in."""
+(``pip install 'plugtron[nemo-run]'``, also in the test extra; it pins leptonai < 0.28, which
+nemo_run 0.11 needs) and say so when it is missing."""
 
 import os
 import subprocess
