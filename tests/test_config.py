@@ -134,7 +134,7 @@ def test_validate_rejects_impossible_combinations_all_at_once():
 
 def test_world_size_must_divide():
     cfg = load_config(overrides=["model.tensor_model_parallel_size=2"])
-    with pytest.raises(ConfigError, match=r"world size 3 is not divisible by TP x PP x CP = 2 x 1 x 1 = 2"):
+    with pytest.raises(ConfigError, match=r"model.tensor_model_parallel_size x pipeline_model_parallel_size x context_parallel_size = 2 x 1 x 1 = 2 does not divide the world size 3"):
         cfg.validate(world_size=3)
 
 

@@ -89,7 +89,8 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
     cfg.world_size = world_size
     if world_size % model_parallel:
         problems.append(
-            f"model: world size {world_size} is not divisible by TP x PP x CP = {tp} x {pp} x {cp} = {model_parallel}"
+            f"model.tensor_model_parallel_size x pipeline_model_parallel_size x context_parallel_size = {tp} x "
+            f"{pp} x {cp} = {model_parallel} does not divide the world size {world_size}"
         )
         return
     dp = world_size // model_parallel
@@ -281,6 +282,10 @@ def validate(cfg, world_size: int) -> None:
         except (ValueError, AssertionError, TypeError, KeyError) as exc:
             # Megatron's own checks; a KeyError is an unknown enum name Megatron looks up.
             detail = f"unknown name {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
-            problems.append(f"model: {detail}")
+            # Megatron's message names its own attributes, not always the field: name the model fields
+            # the user set, the likely cause
+            given = sorted(p for p in getattr(cfg, "user_set", {}) if p.startswith("model."))
+            where = f" (model fields set: {', '.join(given)})" if given else ""
+            problems.append(f"model: {detail}{where}")
     if problems:
         raise ConfigError(problems)
