@@ -68,3 +68,15 @@ def test_config_show_diff_prints_only_changes(capsys):
     assert rc == 0 and out == "# no value differs from recipe 'tiny_llama'\n"
     rc, out, _ = _run(capsys, "config", "show", "model.num_layers=2", "--diff", "--section", "model")
     assert yaml_io.loads(out) == {"model": {"num_layers": 2}}
+
+
+def test_overrides_may_follow_the_recipe_option(capsys):
+    """`config show CONFIG --recipe NAME key=value`: the words after the option are overrides too."""
+    rc, out, _ = _run(capsys, "config", "show", "--recipe", "tiny_llama", "train.train_iters=30", "--section", "train")
+    assert rc == 0 and yaml_io.loads(out)["train"]["train_iters"] == 30
+    try:
+        main(["config", "show", "--recipe", "tiny", "--bogus"])
+    except SystemExit as exit:
+        assert exit.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+    else:
+        raise AssertionError("an unknown option must be refused")

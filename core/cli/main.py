@@ -174,7 +174,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from plugtron.errors import PlugtronError
 
     parser = _parser()
-    ns = parser.parse_args(argv)
+    # `train CONFIG --recipe NAME key=value`: argparse stops the positional list at an option, so
+    # what follows it comes back unparsed; it belongs to the same CONFIG/key=value list.
+    ns, rest = parser.parse_known_args(argv)
+    if rest and (not hasattr(ns, "args") or any(a.startswith("-") for a in rest)):
+        parser.parse_args(argv)  # the usual "unrecognized arguments" message and exit status 2
+    if rest:
+        ns.args = list(ns.args) + rest
     handlers = {
         ("train", None): cmd_train,
         ("config", "show"): cmd_config_show,
