@@ -100,3 +100,14 @@ def test_cpu_sized_recipes_train(name):
     losses = summary["losses"]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0] + 0.5  # a real model on real data: no blow-up in three steps
+
+
+def test_migrate_table_names_existing_recipes():
+    """core/migrate's NeMo recipe -> plugtron recipe column points at recipes that exist, and each
+    recipe's docstring names the NeMo recipe the table maps to it."""
+    from plugtron.migrate.table import PLUGTRON_RECIPES
+
+    for nemo, ours in PLUGTRON_RECIPES.items():
+        if ours is not None:
+            assert f"{ours}_pretrain" in names()
+            assert f"llm.{nemo}.pretrain_recipe()" in get_recipe(f"{ours}_pretrain").__doc__
