@@ -80,3 +80,11 @@ def test_overrides_may_follow_the_recipe_option(capsys):
         assert exit.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
     else:
         raise AssertionError("an unknown option must be refused")
+
+
+def test_train_with_an_unknown_recipe_answers_before_torch():
+    code = ("import sys\nfrom plugtron.cli import main\nrc = main(['train', '--recipe', 'llama3_8b'])\n"
+            "print(rc, 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().endswith("2 False")
+    assert "unknown recipe 'llama3_8b' (did you mean llama3_8b_pretrain, llama3_8b_sft, llama3_8b_peft?)" in proc.stderr

@@ -54,11 +54,8 @@ def world_size(name: str) -> int:
     """The number of processes recipe ``name`` is laid out for (1 for the CPU-sized ones)."""
     from plugtron.recipes.common import expand
 
-    module, _, _ = _table()[name] if name in _table() else (None, None, None)
-    if module is None:
+    table = _table()
+    if name not in table:
         raise unknown(name)
-    table = getattr(importlib.import_module(module), "TABLE", {})
-    for recipe, _model, _mode, spec, _row in expand(table):
-        if recipe == name:
-            return spec.world_size()
-    return 1
+    family = getattr(importlib.import_module(table[name][0]), "TABLE", {})
+    return next((spec.world_size() for recipe, _m, _mode, spec, _row in expand(family) if recipe == name), 1)
