@@ -7,14 +7,14 @@
 On the command line ``--recipe llama3_8b_pretrain`` (the function name without ``_config``), under
 the YAML file and the overrides. ``plugtron recipes list`` lists them, ``plugtron recipes show NAME``
 prints one resolved. Families: ``llama`` (3, 3.1, 3.2), ``qwen`` (2.5), ``mixtral``, ``gpt2_t5``;
-``tiny`` holds the CPU-sized ones. Importing this package does not import torch.
+``cpu`` holds the CPU-sized ones (``tiny``, ``tiny_llama``, ...). Importing this package does not import torch.
 """
 
 from __future__ import annotations
 
 from plugtron.recipes.registry import get_recipe, names, summaries, world_size
 
-_ALIASES = {"tiny": "tiny", "defaults": "tiny", "distributed_fused_adam_with_cosine_annealing": "common"}
+_ALIASES = {"tiny": "cpu", "defaults": "cpu", "distributed_fused_adam_with_cosine_annealing": "common"}
 
 
 def __getattr__(attr):

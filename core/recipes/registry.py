@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Tuple
 from plugtron.errors import ConfigError
 
 # Modules whose RECIPES map ``name -> (function name, one-line summary)``; listed in this order.
-_MODULES = ("tiny", "llama", "qwen", "mixtral", "gpt2_t5")
+_MODULES = ("cpu", "llama", "qwen", "mixtral", "gpt2_t5")
 
 
 def _table() -> Dict[str, Tuple[str, str, str]]:
