@@ -10,6 +10,9 @@ the start. Written on global rank 0 only.
 Lines: ``{"kind": "train", "iteration": ..., <the on_log record>}`` and
 ``{"kind": "valid"|"test", "iteration": ..., "loss": ..., "ppl": ...}``.
 
+Strict JSON: NaN / infinite values are written as ``null`` plus a ``nonfinite`` map
+(``plugtron.metrics_records``), which :func:`read_records` turns back into floats.
+
 Resume: a run that starts at iteration N (resumed from the checkpoint of N, or N = 0 for a fresh
 run) first drops every line with ``iteration > N`` (written by the earlier run after its last
 checkpoint, e.g. before a kill), rewriting the file atomically, then appends. So after a kill and
@@ -22,34 +25,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-import time
 from typing import Any, Dict
 
 from plugtron.hookspecs import hookimpl
+from plugtron.metrics_records import FILE_NAME, encode, read_records  # noqa: F401  (read_records: for callers)
+from plugtron.metrics_records import output_dir as metrics_dir
+from plugtron.plugins.teardown import ReleaseAtEnd
 
 log = logging.getLogger("plugtron")
 
-FILE_NAME = "metrics.jsonl"
 
-
-def metrics_dir(config) -> str:
-    """The directory ``metrics.jsonl`` goes to (see the module doc); creates no directory."""
-    if config.logger.metrics_dir:
-        return config.logger.metrics_dir
-    if config.checkpoint.save:
-        return config.checkpoint.save
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return os.path.join(tempfile.gettempdir(), "plugtron-runs", f"{stamp}-{os.getpid()}")
-
-
-def read_records(path: str) -> list:
-    """Every record of a metrics file, in order (for tests, plots and resume)."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-class MetricsFile:
+class MetricsFile(ReleaseAtEnd):  # release() at on_train_end and on_exception
     def __init__(self, config):
         self.path = os.path.join(metrics_dir(config), FILE_NAME)
         self._file = None
@@ -76,7 +62,7 @@ class MetricsFile:
         return len(lines) - len(keep)
 
     def _write(self, rec: Dict[str, Any]) -> None:
-        self._file.write(json.dumps(rec) + "\n")
+        self._file.write(encode(rec) + "\n")
         self._file.flush()
 
     @hookimpl
@@ -100,16 +86,7 @@ class MetricsFile:
         if self._file is not None:
             self._write({"kind": split, "iteration": state.iteration, **metrics})
 
-    def _close(self) -> None:
+    def release(self) -> None:
         f, self._file = self._file, None
         if f is not None:
             f.close()
-
-    @hookimpl
-    def on_train_end(self, state):
-        self._close()
-
-    @hookimpl
-    def on_exception(self, state, exc):
-        self._close()
-

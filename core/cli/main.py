@@ -11,6 +11,7 @@
     plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
+    plugtron plot RUN_DIR [RUN_DIR ...] [-o OUT.png]    loss and throughput of runs' metrics.jsonl as a PNG
 
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
 Bad input (config, overrides, data, plugins) prints one message naming what is wrong, no traceback.
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.migrate.cli import add_parser as add_migrate_parser  # torch-free
 
     add_migrate_parser(sub)
+    from plugtron.cli.plot import add_parser as add_plot_parser  # matplotlib-free until it runs
+
+    add_plot_parser(sub)
     add_recipes_parser(sub)
     return p
 
@@ -164,6 +168,12 @@ def _recipes(name: str):
     return run
 
 
+def cmd_plot(ns) -> int:
+    from plugtron.cli.plot import cmd_plot as run
+
+    return run(ns)
+
+
 def cmd_data_preprocess(ns) -> int:
     from plugtron.data.preprocess.cli import run
 
@@ -189,6 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("convert", "import-hf"): _convert("cmd_import_hf"),
         ("convert", "export-hf"): _convert("cmd_export_hf"),
         ("data", "preprocess"): cmd_data_preprocess,
+        ("plot", None): cmd_plot,
         ("migrate", "nemo2"): _migrate("cmd_nemo2"),
         ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
         ("recipes", "list"): _recipes("cmd_list"),
