@@ -35,6 +35,17 @@ def test_every_recipe_builds_and_validates_at_its_world_size(name):
         assert fn.__name__ == f"{name}_config" and ("Megatron-Bridge" in fn.__doc__ or "NeMo 2.0" in fn.__doc__)
 
 
+@pytest.mark.parametrize("overrides, seq", [
+    (["model.provider=llama3_8b"], 8192),                                # a provider alone, over the tiny recipe
+    (["model.provider=qwen25_0_5b", "model.seq_length=1024"], 1024),     # docs/providers.md's example
+])
+def test_dataset_length_follows_the_model(overrides, seq):
+    cfg = load_config(None, overrides).validate(1)
+    assert cfg.model.seq_length == cfg.dataset.sequence_length == seq
+    with pytest.raises(ConfigError, match="dataset.sequence_length: 512 differs from model.seq_length"):
+        load_config(None, overrides + ["dataset.sequence_length=512"]).validate(1)
+
+
 def test_none_recipe_needs_a_model():
     with pytest.raises(ConfigError, match="model.num_layers: expected >= 1"):
         load_config(None, [], recipe="none").validate(1)
