@@ -21,11 +21,11 @@ def __getattr__(attr):
     """``plugtron.recipes.<function>``: the recipe functions, imported from their family module."""
     import importlib
 
-    from plugtron.recipes.registry import _MODULES
+    from plugtron.recipes.registry import MODULES
 
     if attr in _ALIASES:
         return getattr(importlib.import_module(f"plugtron.recipes.{_ALIASES[attr]}"), attr)
-    for short in _MODULES:
+    for short in MODULES:
         module = importlib.import_module(f"plugtron.recipes.{short}")
         if attr in getattr(module, "__dict__", {}) and callable(module.__dict__[attr]) and not attr.startswith("_"):
             if attr.endswith("_config") or attr.startswith("tiny"):

@@ -11,13 +11,13 @@ from typing import Callable, Dict, List, Tuple
 from plugtron.errors import ConfigError
 
 # Modules whose RECIPES map ``name -> (function name, one-line summary)``; listed in this order.
-_MODULES = ("cpu", "llama", "qwen", "mixtral", "gpt2_t5")
+MODULES = ("cpu", "llama", "qwen", "mixtral", "gpt2_t5")
 
 
 def _table() -> Dict[str, Tuple[str, str, str]]:
     """``name -> (module, function name, summary)`` over every recipe module."""
     out = {}
-    for short in _MODULES:
+    for short in MODULES:
         module = f"plugtron.recipes.{short}"
         for name, (fn, line) in importlib.import_module(module).RECIPES.items():
             out[name] = (module, fn, line)
