@@ -124,9 +124,10 @@ def test_validate_rejects_impossible_combinations_all_at_once():
         cfg.validate(world_size=4)
     assert str(info.value) == (
         "config: 5 errors\n"
+        "  dataset.sequence_length: 64 differs from model.seq_length 128; set only model.seq_length "
+        "(dataset.sequence_length follows it when unset)\n"
         "  train.global_batch_size: 10 is not divisible by micro_batch_size x data-parallel size = 4 x 1 = 4\n"
         "  model.num_attention_heads: 6 is not divisible by tensor_model_parallel_size 4\n"
-        "  dataset.sequence_length: 64 differs from model.seq_length 128\n"
         "  optimizer.lr: required (e.g. optimizer.lr=3e-4)\n"
         "  peft: requires checkpoint.pretrained_checkpoint (the model the adapters are trained on)"
     )
