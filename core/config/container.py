@@ -66,7 +66,7 @@ class ConfigContainer:
     profiling: ProfilingConfig = attrs.field(factory=ProfilingConfig)
     comm_overlap: Optional[CommOverlapConfig] = toggle("comm_overlap", default=None)
     moe_token_drop: Optional[MoETokenDropConfig] = toggle("moe_token_drop", default=None)
-    peft: Optional[LoraConfig] = None
+    peft: Optional[LoraConfig] = toggle("peft", default=None)
     rng: RNGConfig = attrs.field(factory=RNGConfig)
     plugins: Dict[str, PluginSettings] = attrs.field(factory=dict)
 
