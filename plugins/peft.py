@@ -37,7 +37,7 @@ class Peft:
         from plugtron import distributed
         from plugtron.providers.peft.transform import apply_peft
 
-        self.counts = apply_peft(self.settings, config.model, model)
+        self.counts = apply_peft(self.settings, config.model, model, seed=config.rng.seed)
         if distributed.is_rank0():
             c = self.counts
             log.info(f"peft: {self.settings.method} on {c['adapted_layers']} layers, dim {self.settings.dim}: "

@@ -35,10 +35,12 @@ def _init(method: str):
 
 def adapter_config(base_config):
     """The wrapped layer's config for the adapter's layers: no sequence parallelism (the adapter
-    sees the layer's own input), real initialization, fp32 weights until the precision wrapper."""
+    sees the layer's own input), real initialization, on the CPU from the whole matrix (so every
+    TP layout starts from the same adapters; the chunks move to the GPU afterwards)."""
     cfg = copy.copy(base_config)
     cfg.sequence_parallel = False
     cfg.perform_initialization = True
+    cfg.use_cpu_initialization = True
     cfg.gradient_accumulation_fusion = False
     return cfg
 

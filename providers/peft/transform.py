@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 from typing import Dict, List, Tuple
 
 import torch
@@ -96,9 +97,11 @@ def _build_adapter(peft, provider, layer, leaf: str, parts) -> Adapter:
                    peft.dropout_position, row)
 
 
-def apply_peft(peft, provider, chunks) -> Dict[str, int]:
+def apply_peft(peft, provider, chunks, seed: int = 0) -> Dict[str, int]:
     """Collective (one tiny all-reduce: a pattern may match on another pipeline stage only).
-    Freeze every parameter of ``chunks``, attach adapters where ``peft`` selects, return counts."""
+    Freeze every parameter of ``chunks``, attach adapters where ``peft`` selects, return counts.
+    Each layer's adapters start from ``seed`` and the layer's global path alone, so every TP/PP
+    layout starts from the same adapters (and the run's random streams are left untouched)."""
     found = [adaptable(c) for c in chunks]
     paths = [p for f in found for p, _ in f]
     chosen, unmatched = targets.select(paths, list(peft.target_modules), list(peft.exclude_modules),
@@ -117,7 +120,10 @@ def apply_peft(peft, provider, chunks) -> Dict[str, int]:
         for path, layer in f:
             if path in chosen:
                 leaf = path.rsplit(".", 1)[-1]
-                adapt(layer, _build_adapter(peft, provider, layer, leaf, chosen[path]), dora=peft.method == "dora")
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed + zlib.crc32(path.encode()))
+                    adapter = _build_adapter(peft, provider, layer, leaf, chosen[path])
+                adapt(layer, adapter, dora=peft.method == "dora")
     trainable = sum(p.numel() for c in chunks for p in c.parameters() if p.requires_grad)
     total = sum(p.numel() for c in chunks for p in c.parameters())
     return {"adapted_layers": len([p for p in paths if p in chosen]), "trainable": trainable, "total": total}
