@@ -104,3 +104,18 @@ def test_adapter_checkpoints_are_small_record_the_base_and_resume_bit_identicall
         train(config(root, ["train.train_iters=7", f"checkpoint.load={adapter_ckpt}"], peft=False))
     with pytest.raises(CheckpointError, match=r"holds adapters only \(a peft run's checkpoint\), not a model"):
         train(config(root, ["train.train_iters=1", f"checkpoint.pretrained_checkpoint={adapter_ckpt}"]))
+
+
+def test_plugins_list_and_help_check_peft_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from plugtron.cli import main; "
+            "rc = main(['plugins', 'list', 'peft.dim=8', 'checkpoint.pretrained_checkpoint=/x', 'peft.target_modules=[qkv]']); "
+            "print('RC', rc, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "RC 2 False" in proc.stdout, proc.stdout + proc.stderr
+    assert "peft.target_modules: unknown module name 'qkv'" in proc.stderr
+    code = "import sys; from plugtron.cli import main\ntry: main(['peft', '--help'])\nexcept SystemExit: print('TORCH', 'torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "merge" in proc.stdout and "export-hf" in proc.stdout and "TORCH False" in proc.stdout, proc.stdout + proc.stderr

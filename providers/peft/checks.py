@@ -3,20 +3,32 @@ plugin's ``config_problems``; ``train``, ``config show`` and ``plugins list`` re
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import List
 
+import attrs
+
 from plugtron.providers.peft import targets
+
+
+def _settings(peft):
+    """The section's values; ``plugins list`` reads a partial view where unset fields are ``None``."""
+    from plugtron.config import LoraConfig
+
+    defaults = LoraConfig()
+    return SimpleNamespace(**{f: getattr(defaults, f) if getattr(peft, f, None) is None else getattr(peft, f)
+                              for f in attrs.fields_dict(LoraConfig)})
 
 
 def config_problems(cfg) -> List[str]:
     from plugtron.providers.model_kind import kind_for
 
-    peft, m = cfg.peft, cfg.model
+    peft, m = _settings(cfg.peft), cfg.model
     problems = targets.name_problems(list(peft.target_modules), "peft.target_modules")
     problems += targets.name_problems(list(peft.exclude_modules), "peft.exclude_modules")
     if not peft.target_modules:
         problems.append("peft.target_modules: empty; name at least one module (e.g. linear_qkv)")
-    kind = type(kind_for(m)).__name__
+    kind = type(kind_for(m)).__name__ if getattr(m, "model_kind", None) else "GPTKind"  # unset in plugins list
     if kind != "GPTKind":
         problems.append(f"peft: adapters are implemented for GPT-style decoder models; model is a {kind[:-4]} model")
     tp = getattr(m, "tensor_model_parallel_size", 1) or 1
