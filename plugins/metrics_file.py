@@ -27,6 +27,7 @@ import time
 from typing import Any, Dict
 
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins.teardown import ReleaseAtEnd
 
 log = logging.getLogger("plugtron")
 
@@ -49,7 +50,7 @@ def read_records(path: str) -> list:
         return [json.loads(line) for line in f if line.strip()]
 
 
-class MetricsFile:
+class MetricsFile(ReleaseAtEnd):  # release() at on_train_end and on_exception
     def __init__(self, config):
         self.path = os.path.join(metrics_dir(config), FILE_NAME)
         self._file = None
@@ -100,16 +101,7 @@ class MetricsFile:
         if self._file is not None:
             self._write({"kind": split, "iteration": state.iteration, **metrics})
 
-    def _close(self) -> None:
+    def release(self) -> None:
         f, self._file = self._file, None
         if f is not None:
             f.close()
-
-    @hookimpl
-    def on_train_end(self, state):
-        self._close()
-
-    @hookimpl
-    def on_exception(self, state, exc):
-        self._close()
-

@@ -18,11 +18,12 @@ import math
 import numbers
 
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins.teardown import ReleaseAtEnd
 
 EXTRA_HINT = "pip install 'plugtron[tensorboard]'"
 
 
-class TensorBoard:
+class TensorBoard(ReleaseAtEnd):  # release() at on_train_end and on_exception
     @staticmethod
     def config_problems(config):
         try:
@@ -71,15 +72,7 @@ class TensorBoard:
             self.writer.add_scalar(f"{split}/ppl", float(metrics["ppl"]), state.iteration)
         self.writer.flush()  # evaluations are rare; make them visible at once
 
-    def _close(self) -> None:
+    def release(self) -> None:
         w, self.writer = self.writer, None
         if w is not None:
             w.close()
-
-    @hookimpl
-    def on_train_end(self, state):
-        self._close()
-
-    @hookimpl
-    def on_exception(self, state, exc):
-        self._close()

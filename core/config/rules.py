@@ -137,6 +137,7 @@ RULES: Dict[str, Any] = {
     # features
     "profiling.profile_step_start": NONNEG,
     "profiling.profile_step_end": NONNEG,
+    "deepep.backend": OneOf(("deepep", "hybridep")),
     "comm_overlap.bucket_size": COUNT,
     "comm_overlap.wgrad_deferral_limit": NONNEG,
     "peft.dim": COUNT,

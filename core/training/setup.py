@@ -114,7 +114,10 @@ def build_optimizer(cfg, model):
     from megatron.core.optimizer import get_megatron_optimizer
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
+    from plugtron.training.fused_adam import use_fused_adam
+
     optimizer = get_megatron_optimizer(cfg.optimizer, model, use_gloo_process_groups=cfg.dist.use_gloo_process_groups)
+    use_fused_adam(optimizer)  # torch's fused kernel where Megatron fell back to torch's Adam
     s, o = cfg.scheduler, cfg.optimizer
     scheduler = OptimizerParamScheduler(
         optimizer,
