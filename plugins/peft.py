@@ -1,7 +1,7 @@
-"""PEFT (Megatron Bridge's ``peft=LoraConfig(...)``; NeMo 2.0's ``llm.peft.LoRA``): adapters on the
-selected linear layers, everything else frozen.
+"""PEFT (former NeMo ``llm.peft.LoRA`` / ``llm.peft.DoRA`` model transform and callback; Megatron
+Bridge's ``peft=LoraConfig(...)``): adapters on the selected linear layers, everything else frozen.
 
-Toggle: the ``peft`` section present. ``method``: ``lora`` (default), ``dora`` or ``canonical_lora``;
+Toggle: ``peft`` (the section present). ``method``: ``lora`` (default), ``dora`` or ``canonical_lora``;
 ``target_modules`` / ``exclude_modules``, ``dim``, ``alpha``, ``dropout``, ``dropout_position``,
 ``lora_A_init_method``, ``lora_B_init_method`` as in Bridge. The loop loads the base weights from
 ``checkpoint.pretrained_checkpoint`` first; ``transform_model`` then freezes every parameter and
