@@ -171,12 +171,11 @@ def test_batched_p2p_with_virtual_pipeline_is_derived_off_without_cuda(caplog):
     assert cfg.model.batch_p2p_comm
 
 
-def test_training_with_peft_is_refused_until_adapters_exist(tmp_path):
-    """A peft section validates (config show, migrate), but training refuses it up front: without an
-    adapter plugin every weight would be trained, silently."""
-    from plugtron.training.trainer import Trainer
+def test_peft_section_in_the_guides_python_form():
+    """The guide's ``peft=LoraConfig(target_modules=["qkv_proj", "o_proj"], dim=64)`` constructs,
+    LoRA by default, and switches the peft plugin on (training with it: tests/test_peft.py)."""
+    from plugtron.config import ConfigContainer, LoraConfig, builtin_toggles
 
-    cfg = load_config(overrides=["peft.dim=8", f"checkpoint.pretrained_checkpoint={tmp_path}"])
-    cfg.validate()
-    with pytest.raises(ConfigError, match="peft: adapter training .* is not implemented yet"):
-        Trainer(cfg)
+    cfg = ConfigContainer(peft=LoraConfig(target_modules=["qkv_proj", "o_proj"], dim=64))
+    assert cfg.peft.method == "lora" and cfg.peft.dim == 64 and cfg.peft.alpha == 32
+    assert ("peft", "peft") in builtin_toggles()

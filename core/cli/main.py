@@ -9,6 +9,8 @@
     plugtron --traceback ... / --trace-hooks[=all] ...   full traceback on errors / log every hook call
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
     plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
+    plugtron peft merge ADAPTER_CKPT OUT_DIR            adapters folded into their base (a checkpoint)
+    plugtron peft export-hf ADAPTER_CKPT OUT_DIR        adapters in Hugging Face PEFT's layout
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
     plugtron plot RUN_DIR [RUN_DIR ...] [-o OUT.png]    loss and throughput of runs' metrics.jsonl as a PNG
@@ -71,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.providers.hf.commands import add_parser as add_convert_parser  # torch-free
 
     add_convert_parser(sub)
+    from plugtron.providers.peft.commands import add_parser as add_peft_parser  # torch-free
+
+    add_peft_parser(sub)
     data = sub.add_parser("data", help="prepare data").add_subparsers(dest="action", metavar="ACTION")
     from plugtron.data.preprocess.cli import add_arguments  # torch-free
 
@@ -150,6 +155,15 @@ def _convert(name: str):
     return run
 
 
+def _peft(name: str):
+    def run(ns) -> int:
+        from plugtron.providers.peft import commands
+
+        return getattr(commands, name)(ns)
+
+    return run
+
+
 def _migrate(name: str):
     def run(ns) -> int:
         from plugtron.migrate import cli
@@ -198,6 +212,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("plugins", "show"): cmd_plugins_show,
         ("convert", "import-hf"): _convert("cmd_import_hf"),
         ("convert", "export-hf"): _convert("cmd_export_hf"),
+        ("peft", "merge"): _peft("cmd_merge"),
+        ("peft", "export-hf"): _peft("cmd_export_hf"),
         ("data", "preprocess"): cmd_data_preprocess,
         ("plot", None): cmd_plot,
         ("migrate", "nemo2"): _migrate("cmd_nemo2"),

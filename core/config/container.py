@@ -76,7 +76,7 @@ class ConfigContainer:
     comm_overlap: Optional[CommOverlapConfig] = toggle("comm_overlap", default=None)
     moe_token_drop: Optional[MoETokenDropConfig] = toggle("moe_token_drop", default=None)
     deepep: Optional[DeepEPConfig] = toggle("deepep", default=None)
-    peft: Optional[LoraConfig] = None
+    peft: Optional[LoraConfig] = toggle("peft", default=None)
     straggler: StragglerDetectionConfig = attrs.field(factory=StragglerDetectionConfig)
     ft: FaultToleranceConfig = attrs.field(factory=FaultToleranceConfig)
     rng: RNGConfig = attrs.field(factory=RNGConfig)

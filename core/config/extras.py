@@ -3,7 +3,7 @@ third-party plugin settings (torch-free)."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 import attrs
 
@@ -102,14 +102,25 @@ class MoETokenDropConfig:
 
 @attrs.define(kw_only=True)
 class LoraConfig:
-    """LoRA adapters on the named linear layers (requires ``checkpoint.pretrained_checkpoint``)."""
+    """Adapters on the named linear layers (requires ``checkpoint.pretrained_checkpoint``); present =
+    the ``peft`` plugin is on. ``method`` picks LoRA (default), DoRA (LoRA plus a learned magnitude
+    per output feature) or canonical LoRA (separate adapters for q, k, v and for gate, up).
+    ``target_modules``: Megatron names (``linear_qkv``), Hugging Face names (``qkv_proj``, ``o_proj``,
+    ``q_proj``...) or wildcards over module paths (``*.layers.0.*.linear_qkv``);
+    ``exclude_modules`` removes matches. See docs/peft.md."""
 
+    method: Literal["lora", "dora", "canonical_lora"] = "lora"
     target_modules: List[str] = attrs.field(
         factory=lambda: ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"]
     )
+    exclude_modules: List[str] = attrs.field(factory=list)
     dim: int = 32
     alpha: int = 32
     dropout: float = 0.0
+    dropout_position: Literal["pre", "post"] = "pre"
+    lora_A_init_method: Literal["xavier", "kaiming"] = "xavier"
+    lora_B_init_method: Literal["zero", "xavier", "kaiming"] = "zero"
+    a2a_experimental: bool = False
 
 
 @attrs.define(kw_only=True)

@@ -116,7 +116,8 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "restore_config": Drop("RestoreConfig is migrated from its own construct"),
         "import_path": Rule("checkpoint.pretrained_checkpoint", "hf_import",
                             "hf:// import: run `plugtron convert import-hf` first (see the command in this note)"),
-        "adapter_path": Unsupported("PEFT adapter resume is not implemented in plugtron yet"),
+        "adapter_path": Rule("checkpoint.load", None,
+                             "an adapter checkpoint resumes through checkpoint.load on top of checkpoint.pretrained_checkpoint"),
     },
     "RestoreConfig": {
         "path": Rule("checkpoint.pretrained_checkpoint", "hf_import",
@@ -249,6 +250,11 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "dim": "peft.dim",
         "alpha": "peft.alpha",
         "dropout": "peft.dropout",
+        "dropout_position": "peft.dropout_position",
+        "lora_A_init_method": "peft.lora_A_init_method",
+        "lora_B_init_method": "peft.lora_B_init_method",
+        "a2a_experimental": "peft.a2a_experimental",
+        "exclude_modules": "peft.exclude_modules",
     },
     # Callbacks (guide: "Callback and Utility Mappings")
     "DdpParityChecker": {"interval": "train.check_weight_hash_across_dp_replicas_interval"},  # NeMo requires interval > 0
