@@ -103,7 +103,10 @@ def test_kill_9_and_resume_keeps_the_run_id(tmp_path):
             "model.make_vocab_size_divisible_by=256", "train.micro_batch_size=2", "train.global_batch_size=2",
             "logger.log_interval=1", "train.eval_interval=null", "checkpoint.save_interval=2",
             f"checkpoint.save={ckpt}", *_wandb(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # not this test process's wandb service (WANDB_SERVICE, set once any earlier test used wandb in
+    # process): the killed run would stay registered there and the resume below be "in use"
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "OMP_NUM_THREADS": "1",
+           "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "plugtron", "train", "train.train_iters=1000", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     deadline = time.time() + 300
