@@ -5,10 +5,12 @@
     plugtron plugins list [CONFIG.yaml] [key=value ...] installed plugins and whether enabled
     plugtron plugins show NAME [CONFIG.yaml] [...]      one plugin: docs, options, hooks, enabled
     plugtron --traceback ... / --trace-hooks[=all] ...   full traceback on errors / log every hook call
+    plugtron --version                                   the installed plugtron version
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
     plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
+    plugtron generate CKPT --prompt TEXT [...]           text from a checkpoint's model (greedy or sampled)
 
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
 Bad input (config, overrides, data, plugins) prints one message naming what is wrong, no traceback.
@@ -40,8 +42,20 @@ def _split_args(args: Sequence[str]) -> Tuple[Optional[str], List[str]]:
     return config, overrides
 
 
+def _version() -> str:
+    """The installed distribution's version: package metadata only, so no torch import."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("plugtron")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plugtron", description="Plugin-first LLM training on Megatron-Core.")
+    p.add_argument("--version", action="version", version=f"plugtron {_version()}",
+                   help="print plugtron's version (from the installed package's metadata) and exit")
     p.add_argument("--traceback", action="store_true",
                    help=f"on an error, print the full Python traceback too (or set {TRACEBACK_ENV}=1)")
     p.add_argument("--trace-hooks", nargs="?", const="1", choices=["1", "all"], metavar="all",
@@ -72,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.migrate.cli import add_parser as add_migrate_parser  # torch-free
 
     add_migrate_parser(sub)
+    from plugtron.cli.generate_cmd import add_parser as add_generate_parser  # torch-free
+
+    add_generate_parser(sub)
     return p
 
 
@@ -165,6 +182,12 @@ def cmd_data_preprocess(ns) -> int:
     return run(ns)
 
 
+def cmd_generate(ns) -> int:
+    from plugtron.cli.generate_cmd import run
+
+    return run(ns)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from plugtron.errors import PlugtronError
 
@@ -180,6 +203,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("data", "preprocess"): cmd_data_preprocess,
         ("migrate", "nemo2"): _migrate("cmd_nemo2"),
         ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
+        ("generate", None): cmd_generate,
     }
     handler = handlers.get((ns.command, getattr(ns, "action", None)))
     if handler is None:
