@@ -60,12 +60,13 @@ class RunSummary:
             save = os.path.abspath(cfg.checkpoint.save)
             lines.append(f"  checkpoints: {save}")
             lines.append(f"  resume: plugtron train <the same config and overrides> checkpoint.load={save}")
+            lines.append(f"  generate: plugtron generate {save} --prompt 'Some text'")
         else:
             lines.append("  checkpoints: none saved (set checkpoint.save=DIR to save and be able to resume)")
         if cfg.logger.metrics_file:
             where = cfg.logger.metrics_dir or cfg.checkpoint.save
             lines.append(f"  metrics: {os.path.abspath(os.path.join(where, 'metrics.jsonl'))}" if where
-                         else "  metrics: metrics.jsonl in the temporary run directory logged at the start ('metrics file: ...')")
+                         else "  metrics: not written (nothing saved; set logger.metrics_dir=DIR)")
         if cfg.logger.tensorboard_dir:
             lines.append(f"  tensorboard: tensorboard --logdir {os.path.abspath(cfg.logger.tensorboard_dir)}")
         return "\n".join(lines)

@@ -111,7 +111,9 @@ def cmd_train(ns) -> int:
     world_size_from_env()  # a bad WORLD_SIZE, YAML or override is reported before torch is imported
     cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False)
     from plugtron.training import train
+    from plugtron.training.run_dir import apply_default
 
+    apply_default(cfg, ns.recipe, config)  # only the command line: the run leaves a checkpoint to use
     train(cfg)
     return 0
 

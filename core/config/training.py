@@ -101,6 +101,10 @@ class CheckpointConfig:
         "return_unexpected", "return_all", "ignore_all",
     ] = "assume_ok_unexpected"
     ckpt_assume_constant_structure: bool = False
+    # plugtron's own: where the `plugtron train` command puts a run that sets no `save` (neither in
+    # its YAML nor on the command line): <runs_dir>/<recipe or YAML name>-<UTC time>/, checkpoints and
+    # metrics.jsonl together. null: such a run saves nothing. Python's train(cfg) never applies it.
+    runs_dir: Optional[str] = "runs"
 
 
 @attrs.define(kw_only=True)

@@ -85,6 +85,7 @@ class Trainer:
         ``checkpoint.pretrained_checkpoint`` weights if given (Megatron Bridge's precedence)."""
         ck = self.cfg.checkpoint
         resumed = self.checkpointer.resume(self.state) if ck.load else None
+        self.resumed_from = resumed
         if resumed is None and ck.pretrained_checkpoint:
             self.checkpointer.load_pretrained(self.state)
 
@@ -93,6 +94,10 @@ class Trainer:
         """Run the loop to ``train.train_iters`` or an agreed stop, then ``finish()``. Returns
         ``summary()``; tears down the process groups, also on failure (after ``on_exception``)."""
         t = self.cfg.train
+        if self.resumed_from and self.state.iteration >= t.train_iters and not t.skip_train and distributed.is_rank0():
+            log.info(f"nothing to train: {self.resumed_from} is already at iteration {self.state.iteration} "
+                     f"(train.train_iters={t.train_iters}); to train further, raise it, e.g. train.train_iters="
+                     f"{2 * self.state.iteration} scheduler.override_opt_param_scheduler=true")
         try:
             self.start()
             while self.state.iteration < t.train_iters and not t.skip_train:
