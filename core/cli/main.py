@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plugtron", description="Plugin-first LLM training on Megatron-Core.")
     p.add_argument("--version", action="version", version=f"plugtron {_version()}",
                    help="print plugtron's version (from the installed package's metadata) and exit")
+    p.add_argument("--verbose", action="store_true",
+                   help="show every warning (also Megatron's and torch's that plugtron hides) and debug logs")
     p.add_argument("--traceback", action="store_true",
                    help=f"on an error, print the full Python traceback too (or set {TRACEBACK_ENV}=1)")
     p.add_argument("--trace-hooks", nargs="?", const="1", choices=["1", "all"], metavar="all",
@@ -92,15 +94,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging() -> None:
+def _setup_logging(verbose: bool = False) -> None:
+    """plugtron's log lines on rank 0; Megatron's logs at WARNING and the warnings no user can act
+    on hidden (``plugtron.platform.quiet``), unless ``verbose``: then everything, plugtron at DEBUG."""
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="[plugtron] %(message)s", stream=sys.stdout)
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=logging.DEBUG if verbose else level, format="[plugtron] %(message)s", stream=sys.stdout)
     for noisy in ("megatron", "megatron.core"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    import warnings
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
+    from plugtron.platform import quiet  # torch-free
 
-    warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
-    warnings.filterwarnings("ignore", module="megatron.*")
+    if not verbose:
+        quiet.install()
+
+
+def apply_logging_level(cfg) -> None:
+    """``logger.logging_level`` DEBUG (or lower) turns verbose mode on once the config is read."""
+    level = cfg.logger.logging_level
+    level = logging.getLevelName(level) if isinstance(level, str) else level
+    if level <= logging.DEBUG:
+        from plugtron.platform import quiet
+
+        quiet.uninstall()
+        logging.getLogger().setLevel(logging.DEBUG)
+        for noisy in ("megatron", "megatron.core"):
+            logging.getLogger(noisy).setLevel(logging.INFO)
 
 
 def cmd_train(ns) -> int:
@@ -110,6 +128,7 @@ def cmd_train(ns) -> int:
     config, overrides = _split_args(ns.args)
     world_size_from_env()  # a bad WORLD_SIZE, YAML or override is reported before torch is imported
     cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False)
+    apply_logging_level(cfg)
     from plugtron.training import train
     from plugtron.training.run_dir import apply_default
 
@@ -211,7 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    _setup_logging()
+    _setup_logging(verbose=ns.verbose)
     if ns.trace_hooks:
         os.environ["PLUGTRON_TRACE_HOOKS"] = ns.trace_hooks  # read by the hook facade (and torchrun children)
     try:

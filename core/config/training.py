@@ -10,7 +10,7 @@ enabled exactly when the field is truthy. That is the single source of truth for
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import attrs
 
@@ -112,6 +112,9 @@ class LoggerConfig:
     """What the loop prints every ``log_interval`` iterations (NeMo: ``log_every_n_steps``)."""
 
     log_interval: int = 100
+    # Bridge's field (an int, 20 = INFO) or a level name; DEBUG also shows the Megatron/torch warnings
+    # that `plugtron` hides (plugtron.platform.quiet), as `plugtron --verbose` does.
+    logging_level: Union[int, Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]] = 20
     # The throughput plugin (former NeMo SpeedMonitor + FLOPs callback), on by default.
     log_throughput: bool = toggle("throughput", default=True)
     log_params_norm: bool = False
