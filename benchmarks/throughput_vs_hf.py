@@ -24,6 +24,7 @@ the ratio of the two medians, with a paired bootstrap 95 % interval over rounds.
     python benchmarks/throughput_vs_hf.py --threads 2 --rounds 6
     python benchmarks/throughput_vs_hf.py --hidden 768 --ffn 2048 --heads 12   # a 4x larger model
     python benchmarks/throughput_vs_hf.py --profile 3          # where the time goes, per op family
+    python benchmarks/throughput_vs_hf.py --megatron-rope-swiglu   # without the copy-free RoPE/SwiGLU
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def _args():
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="instead of timing, profile N steps of each side with torch.profiler and print "
                          "the time per phase (forward/backward/optimizer) and op family")
+    ap.add_argument("--megatron-rope-swiglu", action="store_true",
+                    help="Megatron's own unfused RoPE and SwiGLU instead of plugtron's copy-free ones "
+                         "(providers/unfused_fast_paths.py; same results bit for bit), to measure them")
+    ap.add_argument("--per-tensor-adam", action="store_true",
+                    help="torch's per-tensor Adam loop instead of its fused kernel (plugtron/training/fused_adam.py)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra plugtron config override (e.g. model.apply_rope_fusion=true); repeatable")
     return ap.parse_args()
@@ -139,6 +145,15 @@ def build(a):
     from plugtron.training.step import train_step
 
     cfg = plugtron_config(a)
+    if a.per_tensor_adam:
+        from plugtron.training import fused_adam
+
+        fused_adam.ENABLED = False
+    if a.megatron_rope_swiglu:
+        from plugtron.providers import unfused_fast_paths
+
+        unfused_fast_paths.install_fast_rope = lambda: None
+        unfused_fast_paths.use_fast_mlp = lambda model: 0
     setup.init_distributed(cfg)
     setup.set_seeds(cfg)
     model = setup.build_model(cfg)

@@ -26,6 +26,7 @@ Where each hook fires in a run (``plugtron.training.trainer``: ``train(config)``
             Trainer.maybe_log():   if iteration % log_interval == 0 or last:
                                        log = the loop's record + collect_metrics(state) of each plugin
                                        on_log(state, log)
+                                   elif the run's first step: a console line (loss, ETA); no hook
             Trainer.maybe_eval():  if iteration % eval_interval == 0:  Trainer.evaluate("valid")
             Trainer.maybe_save():  if iteration % save_interval == 0:
                                        on_before_save(state)

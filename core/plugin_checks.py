@@ -142,6 +142,6 @@ def check_plugins(config: Any, available: Dict[str, metadata.EntryPoint]) -> Lis
         prepared.append((name, target, settings))
     if plugin_problems:
         raise PluginError("\n".join(plugin_problems + config_problems))
-    if config_problems:
-        raise ConfigError(config_problems)
+    if config_problems:  # a rule that several plugins share (the profiling window) is reported once
+        raise ConfigError(list(dict.fromkeys(config_problems)))
     return prepared

@@ -17,7 +17,7 @@ import os
 from importlib import metadata
 from typing import Any, Dict, Iterable, List, Optional
 
-from plugtron.errors import PluginError
+from plugtron.errors import PluginError, PlugtronError
 from plugtron.hook_calls import Hooks
 from plugtron.plugin_checks import HOOK_NAMES, check_plugins, distribution_label, new_pm, register_checked
 
@@ -121,6 +121,8 @@ class PluginManager:
             if settings is not None:
                 args.append(settings)
             return target(*args)
+        except PlugtronError:  # the plugin's own complete message (e.g. a GPU-only plugin on a CPU machine)
+            raise
         except Exception as exc:
             raise PluginError(f"plugin {name!r} ({self.dist_label(name)}) failed to initialize: {type(exc).__name__}: {exc}") from exc
 

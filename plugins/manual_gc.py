@@ -12,9 +12,10 @@ from __future__ import annotations
 import gc
 
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins.teardown import ReleaseAtEnd
 
 
-class ManualGC:
+class ManualGC(ReleaseAtEnd):  # release() at on_train_end and on_exception
     def __init__(self, config):
         self.interval = config.train.manual_gc_interval
         self.around_eval = config.train.manual_gc_eval
@@ -46,15 +47,7 @@ class ManualGC:
         if self.around_eval:
             self._collect()
 
-    def _restore(self) -> None:
+    def release(self) -> None:
         if self._was_enabled:
             gc.enable()
         self._was_enabled = None
-
-    @hookimpl
-    def on_train_end(self, state):
-        self._restore()
-
-    @hookimpl
-    def on_exception(self, state, exc):
-        self._restore()

@@ -11,9 +11,10 @@ same process (tests, notebooks) does not inherit it.
 from __future__ import annotations
 
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins.teardown import ReleaseAtEnd
 
 
-class MegatronExperimental:
+class MegatronExperimental(ReleaseAtEnd):  # release() at on_train_end and on_exception
     def __init__(self, config):
         self._previous = None
 
@@ -24,17 +25,9 @@ class MegatronExperimental:
         self._previous = mcore_config.is_experimental_enabled()
         mcore_config.set_experimental_flag(True)
 
-    def _restore(self) -> None:
+    def release(self) -> None:
         if self._previous is not None:
             from megatron.core import config as mcore_config
 
             mcore_config.set_experimental_flag(self._previous)
             self._previous = None
-
-    @hookimpl
-    def on_train_end(self, state):
-        self._restore()
-
-    @hookimpl
-    def on_exception(self, state, exc):
-        self._restore()

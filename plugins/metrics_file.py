@@ -11,6 +11,9 @@ rank 0 only.
 Lines: ``{"kind": "train", "iteration": ..., <the on_log record>}`` and
 ``{"kind": "valid"|"test", "iteration": ..., "loss": ..., "ppl": ...}``.
 
+Strict JSON: NaN / infinite values are written as ``null`` plus a ``nonfinite`` map
+(``plugtron.metrics_records``), which :func:`read_records` turns back into floats.
+
 Resume: a run that starts at iteration N (resumed from the checkpoint of N, or N = 0 for a fresh
 run) first drops every line with ``iteration > N`` (written by the earlier run after its last
 checkpoint, e.g. before a kill), rewriting the file atomically, then appends. So after a kill and
@@ -26,10 +29,10 @@ import os
 from typing import Any, Dict, Optional
 
 from plugtron.hookspecs import hookimpl
+from plugtron.metrics_records import FILE_NAME, encode, read_records  # noqa: F401  (read_records: for callers)
+from plugtron.plugins.teardown import ReleaseAtEnd
 
 log = logging.getLogger("plugtron")
-
-FILE_NAME = "metrics.jsonl"
 
 
 def metrics_dir(config) -> Optional[str]:
@@ -38,13 +41,7 @@ def metrics_dir(config) -> Optional[str]:
     return config.logger.metrics_dir or config.checkpoint.save or None
 
 
-def read_records(path: str) -> list:
-    """Every record of a metrics file, in order (for tests, plots and resume)."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-class MetricsFile:
+class MetricsFile(ReleaseAtEnd):  # release() at on_train_end and on_exception
     def __init__(self, config):
         where = metrics_dir(config)
         self.path = os.path.join(where, FILE_NAME) if where else None
@@ -72,7 +69,7 @@ class MetricsFile:
         return len(lines) - len(keep)
 
     def _write(self, rec: Dict[str, Any]) -> None:
-        self._file.write(json.dumps(rec) + "\n")
+        self._file.write(encode(rec) + "\n")
         self._file.flush()
 
     @hookimpl
@@ -99,16 +96,7 @@ class MetricsFile:
         if self._file is not None:
             self._write({"kind": split, "iteration": state.iteration, **metrics})
 
-    def _close(self) -> None:
+    def release(self) -> None:
         f, self._file = self._file, None
         if f is not None:
             f.close()
-
-    @hookimpl
-    def on_train_end(self, state):
-        self._close()
-
-    @hookimpl
-    def on_exception(self, state, exc):
-        self._close()
-

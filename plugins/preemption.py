@@ -16,6 +16,7 @@ import logging
 import signal
 
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins.teardown import ReleaseAtEnd
 
 log = logging.getLogger("plugtron")
 
@@ -30,7 +31,7 @@ def parse_signal(name: str) -> signal.Signals:
         raise ValueError(f"train.exit_signal: unknown signal {name!r}; e.g. {known}") from None
 
 
-class Preemption:
+class Preemption(ReleaseAtEnd):  # release() at on_train_end and on_exception
     @staticmethod
     def config_problems(config):
         """Checked by ``train``, ``config show`` and ``plugins list`` before anything is built."""
@@ -60,15 +61,7 @@ class Preemption:
         if self.received:
             state.request_stop(f"received {self.signum.name} (preemption)", save=True)
 
-    def _restore(self) -> None:
+    def release(self) -> None:
         if self._previous is not None:
             signal.signal(self.signum, self._previous)
             self._previous = None
-
-    @hookimpl
-    def on_train_end(self, state):
-        self._restore()
-
-    @hookimpl
-    def on_exception(self, state, exc):
-        self._restore()

@@ -3,8 +3,8 @@ On by default.
 
 Toggle: ``logger.run_summary``. When training ends (``on_train_end``), global rank 0 logs:
 iterations done (from where to where), final train loss, final and best validation loss, tokens
-seen in this run, wall time, mean throughput, where the checkpoints and ``metrics.jsonl`` are (or
-that nothing was saved), and the command line to resume. The same text is kept in ``self.text``.
+seen in this run, wall time, mean throughput, where the checkpoints, ``metrics.jsonl``, TensorBoard,
+W&B and MLflow data are (or that nothing was saved), and the command line to resume. The same text is kept in ``self.text``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import time
 
 from plugtron.hookspecs import hookimpl
+from plugtron.metrics_records import output_dir
 
 log = logging.getLogger("plugtron")
 
@@ -63,12 +64,21 @@ class RunSummary:
             lines.append(f"  generate: plugtron generate {save} --prompt 'Some text'")
         else:
             lines.append("  checkpoints: none saved (set checkpoint.save=DIR to save and be able to resume)")
+        out = os.path.abspath(output_dir(cfg))  # the same directory the plugins wrote to
         if cfg.logger.metrics_file:
-            where = cfg.logger.metrics_dir or cfg.checkpoint.save
-            lines.append(f"  metrics: {os.path.abspath(os.path.join(where, 'metrics.jsonl'))}" if where
-                         else "  metrics: not written (nothing saved; set logger.metrics_dir=DIR)")
+            if cfg.logger.metrics_dir or cfg.checkpoint.save:
+                lines.append(f"  metrics: {os.path.join(out, 'metrics.jsonl')} (plot: plugtron plot {out})")
+            else:
+                lines.append("  metrics: not written (nothing saved; set logger.metrics_dir=DIR)")
         if cfg.logger.tensorboard_dir:
             lines.append(f"  tensorboard: tensorboard --logdir {os.path.abspath(cfg.logger.tensorboard_dir)}")
+        if cfg.logger.wandb_project:
+            where = os.path.abspath(os.path.join(cfg.logger.wandb_save_dir or out, "wandb"))
+            lines.append(f"  wandb: project {cfg.logger.wandb_project}, local files in {where} "
+                         "(an offline run: upload with wandb sync DIR)")
+        if cfg.logger.mlflow_experiment:
+            uri = cfg.logger.mlflow_tracking_uri or "sqlite:///" + os.path.join(out, "mlruns", "mlflow.db")
+            lines.append(f"  mlflow: experiment {cfg.logger.mlflow_experiment}; mlflow ui --backend-store-uri {uri}")
         return "\n".join(lines)
 
     @hookimpl

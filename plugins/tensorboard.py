@@ -18,20 +18,19 @@ import math
 import numbers
 
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins.teardown import ReleaseAtEnd
 
 EXTRA_HINT = "pip install 'plugtron[tensorboard]'"
 
 
-class TensorBoard:
+class TensorBoard(ReleaseAtEnd):  # release() at on_train_end and on_exception
     @staticmethod
     def config_problems(config):
         try:
             import tensorboard  # noqa: F401  (torch-free; only checks that the extra is installed)
         except ImportError:
             return [f"logger.tensorboard_dir: set, but the tensorboard package is not installed; install the extra: {EXTRA_HINT}"]
-        if config.logger.tensorboard_log_interval < 1:
-            return [f"logger.tensorboard_log_interval: expected a positive integer, got {config.logger.tensorboard_log_interval}"]
-        return []
+        return []  # tensorboard_log_interval >= 1: the config's rule table
 
     def __init__(self, config):
         self.config = config
@@ -71,15 +70,7 @@ class TensorBoard:
             self.writer.add_scalar(f"{split}/ppl", float(metrics["ppl"]), state.iteration)
         self.writer.flush()  # evaluations are rare; make them visible at once
 
-    def _close(self) -> None:
+    def release(self) -> None:
         w, self.writer = self.writer, None
         if w is not None:
             w.close()
-
-    @hookimpl
-    def on_train_end(self, state):
-        self._close()
-
-    @hookimpl
-    def on_exception(self, state, exc):
-        self._close()

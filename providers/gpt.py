@@ -135,7 +135,7 @@ class GPTModelProvider(TransformerConfig):
 
         if self.vocab_size is None:
             raise ValueError("model.vocab_size is not set (validate() fills it from the tokenizer)")
-        return GPTModel(
+        model = GPTModel(
             config=self,
             transformer_layer_spec=self.layer_spec(),
             vocab_size=self.padded_vocab_size(self.vocab_size),
@@ -154,3 +154,10 @@ class GPTModelProvider(TransformerConfig):
             seq_len_interpolation_factor=self.seq_len_interpolation_factor,
             vp_stage=vp_stage,
         )
+        if not uses_te_layers(self):
+            # local spec: RoPE and SwiGLU without their copies and cats (bit-for-bit Megatron's results)
+            from plugtron.providers.unfused_fast_paths import install_fast_rope, use_fast_mlp
+
+            install_fast_rope()
+            use_fast_mlp(model)
+        return model

@@ -81,3 +81,27 @@ def test_off_writes_nothing(tmp_path):
                                      f"logger.metrics_dir={tmp_path}"]), plugin_manager=pm)
     assert "metrics_file" not in pm.loaded
     assert not (tmp_path / FILE_NAME).exists()
+
+
+def test_nan_and_inf_are_written_as_strict_json_and_read_back(tmp_path):
+    import json
+    import math
+
+    from plugtron.plugins.metrics_file import MetricsFile
+    from plugtron.testing import fake_state
+
+    plugin = MetricsFile(load_config(None, SMALL + [f"logger.metrics_dir={tmp_path}"]))
+    plugin.on_train_start(fake_state(0))
+    plugin.on_log(fake_state(1), {"iteration": 1, "loss": float("nan"), "grad_norm": float("inf"), "lr": 1e-3})
+    plugin.on_eval(fake_state(1), "valid", {"loss": 2.0, "ppl": float("-inf")})
+    plugin.on_train_end(fake_state(1))
+
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    lines = (tmp_path / FILE_NAME).read_text().splitlines()
+    strict = [json.loads(line, parse_constant=refuse) for line in lines]  # NaN / Infinity would raise here
+    assert strict[0]["loss"] is None and strict[0]["nonfinite"] == {"loss": "nan", "grad_norm": "inf"}
+    train_rec, valid_rec = read_records(tmp_path / FILE_NAME)
+    assert math.isnan(train_rec["loss"]) and train_rec["grad_norm"] == math.inf and train_rec["lr"] == 1e-3
+    assert valid_rec["ppl"] == -math.inf and "nonfinite" not in valid_rec

@@ -225,16 +225,15 @@ def test_every_callback_of_the_guide_and_tokenizers(tmp_path):
         "train.manual_gc": True, "train.manual_gc_interval": 100, "train.manual_gc_eval": False,
         "model.moe_expert_capacity_factor": 1.5, "model.moe_pad_expert_input_to_capacity": True,
         "comm_overlap": {}, "comm_overlap.overlap_grad_reduce": True, "comm_overlap.bucket_size": 1024,
-        "dist.enable_megatron_core_experimental": True,
+        "dist.enable_megatron_core_experimental": True, "deepep": {},
         "profiling.use_nsys_profiler": True, "profiling.profile_step_start": 3, "profiling.profile_step_end": 5,
         "profiling.profile_ranks": [0, 1], "profiling.record_shapes": True, "profiling.record_memory_history": True,
         "train.exit_signal_handler": True, "train.exit_signal": "SIGUSR2",
         "model.provider": "mixtral_8x7b", "model.num_layers": 2,
         "tokenizer.tokenizer_type": "GPT2BPETokenizer", "tokenizer.vocab_file": "/v.json", "tokenizer.merge_file": "/m.txt",
     }
-    assert [(u.where, u.nemo) for u in m.unmapped] == [("script.py:11", "DeepEPCallback"),
-                                                        ("script.py:15", "MemoryProfileCallback.ranks")]
-    assert "conflicts with NsysCallback.ranks (script.py:14) = [0, 1]" in m.unmapped[1].reason
+    assert [(u.where, u.nemo) for u in m.unmapped] == [("script.py:15", "MemoryProfileCallback.ranks")]
+    assert "conflicts with NsysCallback.ranks (script.py:14) = [0, 1]" in m.unmapped[0].reason
     # the result is a plugtron config (structured without a machine check: DeepEP/CUDA are not needed)
     from plugtron.config.container import ConfigContainer, resolve_types
     from plugtron.config.converter import structure

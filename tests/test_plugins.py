@@ -164,12 +164,16 @@ def _builtins():
 
 
 @pytest.mark.parametrize("name,entry,toggle", _builtins(), ids=[b[0] for b in _builtins()])
-def test_builtin_plugin_conformance(name, entry, toggle):
+def test_builtin_plugin_conformance(name, entry, toggle, monkeypatch):
     """Every built-in plugin: switched by a config field, documented (what it replaces, its toggle,
     why), loads through its entry point with the toggle on, and its on_exception never raises."""
     import importlib
 
     from plugtron.config import load_config
+    from plugtron.plugins import profiling_window
+
+    if name in GPU_ONLY:  # they refuse to load without CUDA (tested in their own files): a GPU is faked
+        monkeypatch.setattr(profiling_window, "cuda_available", lambda: True)
 
     assert toggle, f"{name}: no config field switches it on (metadata={{'plugin': {name!r}}})"
     module = importlib.import_module(entry.value.split(":")[0])
@@ -182,9 +186,12 @@ def test_builtin_plugin_conformance(name, entry, toggle):
     assert hooks.on_exception(None, RuntimeError("boom")) == []
 
 
+GPU_ONLY = {"nsys_profiler", "memory_profiler"}
+
 # Toggles that are not booleans: the value that switches each on.
-TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}", "moe_token_drop": "{}",
-                 "tensorboard_dir": "/tmp/plugtron-conformance-tb"}
+TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}", "moe_token_drop": "{}", "deepep": "{}",
+                 "tensorboard_dir": "/tmp/plugtron-conformance-tb", "wandb_project": "conformance",
+                 "mlflow_experiment": "conformance"}
 
 
 def test_the_nan_guard_is_on_by_default():

@@ -53,11 +53,11 @@ def test_a_checkpoint_load_is_quiet_by_default_and_verbose_shows_all(saved, tmp_
         assert shown in loud, loud
 
 
-def test_a_training_run_is_quiet_and_logging_level_debug_shows_them(saved, tmp_path):
+def test_a_training_run_is_quiet_and_logging_level_10_shows_them(saved, tmp_path):
     err = _cli(tmp_path, "train", *SMALL, "train.train_iters=2", "checkpoint.save=null")
     assert_quiet(err)
     loud = _cli(tmp_path, "train", *SMALL, "train.train_iters=2", f"checkpoint.load={saved}", "checkpoint.save=null",
-                "logger.logging_level=DEBUG")
+                "logger.logging_level=10")
     assert "Apex is not installed" in loud and "ShardedTensor" in loud, loud
 
 

@@ -136,6 +136,9 @@ def restore_optimizer(state, loaded: Dict[str, Any], *, main_params_only: bool =
     with _tolerate_missing_step(state.optimizer):
         state.optimizer.load_state_dict(loaded["optimizer"])
     _unshare_steps(state.optimizer)
+    from plugtron.training.fused_adam import use_fused_adam
+
+    use_fused_adam(state.optimizer)  # the load restored the saved param-group options
     if main_params_only:
         for opt in _inner_optimizers(state.optimizer):
             getattr(opt, "optimizer", opt).state.clear()

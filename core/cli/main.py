@@ -11,6 +11,7 @@
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
     plugtron generate CKPT --prompt TEXT [...]           text from a checkpoint's model (greedy or sampled)
+    plugtron plot RUN_DIR [RUN_DIR ...] [-o OUT.png]    loss and throughput of runs' metrics.jsonl as a PNG
 
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
 Bad input (config, overrides, data, plugins) prints one message naming what is wrong, no traceback.
@@ -91,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.cli.generate_cmd import add_parser as add_generate_parser  # torch-free
 
     add_generate_parser(sub)
+    from plugtron.cli.plot import add_parser as add_plot_parser  # matplotlib-free until it runs
+
+    add_plot_parser(sub)
     return p
 
 
@@ -109,10 +113,8 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def apply_logging_level(cfg) -> None:
-    """``logger.logging_level`` DEBUG (or lower) turns verbose mode on once the config is read."""
-    level = cfg.logger.logging_level
-    level = logging.getLevelName(level) if isinstance(level, str) else level
-    if level <= logging.DEBUG:
+    """``logger.logging_level`` 10 (DEBUG) turns verbose mode on once the config is read."""
+    if cfg.logger.logging_level <= logging.DEBUG:
         from plugtron.platform import quiet
 
         quiet.uninstall()
@@ -197,6 +199,12 @@ def _migrate(name: str):
     return run
 
 
+def cmd_plot(ns) -> int:
+    from plugtron.cli.plot import cmd_plot as run
+
+    return run(ns)
+
+
 def cmd_data_preprocess(ns) -> int:
     from plugtron.data.preprocess.cli import run
 
@@ -222,6 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("convert", "import-hf"): _convert("cmd_import_hf"),
         ("convert", "export-hf"): _convert("cmd_export_hf"),
         ("data", "preprocess"): cmd_data_preprocess,
+        ("plot", None): cmd_plot,
         ("migrate", "nemo2"): _migrate("cmd_nemo2"),
         ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
         ("generate", None): cmd_generate,

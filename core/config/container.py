@@ -11,7 +11,8 @@ import attrs
 
 from plugtron.config._fields import iter_toggles, toggle
 from plugtron.config.data import FinetuningDatasetConfig, GPTDatasetConfig, TokenizerConfig
-from plugtron.config.extras import CommOverlapConfig, MoETokenDropConfig, LoraConfig, PluginSettings, ProfilingConfig
+from plugtron.config.extras import (CommOverlapConfig, DeepEPConfig, LoraConfig, MoETokenDropConfig, PluginSettings,
+                                    ProfilingConfig)
 from plugtron.config.precision import PRESETS, MixedPrecisionConfig
 from plugtron.config.training import (
     CheckpointConfig,
@@ -66,6 +67,7 @@ class ConfigContainer:
     profiling: ProfilingConfig = attrs.field(factory=ProfilingConfig)
     comm_overlap: Optional[CommOverlapConfig] = toggle("comm_overlap", default=None)
     moe_token_drop: Optional[MoETokenDropConfig] = toggle("moe_token_drop", default=None)
+    deepep: Optional[DeepEPConfig] = toggle("deepep", default=None)
     peft: Optional[LoraConfig] = None
     rng: RNGConfig = attrs.field(factory=RNGConfig)
     plugins: Dict[str, PluginSettings] = attrs.field(factory=dict)

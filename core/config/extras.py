@@ -12,9 +12,11 @@ from plugtron.config._fields import toggle
 
 @attrs.define(kw_only=True)
 class ProfilingConfig:
-    """Profilers (former NsysCallback, PytorchProfilerCallback, MemoryProfileCallback).
+    """Profilers (former NsysCallback, PytorchProfilerCallback, MemoryProfileCallback); each switch
+    is its own plugin (``docs/builtin-plugins.md``), which also checks the rules of this section.
 
-    Steps are iteration numbers; ``profile_ranks`` are global ranks (default: rank 0).
+    The profiled window is iterations ``profile_step_start`` to ``profile_step_end``, both included,
+    numbered as in the log (the first step is iteration 1); ``profile_ranks`` are global ranks.
     """
 
     use_nsys_profiler: bool = toggle("nsys_profiler", default=False)
@@ -23,9 +25,21 @@ class ProfilingConfig:
     profile_step_start: int = 10
     profile_step_end: int = 12
     profile_ranks: List[int] = attrs.field(factory=lambda: [0])
-    record_shapes: bool = False
+    record_shapes: bool = False  # tensor shapes in the PyTorch profiler's ops / the nsys NVTX ranges
+    nvtx_ranges: bool = False  # nsys: an NVTX range around every iteration, forward/backward and optimizer step
+    pytorch_profiler_collect_callstack: bool = False  # Megatron-LM's name: Python stacks (with_stack)
+    pytorch_profiler_profile_memory: bool = False  # tensor allocations in the trace (profile_memory)
     memory_snapshot_path: str = "snapshot.pickle"
-    trace_dir: Optional[str] = None
+    trace_dir: Optional[str] = None  # PyTorch profiler traces; default <checkpoint.save>/profiler
+
+
+@attrs.define(kw_only=True)
+class DeepEPConfig:
+    """The flex MoE token dispatcher with DeepEP or HybridEP (former DeepEPCallback; Bridge
+    ``apply_flex_dispatcher_backend``). Present = the deepep plugin is on."""
+
+    backend: str = "deepep"  # or "hybridep"
+    fallback_to_alltoall: bool = False  # on a GPU (or machine) that cannot run it: alltoall + one warning
 
 
 @attrs.define(kw_only=True)

@@ -125,6 +125,8 @@ RULES: Dict[str, Any] = {
     "checkpoint.save_interval": COUNT,
     "checkpoint.most_recent_k": KeepCount(),
     "logger.log_interval": COUNT,
+    "logger.tensorboard_log_interval": COUNT,
+    "logger.logging_level": OneOf((0, 10, 20, 30, 40, 50)),
     "dist.distributed_timeout_minutes": COUNT,
     "rng.seed": SEED,
     # data
@@ -137,6 +139,7 @@ RULES: Dict[str, Any] = {
     # features
     "profiling.profile_step_start": NONNEG,
     "profiling.profile_step_end": NONNEG,
+    "deepep.backend": OneOf(("deepep", "hybridep")),
     "comm_overlap.bucket_size": COUNT,
     "comm_overlap.wgrad_deferral_limit": NONNEG,
     "peft.dim": COUNT,

@@ -10,7 +10,7 @@ enabled exactly when the field is truthy. That is the single source of truth for
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Dict, Literal, Optional
 
 import attrs
 
@@ -112,12 +112,14 @@ class LoggerConfig:
     """What the loop prints every ``log_interval`` iterations (NeMo: ``log_every_n_steps``)."""
 
     log_interval: int = 100
-    # Bridge's field (an int, 20 = INFO) or a level name; DEBUG also shows the Megatron/torch warnings
-    # that `plugtron` hides (plugtron.platform.quiet), as `plugtron --verbose` does.
-    logging_level: Union[int, Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]] = 20
     # The throughput plugin (former NeMo SpeedMonitor + FLOPs callback), on by default.
     log_throughput: bool = toggle("throughput", default=True)
-    log_params_norm: bool = False
+    # The params_norm plugin: the L2 norm of all weights in every log record (a pass over the weights
+    # and a model-parallel all-reduce on log steps).
+    log_params_norm: bool = toggle("params_norm", default=False)
+    # Python logging level of plugtron's own logger on rank 0 (other ranks log warnings and above);
+    # 10 (DEBUG) also shows the Megatron/torch warnings `plugtron` hides (plugtron.platform.quiet).
+    logging_level: int = 20
     # The metrics_file plugin (on by default): every log record and eval result as a JSON line.
     metrics_file: bool = toggle("metrics_file", default=True)
     # Where metrics.jsonl goes; None: checkpoint.save, or a fresh directory under the system temp dir.
@@ -126,10 +128,25 @@ class LoggerConfig:
     tensorboard_dir: Optional[str] = toggle("tensorboard", default=None)
     tensorboard_log_interval: int = 1
     log_validation_ppl_to_tensorboard: bool = False
+    # The timers plugin (former NeMo TimingCallback): forward-backward / optimizer / eval / save times.
+    log_timers_to_tensorboard: bool = toggle("timers", default=False)
     # The memory plugin (Bridge's field name; it adds memory metrics to every log record, all loggers).
     log_memory_to_tensorboard: bool = toggle("memory", default=False)
     # The run_summary plugin (on by default): what the run did and produced, at its end, on rank 0.
     run_summary: bool = toggle("run_summary", default=True)
+    # The wandb plugin (optional extra plugtron[wandb]): on when a project is set.
+    wandb_project: Optional[str] = toggle("wandb", default=None)
+    wandb_exp_name: Optional[str] = None
+    wandb_entity: Optional[str] = None
+    wandb_save_dir: Optional[str] = None
+    # "offline": no network, the run stays in wandb_save_dir (sync later with `wandb sync`); None: WANDB_MODE or online.
+    wandb_mode: Optional[Literal["online", "offline"]] = None
+    # The mlflow plugin (optional extra plugtron[mlflow]): on when an experiment name is set.
+    mlflow_experiment: Optional[str] = toggle("mlflow", default=None)
+    mlflow_run_name: Optional[str] = None
+    # None: a local file store, mlruns/ next to metrics.jsonl (see docs/builtin-plugins.md).
+    mlflow_tracking_uri: Optional[str] = None
+    mlflow_tags: Optional[Dict[str, str]] = None
 
 
 @attrs.define(kw_only=True)

@@ -128,8 +128,8 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "ckpt": Drop("ModelCheckpoint is migrated from its own construct"),
         "log_dir": Unsupported("plugtron logs to stdout; checkpoints go to checkpoint.save"),
         "name": Drop("experiment name: no plugtron equivalent needed"),
-        "tensorboard": Unsupported("no TensorBoard logger in plugtron's core (a plugin can add one)"),
-        "wandb": Unsupported("no W&B logger in plugtron's core (a plugin can add one)"),
+        "tensorboard": Unsupported("set logger.tensorboard_dir (the tensorboard plugin) by hand"),
+        "wandb": Unsupported("set logger.wandb_project, wandb_exp_name, wandb_entity (the wandb plugin) by hand"),
         "use_datetime_version": Drop("plugtron does not version log directories"),
     },
     "MegatronOptimizerModule": {
@@ -262,8 +262,8 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "moe_pad_expert_input_to_capacity": "model.moe_pad_expert_input_to_capacity",
     },
     "DeepEPCallback": {
-        "*": Unsupported("DeepEP needs CUDA kernels plugtron does not ship; on a GPU with deep_ep set "
-                         "model.moe_token_dispatcher_type=flex and model.moe_flex_dispatcher_backend=deepep"),
+        "*": Rule("deepep", "section", "the deepep section switches the plugin on; where DeepEP cannot run, NeMo did "
+                  "nothing and plugtron stops with a named error (deepep.fallback_to_alltoall=true: alltoall instead)"),
     },
     "MegatronCommOverlapCallback": {
         "*": Rule("comm_overlap", "section", "the comm_overlap section switches the plugin on"),
@@ -278,7 +278,7 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "end_step": "profiling.profile_step_end",
         "ranks": "profiling.profile_ranks",
         "gen_shape": "profiling.record_shapes",
-        "nvtx_ranges": Unsupported("plugtron's nsys profiler adds no NVTX ranges of its own"),
+        "nvtx_ranges": "profiling.nvtx_ranges",
     },
     "PytorchProfilerCallback": {
         "*": Rule("profiling.use_pytorch_profiler", "const:true"),
@@ -286,14 +286,17 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "end_step": "profiling.profile_step_end",
         "trace_dir": "profiling.trace_dir",
         "ranks": "profiling.profile_ranks",
-        "warmup_steps": Unsupported("plugtron profiles every step from profile_step_start to profile_step_end"),
-        "active_steps": Unsupported("plugtron profiles every step from profile_step_start to profile_step_end"),
+        "warmup_steps": Unsupported("plugtron warms up one step and records every step from profile_step_start "
+                                    "to profile_step_end"),
+        "active_steps": Unsupported("plugtron warms up one step and records every step from profile_step_start "
+                                    "to profile_step_end"),
         "profiler_kwargs": Unsupported("extra torch.profiler arguments are not configurable"),
     },
     "MemoryProfileCallback": {
         "*": Rule("profiling.record_memory_history", "const:true"),
         "ranks": "profiling.profile_ranks",
-        "dir": Unsupported("plugtron writes one snapshot to profiling.memory_snapshot_path"),
+        "dir": Unsupported("plugtron writes one snapshot per rank, <profiling.memory_snapshot_path>-rank<R>.pickle: "
+                           "set memory_snapshot_path=<dir>/memory_snapshot.pickle"),
         "warn_cycles": Unsupported("reference-cycle warnings are not part of plugtron's memory profiler"),
     },
     "PreemptionCallback": {

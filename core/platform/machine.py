@@ -75,8 +75,6 @@ def check(cfg) -> None:
         no("model.moe_token_dispatcher_type", "the 'flex' dispatcher (DeepEP/HybridEP)")
     if cfg.comm_overlap is not None and cfg.comm_overlap.tp_comm_overlap:
         no("comm_overlap.tp_comm_overlap", "tensor-parallel communication overlap (Transformer Engine userbuffers)")
-    if cfg.profiling.use_nsys_profiler:
-        no("profiling.use_nsys_profiler", "Nsight Systems profiling")
     if cfg.dist.distributed_backend == "nccl":
         no("dist.distributed_backend", "the NCCL backend")
     if problems:

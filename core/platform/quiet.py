@@ -3,7 +3,7 @@
 Each entry names where the warning comes from (the module Python attributes it to, a regular
 expression matched from its start; ``""``: any module) and the start of its message (a regular
 expression, case-insensitive, as ``warnings.filterwarnings`` reads it). plugtron's own warnings and
-every warning not listed here stay visible. ``plugtron --verbose`` (or ``logger.logging_level=DEBUG``
+every warning not listed here stay visible. ``plugtron --verbose`` (or ``logger.logging_level=10`` (DEBUG)
 for what is emitted after the config is read) shows them all again.
 
 Torch-free: the CLI installs the table before anything imports torch or Megatron (several of these
@@ -56,7 +56,7 @@ def install() -> None:
 
 
 def uninstall() -> None:
-    """Show every warning again (``--verbose``, ``logger.logging_level=DEBUG``)."""
+    """Show every warning again (``--verbose``, ``logger.logging_level=10`` (DEBUG))."""
     ours = {(f.message, f.category) for f in FILTERS}
     warnings.filters[:] = [w for w in warnings.filters
                            if not (w[0] == "ignore" and w[1] is not None and (w[1].pattern, w[2]) in ours)]

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import torch
 
+ETA_WINDOW = 20  # steps the ETA's step time is averaged over
 
 @dataclass
 class StepMetrics:
@@ -26,31 +28,54 @@ class StepMetrics:
 class LogWindow:
     """Accumulates loss on device between log lines (no per-step sync) and builds the log record."""
 
-    def __init__(self, cfg, state):
-        self.cfg, self.state = cfg, state
-        self.start = self.last = time.perf_counter()
+    def __init__(self, cfg, state, clock=time.perf_counter):
+        self.cfg, self.state, self.clock = cfg, state, clock
+        self.start = self.last = clock()
         self.start_iter = self.last_iter = state.iteration
         self.loss_sum: Optional[torch.Tensor] = None
         self.loss_n = 0
         self.grad_norm = None
+        # When the last ETA_WINDOW steps ended: the ETA is their mean step time, so one slow step
+        # (a save, an eval, a GC pause) moves it by 1/ETA_WINDOW, and the start-up steps age out.
+        self.step_ends = deque([self.start], maxlen=ETA_WINDOW + 1)
 
     def add(self, metrics: StepMetrics) -> None:
         if metrics.loss is not None:
             self.loss_sum = metrics.loss.detach() if self.loss_sum is None else self.loss_sum + metrics.loss.detach()
             self.loss_n += 1
         self.grad_norm = metrics.grad_norm
+        self.step_ends.append(self.clock())
+
+    def eta_s(self) -> float:
+        """Seconds to ``train_iters`` at the mean step time of the last ``ETA_WINDOW`` steps."""
+        ends = self.step_ends
+        per_step = (ends[-1] - ends[0]) / max(len(ends) - 1, 1)
+        return per_step * max(self.cfg.train.train_iters - self.state.iteration, 0)
+
+    def first_step_line(self) -> str:
+        """The console line after the run's first step, long before the first ``log_interval``:
+        that training runs, its first loss (a sync point, and collective over the pipeline group:
+        every rank calls it) and a first ETA (from one step, warm-up included: an overestimate)."""
+        from plugtron.training.step import broadcast_from_last_stage
+
+        loss = torch.tensor(float("nan")) if self.loss_sum is None else (self.loss_sum / self.loss_n).float().cpu()
+        loss = float(broadcast_from_last_stage(loss.reshape(1).double())[0])
+        t = self.cfg.train
+        step = self.step_ends[-1] - self.step_ends[0]
+        return (f"first step done: iteration {self.state.iteration}/{t.train_iters} | loss {loss:.4f} | "
+                f"{step * 1000:.0f} ms/step | eta ~{self.eta_s():.0f}s | "
+                f"progress lines every {self.cfg.logger.log_interval} iterations")
 
     def flush(self) -> Dict[str, Any]:
         """The record for ``on_log`` (mean loss since the last flush); starts a new window.
         Collective over the pipeline group (the loss comes from the last stage) and a sync point."""
         from plugtron.training.step import broadcast_from_last_stage
 
-        now = time.perf_counter()
+        now = self.clock()
         mean = (self.loss_sum / self.loss_n).float().cpu() if self.loss_n else torch.tensor(float("nan"))
         loss = float(broadcast_from_last_stage(mean.reshape(1).double())[0])  # sync point, log steps only
         steps = self.state.iteration - self.last_iter
         step_time = (now - self.last) / max(steps, 1)
-        done = self.state.iteration - self.start_iter
         t = self.cfg.train
         rec = {
             "iteration": self.state.iteration,
@@ -60,7 +85,7 @@ class LogWindow:
             "tokens_per_sec": t.global_batch_size * self.cfg.model.seq_length / step_time if steps else 0.0,
             "step_time_s": step_time,
             "elapsed_s": now - self.start,
-            "eta_s": (now - self.start) / max(done, 1) * (t.train_iters - self.state.iteration),
+            "eta_s": self.eta_s(),
             "skipped_iters": self.state.skipped_train_iterations,
         }
         self.last, self.last_iter, self.loss_sum, self.loss_n = now, self.state.iteration, None, 0

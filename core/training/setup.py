@@ -37,6 +37,15 @@ def init_distributed(cfg) -> None:
     )
 
 
+def apply_logging_level(cfg) -> None:
+    """``logger.logging_level`` for plugtron's logger: as given on rank 0; other ranks never go below
+    WARNING (N copies of every info line would drown the one that matters)."""
+    from plugtron import distributed
+
+    level = cfg.logger.logging_level
+    logging.getLogger("plugtron").setLevel(level if distributed.is_rank0() else max(level, logging.WARNING))
+
+
 def destroy_distributed() -> None:
     """Megatron's groups, then the default group, dropping every reference plugtron knows to
     outlive them. Each gloo group runs 3 threads until its last reference goes, so without this
@@ -121,7 +130,10 @@ def build_optimizer(cfg, model):
     from megatron.core.optimizer import get_megatron_optimizer
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
+    from plugtron.training.fused_adam import use_fused_adam
+
     optimizer = get_megatron_optimizer(cfg.optimizer, model, use_gloo_process_groups=cfg.dist.use_gloo_process_groups)
+    use_fused_adam(optimizer)  # torch's fused kernel where Megatron fell back to torch's Adam
     s, o = cfg.scheduler, cfg.optimizer
     scheduler = OptimizerParamScheduler(
         optimizer,

@@ -40,6 +40,11 @@ class TrainState:
         return self._ranks().is_rank0
 
     @property
+    def rank(self) -> int:
+        """This process's global rank (per-rank file names, ``profiling.profile_ranks``)."""
+        return self._ranks().rank
+
+    @property
     def is_last_stage(self) -> bool:
         """The last pipeline stage, where ``metrics.loss`` is a tensor (elsewhere it is ``None``)."""
         return self._ranks().is_last_stage

@@ -45,6 +45,7 @@ class Trainer:
         self.cfg = cfg
         self.hooks = (plugin_manager or PluginManager()).load(cfg)
         setup.init_distributed(cfg)
+        setup.apply_logging_level(cfg)
         self.state = TrainState(config=cfg)
         self.losses: List[Any] = []  # per step on the last pipeline stage, as 0-d tensors (no sync)
         self.eval_history: Dict[str, list] = {}
@@ -142,13 +143,19 @@ class Trainer:
     def maybe_log(self) -> None:
         """Every ``logger.log_interval`` iterations and at the last one: the log record, the plugins'
         ``collect_metrics`` merged into it, the log line and ``on_log`` (collective over the pipeline
-        group and a sync point, on log steps only)."""
+        group and a sync point, on log steps only). After the run's first step, if that is no log
+        step, a console line only (a user sees the loss at once, not after ``log_interval``); no
+        hook fires for it, so ``on_log`` and the metrics file keep their interval."""
         it, t = self.state.iteration, self.cfg.train
         if it % self.cfg.logger.log_interval == 0 or it == t.train_iters:
             rec = self.hooks.collect_metrics(self.state, self.log_window.flush())
             if distributed.is_rank0():
                 log.info(format_log(rec, t.train_iters))
             self.hooks.on_log(self.state, rec)
+        elif it == self.log_window.start_iter + 1:  # a console line only: on_log keeps its interval
+            line = self.log_window.first_step_line()
+            if distributed.is_rank0():
+                log.info(line)
 
     def maybe_eval(self) -> None:
         """Every ``train.eval_interval`` iterations: the valid split (``eval_iters`` batches)."""
