@@ -8,8 +8,9 @@ Functions marked *collective* must be entered by every rank at the same point.
 from __future__ import annotations
 
 import os
+import socket
 from datetime import timedelta
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -48,6 +49,21 @@ def any_rank(*flags: bool) -> Tuple[bool, ...]:
         t = t.cuda()
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return tuple(bool(x) for x in t.tolist())
+
+
+def ranks_not_seeing(path: str) -> List[str]:
+    """Collective: ``"rank R (host H)"`` for every rank on which ``path`` does not exist (empty when
+    all see it, and always with one process). Call after the rank that created ``path`` has made it
+    and everyone has passed a barrier: a rank that misses it is on another node whose filesystem is
+    not the creator's (a node-local ``/tmp`` or home directory in a multi-node run).
+
+    One ``all_gather_object`` (a pickled tuple per rank) - meant for set-up and save time, not steps."""
+    seen = os.path.exists(path)
+    if world_size() == 1:
+        return [] if seen else [f"rank 0 ({socket.gethostname()})"]
+    everyone: List[Optional[tuple]] = [None] * world_size()
+    dist.all_gather_object(everyone, (rank(), socket.gethostname(), seen))
+    return [f"rank {r} ({host})" for r, host, ok in everyone if not ok]
 
 
 def init_process_group(backend: str = "auto", timeout_minutes: Optional[float] = None) -> bool:

@@ -133,6 +133,9 @@ class Hooks:
         if self.observers:
             self._observe("configure_model", {}, [i.plugin_name for i in impls], t0)
 
+    def transform_model(self, config, model) -> None:
+        self._call("transform_model", config=config, model=model)
+
     def on_train_start(self, state) -> None:
         self._call("on_train_start", state=state)
 

@@ -8,9 +8,13 @@ Where each hook fires in a run (``plugtron.training.trainer``: ``train(config)``
         plugins = enabled plugins (train.manual_gc, ..., plugins.<name>.enabled)
         start process groups
         configure_model(config, provider)            # all ranks, before anything is built
-        build model chunks, DDP, optimizer, scheduler
+        build model chunks
+        if peft:  load checkpoint.pretrained_checkpoint weights into the chunks (the base model)
+        transform_model(config, model)               # bare chunks, before precision/DDP wrapping
+        precision wrapper, DDP, optimizer, scheduler (they see the transformed chunks)
         if checkpoint.load holds a checkpoint:  resume ...; on_load(state, checkpoint_dir, plugin_state)
-        elif checkpoint.pretrained_checkpoint:  load weights only (no hook: nothing of a run is resumed)
+        elif checkpoint.pretrained_checkpoint and not peft:  load weights only (no hook: nothing of a
+                                                 run is resumed)
         build data iterators at state.consumed_train_samples
     Trainer.train():
       try:
@@ -92,6 +96,20 @@ def configure_model(config, provider) -> None:
     build model chunks. ``provider`` is ``config.model`` (a Megatron ``TransformerConfig``);
     change it in place (e.g. MoE token-drop settings). The loop re-runs Megatron's config checks
     afterwards. Return value ignored.
+    """
+
+
+@hookspec
+def transform_model(config, model) -> None:
+    """Change the built model chunks in place before anything wraps them (Megatron Bridge's pre-wrap
+    hook): add modules, freeze parameters (``requires_grad=False``).
+
+    Fires once per run on every rank. ``model`` is the list of this rank's bare Megatron model chunks
+    (one per virtual pipeline stage), on the CPU, in ``model.params_dtype``; with a ``peft`` section the
+    pretrained weights are already in them. The precision wrapper, DDP and the optimizer are built
+    afterwards from what the chunks then hold: a frozen parameter gets no gradient buffer and no
+    optimizer state. Parameters a plugin adds must carry Megatron's tensor-parallel attributes (build
+    them from Megatron's parallel layers). Return value ignored.
     """
 
 

@@ -69,6 +69,16 @@ class Qwen25_7B(Qwen2Provider):
 
 
 @dataclasses.dataclass
+class Qwen25_72B(Qwen2Provider):
+    num_layers: int = 80
+    hidden_size: int = 8192
+    num_attention_heads: int = 64
+    num_query_groups: Optional[int] = 8
+    ffn_hidden_size: Optional[int] = 29568
+    vocab_size: Optional[int] = 152064
+
+
+@dataclasses.dataclass
 class MixtralProvider(MistralProvider):
     num_moe_experts: Optional[int] = 8
     moe_router_topk: int = 2

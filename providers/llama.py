@@ -93,12 +93,32 @@ class Llama31_70B(Llama31Provider):
 
 
 @dataclasses.dataclass
+class Llama31_405B(Llama31Provider):
+    num_layers: int = 126
+    hidden_size: int = 16384
+    num_attention_heads: int = 128
+    ffn_hidden_size: Optional[int] = 53248
+
+
+@dataclasses.dataclass
 class Llama32_1B(Llama31Provider):
     """Llama 3.2 1B: tied embeddings and RoPE scaling factor 32."""
 
     num_layers: int = 16
     hidden_size: int = 2048
     num_attention_heads: int = 32
+    ffn_hidden_size: Optional[int] = 8192
+    rope_scaling_factor: float = 32.0
+    share_embeddings_and_output_weights: bool = True
+
+
+@dataclasses.dataclass
+class Llama32_3B(Llama31Provider):
+    """Llama 3.2 3B: tied embeddings and RoPE scaling factor 32."""
+
+    num_layers: int = 28
+    hidden_size: int = 3072
+    num_attention_heads: int = 24
     ffn_hidden_size: Optional[int] = 8192
     rope_scaling_factor: float = 32.0
     share_embeddings_and_output_weights: bool = True

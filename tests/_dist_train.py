@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import Perturb, PidFile, WeightsDigest  # noqa: E402
+from helpers import Perturb, PidFile, SlowRank, WeightsDigest  # noqa: E402
 
 from plugtron.config import load_config  # noqa: E402
 from plugtron.plugin_manager import PluginManager  # noqa: E402
@@ -23,6 +23,8 @@ def main() -> None:
         pm.register("digest", digest)
     if os.environ.get("PLUGTRON_TEST_PERTURB_RANK"):
         pm.register("perturb", Perturb(os.environ["PLUGTRON_TEST_PERTURB_RANK"]))
+    if os.environ.get("PLUGTRON_TEST_SLOW_RANK"):  # "RANK:SECONDS"
+        pm.register("slow_rank", SlowRank(os.environ["PLUGTRON_TEST_SLOW_RANK"]))
     if os.environ.get("PLUGTRON_TEST_PIDFILE"):
         pm.register("pidfile", PidFile(os.environ["PLUGTRON_TEST_PIDFILE"]))
     summary = train(load_config(None, overrides), plugin_manager=pm)

@@ -59,6 +59,24 @@ class Perturb:
                 next(state.model[0].parameters()).add_(1e-3)
 
 
+class SlowRank:
+    """Makes one rank a straggler: ``seconds`` of extra CPU work at the start of every step, as a
+    slower CPU/GPU or a heavier data pipeline on that rank would. (CPU work, not ``time.sleep``: the
+    straggler plugin measures the work a rank does itself, which a sleep is not; see its docstring.)"""
+
+    def __init__(self, spec):
+        rank, seconds = spec.split(":")
+        self.rank, self.seconds = int(rank), float(seconds)
+
+    def on_step_start(self, state):
+        if int(os.environ.get("RANK", "0")) == self.rank:
+            import time
+
+            end = time.thread_time() + self.seconds
+            while time.thread_time() < end:
+                pass
+
+
 class Counter:
     """A plugin with state: counts steps across resumes through on_save/on_load."""
 
@@ -97,3 +115,32 @@ def torchrun(tmp_path, name, overrides, env=None, expect_rc=0, read=True):
         return proc.stdout + proc.stderr
     summaries = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(2)]
     return next((s for s in summaries if s["losses"]), summaries[0])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_nodes(args, envs=({}, {}), cwds=(None, None), timeout=600):
+    """Two "nodes" on this machine: two torchrun agents (one process each) that meet through a c10d
+    rendezvous on localhost, as two hosts would; no --node_rank, so the rendezvous assigns ranks.
+    ``args`` follow torchrun's (e.g. ``["-m", "plugtron", "train", ...]``). Returns
+    ``[(returncode, output), ...]`` per node."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+           "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id=test{port}", *args]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+             for env, cwd in zip(envs, cwds)]
+    try:
+        outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [(p.returncode, out) for p, out in zip(procs, outs)]

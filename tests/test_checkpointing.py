@@ -123,8 +123,13 @@ def test_pretrained_checkpoint_errors(saved, tmp_path):
     (tmp_path / "notckpt").mkdir()
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         run([f"checkpoint.pretrained_checkpoint={tmp_path / 'notckpt'}"])
-    with pytest.raises(CheckpointError, match="cannot load model weights.*hidden|cannot load model weights.*shape"):
+    # a model field contradicting the checkpoint's run_config.yaml: refused before anything is built
+    with pytest.raises(ConfigError, match=r"model.hidden_size: 32 \(command line\) contradicts the checkpoint's 64 "):
         run([f"checkpoint.pretrained_checkpoint={root}", "model.hidden_size=32"])
+    cfg = load_config(None, BASE + [f"checkpoint.pretrained_checkpoint={root}"])
+    cfg.model.hidden_size = 32  # set in Python after loading: the weights do not fit, said when loading them
+    with pytest.raises(CheckpointError, match="cannot load model weights.*hidden|cannot load model weights.*shape"):
+        train(cfg)
 
 
 def _copy(saved, tmp_path):

@@ -124,9 +124,10 @@ def test_validate_rejects_impossible_combinations_all_at_once():
         cfg.validate(world_size=4)
     assert str(info.value) == (
         "config: 5 errors\n"
+        "  dataset.sequence_length: 64 differs from model.seq_length 128; set only model.seq_length "
+        "(dataset.sequence_length follows it when unset)\n"
         "  train.global_batch_size: 10 is not divisible by micro_batch_size x data-parallel size = 4 x 1 = 4\n"
         "  model.num_attention_heads: 6 is not divisible by tensor_model_parallel_size 4\n"
-        "  dataset.sequence_length: 64 differs from model.seq_length 128\n"
         "  optimizer.lr: required (e.g. optimizer.lr=3e-4)\n"
         "  peft: requires checkpoint.pretrained_checkpoint (the model the adapters are trained on)"
     )
@@ -134,7 +135,7 @@ def test_validate_rejects_impossible_combinations_all_at_once():
 
 def test_world_size_must_divide():
     cfg = load_config(overrides=["model.tensor_model_parallel_size=2"])
-    with pytest.raises(ConfigError, match=r"world size 3 is not divisible by TP x PP x CP = 2 x 1 x 1 = 2"):
+    with pytest.raises(ConfigError, match=r"model.tensor_model_parallel_size x pipeline_model_parallel_size x context_parallel_size = 2 x 1 x 1 = 2 does not divide the world size 3"):
         cfg.validate(world_size=3)
 
 
@@ -170,12 +171,11 @@ def test_batched_p2p_with_virtual_pipeline_is_derived_off_without_cuda(caplog):
     assert cfg.model.batch_p2p_comm
 
 
-def test_training_with_peft_is_refused_until_adapters_exist(tmp_path):
-    """A peft section validates (config show, migrate), but training refuses it up front: without an
-    adapter plugin every weight would be trained, silently."""
-    from plugtron.training.trainer import Trainer
+def test_peft_section_in_the_guides_python_form():
+    """The guide's ``peft=LoraConfig(target_modules=["qkv_proj", "o_proj"], dim=64)`` constructs,
+    LoRA by default, and switches the peft plugin on (training with it: tests/test_peft.py)."""
+    from plugtron.config import ConfigContainer, LoraConfig, builtin_toggles
 
-    cfg = load_config(overrides=["peft.dim=8", f"checkpoint.pretrained_checkpoint={tmp_path}"])
-    cfg.validate()
-    with pytest.raises(ConfigError, match="peft: adapter training .* is not implemented yet"):
-        Trainer(cfg)
+    cfg = ConfigContainer(peft=LoraConfig(target_modules=["qkv_proj", "o_proj"], dim=64))
+    assert cfg.peft.method == "lora" and cfg.peft.dim == 64 and cfg.peft.alpha == 32
+    assert ("peft", "peft") in builtin_toggles()

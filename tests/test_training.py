@@ -19,6 +19,10 @@ class Transcript:
     def configure_model(self, config, provider):
         self.calls.append("configure_model")
 
+    def transform_model(self, config, model):
+        assert model and not any(hasattr(c, "no_sync") for c in model)  # bare chunks: DDP comes after
+        self.calls.append("transform_model")
+
     def on_train_start(self, state):
         self.calls.append(f"on_train_start@{state.iteration}")
 
@@ -83,7 +87,7 @@ def test_golden_hook_transcript(tmp_path):
                                      "logger.log_interval=2", ckpt, "checkpoint.save_interval=2"])
     train(cfg, plugin_manager=pm)
     assert rec.calls == [
-        "configure_model",
+        "configure_model", "transform_model",
         "on_train_start@0",
         "on_step_start@0", "on_before_optimizer_step@0", "on_step@1",
         "on_step_start@1", "on_before_optimizer_step@1", "on_step@2", "collect_metrics@2", "on_log@2",
@@ -99,7 +103,7 @@ def test_golden_hook_transcript(tmp_path):
                                      "scheduler.override_opt_param_scheduler=true",  # train_iters grew
                                      ckpt, f"checkpoint.load={tmp_path}"]), plugin_manager=pm)
     assert rec.calls == [
-        "configure_model",
+        "configure_model", "transform_model",
         "on_load@3",
         "on_train_start@3",
         "on_step_start@3", "on_before_optimizer_step@3", "on_step@4", "collect_metrics@4", "on_log@4",

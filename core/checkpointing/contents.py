@@ -47,14 +47,31 @@ def model_keys(n_chunks: int) -> List[str]:
     return ["model"] if n_chunks == 1 else [f"model{i}" for i in range(n_chunks)]
 
 
-def model_sharded_state_dict(model) -> Dict[str, Any]:
-    return {k: unwrap(c).sharded_state_dict(metadata=dict(SHARDED_METADATA)) for k, c in zip(model_keys(len(model)), model)}
+def adapter_only(cfg) -> bool:
+    """A ``peft`` run's checkpoints hold the trainable parameters (the adapters) and their optimizer
+    state only: the frozen base comes from ``checkpoint.pretrained_checkpoint``."""
+    return getattr(cfg, "peft", None) is not None
+
+
+def trainable_names(chunk) -> set:
+    return {n for n, p in unwrap(chunk).named_parameters() if p.requires_grad}
+
+
+def model_sharded_state_dict(model, trainable_only: bool = False) -> Dict[str, Any]:
+    out = {}
+    for key, chunk in zip(model_keys(len(model)), model):
+        sd = unwrap(chunk).sharded_state_dict(metadata=dict(SHARDED_METADATA))
+        if trainable_only:  # keys of a module's sharded state dict are its parameter names
+            keep = trainable_names(chunk)
+            sd = {k: v for k, v in sd.items() if k in keep}
+        out[key] = sd
+    return out
 
 
 def sharded_state_dict(state, *, with_optimizer: bool, is_loading: bool) -> Dict[str, Any]:
     """The dict handed to ``dist_checkpointing.save``/``load``. Building it for loading primes the
-    optimizer's state tensors (Megatron fills them in place)."""
-    sd = model_sharded_state_dict(state.model)
+    optimizer's state tensors (Megatron fills them in place). Adapter-only for ``peft`` runs."""
+    sd = model_sharded_state_dict(state.model, trainable_only=adapter_only(state.config))
     if with_optimizer and is_loading:
         _prime_optimizer(state.optimizer)
     if with_optimizer:
@@ -83,11 +100,20 @@ def _prime_optimizer(optimizer) -> None:
                     st["step"] = torch.zeros((), dtype=torch.float32)
 
 
-def restore_model(model, loaded: Dict[str, Any], strict: bool = True) -> None:
+def restore_model(model, loaded: Dict[str, Any], trainable_only: bool = False) -> None:
+    """Loaded tensors into the chunks; every parameter must be covered (``trainable_only``: every
+    trainable one - an adapter checkpoint - while the frozen base stays as loaded before)."""
     for key, chunk in zip(model_keys(len(model)), model):
         if key not in loaded:
             raise CheckpointError(f"checkpoint has no {key!r} entry (virtual pipeline chunks differ?)")
-        unwrap(chunk).load_state_dict(loaded[key], strict=strict)
+        if not trainable_only:
+            unwrap(chunk).load_state_dict(loaded[key], strict=True)
+            continue
+        missing, unexpected = unwrap(chunk).load_state_dict(loaded[key], strict=False)
+        lacking = sorted(set(missing) & trainable_names(chunk))
+        if lacking or unexpected:
+            raise CheckpointError(f"adapter checkpoint does not fit the adapters of this run "
+                                  f"(missing {lacking[:5]}, unexpected {sorted(unexpected)[:5]})")
 
 
 def _unshare_steps(optimizer) -> None:

@@ -103,6 +103,7 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
     if ck.load_optim and not has_opt and distributed.is_rank0():
         log.warning(f"checkpoint: {ckpt_dir} was saved with save_optim=false; the optimizer starts fresh")
 
+    _check_adapter_only(ckptr.cfg, ckpt_dir, ts)
     if ts["ckpt_format"] == "torch":
         loaded = _read_or_raise(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt"))
     else:
@@ -118,7 +119,7 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
                                              ckptr.cfg.train.global_batch_size)
         if problems:
             raise CheckpointError(schedule_check.message(ckpt_dir, problems, ckptr.cfg.train.train_iters))
-    ckstate.restore_model(state.model, loaded)
+    ckstate.restore_model(state.model, loaded, trainable_only=ckstate.adapter_only(ckptr.cfg))
     if with_opt or main_only:
         ckstate.restore_optimizer(state, loaded, main_params_only=main_only)
     else:
@@ -134,6 +135,24 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
         log.info(f"checkpoint: resumed from {ckpt_dir} at iteration {state.iteration} "
                  f"({state.consumed_train_samples} samples consumed)")
     ckptr.hooks.on_load(state, ckpt_dir, plugin_states)
+
+
+def _check_adapter_only(cfg, ckpt_dir: str, ts: Dict[str, Any]) -> None:
+    """An adapter checkpoint resumes only in a peft run (on top of its base), and a peft run
+    resumes only from an adapter checkpoint. Same decision on every rank (same files)."""
+    saved, wanted = bool(ts.get("adapter_only", False)), ckstate.adapter_only(cfg)
+    base = ts.get("base_checkpoint")
+    if saved and not wanted:
+        agree(f"checkpoint.load: {ckpt_dir} holds adapters only (saved by a peft run on the base {base}); resume it "
+              f"with its peft section and checkpoint.pretrained_checkpoint={base}, or merge it first "
+              f"(plugtron peft merge {ckpt_dir} OUT_DIR)")
+    if wanted and not saved:
+        agree(f"checkpoint.load: {ckpt_dir} is a full checkpoint, not an adapter checkpoint of a peft run; to train "
+              f"adapters on it set checkpoint.pretrained_checkpoint={ckpt_dir} and point checkpoint.load elsewhere")
+    if saved and base and os.path.realpath(str(base)) != os.path.realpath(str(cfg.checkpoint.pretrained_checkpoint)):
+        if distributed.is_rank0():
+            log.warning(f"checkpoint: {ckpt_dir} was trained on the base {base}; this run loads "
+                        f"{cfg.checkpoint.pretrained_checkpoint} (fine if it is the same model, moved)")
 
 
 def _restore_rng(ck, ckpt_dir: str, ts: Dict[str, Any], same_layout: bool) -> None:
@@ -156,33 +175,43 @@ def _plugin_states(ckpt_dir: str, same_world: bool, enabled) -> Dict[str, Any]:
     return states
 
 
-def load_weights(ckptr, state, ckpt_dir: str, key: str) -> None:
-    """Model weights only (pretrained / converted checkpoints); optimizer and counters untouched."""
+def load_weights(ckptr, model, optimizer, ckpt_dir: str, key: str) -> None:
+    """Model weights only (pretrained / converted checkpoints) into the chunks ``model`` (and the
+    ``optimizer``'s main params, if it exists yet); optimizer state and counters untouched."""
     verify_before_reading(ckpt_dir, require_manifest=False)  # another tool's checkpoint may lack one
+    ts_path = os.path.join(ckpt_dir, layout.TRAIN_STATE)
+    if os.path.isfile(ts_path):
+        ts, error = _read(ts_path)
+        agree(error)
+        if ts.get("adapter_only"):
+            agree(f"{key}: {ckpt_dir} holds adapters only (a peft run's checkpoint), not a model; use the base it "
+                  f"was trained on ({ts.get('base_checkpoint')}), or merge the adapters first (plugtron peft merge)")
     if os.path.isfile(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt")):
         loaded = _read_or_raise(os.path.join(ckpt_dir, "mp_rank_00", "model_optim_rng.pt"))
     else:
         if not os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
             agree(f"{key}: {ckpt_dir} is not a Megatron checkpoint (no .metadata inside)")
-        sd = ckstate.model_sharded_state_dict(state.model)
+        sd = ckstate.model_sharded_state_dict(model)
         hint = " (is it a checkpoint of this model? compare its run_config.yaml with the model section)"
         loaded = _dist_load(ckptr.ck, sd, ckpt_dir, "model weights", hint)
-    put_weights(state, loaded, f"{key}: {ckpt_dir}", f"pretrained weights from {ckpt_dir}")
+    put_weights(model, optimizer, loaded, f"{key}: {ckpt_dir}", f"pretrained weights from {ckpt_dir}")
 
 
-def put_weights(state, loaded, source: str, what: str) -> None:
-    """Loaded model weights into the chunks and the optimizer's main params, for every weights-only
-    source (plugtron or NeMo 2.0 checkpoints). ``source`` prefixes the error if they do not fit."""
+def put_weights(model, optimizer, loaded, source: str, what: str) -> None:
+    """Loaded model weights into the chunks and the optimizer's main params (when the optimizer is
+    built already), for every weights-only source (plugtron or NeMo 2.0 checkpoints). ``source``
+    prefixes the error if they do not fit."""
     try:
-        ckstate.restore_model(state.model, loaded)
+        ckstate.restore_model(model, loaded)
     except (RuntimeError, CheckpointError) as exc:
         raise CheckpointError(f"{source} does not fit this model: {str(exc).splitlines()[0][:300]}") from None
-    state.optimizer.reload_model_params()
+    if optimizer is not None:
+        optimizer.reload_model_params()
     if distributed.is_rank0():
         log.info(f"checkpoint: loaded {what}")
 
 
-def load_nemo2_weights(ckptr, state, path: str, key: str) -> None:
+def load_nemo2_weights(ckptr, model, optimizer, path: str, key: str) -> None:
     """Model weights of a NeMo 2.0 checkpoint directory (``weights/`` + ``context/``, see
     ``plugtron.migrate.nemo2_checkpoint``). Its architecture fields must equal the configured model's;
     its tensors are keyed ``module.<Megatron key>``, so the model's sharded state dict is built with
@@ -201,11 +230,11 @@ def load_nemo2_weights(ckptr, state, path: str, key: str) -> None:
     if not os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
         agree(f"{key}: {ckpt_dir} is not a Megatron distributed checkpoint (no .metadata inside)")
     verify_before_reading(ckpt_dir, require_manifest=False)  # NeMo writes no manifest; .metadata still restricted
-    agree(nemo2.vocab_padding_mismatch(ckpt_dir, [ckstate.unwrap(c) for c in state.model]))
+    agree(nemo2.vocab_padding_mismatch(ckpt_dir, [ckstate.unwrap(c) for c in model]))
     sd = {k: ckstate.unwrap(c).sharded_state_dict(prefix=nemo2.KEY_PREFIX, metadata=dict(ckstate.SHARDED_METADATA))
-          for k, c in zip(ckstate.model_keys(len(state.model)), state.model)}
+          for k, c in zip(ckstate.model_keys(len(model)), model)}
     loaded = _dist_load(ckptr.ck, sd, ckpt_dir, "NeMo 2.0 model weights",
                         " (is it a checkpoint of this model? compare context/model.yaml with the model section)")
     stripped = {k: {name[len(nemo2.KEY_PREFIX):] if name.startswith(nemo2.KEY_PREFIX) else name: v
                     for name, v in loaded[k].items()} for k in sd}
-    put_weights(state, stripped, f"{key}: {path}", f"NeMo 2.0 weights from {ckpt_dir}")
+    put_weights(model, optimizer, stripped, f"{key}: {path}", f"NeMo 2.0 weights from {ckpt_dir}")

@@ -83,7 +83,13 @@ class Checkpointer:
 
     def _save_torch(self, state, staging: str) -> None:
         """``ckpt_format: torch``: one file, single process (validate() enforces world size 1)."""
-        blob = {ckstate.model_keys(len(state.model))[i]: ckstate.unwrap(c).state_dict() for i, c in enumerate(state.model)}
+        blob = {}
+        for key, chunk in zip(ckstate.model_keys(len(state.model)), state.model):
+            sd = ckstate.unwrap(chunk).state_dict()
+            if ckstate.adapter_only(self.cfg):  # peft: the adapters only
+                keep = ckstate.trainable_names(chunk)
+                sd = {k: v for k, v in sd.items() if k in keep}
+            blob[key] = sd
         if self.ck.save_optim:
             blob["optimizer"] = state.optimizer.state_dict()
             blob["opt_param_scheduler"] = state.scheduler.state_dict()
@@ -103,7 +109,9 @@ class Checkpointer:
     def _train_state(self, state) -> Dict[str, Any]:
         return {**{k: torch.tensor(v) for k, v in state.counters().items()},
                 "has_optimizer": self.ck.save_optim, "has_rng": self.ck.save_rng,
-                "ckpt_format": self.ck.ckpt_format, "layout": ckstate.parallel_layout(self.cfg)}
+                "ckpt_format": self.ck.ckpt_format, "layout": ckstate.parallel_layout(self.cfg),
+                # peft: adapters only; the base they need (also in run_config.yaml)
+                "adapter_only": ckstate.adapter_only(self.cfg), "base_checkpoint": self.ck.pretrained_checkpoint}
 
     def _publish(self, it: int, state) -> None:
         """Collective. After every rank's files are written: manifest, rename, tracker, retention;
@@ -160,20 +168,21 @@ class Checkpointer:
         load_into(self, state, ckpt_dir)
         return ckpt_dir
 
-    def load_pretrained(self, state) -> str:
-        """Weights only from ``checkpoint.pretrained_checkpoint``; step 0, fresh optimizer."""
+    def load_pretrained(self, model, optimizer=None) -> str:
+        """Weights only from ``checkpoint.pretrained_checkpoint`` into the chunks ``model`` (and the
+        ``optimizer``'s main params if it is built); step 0, fresh optimizer."""
         path = self.ck.pretrained_checkpoint
         from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
 
         if is_nemo2_checkpoint(path):  # weights/ + context/: NeMo 2.0's layout
             from plugtron.checkpointing.loading import load_nemo2_weights
 
-            load_nemo2_weights(self, state, path, "checkpoint.pretrained_checkpoint")
+            load_nemo2_weights(self, model, optimizer, path, "checkpoint.pretrained_checkpoint")
             return path
         try:
             ckpt_dir, error = layout.resolve_checkpoint_dir(path, "checkpoint.pretrained_checkpoint"), None
         except CheckpointError as exc:
             ckpt_dir, error = None, str(exc)
         agree(error)
-        load_weights(self, state, ckpt_dir, "checkpoint.pretrained_checkpoint")
+        load_weights(self, model, optimizer, ckpt_dir, "checkpoint.pretrained_checkpoint")
         return ckpt_dir

@@ -18,6 +18,7 @@ import os
 from typing import Callable, Optional
 
 from plugtron import distributed
+from plugtron.errors import CheckpointError
 from plugtron.checkpointing import layout
 
 log = logging.getLogger("plugtron")
@@ -33,6 +34,14 @@ def open_staging(root: str, iteration: int) -> str:
             log.warning(f"checkpoint: removed {os.path.join(root, gone)} (an interrupted save or deletion)")
         os.makedirs(staging)
     distributed.barrier()
+    # Every rank writes its shards into rank 0's directory: on a node that does not share rank 0's
+    # filesystem they would land in a local copy that is never published (or fail half-way).
+    blind = distributed.ranks_not_seeing(staging)  # collective: one small all_gather_object per save
+    if blind:
+        raise CheckpointError(
+            f"checkpoint directory {root}: {', '.join(blind[:4])}{' ...' if len(blind) > 4 else ''} cannot see "
+            "the directory rank 0 created there; in a multi-node run checkpoint.save must be on a filesystem "
+            "shared by all nodes (a relative path resolves per node's working directory)")
     return staging
 
 

@@ -2,12 +2,16 @@
 
     plugtron train [CONFIG.yaml] [key=value ...]        train (the tiny recipe with no arguments)
     plugtron config show [CONFIG.yaml] [key=value ...]  print the resolved, validated config
+             [--recipe NAME] [--section S] [--diff] [--world-size N]
+    plugtron recipes list | show NAME                   built-in recipes (Megatron Bridge's settings)
     plugtron plugins list [CONFIG.yaml] [key=value ...] installed plugins and whether enabled
     plugtron plugins show NAME [CONFIG.yaml] [...]      one plugin: docs, options, hooks, enabled
     plugtron --traceback ... / --trace-hooks[=all] ...   full traceback on errors / log every hook call
     plugtron --version                                   the installed plugtron version
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
     plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
+    plugtron peft merge ADAPTER_CKPT OUT_DIR            adapters folded into their base (a checkpoint)
+    plugtron peft export-hf ADAPTER_CKPT OUT_DIR        adapters in Hugging Face PEFT's layout
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
     plugtron generate CKPT --prompt TEXT [...]           text from a checkpoint's model (greedy or sampled)
@@ -65,15 +69,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="log every hook call: plugins called in order and duration; rank 0, or every rank "
                         "with 'all' (or set PLUGTRON_TRACE_HOOKS=1|all)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    from plugtron.cli.recipes_cmd import add_parser as add_recipes_parser, add_show_options, recipe_help  # torch-free
 
     def with_config(sp):
         sp.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]",
                         help="a YAML config and/or dotted overrides such as train.train_iters=100")
-        sp.add_argument("--recipe", default="tiny", help="base recipe under the YAML (default: tiny; 'none' for bare defaults)")
+        sp.add_argument("--recipe", default="tiny", help=recipe_help())
 
     with_config(sub.add_parser("train", help="train a model (no arguments: the tiny recipe on the bundled corpus)"))
     cfg = sub.add_parser("config", help="inspect configs").add_subparsers(dest="action", metavar="ACTION")
-    with_config(cfg.add_parser("show", help="print the resolved, validated config as YAML"))
+    cfg_show = cfg.add_parser("show", help="print the resolved, validated config as YAML")
+    with_config(cfg_show)
+    add_show_options(cfg_show)
     plug = sub.add_parser("plugins", help="inspect plugins").add_subparsers(dest="action", metavar="ACTION")
     with_config(plug.add_parser("list", help="installed plugins: source, hooks, enabled (checked like train)"))
     show = plug.add_parser("show", help="one plugin: docs, package, toggle, options, hooks, enabled")
@@ -82,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.providers.hf.commands import add_parser as add_convert_parser  # torch-free
 
     add_convert_parser(sub)
+    from plugtron.providers.peft.commands import add_parser as add_peft_parser  # torch-free
+
+    add_peft_parser(sub)
     data = sub.add_parser("data", help="prepare data").add_subparsers(dest="action", metavar="ACTION")
     from plugtron.data.preprocess.cli import add_arguments  # torch-free
 
@@ -95,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.cli.plot import add_parser as add_plot_parser  # matplotlib-free until it runs
 
     add_plot_parser(sub)
+    add_recipes_parser(sub)
     return p
 
 
@@ -140,19 +151,9 @@ def cmd_train(ns) -> int:
 
 
 def cmd_config_show(ns) -> int:
-    from plugtron.config import load_config, to_yaml
+    from plugtron.cli.recipes_cmd import cmd_config_show as show
 
-    from plugtron.config.container import world_size_from_env
-
-    config, overrides = _split_args(ns.args)
-    world_size_from_env()
-    cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False).validate()
-    from plugtron.plugin_checks import check_plugins  # the same plugin checks as train
-    from plugtron.plugin_manager import discover
-
-    check_plugins(cfg, discover())
-    sys.stdout.write(to_yaml(cfg))
-    return 0
+    return show(ns, _split_args)
 
 
 def cmd_plugins_list(ns) -> int:
@@ -190,11 +191,29 @@ def _convert(name: str):
     return run
 
 
+def _peft(name: str):
+    def run(ns) -> int:
+        from plugtron.providers.peft import commands
+
+        return getattr(commands, name)(ns)
+
+    return run
+
+
 def _migrate(name: str):
     def run(ns) -> int:
         from plugtron.migrate import cli
 
         return getattr(cli, name)(ns)
+
+    return run
+
+
+def _recipes(name: str):
+    def run(ns) -> int:
+        from plugtron.cli import recipes_cmd
+
+        return getattr(recipes_cmd, name)(ns)
 
     return run
 
@@ -221,7 +240,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from plugtron.errors import PlugtronError
 
     parser = _parser()
-    ns = parser.parse_args(argv)
+    # `train CONFIG --recipe NAME key=value`: argparse stops the positional list at an option, so
+    # what follows it comes back unparsed; it belongs to the same CONFIG/key=value list.
+    ns, rest = parser.parse_known_args(argv)
+    if rest and (not hasattr(ns, "args") or any(a.startswith("-") for a in rest)):
+        parser.parse_args(argv)  # the usual "unrecognized arguments" message and exit status 2
+    if rest:
+        ns.args = list(ns.args) + rest
     handlers = {
         ("train", None): cmd_train,
         ("config", "show"): cmd_config_show,
@@ -229,11 +254,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("plugins", "show"): cmd_plugins_show,
         ("convert", "import-hf"): _convert("cmd_import_hf"),
         ("convert", "export-hf"): _convert("cmd_export_hf"),
+        ("peft", "merge"): _peft("cmd_merge"),
+        ("peft", "export-hf"): _peft("cmd_export_hf"),
         ("data", "preprocess"): cmd_data_preprocess,
         ("plot", None): cmd_plot,
         ("migrate", "nemo2"): _migrate("cmd_nemo2"),
         ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
         ("generate", None): cmd_generate,
+        ("recipes", "list"): _recipes("cmd_list"),
+        ("recipes", "show"): _recipes("cmd_show"),
     }
     handler = handlers.get((ns.command, getattr(ns, "action", None)))
     if handler is None:
@@ -254,6 +283,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("plugtron: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (plugtron recipes list | head): nothing went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

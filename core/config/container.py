@@ -11,8 +11,16 @@ import attrs
 
 from plugtron.config._fields import iter_toggles, toggle
 from plugtron.config.data import FinetuningDatasetConfig, GPTDatasetConfig, TokenizerConfig
-from plugtron.config.extras import (CommOverlapConfig, DeepEPConfig, LoraConfig, MoETokenDropConfig, PluginSettings,
-                                    ProfilingConfig)
+from plugtron.config.extras import (
+    CommOverlapConfig,
+    DeepEPConfig,
+    FaultToleranceConfig,
+    LoraConfig,
+    MoETokenDropConfig,
+    PluginSettings,
+    ProfilingConfig,
+    StragglerDetectionConfig,
+)
 from plugtron.config.precision import PRESETS, MixedPrecisionConfig
 from plugtron.config.training import (
     CheckpointConfig,
@@ -68,7 +76,9 @@ class ConfigContainer:
     comm_overlap: Optional[CommOverlapConfig] = toggle("comm_overlap", default=None)
     moe_token_drop: Optional[MoETokenDropConfig] = toggle("moe_token_drop", default=None)
     deepep: Optional[DeepEPConfig] = toggle("deepep", default=None)
-    peft: Optional[LoraConfig] = None
+    peft: Optional[LoraConfig] = toggle("peft", default=None)
+    straggler: StragglerDetectionConfig = attrs.field(factory=StragglerDetectionConfig)
+    ft: FaultToleranceConfig = attrs.field(factory=FaultToleranceConfig)
     rng: RNGConfig = attrs.field(factory=RNGConfig)
     plugins: Dict[str, PluginSettings] = attrs.field(factory=dict)
 

@@ -14,13 +14,14 @@ class GPTDatasetConfig:
     ``blend``: dataset path prefixes (``.bin``/``.idx`` without suffix); with weights, Megatron-LM's
     alternating form ``["0.3", "/a_text_document", "0.7", "/b_text_document"]``. ``None`` with
     ``mock=False`` uses the corpus bundled with plugtron. ``split`` is ``"train,valid,test"``
-    proportions. ``sequence_length`` must equal ``model.seq_length``.
+    proportions. ``sequence_length`` unset (``null``) follows ``model.seq_length`` (the one source
+    of truth); set, it must equal it.
     """
 
     blend: Optional[List[str]] = None
     blend_per_split: Optional[List[Optional[List[str]]]] = None
     split: Optional[str] = "969,30,1"
-    sequence_length: int = 128
+    sequence_length: Optional[int] = None
     random_seed: int = 1234
     mock: bool = False
     path_to_cache: Optional[str] = None
@@ -73,10 +74,11 @@ class FinetuningDatasetConfig:
     answer (assistant) tokens and the final EOD. An example longer than ``seq_length + 1`` tokens is
     cut: first ``truncation_field`` from ``truncation_method``'s side, then the other field (chat:
     from the right). ``eval_iters`` is shared by validation and test (the guide's rule).
+    ``seq_length`` unset (``null``) follows ``model.seq_length``; set, it must equal it.
     """
 
     dataset_root: Optional[str] = None
-    seq_length: int = 2048
+    seq_length: Optional[int] = None
     seed: int = 1234
     do_validation: bool = True
     do_test: bool = True

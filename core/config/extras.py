@@ -3,7 +3,7 @@ third-party plugin settings (torch-free)."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 import attrs
 
@@ -60,6 +60,37 @@ class CommOverlapConfig:
 
 
 @attrs.define(kw_only=True)
+class StragglerDetectionConfig:
+    """Per-rank step-time outliers (Megatron Bridge ``straggler`` / ``nvrx_straggler`` sections):
+    the straggler plugin. Every ``report_interval`` iterations the ranks exchange their mean compute
+    time per step (one gather, on those iterations only) and rank 0 logs the slowest and fastest
+    ``straggler_minmax_count`` ranks and every rank whose relative performance (fastest rank's time
+    / its time) is below ``relative_perf_threshold``. With CUDA and nvidia-resiliency-ext installed
+    (``use_nvrx``), its detector's GPU kernel scores are reported too."""
+
+    log_straggler: bool = toggle("straggler", default=False)
+    report_interval: int = 100
+    straggler_minmax_count: int = 1
+    relative_perf_threshold: float = 0.7
+    stop_if_detected: bool = False
+    use_nvrx: bool = True
+
+
+@attrs.define(kw_only=True)
+class FaultToleranceConfig:
+    """Hang detection with nvidia-resiliency-ext's fault tolerance (Megatron Bridge ``ft``; former
+    NeMo ``FaultTolerance`` callback): the fault_tolerance plugin, for runs started by its
+    ``ft_launcher``. Heartbeats and ``setup``/``step``/``checkpointing`` sections go to the rank
+    monitor; with ``calc_ft_timeouts`` the section timeouts are computed from the observed times
+    (after ``min_steps_for_timeouts`` steps) and kept in the checkpoint."""
+
+    enable_ft_package: bool = toggle("fault_tolerance", default=False)
+    calc_ft_timeouts: bool = False
+    warmup_steps: int = 1  # steps outside the "step" section: the first ones are slow (compilation, caches)
+    min_steps_for_timeouts: int = 16
+
+
+@attrs.define(kw_only=True)
 class MoETokenDropConfig:
     """MoE token dropping (former MegatronTokenDropCallback; Bridge ``apply_moe_token_drop``).
     Present = the moe_token_drop plugin is on; it sets these on the model before it is built.
@@ -71,14 +102,25 @@ class MoETokenDropConfig:
 
 @attrs.define(kw_only=True)
 class LoraConfig:
-    """LoRA adapters on the named linear layers (requires ``checkpoint.pretrained_checkpoint``)."""
+    """Adapters on the named linear layers (requires ``checkpoint.pretrained_checkpoint``); present =
+    the ``peft`` plugin is on. ``method`` picks LoRA (default), DoRA (LoRA plus a learned magnitude
+    per output feature) or canonical LoRA (separate adapters for q, k, v and for gate, up).
+    ``target_modules``: Megatron names (``linear_qkv``), Hugging Face names (``qkv_proj``, ``o_proj``,
+    ``q_proj``...) or wildcards over module paths (``*.layers.0.*.linear_qkv``);
+    ``exclude_modules`` removes matches. See docs/peft.md."""
 
+    method: Literal["lora", "dora", "canonical_lora"] = "lora"
     target_modules: List[str] = attrs.field(
         factory=lambda: ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"]
     )
+    exclude_modules: List[str] = attrs.field(factory=list)
     dim: int = 32
     alpha: int = 32
     dropout: float = 0.0
+    dropout_position: Literal["pre", "post"] = "pre"
+    lora_A_init_method: Literal["xavier", "kaiming"] = "xavier"
+    lora_B_init_method: Literal["zero", "xavier", "kaiming"] = "zero"
+    a2a_experimental: bool = False
 
 
 @attrs.define(kw_only=True)

@@ -115,11 +115,19 @@ def load_config(
     from_file = yaml_io.load_file(config_path) if config_path else {}
     tree = parse_overrides(overrides, repeats_ok=repeats_ok)
     user = merge_sources(from_file, tree) if tree else from_file  # YAML and override errors before importing torch
+    make_recipe = get_recipe(recipe)  # so is an unknown recipe name
     resolve_types()
-    data = merge_sources(unstructure(get_recipe(recipe)()), user)
+    data = merge_sources(unstructure(make_recipe()), user)
+    user_set = {**leaf_paths(from_file, str(config_path)), **leaf_paths(tree, "command line")}
     sources = [f"recipe {recipe!r}"] + ([str(config_path)] if config_path else []) + (["command line"] if tree else [])
+    from plugtron.config import from_checkpoint
+
+    user_model = user.get("model") if isinstance(user.get("model"), dict) else {}
+    contradictions = from_checkpoint.apply(data, user_model, user_set)  # the checkpoint's architecture, if one is named
+    if contradictions:
+        raise ConfigError(contradictions, source=" + ".join(sources))
     cfg = structure(data, ConfigContainer, source=" + ".join(sources))
-    cfg.user_set = {**leaf_paths(from_file, str(config_path)), **leaf_paths(tree, "command line")}
+    cfg.user_set = user_set
     return cfg
 
 

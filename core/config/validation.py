@@ -89,7 +89,8 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
     cfg.world_size = world_size
     if world_size % model_parallel:
         problems.append(
-            f"model: world size {world_size} is not divisible by TP x PP x CP = {tp} x {pp} x {cp} = {model_parallel}"
+            f"model.tensor_model_parallel_size x pipeline_model_parallel_size x context_parallel_size = {tp} x "
+            f"{pp} x {cp} = {model_parallel} does not divide the world size {world_size}"
         )
         return
     dp = world_size // model_parallel
@@ -121,17 +122,27 @@ def _derive_parallel(cfg, world_size: int, problems: List[str]) -> None:
     uneven = m.num_layers_in_first_pipeline_stage is not None or m.num_layers_in_last_pipeline_stage is not None
     if m.num_layers > 0 and not uneven and m.pipeline_model_parallel_layout is None:
         chunks = pp * (vpp or 1)
-        if m.num_layers % chunks:
+        # Megatron counts the embedding / the loss as one more layer of the first / last stage when asked.
+        extra = int(bool(m.account_for_embedding_in_pipeline_split)) + int(bool(m.account_for_loss_in_pipeline_split))
+        if (m.num_layers + extra) % chunks:
+            counted = f"{m.num_layers} (+ {extra} for the embedding/loss)" if extra else str(m.num_layers)
             problems.append(
-                f"model.num_layers: {m.num_layers} is not divisible by pipeline stages x virtual stages = {chunks}"
+                f"model.num_layers: {counted} is not divisible by pipeline stages x virtual stages = {chunks}"
             )
     if vpp is not None and pp == 1:
         problems.append("model.virtual_pipeline_model_parallel_size: needs pipeline_model_parallel_size > 1")
-    seq_field = "sequence_length" if hasattr(cfg.dataset, "sequence_length") else "seq_length"
-    if getattr(cfg.dataset, seq_field) != m.seq_length:
-        problems.append(
-            f"dataset.{seq_field}: {getattr(cfg.dataset, seq_field)} differs from model.seq_length {m.seq_length}"
-        )
+
+
+def _derive_sequence_length(cfg, problems: List[str]) -> None:
+    """``model.seq_length`` is the one source of truth: an unset dataset length follows it (before
+    the dataset's own checks, e.g. packing, compare against it); a different one is an error."""
+    field = "sequence_length" if hasattr(cfg.dataset, "sequence_length") else "seq_length"
+    given, model_len = getattr(cfg.dataset, field), cfg.model.seq_length
+    if given is None:
+        setattr(cfg.dataset, field, model_len)
+    elif given != model_len:
+        problems.append(f"dataset.{field}: {given} differs from model.seq_length {model_len}; set only "
+                        f"model.seq_length (dataset.{field} follows it when unset)")
 
 
 def _derive_p2p(cfg) -> None:
@@ -265,7 +276,7 @@ def validate(cfg, world_size: int) -> None:
     if world_size < 1:
         problems.append(f"WORLD_SIZE: expected a positive integer, got {world_size}")
     bad_values = bool(problems)
-    steps = (_precision, _derive_vocab, _check_data, lambda c, p: _derive_parallel(c, world_size, p),
+    steps = (_derive_sequence_length, _precision, _derive_vocab, _check_data, lambda c, p: _derive_parallel(c, world_size, p),
              _derive_scheduler, lambda c, p: _derive_p2p(c), lambda c, p: _other_checks(c, world_size, p))
     for step in steps:
         try:
@@ -281,6 +292,10 @@ def validate(cfg, world_size: int) -> None:
         except (ValueError, AssertionError, TypeError, KeyError) as exc:
             # Megatron's own checks; a KeyError is an unknown enum name Megatron looks up.
             detail = f"unknown name {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
-            problems.append(f"model: {detail}")
+            # Megatron's message names its own attributes, not always the field: name the model fields
+            # the user set, the likely cause
+            given = sorted(p for p in getattr(cfg, "user_set", {}) if p.startswith("model."))
+            where = f" (model fields set: {', '.join(given)})" if given else ""
+            problems.append(f"model: {detail}{where}")
     if problems:
         raise ConfigError(problems)

@@ -160,17 +160,14 @@ def _fingerprint(prefixes: Sequence[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _writable_cache(path: Optional[str], prefixes: Sequence[str]) -> str:
-    """``dataset.path_to_cache`` as given, else a per-data subfolder of ``default_cache_dir()``."""
+def _writable_cache(path: Optional[str], prefixes: Sequence[str]) -> Optional[str]:
+    """``dataset.path_to_cache`` as given, else a per-data subfolder of ``default_cache_dir()``;
+    ``None`` (no cache) when some node cannot see it. Collective: see ``index_cache.prepare``."""
+    from plugtron.data import index_cache
+
     key = "dataset.path_to_cache" if path else "$PLUGTRON_CACHE_DIR (default index cache)"
     path = os.path.abspath(os.path.expanduser(path or os.path.join(default_cache_dir(), _fingerprint(prefixes))))
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"{key}: cannot create {path} for the sample-index cache ({err.strerror})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise DataError(f"{key}: {path} is not writable; the sample-index cache must be")
-    return path
+    return index_cache.prepare(path, key)
 
 
 class _NoCacheNotice(logging.Filter):
@@ -278,8 +275,11 @@ def build_datasets(cfg, tokenizer) -> Tuple[Optional[object], Optional[object], 
                 _check_split_range(lengths, mcfg.split_matrix[i], prefix, key, f"dataset.split={ds.split!r}", name)
         cls = GPTDataset
 
+    from plugtron.data.index_cache import writer_lock
+
     try:
-        out = _builder_class()(cls, sizes, lambda: True, mcfg).build()
+        with writer_lock(getattr(mcfg, "path_to_cache", None)):  # rank 0 builds, the others wait in build()
+            out = _builder_class()(cls, sizes, lambda: True, mcfg).build()
     except DataError:
         raise
     except Exception as err:  # Megatron reports with asserts; keep the message, drop the traceback

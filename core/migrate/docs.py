@@ -9,7 +9,7 @@ import sys
 from typing import List
 
 from plugtron.migrate.table import (
-    MODEL_CONFIGS, MODELS, PATHS, RECIPES, TABLE, Drop, Rule, Unsupported,
+    MODEL_CONFIGS, MODELS, PATHS, PLUGTRON_RECIPES, RECIPES, TABLE, Drop, Rule, Unsupported,
 )
 
 _INTRO = """\
@@ -125,8 +125,15 @@ def render() -> str:
         out.append("")
     out += ["### Model classes -> `model.provider`", "", "| NeMo 2.0 class | provider |", "|---|---|"]
     out += [f"| `{k}` | `{v}` |" for k, v in {**MODEL_CONFIGS, **MODELS}.items()]
-    out += ["", "### NeMo recipes (`llm.<name>`) -> `model.provider`", "", "| NeMo recipe | provider |", "|---|---|"]
-    out += [f"| `{k}` | `{v}` |" for k, v in RECIPES.items()]
+    out += ["", "### NeMo recipes (`llm.<name>`) -> `model.provider`", "",
+            "The migrated YAML names the provider; the recipe's own settings (parallelism, batch sizes, schedule, "
+            "as Megatron Bridge has them) are plugtron's recipe of that model: `--recipe <name>_pretrain`, `_sft` "
+            "(`finetune_recipe(peft_scheme=None)`) or `_peft` (`peft_scheme='lora'`; T5: pretraining only). See "
+            "[recipes.md](recipes.md).", "",
+            "| NeMo recipe | provider | plugtron recipes |", "|---|---|---|"]
+    out += [f"| `{k}` | `{v}` | " + (f"`{PLUGTRON_RECIPES[k]}_pretrain`" + (
+        ", `_sft`, `_peft`" if PLUGTRON_RECIPES[k] != "t5_220m" else "") if PLUGTRON_RECIPES[k] else "none") + " |"
+            for k, v in RECIPES.items()]
     out += ["", "### NeMo-Run paths (`migrate nemo2-overrides`)", "", "| path | construct |", "|---|---|"]
     out += [f"| `{p}.<argument>` | " + ", ".join(f"`{c}`" for c in cs) + " |" for p, cs in PATHS.items()]
     out += ["| `<argument>` (top level) | `<entry point>` |",

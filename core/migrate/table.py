@@ -116,7 +116,8 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "restore_config": Drop("RestoreConfig is migrated from its own construct"),
         "import_path": Rule("checkpoint.pretrained_checkpoint", "hf_import",
                             "hf:// import: run `plugtron convert import-hf` first (see the command in this note)"),
-        "adapter_path": Unsupported("PEFT adapter resume is not implemented in plugtron yet"),
+        "adapter_path": Rule("checkpoint.load", None,
+                             "an adapter checkpoint resumes through checkpoint.load on top of checkpoint.pretrained_checkpoint"),
     },
     "RestoreConfig": {
         "path": Rule("checkpoint.pretrained_checkpoint", "hf_import",
@@ -249,6 +250,11 @@ TABLE: Dict[str, Dict[str, Target]] = {
         "dim": "peft.dim",
         "alpha": "peft.alpha",
         "dropout": "peft.dropout",
+        "dropout_position": "peft.dropout_position",
+        "lora_A_init_method": "peft.lora_A_init_method",
+        "lora_B_init_method": "peft.lora_B_init_method",
+        "a2a_experimental": "peft.a2a_experimental",
+        "exclude_modules": "peft.exclude_modules",
     },
     # Callbacks (guide: "Callback and Utility Mappings")
     "DdpParityChecker": {"interval": "train.check_weight_hash_across_dp_replicas_interval"},  # NeMo requires interval > 0
@@ -352,8 +358,9 @@ MODEL_CONFIGS: Dict[str, str] = {
     "GPTConfig": "gpt", "LlamaConfig": "llama", "Llama2Config7B": "llama2_7b",
     "Llama3Config": "llama3", "Llama3Config8B": "llama3_8b", "Llama3Config70B": "llama3_70b",
     "Llama31Config": "llama31", "Llama31Config8B": "llama31_8b", "Llama31Config70B": "llama31_70b",
-    "Llama32Config1B": "llama32_1b", "MistralConfig7B": "mistral_7b", "Qwen2Config": "qwen2",
-    "Qwen25Config500M": "qwen25_0_5b", "Qwen25Config7B": "qwen25_7b", "MixtralConfig": "mixtral",
+    "Llama31Config405B": "llama31_405b", "Llama32Config1B": "llama32_1b", "Llama32Config3B": "llama32_3b",
+    "MistralConfig7B": "mistral_7b", "Qwen2Config": "qwen2", "Qwen25Config500M": "qwen25_0_5b",
+    "Qwen25Config7B": "qwen25_7b", "Qwen25Config72B": "qwen25_72b", "MixtralConfig": "mixtral",
     "MixtralConfig8x7B": "mixtral_8x7b", "T5Config": "t5", "T5Config220M": "t5_220m", "SSMConfig": "mamba",
     "BaseMambaConfig130M": "mamba2_130m",
 }
@@ -361,12 +368,20 @@ MODELS: Dict[str, str] = {
     "GPTModel": "gpt", "LlamaModel": "llama", "MistralModel": "mistral", "Qwen2Model": "qwen2",
     "MixtralModel": "mixtral", "T5Model": "t5", "MambaModel": "mamba",
 }
-# NeMo recipe modules (``llm.llama3_8b``) -> provider names.
+# NeMo recipe modules (``llm.llama3_8b``) -> provider names. The whole recipe (parallelism, batch,
+# schedule) is plugtron's recipe of the same model: ``--recipe <provider>_pretrain`` (see PLUGTRON_RECIPES).
 RECIPES: Dict[str, str] = {
     "llama2_7b": "llama2_7b", "llama3_8b": "llama3_8b", "llama3_70b": "llama3_70b", "llama31_8b": "llama31_8b",
-    "llama31_70b": "llama31_70b", "llama32_1b": "llama32_1b", "mistral_7b": "mistral_7b",
-    "qwen25_500m": "qwen25_0_5b", "qwen25_7b": "qwen25_7b", "mixtral_8x7b": "mixtral_8x7b", "t5_220m": "t5_220m",
-    "mamba2_130m": "mamba2_130m",
+    "llama31_70b": "llama31_70b", "llama31_405b": "llama31_405b", "llama32_1b": "llama32_1b",
+    "llama32_3b": "llama32_3b", "mistral_7b": "mistral_7b", "qwen25_500m": "qwen25_0_5b", "qwen25_7b": "qwen25_7b",
+    "qwen25_72b": "qwen25_72b", "mixtral_8x7b": "mixtral_8x7b", "t5_220m": "t5_220m", "mamba2_130m": "mamba2_130m",
+}
+# NeMo recipe modules -> plugtron recipes (``pretrain_recipe`` -> ``_pretrain``; ``finetune_recipe``
+# -> ``_sft`` with peft_scheme=None, ``_peft`` with 'lora'); None where plugtron has no recipe.
+PLUGTRON_RECIPES: Dict[str, Optional[str]] = {
+    k: (v if v in ("llama3_8b", "llama3_70b", "llama31_8b", "llama31_70b", "llama31_405b", "llama32_1b", "llama32_3b",
+                   "qwen25_0_5b", "qwen25_7b", "qwen25_72b", "mixtral_8x7b", "t5_220m") else None)
+    for k, v in RECIPES.items()
 }
 ENTRY_POINTS = ("pretrain", "finetune")
 RECIPE_FACTORIES = ("pretrain_recipe", "finetune_recipe")

@@ -142,7 +142,9 @@ def _peft_scheme(field, v, args, name):
         return []
     if isinstance(v, str) and v.lower() == "lora":
         return [(field, {}, True)]
-    raise NotMigrated(f"PEFT scheme {v!r}: plugtron's peft section is LoRA only")
+    if isinstance(v, str) and v.lower() == "dora":
+        return [(field, {"method": "dora"}, True)]
+    raise NotMigrated(f"PEFT scheme {v!r}: plugtron's peft section has LoRA, DoRA and canonical LoRA")
 
 
 def _section(field, v, args, name):

@@ -92,10 +92,13 @@ def set_seeds(cfg) -> None:
 
 def build_model(cfg) -> List[torch.nn.Module]:
     """This rank's model chunks (one per virtual pipeline stage), precision-wrapped and in DDP."""
+    return wrap_chunks(cfg, build_chunks(cfg))
+
+
+def build_chunks(cfg) -> List[torch.nn.Module]:
+    """This rank's bare Megatron model chunks (one per virtual pipeline stage), on the CPU."""
     from megatron.core import parallel_state as ps
     from megatron.core import tensor_parallel
-    from megatron.core.distributed import DistributedDataParallel
-    from megatron.core.transformer.module import Float16Module
 
     provider = cfg.model
     vpp = provider.virtual_pipeline_model_parallel_size if ps.get_pipeline_model_parallel_world_size() > 1 else None
@@ -110,9 +113,19 @@ def build_model(cfg) -> List[torch.nn.Module]:
         chunk.model_type = getattr(chunk, "model_type", None)
         for p in chunk.parameters():
             tensor_parallel.set_defaults_if_not_set_tensor_model_parallel_attributes(p)
-        if torch.cuda.is_available():
-            chunk.cuda(torch.cuda.current_device())
         chunks.append(chunk)
+    return chunks
+
+
+def wrap_chunks(cfg, chunks: List[torch.nn.Module]) -> List[torch.nn.Module]:
+    """Chunks on the GPU (if any), in the precision wrapper for fp16/bf16, then in DDP (which
+    allocates gradient buffers for the parameters that require a gradient)."""
+    from megatron.core.distributed import DistributedDataParallel
+    from megatron.core.transformer.module import Float16Module
+
+    provider = cfg.model
+    if torch.cuda.is_available():
+        chunks = [c.cuda(torch.cuda.current_device()) for c in chunks]
     if provider.fp16 or provider.bf16:
         # Megatron trains half precision only inside Float16Module (fp32 main params live in the
         # optimizer); without it matmuls see mixed dtypes.

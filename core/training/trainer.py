@@ -16,7 +16,6 @@ from typing import Any, Dict, List, Optional
 from plugtron import distributed
 from plugtron.checkpointing.manager import Checkpointer
 from plugtron.checkpointing.paths import check_before_training as check_checkpoint_paths
-from plugtron.errors import ConfigError
 from plugtron.training import setup
 from plugtron.training.flops import num_floating_point_operations
 from plugtron.training.metrics import LogWindow, StepMetrics, format_log
@@ -37,10 +36,6 @@ class Trainer:
         from plugtron.plugin_manager import PluginManager
 
         cfg.validate(world_size)
-        if cfg.peft is not None:  # no adapter plugin yet: the run would silently update every weight
-            raise ConfigError(["peft: adapter training (LoRA, DoRA, canonical LoRA) is not implemented yet, and "
-                               "without it this run would train every weight; remove the peft section to fine-tune "
-                               "the full model (config show still validates PEFT configs)"])
         machine.check(cfg)
         self.cfg = cfg
         self.hooks = (plugin_manager or PluginManager()).load(cfg)
@@ -62,9 +57,13 @@ class Trainer:
         self.hooks.configure_model(cfg, cfg.model)
         cfg.model.finalize()  # plugins may have changed the provider: re-run Megatron's checks
         setup.set_seeds(cfg)
-        state.model = setup.build_model(cfg)
-        state.optimizer, state.scheduler = setup.build_optimizer(cfg, state.model)
         self.checkpointer = Checkpointer(cfg, self.hooks)
+        chunks = setup.build_chunks(cfg)
+        if cfg.peft is not None:  # the base weights first: adapters wrap (and DoRA measures) them
+            self.checkpointer.load_pretrained(chunks)
+        self.hooks.transform_model(cfg, chunks)  # before DDP and the optimizer see the parameters
+        state.model = setup.wrap_chunks(cfg, chunks)
+        state.optimizer, state.scheduler = setup.build_optimizer(cfg, state.model)
         self.before_optimizer_step = partial(self.hooks.on_before_optimizer_step, state)  # bound once, not per step
         self._load_checkpoint()  # before the data: the stream continues at the consumed samples
         self.data = build_run_data(cfg, state)
@@ -84,12 +83,14 @@ class Trainer:
 
     def _load_checkpoint(self) -> None:
         """Resume from ``checkpoint.load`` if it holds a checkpoint, else start from
-        ``checkpoint.pretrained_checkpoint`` weights if given (Megatron Bridge's precedence)."""
+        ``checkpoint.pretrained_checkpoint`` weights if given (Megatron Bridge's precedence). With
+        ``peft`` the pretrained base is always loaded (before the transform) and a checkpoint holds
+        the trainable parameters only."""
         ck = self.cfg.checkpoint
         resumed = self.checkpointer.resume(self.state) if ck.load else None
         self.resumed_from = resumed
-        if resumed is None and ck.pretrained_checkpoint:
-            self.checkpointer.load_pretrained(self.state)
+        if resumed is None and ck.pretrained_checkpoint and self.cfg.peft is None:  # peft: loaded before the transform
+            self.checkpointer.load_pretrained(self.state.model, self.state.optimizer)
 
     # ---- the loop ----------------------------------------------------------------------------------
     def train(self) -> Dict[str, Any]:

@@ -1,0 +1,113 @@
+"""CPU-sized recipes: ``tiny`` (what ``plugtron train`` runs with no arguments), one small model per
+family (``tiny_llama``, ``tiny_qwen2``, ``tiny_mixtral``, ``tiny_gpt2``, ``tiny_t5``) and ``none``.
+
+Each trains on the byte-level corpus bundled with plugtron with the family's real architecture
+(its provider class: RoPE/RMSNorm/SwiGLU for Llama, QKV biases for Qwen2, top-2 experts for
+Mixtral, learned positions and tied embeddings for GPT-2, encoder-decoder span corruption for T5)
+at a size whose 60 iterations (``tiny``: 300) show the loss falling within a minute or so on 2 CPU
+cores. ``vocab_size`` is left to the tokenizer (257 byte ids), so the families' 32k-152k
+vocabularies do not dominate the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+SEQ = 128
+
+
+def _container(model, iters: int = 60, lr: float = 2e-3, mbs: int = 4, gbs: int = 16, log_interval: int = 10,
+               warmup: int = 6, eval_interval: int = 30):
+    from megatron.core.distributed import DistributedDataParallelConfig
+    from megatron.core.optimizer import OptimizerConfig
+
+    from plugtron.config import (
+        CheckpointConfig, ConfigContainer, GPTDatasetConfig, LoggerConfig, SchedulerConfig, TokenizerConfig,
+        TrainingConfig,
+    )
+
+    return ConfigContainer(
+        model=model,
+        train=TrainingConfig(micro_batch_size=mbs, global_batch_size=gbs, train_iters=iters, eval_interval=eval_interval,
+                             eval_iters=5),
+        optimizer=OptimizerConfig(optimizer="adam", lr=lr, min_lr=lr / 10, weight_decay=0.1, adam_beta2=0.95, clip_grad=1.0),
+        scheduler=SchedulerConfig(lr_decay_style="cosine", lr_warmup_iters=warmup),
+        dataset=GPTDatasetConfig(split="949,50,1"),  # sequence_length follows model.seq_length
+        tokenizer=TokenizerConfig(tokenizer_type="ByteLevelTokenizer"),
+        ddp=DistributedDataParallelConfig(),
+        checkpoint=CheckpointConfig(),
+        logger=LoggerConfig(log_interval=log_interval),
+    )
+
+
+# What every CPU-sized model shares: no dropout, CPU initialisation, Megatron's local layers.
+_CPU: Dict[str, Any] = dict(seq_length=SEQ, hidden_dropout=0.0, attention_dropout=0.0, init_method_std=0.02,
+                            use_cpu_initialization=True, transformer_impl="local", make_vocab_size_divisible_by=64)
+
+
+def tiny():
+    """A 4-layer RoPE/RMSNorm GPT (hidden 128), 300 iterations: ``plugtron train`` with no arguments."""
+    from plugtron.providers.gpt import GPTModelProvider
+
+    return _container(GPTModelProvider(
+        num_layers=4, hidden_size=128, num_attention_heads=4, position_embedding_type="rope", normalization="RMSNorm",
+        add_bias_linear=False, **_CPU), iters=300, log_interval=20, warmup=20, eval_interval=100)
+
+
+def tiny_llama():
+    """Llama architecture (RoPE base 500000, RMSNorm, SwiGLU, grouped-query attention 4:2), 4 layers of 128."""
+    from plugtron.providers.llama import Llama3Provider
+
+    return _container(Llama3Provider(num_layers=4, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                     ffn_hidden_size=352, vocab_size=None, **_CPU))
+
+
+def tiny_qwen2():
+    """Qwen2 architecture (QKV biases, RoPE base 1e6, RMSNorm eps 1e-6, tied embeddings), 4 layers of 128."""
+    from plugtron.providers.families import Qwen2Provider
+
+    return _container(Qwen2Provider(num_layers=4, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                    ffn_hidden_size=352, share_embeddings_and_output_weights=True, **_CPU))
+
+
+def tiny_mixtral():
+    """Mixtral architecture: each MLP a top-2-of-4 mixture of SwiGLU experts, 2 layers of 128."""
+    from plugtron.providers.families import MixtralProvider
+
+    return _container(MixtralProvider(num_layers=2, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                      ffn_hidden_size=256, num_moe_experts=4, vocab_size=None, **_CPU))
+
+
+def tiny_gpt2():
+    """GPT-2 architecture (learned positions, LayerNorm, tanh-GELU, biases, tied embeddings), 4 layers of 128."""
+    from plugtron.providers.families import GPT2Provider
+
+    return _container(GPT2Provider(num_layers=4, hidden_size=128, num_attention_heads=4, **_CPU))
+
+
+def tiny_t5():
+    """T5 encoder-decoder (2 + 2 layers of 64) on span corruption: encoder 128, decoder 64 tokens."""
+    from plugtron.providers.t5 import T5ModelProvider
+
+    return _container(T5ModelProvider(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=128,
+                                      seq_length_dec=64, **{**_CPU, "make_vocab_size_divisible_by": 8}),
+                      lr=3e-3, mbs=4, gbs=8)
+
+
+def defaults():
+    """Megatron Bridge's defaults with nothing filled in (the model must be given)."""
+    from plugtron.config import ConfigContainer
+
+    return ConfigContainer()
+
+
+# name -> (function name, one line for ``plugtron recipes list``)
+RECIPES = {
+    "tiny": ("tiny", "4-layer GPT on the bundled corpus, 300 iterations on CPU (the default)"),
+    "tiny_llama": ("tiny_llama", "Llama architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
+    "tiny_qwen2": ("tiny_qwen2", "Qwen2 architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
+    "tiny_mixtral": ("tiny_mixtral", "Mixtral architecture (4 experts, top-2), 2 layers of 128, 60 iterations on CPU"),
+    "tiny_gpt2": ("tiny_gpt2", "GPT-2 architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
+    "tiny_t5": ("tiny_t5", "T5 encoder-decoder, 2+2 layers of 64, span corruption, 60 iterations on CPU"),
+    "none": ("defaults", "Megatron Bridge's defaults, nothing filled in (give the model yourself)"),
+}

@@ -1,0 +1,184 @@
+"""The adapter modules and how they attach to Megatron's parallel linear layers.
+
+An adapted layer keeps its own parameters and names (``linear_qkv.weight``: the base checkpoint
+loads as is) and gains a child ``peft_adapter``; its class becomes a subclass of its own class
+with ``forward`` and ``sharded_state_dict`` extended (``adapt``), so Megatron code that checks
+``isinstance(layer, ColumnParallelLinear)`` still sees what it expects.
+
+Tensor parallelism follows the wrapped layer. Column-parallel base (output split over TP, input
+whole): A is column-parallel with its output gathered (``dim`` split), B column-parallel like the
+base, so each rank adds its own output rows. Row-parallel base (input split, output reduced): A is
+row-parallel (its output all-reduced: one extra all-reduce of ``[tokens, dim]`` per layer), B
+column-parallel with its output gathered. Megatron's own layers carry the autograd collectives.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import List, Optional
+
+import torch
+from megatron.core import parallel_state as ps
+from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
+
+ADAPTER = "peft_adapter"
+
+
+def _init(method: str):
+    if method == "zero":
+        return torch.nn.init.zeros_
+    if method == "kaiming":
+        return lambda w: torch.nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+    return torch.nn.init.xavier_normal_
+
+
+def adapter_config(base_config):
+    """The wrapped layer's config for the adapter's layers: no sequence parallelism (the adapter
+    sees the layer's own input), real initialization, on the CPU from the whole matrix (so every
+    TP layout starts from the same adapters; the chunks move to the GPU afterwards)."""
+    cfg = copy.copy(base_config)
+    cfg.sequence_parallel = False
+    cfg.perform_initialization = True
+    cfg.use_cpu_initialization = True
+    cfg.gradient_accumulation_fusion = False
+    return cfg
+
+
+class LowRank(torch.nn.Module):
+    """``B(A(x))`` for one output block (a whole layer, or q/k/v or gate/up of a fused one)."""
+
+    def __init__(self, config, in_features: int, out_features: int, dim: int, row_parallel: bool,
+                 a_init: str, b_init: str):
+        super().__init__()
+        if row_parallel:
+            self.linear_in = RowParallelLinear(in_features, dim, config=config, init_method=_init(a_init), bias=False,
+                                               input_is_parallel=True, skip_bias_add=True)
+            self.linear_out = ColumnParallelLinear(dim, out_features, config=config, init_method=_init(b_init),
+                                                   bias=False, gather_output=True)
+        else:
+            self.linear_in = ColumnParallelLinear(in_features, dim, config=config, init_method=_init(a_init),
+                                                  bias=False, gather_output=True)
+            self.linear_out = ColumnParallelLinear(dim, out_features, config=config, init_method=_init(b_init),
+                                                   bias=False, gather_output=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_out(self.linear_in(x)[0])[0]
+
+
+def _gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """All TP ranks' row blocks of ``t`` concatenated (no gradient: used for norms and merging)."""
+    n = ps.get_tensor_model_parallel_world_size()
+    if n == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(n)]
+    torch.distributed.all_gather(parts, t.contiguous(), group=ps.get_tensor_model_parallel_group())
+    return torch.cat(parts, 0)
+
+
+class Adapter(torch.nn.Module):
+    """The adapter of one layer: LoRA, DoRA (``magnitude`` set) or canonical LoRA (several blocks).
+
+    ``blocks`` maps a part name (``whole`` for the whole layer; ``q``/``k``/``v``, ``gate``/``up``) to
+    its ``LowRank``; ``combine`` puts the blocks' outputs into the layer's output layout."""
+
+    def __init__(self, blocks: dict, combine, scale: float, dropout: float, dropout_position: str,
+                 row_parallel: bool):
+        super().__init__()
+        self.blocks = torch.nn.ModuleDict(blocks)
+        self.combine, self.scale, self.row_parallel = combine, scale, row_parallel
+        self.dropout = torch.nn.Dropout(dropout) if dropout > 0 else torch.nn.Identity()
+        self.dropout_position = dropout_position
+        self.magnitude: Optional[torch.nn.Parameter] = None
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        """``scale * B A x`` in the layer's output layout."""
+        if self.dropout_position == "pre":
+            x = self.dropout(x)
+        out = self.combine({name: block(x) for name, block in self.blocks.items()})
+        out = out * self.scale
+        return self.dropout(out) if self.dropout_position == "post" else out
+
+    def delta_weight(self) -> torch.Tensor:
+        """``scale * B A`` as this rank's shard of the layer's weight (same shape)."""
+        def full_b(block):  # row-parallel: B's rows are split although the layer's output is whole
+            w = block.linear_out.weight
+            return _gather_rows(w) if self.row_parallel else w
+
+        out = self.combine({name: (full_b(b) @ (b.linear_in.weight if self.row_parallel else _gather_rows(b.linear_in.weight))).t()
+                            for name, b in self.blocks.items()}).t()
+        return out * self.scale
+
+    def weight_norm(self, weight: torch.Tensor) -> torch.Tensor:
+        """DoRA: the norm of each output row of ``W + scale B A`` over the whole input (a TP
+        all-reduce for a row-parallel layer). Detached, as the DoRA paper (sec. 4.3) and HF PEFT do."""
+        with torch.no_grad():
+            sq = (weight.float() + self.delta_weight().float()).pow(2).sum(1)
+            if self.row_parallel and ps.get_tensor_model_parallel_world_size() > 1:
+                torch.distributed.all_reduce(sq, group=ps.get_tensor_model_parallel_group())
+            return sq.sqrt().to(weight.dtype)
+
+
+class AdaptedLinear:
+    """Mixed into an adapted layer's class (see ``adapt``)."""
+
+    def forward(self, input_, *args, **kwargs):
+        out, bias = super().forward(input_, *args, **kwargs)
+        adapter = getattr(self, ADAPTER)
+        if adapter.magnitude is None:  # LoRA, canonical LoRA
+            return out + adapter.delta(input_), bias
+        # DoRA: m / |W + sBA| * (W x + sBA x); a bias added inside the layer stays outside the scaling
+        inner = self.bias if (self.bias is not None and not self.skip_bias_add) else None
+        base = out - inner if inner is not None else out
+        scaled = (adapter.magnitude / adapter.weight_norm(self.weight)) * (base + adapter.delta(input_))
+        return (scaled + inner if inner is not None else scaled), bias
+
+    def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
+        from megatron.core.transformer.utils import make_sharded_tensors_for_checkpoint, sharded_state_dict_default
+
+        adapter = self._modules.pop(ADAPTER)  # the layer's own tensors under its own keys
+        try:
+            sd = super().sharded_state_dict(prefix, sharded_offsets, metadata)
+        finally:
+            self._modules[ADAPTER] = adapter
+        for name, block in adapter.blocks.items():
+            for side in ("linear_in", "linear_out"):
+                sd.update(sharded_state_dict_default(getattr(block, side), f"{prefix}{ADAPTER}.blocks.{name}.{side}.",
+                                                     sharded_offsets, metadata))
+        if adapter.magnitude is not None:  # split over TP like the layer's output rows
+            sd.update(make_sharded_tensors_for_checkpoint({"magnitude": adapter.magnitude}, f"{prefix}{ADAPTER}.",
+                                                          {} if adapter.row_parallel else {"magnitude": 0},
+                                                          sharded_offsets, dp_cp_group=(metadata or {}).get("dp_cp_group")))
+        return sd
+
+
+def adapt(layer, adapter: Adapter, dora: bool) -> None:
+    """Attach ``adapter`` to ``layer`` in place (its base parameters frozen)."""
+    for p in layer.parameters():
+        p.requires_grad_(False)
+    layer.add_module(ADAPTER, adapter)
+    if dora:
+        from megatron.core.tensor_parallel.layers import set_tensor_model_parallel_attributes
+
+        with torch.no_grad():
+            norm = adapter.weight_norm(layer.weight)
+        adapter.magnitude = torch.nn.Parameter(norm.clone())  # B = 0 at the start: m = |W|, the output unchanged
+        set_tensor_model_parallel_attributes(adapter.magnitude, is_parallel=not adapter.row_parallel, dim=0, stride=1)
+    base = type(layer)
+    if base not in _ADAPTED_CLASSES:
+        _ADAPTED_CLASSES[base] = type(f"Adapted{base.__name__}", (AdaptedLinear, base), {})
+    layer.__class__ = _ADAPTED_CLASSES[base]
+
+
+_ADAPTED_CLASSES: dict = {}  # one adapted subclass per layer class
+
+
+def unadapt(layer) -> None:
+    """Remove the adapter (after merging it into the weight): the plain layer again."""
+    delattr(layer, ADAPTER)
+    layer.__class__ = [c for c in type(layer).__mro__[1:] if not issubclass(c, AdaptedLinear)][0]
+
+
+def adapted_layers(model) -> List[tuple]:
+    """``(path, layer)`` of every adapted layer in ``model``."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, AdaptedLinear)]

@@ -1,0 +1,116 @@
+"""An adapter checkpoint back into a model: rebuild the base with the run's adapters and load them
+(``adapted_model``), fold them into the base weights (``fold``), and write a normal plugtron
+checkpoint (``merge``: what ``plugtron peft merge`` runs). One process, tensor parallel size 1; the
+checkpoints reshard on load, so adapters trained at any TP/PP merge the same way."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import torch
+
+from plugtron.checkpointing import contents, layout
+from plugtron.errors import CheckpointError
+from plugtron.providers.peft.adapters import adapted_layers, unadapt
+
+log = logging.getLogger("plugtron")
+
+
+def read_adapter_checkpoint(root: str) -> Tuple[Path, object]:
+    """(verified checkpoint directory, its run config) of an adapter checkpoint; clear errors for
+    anything else (a full checkpoint, a missing base)."""
+    from plugtron.config import from_yaml
+    from plugtron.providers.hf import megatron_side
+
+    path = megatron_side.checkpoint_dir(Path(root))  # resolves, verifies the manifest, restricted .metadata
+    ts_path = path / layout.TRAIN_STATE  # an import has none: no run saved it
+    ts = contents.load_weights_only(str(ts_path)) if ts_path.is_file() else {}
+    if not ts.get("adapter_only"):
+        raise CheckpointError(f"{path}: not an adapter checkpoint (no peft run saved it); a full checkpoint needs no merge")
+    cfg = from_yaml((path / layout.RUN_CONFIG).read_text(encoding="utf-8"), source=str(path / layout.RUN_CONFIG))
+    base = cfg.checkpoint.pretrained_checkpoint
+    if not base or not os.path.exists(base):
+        raise CheckpointError(f"{path}: its base checkpoint {base!r} (checkpoint.pretrained_checkpoint in its "
+                              f"run_config.yaml) is not there; the adapters need it")
+    return path, cfg
+
+
+@contextlib.contextmanager
+def adapted_model(root: str) -> Iterator[Tuple[object, object, torch.nn.Module, Path]]:
+    """``(run config, provider, model, checkpoint dir)``: the base model with the checkpoint's
+    adapters loaded, inside a one-process Megatron world (torn down on exit)."""
+    from megatron.core import dist_checkpointing
+
+    from plugtron.checkpointing.safe_pickle import safe_loads
+    from plugtron.providers.hf import megatron_side
+    from plugtron.providers.peft.transform import apply_peft
+
+    path, cfg = read_adapter_checkpoint(root)
+    with megatron_side.megatron_world(1):
+        provider, model = megatron_side.load_model(Path(cfg.checkpoint.pretrained_checkpoint), tp=1)
+        apply_peft(cfg.peft, provider, [model])
+        keep = contents.trainable_names(model)
+        sd = {k: v for k, v in model.sharded_state_dict(metadata=dict(contents.SHARDED_METADATA)).items() if k in keep}
+        try:
+            with safe_loads():
+                loaded = dist_checkpointing.load({"model": sd}, str(path))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # torch's CheckpointException is a BaseException
+            raise CheckpointError(f"{path}: cannot load the adapters ({type(exc).__name__}: {str(exc)[:300]})") from None
+        contents.restore_model([model], loaded, trainable_only=True)
+        model.eval()
+        yield cfg, provider, model, path
+
+
+def merged_weight(layer) -> torch.Tensor:
+    """The weight that computes what the adapted layer computes (this rank's shard)."""
+    adapter = layer.peft_adapter
+    with torch.no_grad():
+        w = layer.weight + adapter.delta_weight().to(layer.weight.dtype)
+        if adapter.magnitude is not None:  # DoRA: m / |W + sBA| per output row
+            w = w * (adapter.magnitude / adapter.weight_norm(layer.weight)).unsqueeze(1)
+    return w
+
+
+def fold(model) -> int:
+    """Merge every adapter into its layer's weight and remove it; returns how many."""
+    layers = adapted_layers(model)
+    for _, layer in layers:
+        w = merged_weight(layer)
+        with torch.no_grad():
+            layer.weight.copy_(w)
+        unadapt(layer)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return len(layers)
+
+
+def check_new_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"{out}: exists and is not an empty directory; choose a new output directory")
+
+
+def merge(adapter_ckpt: str, out_dir: str) -> Path:
+    """Write ``out_dir`` (a plugtron checkpoint like an import: ``iter_0000000``) with the adapters
+    of ``adapter_ckpt`` folded into its base; ``plugtron convert export-hf`` reads it."""
+    from plugtron.providers.hf import megatron_side
+
+    out = Path(out_dir)
+    check_new_dir(out)
+    with adapted_model(adapter_ckpt) as (cfg, provider, model, path):
+        n = fold(model)
+        base_dir = megatron_side.checkpoint_dir(Path(cfg.checkpoint.pretrained_checkpoint))
+        hf_config = None
+        if (base_dir / megatron_side.HF_CONFIG).is_file():  # an imported base: export-hf keeps its config.json
+            hf_config = json.loads((base_dir / megatron_side.HF_CONFIG).read_text(encoding="utf-8"))
+        megatron_side.save(model, provider, out, hf_config=hf_config)
+    log.info(f"peft merge: folded {n} adapters of {path} into {base_dir}; wrote {out}")
+    return out
+
+
