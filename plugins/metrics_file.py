@@ -2,10 +2,11 @@
 (replaces the former NeMo / Lightning ``CSVLogger``'s ``metrics.csv``). On by default.
 
 Toggle: ``logger.metrics_file``. The file is ``<logger.metrics_dir>/metrics.jsonl``; without
-``metrics_dir`` it is ``<checkpoint.save>/metrics.jsonl`` (next to the checkpoints it belongs to),
-and when nothing is saved, ``<system temp dir>/plugtron-runs/<UTC time>-<pid>/metrics.jsonl`` - a
-run that saves nothing cannot be resumed, so each such run gets its own file; the path is logged at
-the start. Written on global rank 0 only.
+``metrics_dir`` it is ``<checkpoint.save>/metrics.jsonl`` (next to the checkpoints it belongs to);
+the path is logged at the start. A run that saves nothing and sets no ``metrics_dir`` writes no file
+(it says so at the start): it leaves nothing behind, which is what tests and throwaway runs from
+Python want. ``plugtron train`` always has a directory (``checkpoint.runs_dir``). Written on global
+rank 0 only.
 
 Lines: ``{"kind": "train", "iteration": ..., <the on_log record>}`` and
 ``{"kind": "valid"|"test", "iteration": ..., "loss": ..., "ppl": ...}``.
@@ -25,19 +26,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from plugtron.hookspecs import hookimpl
 from plugtron.metrics_records import FILE_NAME, encode, read_records  # noqa: F401  (read_records: for callers)
-from plugtron.metrics_records import output_dir as metrics_dir
 from plugtron.plugins.teardown import ReleaseAtEnd
 
 log = logging.getLogger("plugtron")
 
 
+def metrics_dir(config) -> Optional[str]:
+    """The directory ``metrics.jsonl`` goes to, ``None`` when the run saves nothing (see the module
+    doc); creates no directory."""
+    return config.logger.metrics_dir or config.checkpoint.save or None
+
+
 class MetricsFile(ReleaseAtEnd):  # release() at on_train_end and on_exception
     def __init__(self, config):
-        self.path = os.path.join(metrics_dir(config), FILE_NAME)
+        where = metrics_dir(config)
+        self.path = os.path.join(where, FILE_NAME) if where else None
         self._file = None
 
     def _truncate_after(self, iteration: int) -> int:
@@ -68,6 +75,9 @@ class MetricsFile(ReleaseAtEnd):  # release() at on_train_end and on_exception
     @hookimpl
     def on_train_start(self, state):
         if not state.is_rank0:
+            return
+        if self.path is None:
+            log.info("metrics file: not written (this run saves nothing; set logger.metrics_dir or checkpoint.save)")
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         dropped = self._truncate_after(state.iteration)

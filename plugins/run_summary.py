@@ -61,11 +61,15 @@ class RunSummary:
             save = os.path.abspath(cfg.checkpoint.save)
             lines.append(f"  checkpoints: {save}")
             lines.append(f"  resume: plugtron train <the same config and overrides> checkpoint.load={save}")
+            lines.append(f"  generate: plugtron generate {save} --prompt 'Some text'")
         else:
             lines.append("  checkpoints: none saved (set checkpoint.save=DIR to save and be able to resume)")
         out = os.path.abspath(output_dir(cfg))  # the same directory the plugins wrote to
         if cfg.logger.metrics_file:
-            lines.append(f"  metrics: {os.path.join(out, 'metrics.jsonl')} (plot: plugtron plot {out})")
+            if cfg.logger.metrics_dir or cfg.checkpoint.save:
+                lines.append(f"  metrics: {os.path.join(out, 'metrics.jsonl')} (plot: plugtron plot {out})")
+            else:
+                lines.append("  metrics: not written (nothing saved; set logger.metrics_dir=DIR)")
         if cfg.logger.tensorboard_dir:
             lines.append(f"  tensorboard: tensorboard --logdir {os.path.abspath(cfg.logger.tensorboard_dir)}")
         if cfg.logger.wandb_project:

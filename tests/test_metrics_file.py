@@ -1,6 +1,7 @@
 """The metrics_file plugin: one JSON line per log record and eval, exactly once per iteration across
 a crash and resume, in the documented place."""
 
+import logging
 import os
 
 import pytest
@@ -59,10 +60,15 @@ def test_one_record_per_iteration_across_crash_and_resume(tmp_path):
         assert {"kind", "iteration", "loss"} <= set(r)
 
 
-def test_default_location_without_save_is_a_fresh_temp_dir(tmp_path):
-    cfg = load_config(None, SMALL)
-    d = metrics_dir(cfg)
-    assert "plugtron-runs" in d and str(os.getpid()) in d
+def test_location_follows_save_and_nothing_saved_writes_nothing(tmp_path, caplog, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, SMALL + ["train.train_iters=2"])
+    assert metrics_dir(cfg) is None
+    pm = PluginManager()
+    with caplog.at_level(logging.INFO, logger="plugtron"):
+        train(cfg, plugin_manager=pm)
+    assert "metrics_file" in pm.loaded and "metrics file: not written (this run saves nothing" in caplog.text
+    assert os.listdir(tmp_path) == []  # a run that saves nothing leaves nothing behind
     cfg = load_config(None, SMALL + [f"checkpoint.save={tmp_path}"])
     assert metrics_dir(cfg) == str(tmp_path)
     cfg = load_config(None, SMALL + [f"checkpoint.save={tmp_path}", f"logger.metrics_dir={tmp_path / 'm'}"])

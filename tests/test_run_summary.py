@@ -26,6 +26,7 @@ def test_summary_names_checkpoints_metrics_and_resume(tmp_path, caplog):
     assert f"tokens seen in this run: {4 * 8 * 64:,}" in summary
     assert f"checkpoints: {tmp_path}" in summary
     assert f"resume: plugtron train <the same config and overrides> checkpoint.load={tmp_path}" in summary
+    assert f"generate: plugtron generate {tmp_path} --prompt" in summary
     assert f"metrics: {tmp_path / 'metrics.jsonl'}" in summary and (tmp_path / "metrics.jsonl").exists()
     assert "best" in summary and "n/a" not in summary  # train and valid losses were seen
 
@@ -33,4 +34,6 @@ def test_summary_names_checkpoints_metrics_and_resume(tmp_path, caplog):
 def test_summary_says_when_nothing_was_saved(caplog):
     summary, _ = _run(caplog, "logger.metrics_file=false")
     assert "checkpoints: none saved (set checkpoint.save=DIR" in summary
-    assert "metrics:" not in summary
+    assert "metrics:" not in summary and "generate:" not in summary
+    summary, _ = _run(caplog)
+    assert "metrics: not written (nothing saved; set logger.metrics_dir=DIR)" in summary

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 
 from plugtron import distributed
 from plugtron.checkpointing import contents as ckstate
-from plugtron.checkpointing import layout, manifest, safe_pickle
+from plugtron.checkpointing import layout, manifest, safe_pickle, schedule_check
 from plugtron.checkpointing import plugin_states as plugin_state_files
 from plugtron.errors import CheckpointError
 
@@ -114,6 +114,11 @@ def load_into(ckptr, state, ckpt_dir: str) -> None:
         )
         what = "model and optimizer state" if with_opt else "model weights"
         loaded = _dist_load(ck, sd, ckpt_dir, what, hint)
+    if with_opt and "opt_param_scheduler" in loaded:  # same values on every rank: all raise together
+        problems = schedule_check.mismatches(state.scheduler, loaded["opt_param_scheduler"],
+                                             ckptr.cfg.train.global_batch_size)
+        if problems:
+            raise CheckpointError(schedule_check.message(ckpt_dir, problems, ckptr.cfg.train.train_iters))
     ckstate.restore_model(state.model, loaded, trainable_only=ckstate.adapter_only(ckptr.cfg))
     if with_opt or main_only:
         ckstate.restore_optimizer(state, loaded, main_params_only=main_only)

@@ -7,12 +7,14 @@
     plugtron plugins list [CONFIG.yaml] [key=value ...] installed plugins and whether enabled
     plugtron plugins show NAME [CONFIG.yaml] [...]      one plugin: docs, options, hooks, enabled
     plugtron --traceback ... / --trace-hooks[=all] ...   full traceback on errors / log every hook call
+    plugtron --version                                   the installed plugtron version
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
     plugtron convert export-hf CKPT_DIR HF_DIR          plugtron checkpoint -> Hugging Face model
     plugtron peft merge ADAPTER_CKPT OUT_DIR            adapters folded into their base (a checkpoint)
     plugtron peft export-hf ADAPTER_CKPT OUT_DIR        adapters in Hugging Face PEFT's layout
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
+    plugtron generate CKPT --prompt TEXT [...]           text from a checkpoint's model (greedy or sampled)
     plugtron plot RUN_DIR [RUN_DIR ...] [-o OUT.png]    loss and throughput of runs' metrics.jsonl as a PNG
 
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
@@ -45,8 +47,22 @@ def _split_args(args: Sequence[str]) -> Tuple[Optional[str], List[str]]:
     return config, overrides
 
 
+def _version() -> str:
+    """The installed distribution's version: package metadata only, so no torch import."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("plugtron")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plugtron", description="Plugin-first LLM training on Megatron-Core.")
+    p.add_argument("--version", action="version", version=f"plugtron {_version()}",
+                   help="print plugtron's version (from the installed package's metadata) and exit")
+    p.add_argument("--verbose", action="store_true",
+                   help="show every warning (also Megatron's and torch's that plugtron hides) and debug logs")
     p.add_argument("--traceback", action="store_true",
                    help=f"on an error, print the full Python traceback too (or set {TRACEBACK_ENV}=1)")
     p.add_argument("--trace-hooks", nargs="?", const="1", choices=["1", "all"], metavar="all",
@@ -83,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.migrate.cli import add_parser as add_migrate_parser  # torch-free
 
     add_migrate_parser(sub)
+    from plugtron.cli.generate_cmd import add_parser as add_generate_parser  # torch-free
+
+    add_generate_parser(sub)
     from plugtron.cli.plot import add_parser as add_plot_parser  # matplotlib-free until it runs
 
     add_plot_parser(sub)
@@ -90,15 +109,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging() -> None:
+def _setup_logging(verbose: bool = False) -> None:
+    """plugtron's log lines on rank 0; Megatron's logs at WARNING and the warnings no user can act
+    on hidden (``plugtron.platform.quiet``), unless ``verbose``: then everything, plugtron at DEBUG."""
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="[plugtron] %(message)s", stream=sys.stdout)
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=logging.DEBUG if verbose else level, format="[plugtron] %(message)s", stream=sys.stdout)
     for noisy in ("megatron", "megatron.core"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    import warnings
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
+    from plugtron.platform import quiet  # torch-free
 
-    warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
-    warnings.filterwarnings("ignore", module="megatron.*")
+    if not verbose:
+        quiet.install()
+
+
+def apply_logging_level(cfg) -> None:
+    """``logger.logging_level`` 10 (DEBUG) turns verbose mode on once the config is read."""
+    if cfg.logger.logging_level <= logging.DEBUG:
+        from plugtron.platform import quiet
+
+        quiet.uninstall()
+        logging.getLogger().setLevel(logging.DEBUG)
+        for noisy in ("megatron", "megatron.core"):
+            logging.getLogger(noisy).setLevel(logging.INFO)
 
 
 def cmd_train(ns) -> int:
@@ -108,8 +141,11 @@ def cmd_train(ns) -> int:
     config, overrides = _split_args(ns.args)
     world_size_from_env()  # a bad WORLD_SIZE, YAML or override is reported before torch is imported
     cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False)
+    apply_logging_level(cfg)
     from plugtron.training import train
+    from plugtron.training.run_dir import apply_default
 
+    apply_default(cfg, ns.recipe, config)  # only the command line: the run leaves a checkpoint to use
     train(cfg)
     return 0
 
@@ -194,6 +230,12 @@ def cmd_data_preprocess(ns) -> int:
     return run(ns)
 
 
+def cmd_generate(ns) -> int:
+    from plugtron.cli.generate_cmd import run
+
+    return run(ns)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from plugtron.errors import PlugtronError
 
@@ -218,6 +260,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("plot", None): cmd_plot,
         ("migrate", "nemo2"): _migrate("cmd_nemo2"),
         ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
+        ("generate", None): cmd_generate,
         ("recipes", "list"): _recipes("cmd_list"),
         ("recipes", "show"): _recipes("cmd_show"),
     }
@@ -225,7 +268,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    _setup_logging()
+    _setup_logging(verbose=ns.verbose)
     if ns.trace_hooks:
         os.environ["PLUGTRON_TRACE_HOOKS"] = ns.trace_hooks  # read by the hook facade (and torchrun children)
     try:

@@ -101,6 +101,10 @@ class CheckpointConfig:
         "return_unexpected", "return_all", "ignore_all",
     ] = "assume_ok_unexpected"
     ckpt_assume_constant_structure: bool = False
+    # plugtron's own: where the `plugtron train` command puts a run that sets no `save` (neither in
+    # its YAML nor on the command line): <runs_dir>/<recipe or YAML name>-<UTC time>/, checkpoints and
+    # metrics.jsonl together. null: such a run saves nothing. Python's train(cfg) never applies it.
+    runs_dir: Optional[str] = "runs"
 
 
 @attrs.define(kw_only=True)
@@ -113,7 +117,8 @@ class LoggerConfig:
     # The params_norm plugin: the L2 norm of all weights in every log record (a pass over the weights
     # and a model-parallel all-reduce on log steps).
     log_params_norm: bool = toggle("params_norm", default=False)
-    # Python logging level of plugtron's own logger on rank 0 (other ranks log warnings and above).
+    # Python logging level of plugtron's own logger on rank 0 (other ranks log warnings and above);
+    # 10 (DEBUG) also shows the Megatron/torch warnings `plugtron` hides (plugtron.platform.quiet).
     logging_level: int = 20
     # The metrics_file plugin (on by default): every log record and eval result as a JSON line.
     metrics_file: bool = toggle("metrics_file", default=True)

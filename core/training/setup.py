@@ -47,12 +47,32 @@ def apply_logging_level(cfg) -> None:
 
 
 def destroy_distributed() -> None:
+    """Megatron's groups, then the default group, dropping every reference plugtron knows to
+    outlive them. Each gloo group runs 3 threads until its last reference goes, so without this
+    every in-process run (tests, notebooks) would leave idle threads behind: Megatron's
+    ``destroy_model_parallel`` leaves two of its globals set (the intra-partial data-parallel
+    groups), and the ``lru_cache`` on its RoPE ``forward`` keys on the rotary module and its
+    context-parallel group (up to 32 entries, across runs)."""
+    import torch.distributed as dist
     from megatron.core import parallel_state as ps
 
     from plugtron import distributed
 
     ps.destroy_model_parallel()
+    for name, value in list(vars(ps).items()):
+        if name.isupper() and isinstance(value, dist.ProcessGroup):
+            setattr(ps, name, None)
+    clear_rope_caches()
     distributed.destroy_process_group()
+
+
+def clear_rope_caches() -> None:
+    from megatron.core.models.common.embeddings import rotary_pos_embedding, yarn_rotary_pos_embedding
+
+    for cls in (rotary_pos_embedding.RotaryEmbedding, yarn_rotary_pos_embedding.YarnRotaryEmbedding):
+        clear = getattr(cls.forward, "cache_clear", None)
+        if clear is not None:
+            clear()
 
 
 def set_seeds(cfg) -> None:
@@ -156,3 +176,13 @@ def build_optimizer(cfg, model):
     if cfg.ddp.overlap_param_gather and cfg.optimizer.use_distributed_optimizer:
         mc.param_sync_func = [m.start_param_sync for m in model] if len(model) > 1 else model[0].start_param_sync
     return optimizer, scheduler
+
+
+_WIRED = ("finalize_model_grads_func", "grad_scale_func", "no_sync_func", "grad_sync_func", "param_sync_func")
+
+
+def unwire(cfg) -> None:
+    """Undo ``build_optimizer``'s wiring: the config outlives the run (the caller holds it), and
+    through these bound methods it would keep the run's model, optimizer and process groups alive."""
+    for name in _WIRED:
+        setattr(cfg.model, name, None)

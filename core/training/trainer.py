@@ -7,6 +7,7 @@ Every method that runs a step, an evaluation or a save is collective: all ranks 
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from functools import partial
@@ -87,6 +88,7 @@ class Trainer:
         the trainable parameters only."""
         ck = self.cfg.checkpoint
         resumed = self.checkpointer.resume(self.state) if ck.load else None
+        self.resumed_from = resumed
         if resumed is None and ck.pretrained_checkpoint and self.cfg.peft is None:  # peft: loaded before the transform
             self.checkpointer.load_pretrained(self.state.model, self.state.optimizer)
 
@@ -95,6 +97,10 @@ class Trainer:
         """Run the loop to ``train.train_iters`` or an agreed stop, then ``finish()``. Returns
         ``summary()``; tears down the process groups, also on failure (after ``on_exception``)."""
         t = self.cfg.train
+        if self.resumed_from and self.state.iteration >= t.train_iters and not t.skip_train and distributed.is_rank0():
+            log.info(f"nothing to train: {self.resumed_from} is already at iteration {self.state.iteration} "
+                     f"(train.train_iters={t.train_iters}); to train further, raise it, e.g. train.train_iters="
+                     f"{2 * self.state.iteration} scheduler.override_opt_param_scheduler=true")
         try:
             self.start()
             while self.state.iteration < t.train_iters and not t.skip_train:
@@ -216,7 +222,8 @@ class Trainer:
             log.error(f"while handling the failure, {err}")
 
     def close(self) -> None:
-        """Tear down Megatron's parallel state and the process group."""
+        """Tear down Megatron's parallel state and the process group; the config lets go of the run."""
+        setup.unwire(self.cfg)
         setup.destroy_distributed()
 
     def summary(self) -> Dict[str, Any]:
@@ -233,4 +240,8 @@ class Trainer:
 def train(cfg, plugin_manager=None, world_size: Optional[int] = None) -> Dict[str, Any]:
     """Run training as configured. Returns a summary (losses per step on the last stage, eval
     history) for scripts and tests. Initializes and tears down the process groups."""
-    return Trainer(cfg, plugin_manager, world_size).train()
+    summary = Trainer(cfg, plugin_manager, world_size).train()
+    # The run's model, DDP buckets and optimizer reach its process groups through reference cycles;
+    # collected now, the gloo groups' threads (3 each) end with the run instead of at some later gc.
+    gc.collect()
+    return summary

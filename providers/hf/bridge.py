@@ -70,6 +70,18 @@ class AutoBridge:
         except TypeError as exc:
             raise ConversionError(f"provider {cls.__name__}: {exc}") from None
 
+    def tokenizer_config(self):
+        """The model directory's own tokenizer as a ``TokenizerConfig`` (absolute local paths), or
+        None when it has none: recorded by the import so ``plugtron generate`` uses the right one."""
+        from plugtron.config import TokenizerConfig
+
+        d = self.model_dir.resolve()
+        if (d / "tokenizer.json").is_file() or ((d / "vocab.json").is_file() and (d / "merges.txt").is_file()):
+            return TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(d))
+        if (d / "tokenizer.model").is_file():
+            return TokenizerConfig(tokenizer_type="SentencePieceTokenizer", tokenizer_model=str(d / "tokenizer.model"))
+        return None
+
     def megatron_tensors(self, provider):
         reader = files.SafetensorsReader(self.model_dir)
         return weights.hf_to_mcore(self.family.name, provider, reader, where=str(self.model_dir))
@@ -89,7 +101,8 @@ class AutoBridge:
         with megatron_side.megatron_world(tp):
             built, model = megatron_side.build_model(provider, tp)
             megatron_side.fill(model, built, tensors)
-            out = megatron_side.save(model, provider, Path(megatron_path), hf_config=bridge.hf_config, overwrite=overwrite)
+            out = megatron_side.save(model, provider, Path(megatron_path), hf_config=bridge.hf_config, overwrite=overwrite,
+                                      tokenizer=bridge.tokenizer_config())
         log.info("imported %s (%s) into %s", bridge.model_dir, bridge.family.architecture, out)
         return Path(megatron_path)
 

@@ -170,11 +170,12 @@ def check_import_dir(out: Path, overwrite: bool) -> None:
                               "replaces those, even with --overwrite: choose a new directory")
 
 
-def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = False) -> Path:
+def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = False, tokenizer=None) -> Path:
     """Write the layout above (collective: every rank calls it) through the publish sequence of
     training saves (``plugtron.checkpointing.publish``): staged, manifest, atomic rename, tracker -
     so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one.
-    With ``overwrite`` a previous import's ``iter_0000000`` is replaced (atomically, by the publish)."""
+    With ``overwrite`` a previous import's ``iter_0000000`` is replaced (atomically, by the publish).
+    ``tokenizer`` (a ``TokenizerConfig``) is recorded in run_config.yaml for ``plugtron generate``."""
     import json
 
     from megatron.core import dist_checkpointing
@@ -187,16 +188,17 @@ def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = F
     staging = Path(publish.open_staging(str(out), 0))  # also removes a killed conversion's staging
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
     if distributed.is_rank0():
-        publish.write_run_config(str(staging), ConfigContainer(model=provider))
+        extra = {"tokenizer": tokenizer} if tokenizer is not None else {}
+        publish.write_run_config(str(staging), ConfigContainer(model=provider, **extra))
         if hf_config is not None:
             (staging / HF_CONFIG).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
     return Path(publish.publish(str(out), 0))
 
 
-def checkpoint_dir(root: Path) -> Path:
+def checkpoint_dir(root: Path, key: str = "export-hf") -> Path:
     """The checkpoint directory of ``root`` (a save root with a tracker, or an ``iter_*`` dir),
-    verified against its manifest when it has one."""
-    path = Path(layout.resolve_checkpoint_dir(str(root), "export-hf"))
+    verified against its manifest when it has one. ``key`` names the command in errors."""
+    path = Path(layout.resolve_checkpoint_dir(str(root), key))
     if not (path / layout.RUN_CONFIG).is_file():
         raise CheckpointError(f"{path}: no {layout.RUN_CONFIG} (the model's provider is needed to rebuild it)")
     from plugtron.checkpointing import safe_pickle
@@ -208,32 +210,42 @@ def checkpoint_dir(root: Path) -> Path:
     return path
 
 
-def load_provider(root: Path):
+def _provider_of(path: Path):
     from plugtron.config import from_yaml
+
+    config = path / layout.RUN_CONFIG
+    return from_yaml(config.read_text(encoding="utf-8"), source=str(config)).model
+
+
+def load_provider(root: Path):
     from plugtron.migrate import nemo2_checkpoint as nemo2
 
     if nemo2.is_nemo2_checkpoint(str(root)):  # weights/ + context/: the model config is context/model.yaml
         return nemo2.provider_from_checkpoint(str(root))
-
-    path = checkpoint_dir(root) / layout.RUN_CONFIG
-    return from_yaml(path.read_text(encoding="utf-8"), source=str(path)).model
+    return _provider_of(checkpoint_dir(root))
 
 
-def load_model(root: Path, tp: int = 1) -> Tuple[object, object]:
+def load_model(root: Path, tp: int = 1, key: str = "export-hf") -> Tuple[object, object]:
     """(provider, bare GPTModel) with the checkpoint's model weights; inside ``megatron_world(tp)``.
     Only the model's keys are read, so optimizer/RNG entries in a training checkpoint are ignored."""
-    from megatron.core import dist_checkpointing
-
     from plugtron.migrate import nemo2_checkpoint as nemo2
 
     if nemo2.is_nemo2_checkpoint(str(root)):
         provider, model = build_model(load_provider(root), tp)
         nemo2.load_bare_model(model, str(root))
         return provider, model
-    path = checkpoint_dir(root)
-    provider, model = build_model(load_provider(root), tp)
+    path = checkpoint_dir(root, key)  # verified once, here
+    return load_verified(path, _provider_of(path), tp)
+
+
+def load_verified(path: Path, provider, tp: int = 1) -> Tuple[object, object]:
+    """(finalized provider, bare GPTModel) with the model weights of ``path``, a checkpoint
+    directory that ``checkpoint_dir`` has verified; inside ``megatron_world(tp)``."""
+    from megatron.core import dist_checkpointing
+
     from plugtron.checkpointing.safe_pickle import safe_loads
 
+    provider, model = build_model(provider, tp)
     try:
         with safe_loads():  # a checkpoint from elsewhere cannot run code while it is read
             loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))

@@ -1,0 +1,1 @@
+"""Using a trained model: text generation from a checkpoint (``plugtron generate``)."""
