@@ -31,9 +31,9 @@ import time
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins.optional_package import missing_extra
 from plugtron.metrics_records import numeric_items, output_dir
 
-EXTRA_HINT = "pip install 'plugtron[mlflow]'"
 PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
 MAX_VALUE = 6000  # MAX_PARAM_VAL_LENGTH
 CHECKPOINT_TAG = "plugtron.checkpoint"
@@ -56,15 +56,7 @@ def default_tracking_uri(config) -> str:
 class MLflow:
     @staticmethod
     def config_problems(config):
-        import importlib.util
-
-        try:
-            found = importlib.util.find_spec("mlflow") is not None
-        except (ImportError, ValueError):  # a None in sys.modules (tests) or a broken install
-            found = False
-        if not found:
-            return [f"logger.mlflow_experiment: set, but the mlflow package is not installed; install the extra: {EXTRA_HINT}"]
-        return []
+        return missing_extra("logger.mlflow_experiment", "mlflow", "mlflow")
 
     def __init__(self, config):
         self.config = config

@@ -18,19 +18,15 @@ import math
 import numbers
 
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins.optional_package import missing_extra
 from plugtron.plugins.teardown import ReleaseAtEnd
-
-EXTRA_HINT = "pip install 'plugtron[tensorboard]'"
 
 
 class TensorBoard(ReleaseAtEnd):  # release() at on_train_end and on_exception
     @staticmethod
     def config_problems(config):
-        try:
-            import tensorboard  # noqa: F401  (torch-free; only checks that the extra is installed)
-        except ImportError:
-            return [f"logger.tensorboard_dir: set, but the tensorboard package is not installed; install the extra: {EXTRA_HINT}"]
-        return []  # tensorboard_log_interval >= 1: the config's rule table
+        # tensorboard_log_interval >= 1: the config's rule table
+        return missing_extra("logger.tensorboard_dir", "tensorboard", "tensorboard")
 
     def __init__(self, config):
         self.config = config

@@ -24,23 +24,15 @@ from __future__ import annotations
 from typing import Optional
 
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins.optional_package import missing_extra
 from plugtron.metrics_records import numeric_items, output_dir
 
-EXTRA_HINT = "pip install 'plugtron[wandb]'"
 
 
 class Wandb:
     @staticmethod
     def config_problems(config):
-        import importlib.util
-
-        try:
-            found = importlib.util.find_spec("wandb") is not None
-        except (ImportError, ValueError):  # a None in sys.modules (tests) or a broken install
-            found = False
-        if not found:
-            return [f"logger.wandb_project: set, but the wandb package is not installed; install the extra: {EXTRA_HINT}"]
-        return []
+        return missing_extra("logger.wandb_project", "wandb", "wandb")
 
     def __init__(self, config):
         self.config = config
