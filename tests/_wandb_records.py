@@ -39,12 +39,15 @@ def _payloads(data: bytes):
 
 
 def read_run(save_dir) -> list:
-    """Every offline run under ``save_dir/wandb`` in creation order, each a dict: ``id``, ``name``,
+    """Every offline run under ``save_dir/wandb``, oldest first, each a dict: ``id``, ``name``,
     ``project``, ``config`` (key -> value), ``history`` (one dict per logged step), ``exit_code``."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     runs = []
-    for path in sorted(glob.glob(os.path.join(str(save_dir), "wandb", "offline-run-*", "run-*.wandb"))):
+    # in the order they were last written: the directory names sort by start time only to the second,
+    # and two short resumes of the same run (same id) can start within one second
+    files = glob.glob(os.path.join(str(save_dir), "wandb", "offline-run-*", "run-*.wandb"))
+    for path in sorted(files, key=lambda p: (os.path.getmtime(p), p)):
         # the id is in the file name too: a killed writer may not have flushed the run record
         run_id = os.path.basename(path)[len("run-"):-len(".wandb")]
         run = {"id": run_id, "history": [], "config": {}, "exit_code": None, "file": path}
