@@ -23,6 +23,16 @@ def weights_digest(model) -> str:
     return h.hexdigest()
 
 
+class LogRecords:
+    """Keeps every ``on_log`` record of a run, in order (``.records``)."""
+
+    def __init__(self):
+        self.records = []
+
+    def on_log(self, state, log):
+        self.records.append(dict(log))
+
+
 class WeightsDigest:
     """Records the final weights' digest when training ends."""
 

@@ -5,18 +5,14 @@ from plugtron.plugin_manager import PluginManager
 from plugtron.plugins.memory import Memory
 from plugtron.training import train
 
-from helpers import SMALL
+from helpers import SMALL, LogRecords
 
 
 def test_rss_and_peak_are_in_every_log_record_and_plausible():
-    seen = []
-
-    class Sees:
-        def on_log(self, state, log):
-            seen.append(log)
-
+    sees = LogRecords()
+    seen = sees.records
     pm = PluginManager()
-    pm.register("sees", Sees())
+    pm.register("sees", sees)
     train(load_config(None, SMALL + ["train.train_iters=2", "train.eval_interval=null", "logger.metrics_file=false",
                                      "logger.log_memory_to_tensorboard=true"]), plugin_manager=pm)
     assert "memory" in pm.loaded and len(seen) == 2

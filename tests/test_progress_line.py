@@ -7,16 +7,14 @@ from types import SimpleNamespace
 from plugtron.testing import run_training
 from plugtron.training.metrics import ETA_WINDOW, LogWindow, StepMetrics
 
+from helpers import LogRecords
+
 
 def test_first_line_after_step_one_while_on_log_keeps_its_interval(caplog):
-    seen = []
-
-    class Sees:
-        def on_log(self, state, log):
-            seen.append(log["iteration"])
-
+    sees = LogRecords()
     with caplog.at_level(logging.INFO, logger="plugtron"):
-        run_training(["logger.log_interval=3", "train.train_iters=4", "logger.metrics_file=false"], plugins={"sees": Sees()})
+        run_training(["logger.log_interval=3", "train.train_iters=4", "logger.metrics_file=false"], plugins={"sees": sees})
+    seen = [r["iteration"] for r in sees.records]
     lines = [r.getMessage() for r in caplog.records]
     first = [i for i, m in enumerate(lines) if m.startswith("first step done: iteration 1/4 | loss ")]
     regular = [i for i, m in enumerate(lines) if m.startswith("iter ")]

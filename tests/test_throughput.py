@@ -9,7 +9,7 @@ from plugtron.plugins.throughput import WINDOW, Throughput, measure_cpu_peak_tfl
 from plugtron.training import train
 from plugtron.training.metrics import StepMetrics
 
-from helpers import SMALL
+from helpers import SMALL, LogRecords
 
 SHAPE = ["model.num_layers=2", "model.hidden_size=64", "model.num_attention_heads=4", "model.num_query_groups=4",
          "model.kv_channels=16", "model.ffn_hidden_size=256", "model.gated_linear_unit=false", "model.seq_length=64",
@@ -57,14 +57,10 @@ def test_cpu_peak_measurement_is_positive():
 
 
 def test_metrics_reach_the_log_record():
-    seen = []
-
-    class Sees:
-        def on_log(self, state, log):
-            seen.append(log)
-
+    sees = LogRecords()
+    seen = sees.records
     pm = PluginManager()
-    pm.register("sees", Sees())
+    pm.register("sees", sees)
     train(load_config(None, SMALL + ["train.train_iters=2", "train.eval_interval=null", "logger.metrics_file=false"]),
           plugin_manager=pm)
     assert "throughput" in pm.loaded  # on by default
