@@ -26,6 +26,10 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
         return T.MistralConfig(**common, sliding_window=6, rope_theta=1e6, rms_norm_eps=1e-5)
     if family == "qwen2":  # QKV bias, tied embeddings
         return T.Qwen2Config(**common, tie_word_embeddings=True, rms_norm_eps=1e-6)
+    if family == "qwen3":  # per-head QK norm, head_dim 24 != hidden/heads, tied embeddings
+        return T.Qwen3Config(**common, head_dim=24, tie_word_embeddings=True, rms_norm_eps=1e-6, rope_theta=1e6)
+    if family == "olmo2":  # post-sublayer norms, QK norm over the whole projections, untied
+        return T.Olmo2Config(**common, rms_norm_eps=1e-6, rope_theta=5e5, pad_token_id=1, eos_token_id=vocab - 1)
     if family == "mixtral":
         return T.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2, sliding_window=None)
     if family == "gpt2":

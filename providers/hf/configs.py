@@ -143,6 +143,33 @@ def _qwen2_hf(p) -> Dict[str, Any]:
     return out
 
 
+def _full_attention_only(cfg: dict, family: str) -> None:
+    """Families whose configs can ask for sliding-window layers (Qwen3, OLMo 2 variants): refused,
+    since plugtron's providers attend to the whole causal prefix in every layer."""
+    if cfg.get("use_sliding_window", False):
+        raise UnsupportedArchitecture(f"config.json: use_sliding_window=true is not supported for {family} "
+                                      "(every layer attends to the full causal prefix)")
+    kinds = cfg.get("layer_types")
+    if kinds is not None and (not isinstance(kinds, list) or any(k != "full_attention" for k in kinds)):
+        raise UnsupportedArchitecture(f"config.json: layer_types={kinds!r:.120} is not supported for {family} "
+                                      "(only 'full_attention' layers)")
+
+
+def _qwen3(cfg: dict) -> Dict[str, Any]:
+    _full_attention_only(cfg, "Qwen3")
+    kw = _llama_like(cfg)
+    # Qwen3Config's head_dim defaults to 128 whatever hidden/heads is; the provider's kv_channels too.
+    kw["kv_channels"] = _int(cfg, "head_dim", 128)
+    kw.update(qk_layernorm=True, add_qkv_bias=False)
+    return kw
+
+
+def _qwen3_hf(p) -> Dict[str, Any]:
+    out = _llama_like_hf(p)
+    out.update(use_sliding_window=False, attention_bias=False)
+    return out
+
+
 def _mixtral(cfg: dict) -> Dict[str, Any]:
     kw = _mistral(cfg)
     kw.update(num_moe_experts=_int(cfg, "num_local_experts"), moe_router_topk=_int(cfg, "num_experts_per_tok"),
@@ -203,6 +230,7 @@ FAMILIES: Dict[str, Family] = {f.architecture: f for f in (
     Family("llama", "LlamaForCausalLM", "llama", _llama_like, _llama_like_hf),
     Family("mistral", "MistralForCausalLM", "mistral", _mistral, _mistral_hf),
     Family("qwen2", "Qwen2ForCausalLM", "qwen2", _qwen2, _qwen2_hf),
+    Family("qwen3", "Qwen3ForCausalLM", "qwen3", _qwen3, _qwen3_hf),
     Family("mixtral", "MixtralForCausalLM", "mixtral", _mixtral, _mixtral_hf),
     Family("gpt2", "GPT2LMHeadModel", "gpt2", _gpt2, _gpt2_hf),
 )}

@@ -77,7 +77,7 @@ def _gpt2_qkv(name: str, mcore: str, nh: int, hd: int, is_bias: bool) -> Rule:
 
 
 def llama_rules(p, moe_prefix: str = "block_sparse_moe") -> List[Rule]:
-    """Llama, Mistral, Qwen2 (QKV bias) and Mixtral (MoE) share one layout."""
+    """Llama, Mistral, Qwen2 (QKV bias), Qwen3 (per-head QK norm) and Mixtral (MoE) share one layout."""
     h, nh = p.hidden_size, p.num_attention_heads
     ng, hd = p.num_query_groups or nh, p.kv_channels or h // nh
     f, V = p.ffn_hidden_size, p.vocab_size
@@ -92,6 +92,9 @@ def llama_rules(p, moe_prefix: str = "block_sparse_moe") -> List[Rule]:
             _copy(a + "o_proj.weight", M + "self_attention.linear_proj.weight", (h, nh * hd)),
             _copy(L + "post_attention_layernorm.weight", M + "pre_mlp_layernorm.weight", (h,)),
         ]
+        if p.qk_layernorm:  # Qwen3: one RMSNorm per head (weights of size head_dim), shared by all heads
+            rules += [_copy(a + "q_norm.weight", M + "self_attention.q_layernorm.weight", (hd,)),
+                      _copy(a + "k_norm.weight", M + "self_attention.k_layernorm.weight", (hd,))]
         if p.add_qkv_bias:
             rules.append(_qkv((a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias"),
                               M + "self_attention.linear_qkv.bias", nh, ng, hd, ()))
