@@ -170,6 +170,20 @@ def _qwen3_hf(p) -> Dict[str, Any]:
     return out
 
 
+def _olmo2(cfg: dict) -> Dict[str, Any]:
+    _full_attention_only(cfg, "OLMo 2")
+    kw = _llama_like(cfg)  # refuses attention_bias, another hidden_act, unsupported rope_scaling
+    kw["qk_layernorm"] = True
+    return kw
+
+
+def _olmo2_hf(p) -> Dict[str, Any]:
+    out = _llama_like_hf(p)
+    out.pop("head_dim")  # Olmo2Config has none: hidden_size / num_attention_heads
+    out["attention_bias"] = False
+    return out
+
+
 def _mixtral(cfg: dict) -> Dict[str, Any]:
     kw = _mistral(cfg)
     kw.update(num_moe_experts=_int(cfg, "num_local_experts"), moe_router_topk=_int(cfg, "num_experts_per_tok"),
@@ -231,6 +245,7 @@ FAMILIES: Dict[str, Family] = {f.architecture: f for f in (
     Family("mistral", "MistralForCausalLM", "mistral", _mistral, _mistral_hf),
     Family("qwen2", "Qwen2ForCausalLM", "qwen2", _qwen2, _qwen2_hf),
     Family("qwen3", "Qwen3ForCausalLM", "qwen3", _qwen3, _qwen3_hf),
+    Family("olmo2", "Olmo2ForCausalLM", "olmo2", _olmo2, _olmo2_hf),
     Family("mixtral", "MixtralForCausalLM", "mixtral", _mixtral, _mixtral_hf),
     Family("gpt2", "GPT2LMHeadModel", "gpt2", _gpt2, _gpt2_hf),
 )}

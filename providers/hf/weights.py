@@ -117,6 +117,25 @@ def llama_rules(p, moe_prefix: str = "block_sparse_moe") -> List[Rule]:
     return rules
 
 
+def olmo2_rules(p) -> List[Rule]:
+    """Llama's tensors, but the norms sit after the sublayers (in Megatron's bias-dropout-add
+    slots; there is no pre-norm) and the QK norms span the whole q/k projections."""
+    h, nh = p.hidden_size, p.num_attention_heads
+    ng, hd = p.num_query_groups or nh, p.kv_channels or h // nh
+    replaced = ("input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_norm.weight",
+                "self_attn.k_norm.weight")
+    rules = [r for r in llama_rules(p) if not r.hf[0].endswith(replaced)]
+    for i in range(p.num_layers):
+        L, M = f"model.layers.{i}.", f"decoder.layers.{i}."
+        rules += [
+            _copy(L + "post_attention_layernorm.weight", M + "self_attn_bda.norm.weight", (h,)),
+            _copy(L + "post_feedforward_layernorm.weight", M + "mlp_bda.norm.weight", (h,)),
+            _copy(L + "self_attn.q_norm.weight", M + "self_attention.q_layernorm.weight", (nh * hd,)),
+            _copy(L + "self_attn.k_norm.weight", M + "self_attention.k_layernorm.weight", (ng * hd,)),
+        ]
+    return rules
+
+
 def gpt2_rules(p) -> List[Rule]:
     h, nh, f, V = p.hidden_size, p.num_attention_heads, p.ffn_hidden_size, p.vocab_size
     T = "transformer."
@@ -141,7 +160,7 @@ def gpt2_rules(p) -> List[Rule]:
 
 
 def rules_for(family: str, provider) -> List[Rule]:
-    return gpt2_rules(provider) if family == "gpt2" else llama_rules(provider)
+    return {"gpt2": gpt2_rules, "olmo2": olmo2_rules}.get(family, llama_rules)(provider)
 
 
 # Tensors a Hugging Face checkpoint may hold that are not weights, or are duplicates by design.

@@ -1,0 +1,47 @@
+"""LoRA on Qwen3 and OLMo 2: targets named the Hugging Face way (``q_proj``, ``o_proj``,
+``gate_proj``, ``down_proj``) and the Megatron way (``linear_qkv``...) adapt the same layers and
+train; ``peft export-hf`` writes adapters that ``peft.PeftModel`` loads onto the Hugging Face base
+with the logits of the adapted plugtron model."""
+
+import peft  # noqa: F401  (the test extra installs it; these tests must run, never skip)
+import pytest
+import torch
+import transformers as T
+
+from _hf_models import megatron_logits
+from _peft_fixtures import VOCAB, config, ids, make_base
+from plugtron.cli import main as plugtron_main
+from plugtron.training import train
+
+HF_NAMES = "peft.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"
+MEGATRON_NAMES = "peft.target_modules=[linear_qkv,linear_proj,linear_fc1,linear_fc2]"
+
+
+def _adapted(run):
+    from plugtron.providers.peft.adapters import adapted_layers
+    from plugtron.providers.peft.merge import adapted_model
+
+    with adapted_model(str(run)) as (_cfg, _provider, model, _path):
+        return sorted(path for path, _ in adapted_layers(model)), megatron_logits(model, ids())[..., :VOCAB]
+
+
+@pytest.mark.parametrize("family", ["qwen3", "olmo2"])
+def test_lora_by_hf_and_megatron_names_exports_to_peft(family, tmp_path):
+    from peft import PeftModel
+
+    root = make_base(tmp_path / "base", family)
+    runs = {}
+    for label, targets in (("hf", HF_NAMES), ("megatron", MEGATRON_NAMES)):
+        run = train(config(root, ["train.train_iters=4", f"checkpoint.save={tmp_path / label}", targets]))
+        assert run["losses"][-1] < run["losses"][0], run["losses"]
+        runs[label] = _adapted(tmp_path / label)
+    assert runs["hf"][0] == runs["megatron"][0] and len(runs["hf"][0]) == 4 * 2  # 4 linears x 2 layers
+
+    assert plugtron_main(["peft", "export-hf", str(tmp_path / "hf"), str(tmp_path / "adapter"),
+                          "--base-model", str(root / "hf")]) == 0
+    base = T.AutoModelForCausalLM.from_pretrained(root / "hf", attn_implementation="eager")
+    with_adapter = PeftModel.from_pretrained(base, str(tmp_path / "adapter")).eval()
+    with torch.no_grad():
+        diff = (with_adapter(ids()).logits - runs["hf"][1]).abs().max().item()
+    print(f"{family}: PeftModel vs plugtron max |logit diff| = {diff:.2e}")
+    assert diff <= 1e-5
