@@ -61,6 +61,12 @@ def test_none_recipe_needs_a_model():
     ("llama3_8b_sft", 2, 1, None, 1, 8, 4096, 2),
     ("qwen25_72b_pretrain", 8, 4, None, 1, 32, 4096, 32),
     ("mixtral_8x7b_pretrain", 2, 1, None, 1, 32, 4096, 8),
+    ("qwen3_8b_pretrain", 4, 1, None, 1, 32, 4096, 4),
+    ("qwen3_32b_pretrain", 8, 2, None, 1, 32, 4096, 16),
+    ("qwen3_32b_sft", 8, 2, None, 1, 8, 2048, 16),
+    ("qwen3_0_6b_peft", 1, 1, None, 1, 8, 2048, 1),
+    ("olmo2_7b_pretrain", 2, 1, None, 1, 1024, 4096, 2),
+    ("olmo2_13b_pretrain", 4, 1, None, 1, 2048, 4096, 4),
 ])
 def test_bridge_values(name, tp, pp, vpp, cp, gbs, seq, ws):
     cfg = get_recipe(name)()

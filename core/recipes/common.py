@@ -166,7 +166,7 @@ def docstring(title: str, mode: str, spec: Spec, bridge: str, nemo: Optional[str
             "peft": "LoRA fine-tuning (set dataset.dataset_root and checkpoint.pretrained_checkpoint)"}[mode]
     lines = [f"{title} {what}: {par}, seq {spec.seq}, GBS {spec.gbs}, MBS {spec.mbs}, "
              f"{spec.iters} iterations; {spec.world_size()} processes.", "",
-             f"Values from {bridge if bridge.startswith('NeMo') else BRIDGE + bridge}."]
+             f"Values from {bridge if bridge.startswith(('NeMo', 'allenai/')) else BRIDGE + bridge}."]
     lines.append(f"Replaces NeMo 2.0 ``{nemo}``." if nemo else "NeMo 2.0 has no recipe for this model.")
     return "\n".join(lines)
 

@@ -1,5 +1,5 @@
 """CPU-sized recipes: ``tiny`` (what ``plugtron train`` runs with no arguments), one small model per
-family (``tiny_llama``, ``tiny_qwen2``, ``tiny_mixtral``, ``tiny_gpt2``, ``tiny_t5``) and ``none``.
+family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_gpt2``, ``tiny_t5``) and ``none``.
 
 Each trains on the byte-level corpus bundled with plugtron with the family's real architecture
 (its provider class: RoPE/RMSNorm/SwiGLU for Llama, QKV biases for Qwen2, top-2 experts for
@@ -70,6 +70,23 @@ def tiny_qwen2():
                                     ffn_hidden_size=352, share_embeddings_and_output_weights=True, **_CPU))
 
 
+def tiny_qwen3():
+    """Qwen3 architecture (per-head QK RMSNorm, head size 48 != hidden/heads, no QKV bias, tied embeddings), 4 layers of 128."""
+    from plugtron.providers.qwen3 import Qwen3Provider
+
+    return _container(Qwen3Provider(num_layers=4, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                    kv_channels=48, ffn_hidden_size=352, share_embeddings_and_output_weights=True,
+                                    vocab_size=None, max_position_embeddings=None, **_CPU))
+
+
+def tiny_olmo2():
+    """OLMo 2 architecture (norms after attention and MLP, QK RMSNorm over the whole projections), 4 layers of 128."""
+    from plugtron.providers.olmo2 import OLMo2Provider
+
+    return _container(OLMo2Provider(num_layers=4, hidden_size=128, num_attention_heads=4, ffn_hidden_size=352,
+                                    vocab_size=None, **_CPU))
+
+
 def tiny_mixtral():
     """Mixtral architecture: each MLP a top-2-of-4 mixture of SwiGLU experts, 2 layers of 128."""
     from plugtron.providers.families import MixtralProvider
@@ -106,6 +123,8 @@ RECIPES = {
     "tiny": ("tiny", "4-layer GPT on the bundled corpus, 300 iterations on CPU (the default)"),
     "tiny_llama": ("tiny_llama", "Llama architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_qwen2": ("tiny_qwen2", "Qwen2 architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
+    "tiny_qwen3": ("tiny_qwen3", "Qwen3 architecture (QK norm), 4 layers of 128, bundled corpus, 60 iterations on CPU"),
+    "tiny_olmo2": ("tiny_olmo2", "OLMo 2 architecture (post-norms, QK norm), 4 layers of 128, 60 iterations on CPU"),
     "tiny_mixtral": ("tiny_mixtral", "Mixtral architecture (4 experts, top-2), 2 layers of 128, 60 iterations on CPU"),
     "tiny_gpt2": ("tiny_gpt2", "GPT-2 architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_t5": ("tiny_t5", "T5 encoder-decoder, 2+2 layers of 64, span corruption, 60 iterations on CPU"),
