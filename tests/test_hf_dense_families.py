@@ -163,3 +163,31 @@ def test_unsupported_variants_are_refused_naming_the_field(family, change, messa
     with pytest.raises(UnsupportedArchitecture, match=message.replace("(", r"\(").replace("[", r"\[")):
         AutoBridge.import_ckpt(str(hf_dir), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_olmo2_layer_pieces_equal_the_hf_modules():
+    """The two modules plugtron adds for OLMo 2, each against transformers' ``Olmo2RMSNorm``: the
+    QK norm over the whole projection (Megatron hands it ``[s, b, heads, head_dim]``) and the norm
+    applied to a sublayer's output before the residual add."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from transformers.models.olmo2.modeling_olmo2 import Olmo2RMSNorm
+
+    from plugtron.providers.hf import megatron_side as ms
+    from plugtron.providers.olmo2 import OLMo2Provider, PostNormResidualAdd, WholeProjectionRMSNorm
+
+    cfg = OLMo2Provider(num_layers=1, hidden_size=64, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=96)
+    g = torch.Generator().manual_seed(0)
+    with ms.megatron_world(1), torch.no_grad():
+        for heads, n in (("query", 4), ("key", 2)):
+            ours, theirs = WholeProjectionRMSNorm(cfg, hidden_size=16, eps=1e-6, heads=heads), Olmo2RMSNorm(n * 16, 1e-6)
+            theirs.weight.copy_(1 + 0.3 * torch.randn(n * 16, generator=g))
+            ours.weight.copy_(theirs.weight)
+            x = 3 * torch.randn(5, 2, n, 16, generator=g)
+            assert torch.allclose(ours(x).reshape(5, 2, n * 16), theirs(x.reshape(5, 2, n * 16)), atol=1e-6, rtol=0)
+        norm = get_gpt_layer_local_spec(normalization="RMSNorm").submodules.input_layernorm
+        add, theirs = PostNormResidualAdd(norm, cfg), Olmo2RMSNorm(64, cfg.layernorm_epsilon)
+        theirs.weight.copy_(1 + 0.3 * torch.randn(64, generator=g))
+        add.norm.weight.copy_(theirs.weight)
+        out, residual = torch.randn(5, 2, 64, generator=g), torch.randn(5, 2, 64, generator=g)
+        got = add(False, False)((out, None), residual, 0.0)
+        assert torch.allclose(got, residual + theirs(out), atol=1e-6, rtol=0)

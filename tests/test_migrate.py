@@ -274,3 +274,15 @@ trainer.unknown_thing = 1
                         "model.provider": "llama3_8b", "model.num_layers": 4, "train.train_iters": 10,
                         "model.tensor_model_parallel_size": 2}
     assert [(u.where, u.nemo) for u in m.unmapped] == [("script.py:9", "Trainer.unknown_thing")]
+
+
+def test_qwen3_configs_and_recipes_map_to_the_new_providers(tmp_path):
+    def provider(line, name):
+        m = migrate_script(write(tmp_path, f"from nemo.collections import llm\n{line}\n", name))
+        return m.flat().get("model.provider"), [u.reason for u in m.unmapped]
+
+    assert provider("model = llm.Qwen3Model(config=llm.Qwen3Config8B())", "a.py") == ("qwen3_8b", [])
+    assert provider("model = llm.Qwen3Model(llm.Qwen3Config600M())", "b.py") == ("qwen3_0_6b", [])
+    assert provider("recipe = llm.qwen3_32b.pretrain_recipe()", "c.py")[0] == "qwen3_32b"
+    _, unmapped = provider("model = llm.Qwen3Model(llm.Qwen3Config30B_A3B())", "d.py")  # MoE: no dense provider
+    assert any("Qwen3Config30B_A3B has no plugtron equivalent" in r for r in unmapped), unmapped
