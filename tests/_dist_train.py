@@ -1,6 +1,7 @@
 """Run by torchrun in the multi-process tests: train with the given overrides and write each rank's
 summary (per-step losses where that rank has them, eval history, and with PLUGTRON_TEST_DIGEST=1
-the final weights' digest) to ``<argv[1]>.rank<R>``; ``helpers.torchrun`` picks one."""
+the final weights' digest) to ``<argv[1]>.rank<R>``; ``helpers.torchrun`` picks one. The recipe is
+``tiny`` unless PLUGTRON_TEST_RECIPE names another."""
 
 import json
 import os
@@ -27,7 +28,8 @@ def main() -> None:
         pm.register("slow_rank", SlowRank(os.environ["PLUGTRON_TEST_SLOW_RANK"]))
     if os.environ.get("PLUGTRON_TEST_PIDFILE"):
         pm.register("pidfile", PidFile(os.environ["PLUGTRON_TEST_PIDFILE"]))
-    summary = train(load_config(None, overrides), plugin_manager=pm)
+    recipe = os.environ.get("PLUGTRON_TEST_RECIPE", "tiny")
+    summary = train(load_config(None, overrides, recipe=recipe), plugin_manager=pm)
     summary["digest"] = digest.value
     with open(f"{out}.rank{os.environ.get('RANK', '0')}", "w") as f:
         json.dump(summary, f)

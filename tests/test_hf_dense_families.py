@@ -139,6 +139,25 @@ def test_first_step_equals_a_transformers_loop(family, tmp_path):
     assert abs(got_norm - grad_norm.item()) <= 1e-5 * max(1.0, grad_norm.item())
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["tiny_qwen3", "tiny_olmo2"])
+def test_tensor_parallel_training_equals_one_process(recipe, tmp_path):
+    """Three steps at TP=2 lose what one process loses: the backward through the QK norms (OLMo 2's
+    all-reduced sum of squares included) and the post-norms is the same sharded. Vocabulary padding
+    to a multiple of 192 gives both layouts the same 384 rows (so the same initial weights)."""
+    from helpers import torchrun
+    from plugtron.config import load_config
+    from plugtron.training import train
+
+    common = ["train.train_iters=3", "train.eval_interval=null", "train.global_batch_size=4", "train.micro_batch_size=2",
+              "scheduler.lr_warmup_iters=1", "logger.log_interval=1", "model.make_vocab_size_divisible_by=192"]
+    ref = train(load_config(None, common, recipe=recipe))["losses"]
+    got = torchrun(tmp_path, "tp2", common + ["model.tensor_model_parallel_size=2"],
+                   env={"PLUGTRON_TEST_RECIPE": recipe})["losses"]
+    print(f"{recipe}: TP=1 {ref}, TP=2 {got}")
+    assert len(got) == 3 and max(abs(a - b) for a, b in zip(got, ref)) <= 1e-4, (got, ref)
+
+
 REFUSED = [
     ("qwen3", {"use_sliding_window": True, "sliding_window": 8}, "use_sliding_window=true"),
     ("qwen3", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}},
