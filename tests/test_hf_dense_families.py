@@ -139,6 +139,10 @@ def test_first_step_equals_a_transformers_loop(family, tmp_path):
     assert abs(got_norm - grad_norm.item()) <= 1e-5 * max(1.0, grad_norm.item())
 
 
+COMMON = ["train.train_iters=3", "train.eval_interval=null", "train.global_batch_size=4", "train.micro_batch_size=2",
+          "scheduler.lr_warmup_iters=1", "logger.log_interval=1"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["tiny_qwen3", "tiny_olmo2"])
 def test_tensor_parallel_training_equals_one_process(recipe, tmp_path):
@@ -149,12 +153,28 @@ def test_tensor_parallel_training_equals_one_process(recipe, tmp_path):
     from plugtron.config import load_config
     from plugtron.training import train
 
-    common = ["train.train_iters=3", "train.eval_interval=null", "train.global_batch_size=4", "train.micro_batch_size=2",
-              "scheduler.lr_warmup_iters=1", "logger.log_interval=1", "model.make_vocab_size_divisible_by=192"]
+    common = COMMON + ["model.make_vocab_size_divisible_by=192"]
     ref = train(load_config(None, common, recipe=recipe))["losses"]
     got = torchrun(tmp_path, "tp2", common + ["model.tensor_model_parallel_size=2"],
                    env={"PLUGTRON_TEST_RECIPE": recipe})["losses"]
     print(f"{recipe}: TP=1 {ref}, TP=2 {got}")
+    assert len(got) == 3 and max(abs(a - b) for a, b in zip(got, ref)) <= 1e-4, (got, ref)
+
+
+@pytest.mark.slow
+def test_pipeline_parallel_fine_tuning_of_an_imported_olmo2_equals_one_process(tmp_path):
+    """An imported OLMo 2 fine-tuned for three steps at PP=2 (the post-norm layers split over two
+    stages, the checkpoint resharded on load) loses what one process loses."""
+    from _peft_fixtures import make_base
+    from helpers import torchrun
+    from plugtron.config import load_config
+    from plugtron.training import train
+
+    root = make_base(tmp_path / "base", "olmo2")
+    common = COMMON + [f"checkpoint.pretrained_checkpoint={root / 'base'}", "model.seq_length=64"]
+    ref = train(load_config(None, common))["losses"]
+    got = torchrun(tmp_path, "pp2", common + ["model.pipeline_model_parallel_size=2"])["losses"]
+    print(f"olmo2: PP=1 {ref}, PP=2 {got}")
     assert len(got) == 3 and max(abs(a - b) for a, b in zip(got, ref)) <= 1e-4, (got, ref)
 
 
