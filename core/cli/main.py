@@ -15,6 +15,7 @@
     plugtron peft export-hf ADAPTER_CKPT OUT_DIR        adapters in Hugging Face PEFT's layout
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
+    plugtron migrate callback FILE.py [--class NAME]     a Lightning Callback -> a plugtron plugin package
     plugtron generate CKPT --prompt TEXT [...]           text from a checkpoint's model (greedy or sampled)
     plugtron plot RUN_DIR [RUN_DIR ...] [-o OUT.png]    loss and throughput of runs' metrics.jsonl as a PNG
 
@@ -219,6 +220,12 @@ def _migrate(name: str):
     return run
 
 
+def _migrate_callback(ns) -> int:
+    from plugtron.migrate.callback_cli import cmd_callback
+
+    return cmd_callback(ns)
+
+
 def _recipes(name: str):
     def run(ns) -> int:
         from plugtron.cli import recipes_cmd
@@ -271,6 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("plot", None): cmd_plot,
         ("migrate", "nemo2"): _migrate("cmd_nemo2"),
         ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
+        ("migrate", "callback"): _migrate_callback,
         ("generate", None): cmd_generate,
         ("recipes", "list"): _recipes("cmd_list"),
         ("recipes", "show"): _recipes("cmd_show"),
