@@ -117,9 +117,14 @@ class _Generator:
         rw = Rewriter(self.text, self.fname, self.cls.name, {}, None, self.dropped)
         replaced = rw.stmt(s)
         self.m.findings += rw.findings
-        first = s.decorator_list[0].lineno if getattr(s, "decorator_list", None) else s.lineno
+        node = s.decorator_list[0] if getattr(s, "decorator_list", None) else s
+        col = self.text.char_col(node.lineno, node.col_offset)
+        start = (node.lineno, col if self.text.lines[node.lineno - 1][:col].strip() else 0)  # `class A: x = 1`
         edits = rw.edits if replaced else _outermost(rw.edits + self._quoted_annotations(s))
-        return self.text.region((first, 0), s.end_lineno, edits, s.col_offset, indent)
+        end = self.text.char_col(s.end_lineno, s.end_col_offset)
+        rest = self.text.lines[s.end_lineno - 1][end:].strip()  # `x = 1; y = 2`: each statement on its own
+        return self.text.region(start, s.end_lineno, edits, s.col_offset, indent,
+                                end if rest and not rest.startswith("#") else None)
 
     def _quoted_annotations(self, s: ast.stmt) -> List[Edit]:
         """Annotations naming dropped modules become strings: never evaluated, still readable."""
@@ -158,11 +163,12 @@ class _Generator:
                 pieces.append((isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)), self._kept(s, "")))
         out = "\n".join(head) + "\n"
         if self.settings_imports:
-            out += "\n" + self.settings_imports
-        prev_def = False
-        for is_def, text in pieces:
-            out += ("\n\n\n" if is_def or prev_def else "\n") + text
-            prev_def = is_def
+            out += "\n" + self.settings_imports + "\n"
+        for i, (is_def, text) in enumerate(pieces):
+            if i == 0:
+                out += ("\n\n" if is_def else "\n") + text
+            else:
+                out += ("\n\n\n" if is_def or pieces[i - 1][0] else "\n") + text
         return out.rstrip() + "\n"
 
     # ---- the class ---------------------------------------------------------------------------------
@@ -193,6 +199,8 @@ class _Generator:
                 parts.append(self.unmapped(fn, UNMAPPED.get(name, "not a Lightning Callback hook plugtron knows")))
             else:
                 parts.append(self._kept(fn, _IN))
+        if len(lines) == 2 and not parts:  # nothing but the header and the comment
+            lines.append(f"{_IN}pass")
         return "\n".join(lines) + "".join("\n\n" + p for p in parts)
 
     def unmapped(self, fn: ast.FunctionDef, reason: str) -> str:

@@ -113,12 +113,15 @@ class Text:
             return colon + 1, 0
         return first.lineno, self.char_col(first.lineno, first.col_offset)
 
-    def region(self, start: Tuple[int, int], last: int, edits: List[Edit], old_indent: int, indent: str) -> str:
-        """From ``start`` (line, column) to the end of line ``last``, ``edits`` applied (none may
-        overlap), re-indented from ``old_indent`` columns to ``indent``. A line indented less than
-        ``old_indent`` (inside a multi-line string) is kept as it is."""
+    def region(self, start: Tuple[int, int], last: int, edits: List[Edit], old_indent: int, indent: str,
+               last_col: Optional[int] = None) -> str:
+        """From ``start`` (line, column) to the end of line ``last`` (or its ``last_col``), ``edits``
+        applied (none may overlap), re-indented from ``old_indent`` columns to ``indent``. A line
+        indented less than ``old_indent`` (inside a multi-line string) is kept as it is."""
         first, col = start
         lines = self.lines[first - 1:last]
+        if last_col is not None:
+            lines[-1] = lines[-1][:last_col]
         shift = 0
         if col:  # a one-line ``def f(self): stmt``: the first line is cut at ``col``, padded to ``old_indent``
             shift = old_indent - col
