@@ -19,7 +19,7 @@ def add_parser(migrate_actions) -> None:
 
 def cmd_callback(ns) -> int:
     from plugtron.migrate.callback import migrate_callback
-    from plugtron.migrate.callback_package import build_package, render_report
+    from plugtron.migrate.callback_package import build_package
     from plugtron.migrate.script import MigrationError
     from plugtron.scaffold import write_package
 
@@ -28,8 +28,7 @@ def cmd_callback(ns) -> int:
     dest = os.path.abspath(ns.output or package.dist)
     if ns.report and os.path.lexists(ns.report):
         raise MigrationError(f"{ns.report}: already exists; nothing was written (choose another --report path)")
-    report = render_report(m, package.name, dest)
-    package.files["README.md"] = report
+    report = package.files["README.md"]
     write_package(package, dest)
     if ns.report:
         with open(ns.report, "x", encoding="utf-8") as f:

@@ -37,10 +37,9 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def render_report(m: CallbackMigration, name: str, dest: Optional[str] = None) -> str:
+def render_report(m: CallbackMigration, name: str) -> str:
     lines = [f"# plugtron migrate callback: {m.filename} ({m.cls_name})", ""]
-    wrote = f"Wrote `{dest}/`: the" if dest else "The"
-    lines += [f"{wrote} plugtron plugin `{name}` (class `plugtron_{name}:{m.cls_name}`, entry-point group "
+    lines += [f"The plugtron plugin `{name}` (class `plugtron_{name}:{m.cls_name}`, entry-point group "
               f"`{GROUP}`); a config enables it with `plugins.{name}.enabled: true`."]
     if m.options:
         lines += ["Its options (`plugins.{0}.options.<name>`), from the callback's `__init__`: {1}.".format(
