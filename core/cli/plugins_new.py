@@ -4,14 +4,14 @@ Its own module so the CLI wiring stays two lines in ``plugtron.cli.main``."""
 
 from __future__ import annotations
 
-KINDS = ("plugin", "provider", "optimizer", "data_format", "command")  # plugtron.scaffold.kinds.KINDS, without importing it
-
 
 def add_parser(plugins_actions) -> None:
+    from plugtron.scaffold.kinds import KINDS  # templates only: torch-free
+
     new = plugins_actions.add_parser("new", help="write a ready package skeleton (pyproject, module, test, README)")
     new.add_argument("name", metavar="NAME", help="the entry-point name (a lowercase identifier); "
                                                   "the module is plugtron_NAME, the distribution plugtron-NAME")
-    new.add_argument("--kind", default="plugin", choices=KINDS, help="what the package adds (default: plugin)")
+    new.add_argument("--kind", default="plugin", choices=list(KINDS), help="what the package adds (default: plugin)")
     new.add_argument("-o", "--output", metavar="DIR", default=None,
                      help="the directory to create (default: ./plugtron-NAME); it must not exist")
 

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from plugtron.migrate.callback_rewrite import Finding, Rewriter
 from plugtron.migrate.callback_settings import settings_and_init
-from plugtron.migrate.callback_source import Edit, Text, callback_classes, choose, read
+from plugtron.migrate.callback_source import Text, callback_classes, choose, outermost, read
 from plugtron.migrate.callback_table import DROPPED_IMPORTS, HOOKS, NEMO_LOGGING, RANK_ZERO_ONLY, UNMAPPED
 from plugtron.migrate.script import MigrationError, dotted
 
@@ -57,14 +57,6 @@ def _spec_args(hook: str) -> List[str]:
     from plugtron import hookspecs
 
     return list(inspect.signature(getattr(hookspecs, hook)).parameters)
-
-
-def _outermost(edits: List[Edit]) -> List[Edit]:
-    """Drop edits that lie inside another one (the outer one already rewrote that text)."""
-    def inside(a: Edit, b: Edit) -> bool:
-        return a is not b and (b[0], b[1]) <= (a[0], a[1]) and (a[2], a[3]) <= (b[2], b[3])
-
-    return [e for e in edits if not any(inside(e, o) for o in edits)]
 
 
 def _free(name: str, taken) -> str:
@@ -120,23 +112,11 @@ class _Generator:
         node = s.decorator_list[0] if getattr(s, "decorator_list", None) else s
         col = self.text.char_col(node.lineno, node.col_offset)
         start = (node.lineno, col if self.text.lines[node.lineno - 1][:col].strip() else 0)  # `class A: x = 1`
-        edits = rw.edits if replaced else _outermost(rw.edits + self._quoted_annotations(s))
+        edits = rw.edits if replaced else outermost(rw.edits + self.text.quoted_annotations(s, self.dropped))
         end = self.text.char_col(s.end_lineno, s.end_col_offset)
         rest = self.text.lines[s.end_lineno - 1][end:].strip()  # `x = 1; y = 2`: each statement on its own
         return self.text.region(start, s.end_lineno, edits, s.col_offset, indent,
                                 end if rest and not rest.startswith("#") else None)
-
-    def _quoted_annotations(self, s: ast.stmt) -> List[Edit]:
-        """Annotations naming dropped modules become strings: never evaluated, still readable."""
-        edits: List[Edit] = []
-        for fn in [n for n in ast.walk(s) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
-            args = fn.args
-            notes = [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg)
-                     if a is not None and a.annotation is not None] + ([fn.returns] if fn.returns else [])
-            for ann in notes:
-                if {n.id for n in ast.walk(ann) if isinstance(n, ast.Name)} & set(self.dropped):
-                    edits.append(self.text.edit(ann, repr(self.text.segment(ann))))
-        return edits
 
     def module(self) -> str:
         head = [f'"""{self.cls.name}, migrated from {self.fname} by `plugtron migrate callback` (see README.md: '
@@ -208,7 +188,7 @@ class _Generator:
         self.note(fn.lineno, fn.name, f"Lightning's {fn.name}: {reason}; kept as _lightning_{fn.name}, never called", False)
         line = self.text.lines[fn.lineno - 1]
         col = line.index(f"def {fn.name}") + 4
-        edits = [(fn.lineno, col, fn.lineno, col + len(fn.name), f"_lightning_{fn.name}")] + self._quoted_annotations(fn)
+        edits = [(fn.lineno, col, fn.lineno, col + len(fn.name), f"_lightning_{fn.name}")] + self.text.quoted_annotations(fn, self.dropped)
         first = fn.decorator_list[0].lineno if fn.decorator_list else fn.lineno
         comment = f"{_IN}# NOT MIGRATED ({self.fname}:{fn.lineno}): Lightning's {fn.name}: {reason}. Never called.\n"
         return comment + self.text.region((first, 0), fn.end_lineno, edits, fn.col_offset, _IN)

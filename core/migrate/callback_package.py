@@ -60,6 +60,8 @@ def render_report(m: CallbackMigration, name: str) -> str:
     if notes:
         lines += ["", "## Changed on the way", ""]
         lines += [f"- {m.filename}:{f.line}: `{f.construct}`: {f.reason}" for f in notes]
+    lines += ["", "## Use it", "", "```bash", 'pip install -e ".[test]"          # from this directory', "python -m pytest -q",
+              f"plugtron plugins show {name}", "```"]
     required = [o.split(" ")[0] for o in m.options if o.endswith("(required)")]
     if required:
         lines += ["", "The test passes no value for the options without a default (" + ", ".join(required)

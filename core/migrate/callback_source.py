@@ -85,6 +85,18 @@ class Text:
         return (node.lineno, self.char_col(node.lineno, node.col_offset), node.end_lineno,
                 self.char_col(node.end_lineno, node.end_col_offset), new)
 
+    def quoted_annotations(self, s: ast.stmt, dropped) -> List[Edit]:
+        """Annotations naming dropped modules become strings: never evaluated, still readable."""
+        edits: List[Edit] = []
+        for fn in [n for n in ast.walk(s) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+            args = fn.args
+            notes = [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg)
+                     if a is not None and a.annotation is not None] + ([fn.returns] if fn.returns else [])
+            for ann in notes:
+                if {n.id for n in ast.walk(ann) if isinstance(n, ast.Name)} & set(dropped):
+                    edits.append(self.edit(ann, repr(self.segment(ann))))
+        return edits
+
     @staticmethod
     def _def_colons(text: str) -> Dict[int, int]:
         """``def`` line -> the line of the ``:`` that ends its signature (a signature may span lines)."""
@@ -143,3 +155,11 @@ class Text:
             else:
                 out.append(line)
         return "\n".join(out)
+
+
+def outermost(edits: List[Edit]) -> List[Edit]:
+    """Drop edits that lie inside another one (the outer one already rewrote that text)."""
+    def inside(a: Edit, b: Edit) -> bool:
+        return a is not b and (b[0], b[1]) <= (a[0], a[1]) and (a[2], a[3]) <= (b[2], b[3])
+
+    return [e for e in edits if not any(inside(e, o) for o in edits)]
