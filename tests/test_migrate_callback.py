@@ -161,3 +161,35 @@ def test_the_generated_package_passes_its_own_test(installed):
     out, _ = installed
     proc = run(["-m", "pytest", "-q", "-p", "no:cacheprovider"], out / "site", cwd=out / "timing")
     assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+
+def test_code_shapes_survive_the_move_and_the_hooks_work_on_a_fake_state(tmp_path):
+    from plugtron.migrate.callback import migrate_callback
+    from plugtron.testing import fake_state
+
+    m = migrate_callback(str(CALLBACKS / "edge_cases.py"))
+    code = m.module
+    for kept in ["    @staticmethod\n    def util(trainer: 'pl.Trainer'):",  # a Lightning annotation, never evaluated
+                 "self.path = path  # où", "# first comment", "self.ended = state.iteration; self.more = 1",
+                 "def inner(t=state.iteration):", "msg = f\"it {state.iteration} {'x'}\"",
+                 "state_ = {\"a\": 1}\n        self.fit_state = state_\n        self.at = state.iteration  # ünï",
+                 "def on_exception(self, exc):", "self.opt = state.optimizer"]:
+        assert kept in code, kept
+    namespace = {}
+    exec(compile(code, "edge_cases", "exec"), namespace)  # imports only the standard library and typing_extensions
+    cls = namespace["Edge"]
+    plugin = cls(None, cls.Settings(tm=None))
+    plugin.on_train_start(fake_state(0))  # on_fit_start, then on_train_start
+    assert (plugin.fit_state, plugin.at, plugin.fresh) == ({"a": 1}, 0, True)
+    plugin.on_step(fake_state(3))
+    assert (plugin.vals, plugin.msg) == ([6, 6], "it 3 x")
+    plugin.on_eval(fake_state(4), "valid")
+    assert not hasattr(plugin, "tested")
+    plugin.on_eval(fake_state(4, rank=1), "test")  # @rank_zero_only
+    assert not hasattr(plugin, "tested")
+    plugin.on_eval(fake_state(4), "test")
+    assert plugin.tested and isinstance(cls.__dict__["util"], staticmethod)
+    lines = [_line("edge_cases.py", s) for s in ["def __init__"] * 3 + ['self.log("bad"', "trainer.lightning_module",
+                                                                        "self.rest = rest", "if outputs is None",
+                                                                        "def on_save_checkpoint", "def on_custom"]]
+    assert [f.line for f in m.not_migrated] == lines

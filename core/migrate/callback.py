@@ -109,9 +109,11 @@ class _Generator:
         rw = Rewriter(self.text, self.fname, self.cls.name, {}, None, self.dropped)
         replaced = rw.stmt(s)
         self.m.findings += rw.findings
-        node = s.decorator_list[0] if getattr(s, "decorator_list", None) else s
-        col = self.text.char_col(node.lineno, node.col_offset)
-        start = (node.lineno, col if self.text.lines[node.lineno - 1][:col].strip() else 0)  # `class A: x = 1`
+        if getattr(s, "decorator_list", None):
+            start = (s.decorator_list[0].lineno, 0)  # the line of its first `@`
+        else:
+            col = self.text.char_col(s.lineno, s.col_offset)
+            start = (s.lineno, col if self.text.lines[s.lineno - 1][:col].strip() else 0)  # `class A: x = 1`
         edits = rw.edits if replaced else outermost(rw.edits + self.text.quoted_annotations(s, self.dropped))
         end = self.text.char_col(s.end_lineno, s.end_col_offset)
         rest = self.text.lines[s.end_lineno - 1][end:].strip()  # `x = 1; y = 2`: each statement on its own

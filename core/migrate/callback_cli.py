@@ -35,6 +35,6 @@ def cmd_callback(ns) -> int:
             f.write(report)
     else:
         sys.stdout.write(report)
-    print(f"wrote {dest}/ (plugin {package.name!r}: {len(m.rows)} hooks, {len(m.not_migrated)} not migrated); "
+    print(f"wrote {dest}/ (plugin {package.name!r}: {len(m.rows)} Lightning hook(s), {len(m.not_migrated)} construct(s) not migrated); "
           f'next: pip install -e "{dest}[test]" && python -m pytest -q {dest}/tests', file=sys.stderr if not ns.report else sys.stdout)
     return 1 if m.not_migrated else 0
