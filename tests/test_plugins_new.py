@@ -25,15 +25,22 @@ def test_every_kind_renders_valid_python_and_toml(tmp_path, capsys, kind):
     dest = tmp_path / f"pkg_{kind}"
     rc, out, _ = _new(tmp_path, capsys, f"my_{kind}", "--kind", kind, "-o", str(dest))
     assert rc == 0 and str(dest) in out
+    module, cls = f"plugtron_my_{kind}", f"My{kind.title().replace('_', '')}"
     files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert files == ["README.md", "pyproject.toml", f"src/plugtron_my_{kind}/__init__.py", f"tests/test_my_{kind}.py"]
+    extra = [f"src/{module}/{name}" for name in KINDS[kind].extra]
+    assert files == sorted(["README.md", "pyproject.toml", f"src/{module}/__init__.py", f"tests/test_my_{kind}.py", *extra])
     meta = tomllib.loads((dest / "pyproject.toml").read_text())
     assert meta["project"]["name"] == f"plugtron-my-{kind.replace('_', '-')}"
-    assert meta["project"]["entry-points"] == {KINDS[kind].group: {f"my_{kind}": f"plugtron_my_{kind}:My{kind.title().replace('_', '')}"}}
-    module = ast.parse((dest / f"src/plugtron_my_{kind}/__init__.py").read_text())
-    cls = meta["project"]["entry-points"][KINDS[kind].group][f"my_{kind}"].split(":")[1]
-    assert cls in [n.name for n in module.body if isinstance(n, ast.ClassDef)]
-    tests = ast.parse((dest / f"tests/test_my_{kind}.py").read_text())
+    target = f"{module}:add_parser" if kind == "command" else f"{module}:{cls}"
+    assert meta["project"]["entry-points"] == {KINDS[kind].group: {f"my_{kind}": target},
+                                               "plugtron.api": {meta["project"]["name"]: f"{module}:PLUGTRON_API"}}
+    code = {p: ast.parse(p.read_text()) for p in dest.rglob("*.py")}  # all valid Python
+    names = [n.name for n in code[dest / "src" / module / "__init__.py"].body if isinstance(n, (ast.ClassDef, ast.FunctionDef))]
+    assert target.split(":")[1] in names
+    api = [n for n in code[dest / "src" / module / "__init__.py"].body if isinstance(n, ast.Assign)
+           and n.targets[0].id == "PLUGTRON_API"]
+    assert len(api) == 1 and ast.literal_eval(api[0].value) == ">=1,<2"
+    tests = code[dest / "tests" / f"test_my_{kind}.py"]
     assert any(isinstance(n, ast.FunctionDef) and n.name.startswith("test_") for n in tests.body)
     assert "$" not in "".join(p.read_text() for p in dest.rglob("*") if p.is_file())
 

@@ -140,6 +140,7 @@ class _Generator:
                           "(choose it with --class)", True)
                 continue
             if s is self.cls:
+                pieces.append((False, '\nPLUGTRON_API = ">=1,<2"  # the plugtron plugin API this plugin is written for'))
                 pieces.append((True, self.klass()))
             else:
                 pieces.append((isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)), self._kept(s, "")))

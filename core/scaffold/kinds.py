@@ -7,7 +7,7 @@ Templates use ``string.Template``: ``$name`` (entry-point name), ``$module`` (``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict
 
 from plugtron.scaffold import catalog_kinds, plugin_kind
@@ -22,6 +22,7 @@ class Kind:
     module: str  # src/$module/__init__.py
     test: str  # tests/test_$name.py
     usage: str  # README: how to use it once installed (bash lines)
+    extra: Dict[str, str] = field(default_factory=dict)  # more files of the module's package: name -> template
 
 
 KINDS: Dict[str, Kind] = {
@@ -30,10 +31,11 @@ KINDS: Dict[str, Kind] = {
     "provider": Kind("plugtron.providers", "$module:$cls", "a plugtron model provider (a model family and its sizes)",
                      catalog_kinds.PROVIDER_MODULE, catalog_kinds.PROVIDER_TEST, catalog_kinds.PROVIDER_USAGE),
     "optimizer": Kind("plugtron.optimizers", "$module:$cls", "a plugtron optimizer",
-                      catalog_kinds.OPTIMIZER_MODULE, catalog_kinds.OPTIMIZER_TEST, catalog_kinds.OPTIMIZER_USAGE),
+                      catalog_kinds.OPTIMIZER_MODULE, catalog_kinds.OPTIMIZER_TEST, catalog_kinds.OPTIMIZER_USAGE,
+                      {"torch_optimizer.py": catalog_kinds.TORCH_OPTIMIZER}),
     "data_format": Kind("plugtron.data_formats", "$module:$cls", "a plugtron data format (JSONL records -> examples)",
                         catalog_kinds.DATA_FORMAT_MODULE, catalog_kinds.DATA_FORMAT_TEST, catalog_kinds.DATA_FORMAT_USAGE),
-    "command": Kind("plugtron.commands", "$module:$cls", "a plugtron command (plugtron $name ...)",
+    "command": Kind("plugtron.commands", "$module:add_parser", "a plugtron command (plugtron $name ...)",
                     catalog_kinds.COMMAND_MODULE, catalog_kinds.COMMAND_TEST, catalog_kinds.COMMAND_USAGE),
 }
 
@@ -57,6 +59,10 @@ test = ["pytest>=8"]
 [project.entry-points."$group"]
 $name = "$target"
 
+# The plugtron plugin API this package is written for (plugtron.PLUGIN_API), checked before use.
+[project.entry-points."plugtron.api"]
+$dist = "$module:PLUGTRON_API"
+
 [tool.setuptools.packages.find]
 where = ["src"]
 
@@ -79,8 +85,7 @@ $usage
 python -m pytest -q
 ```
 
-The tests use `plugtron.testing` (the `plugtron_run` fixture trains a tiny model in process); plugtron's
-docs/plugins.md describes every hook and option.
+plugtron's docs/plugins.md is the author's guide (hooks, options, `plugtron.testing` for tests).
 """
 
 
@@ -96,5 +101,6 @@ def render_package(name: str, kind: str) -> Package:
         "README.md": package.render(README, usage=usage, **common),
         f"src/{package.module}/__init__.py": package.render(row.module, **common),
         f"tests/test_{name}.py": package.render(row.test, **common),
+        **{f"src/{package.module}/{file}": package.render(text, **common) for file, text in row.extra.items()},
     }
     return package

@@ -12,6 +12,8 @@ arguments are in ``plugtron.hookspecs``.
 
 import attrs
 
+PLUGTRON_API = ">=1,<2"  # the plugtron plugin API this package is written for (plugtron.PLUGIN_API)
+
 
 class $cls:
     """Counts the run's steps; ``plugins.$name.enabled: true`` switches it on."""
