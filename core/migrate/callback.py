@@ -167,6 +167,8 @@ class _Generator:
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
             lines.append(self.text.region((body[0].lineno, 0), body[0].end_lineno, [], body[0].col_offset, _IN))
             body = body[1:]
+        else:  # plugins list / show print it
+            lines.append(f'{_IN}"""{cls.name}: a Lightning callback from {self.fname}, migrated to a plugtron plugin."""')
         lines.append(f"{_IN}# Migrated by `plugtron migrate callback` from {self.fname}:{cls.lineno}.")
         methods = {n.name: n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
         for s in body:
@@ -182,8 +184,6 @@ class _Generator:
                 parts.append(self.unmapped(fn, UNMAPPED.get(name, "not a Lightning Callback hook plugtron knows")))
             else:
                 parts.append(self._kept(fn, _IN))
-        if len(lines) == 2 and not parts:  # nothing but the header and the comment
-            lines.append(f"{_IN}pass")
         return "\n".join(lines) + "".join("\n\n" + p for p in parts)
 
     def unmapped(self, fn: ast.FunctionDef, reason: str) -> str:

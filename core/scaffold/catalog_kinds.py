@@ -209,7 +209,7 @@ def test_encodes_a_record_learns_the_answer_and_names_a_missing_field():
 '''
 
 DATA_FORMAT_USAGE = '''
-plugtron config show dataset.data_format=$name --section dataset
+plugtron config show dataset.dataset_root=my_data dataset.data_format=$name --section dataset
 '''
 
 COMMAND_MODULE = '''\
