@@ -189,7 +189,8 @@ def test_code_shapes_survive_the_move_and_the_hooks_work_on_a_fake_state(tmp_pat
     assert not hasattr(plugin, "tested")
     plugin.on_eval(fake_state(4), "test")
     assert plugin.tested and isinstance(cls.__dict__["util"], staticmethod)
-    lines = [_line("edge_cases.py", s) for s in ["def __init__"] * 3 + ['self.log("bad"', "trainer.lightning_module",
+    lines = [_line("edge_cases.py", s) for s in ["def __init__"] * 3 + ["trainer.limit_val_batches = 2",
+                                                                        'self.log("bad"', "trainer.lightning_module",
                                                                         "self.rest = rest", "if outputs is None",
                                                                         "def on_save_checkpoint", "def on_custom"]]
     assert [f.line for f in m.not_migrated] == lines

@@ -83,6 +83,9 @@ class Rewriter:
                 return ("flag", "super(): the plugin has no Lightning base class")
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             role = self.roles.get(node.value.id)
+            if role == "trainer" and isinstance(node.ctx, (ast.Store, ast.Del)):
+                return ("flag", "the run's counters and settings cannot be changed from a hook (to stop: "
+                                "trainer.should_stop = True)")
             if role == "trainer":
                 expr, why = TRAINER.get(node.attr, (None, NO_TRAINER_ATTR))
                 if expr is None:

@@ -45,6 +45,7 @@ class Edge(Callback):
         if trainer.global_step > 0:
             return
         self.fresh = True
+        trainer.limit_val_batches = 2
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         self.opt = optimizer
