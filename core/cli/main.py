@@ -6,6 +6,7 @@
     plugtron recipes list | show NAME                   built-in recipes (Megatron Bridge's settings)
     plugtron plugins list [CONFIG.yaml] [key=value ...] installed plugins and whether enabled
     plugtron plugins show NAME [CONFIG.yaml] [...]      one plugin: docs, options, hooks, enabled
+    plugtron plugins new NAME [--kind K] [-o DIR]       a package skeleton (plugin, provider, optimizer, ...)
     plugtron --traceback ... / --trace-hooks[=all] ...   full traceback on errors / log every hook call
     plugtron --version                                   the installed plugtron version
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
@@ -14,6 +15,7 @@
     plugtron peft export-hf ADAPTER_CKPT OUT_DIR        adapters in Hugging Face PEFT's layout
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
+    plugtron migrate callback FILE.py [--class NAME]     a Lightning Callback -> a plugtron plugin package
     plugtron generate CKPT --prompt TEXT [...]           text from a checkpoint's model (greedy or sampled)
     plugtron plot RUN_DIR [RUN_DIR ...] [-o OUT.png]    loss and throughput of runs' metrics.jsonl as a PNG
 
@@ -86,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     show = plug.add_parser("show", help="one plugin: docs, package, toggle, options, hooks, enabled")
     show.add_argument("name", help="the plugin's name (as in plugins list)")
     with_config(show)
+    from plugtron.cli.plugins_new import add_parser as add_new_parser  # torch-free
+
+    add_new_parser(plug)
     from plugtron.providers.hf.commands import add_parser as add_convert_parser  # torch-free
 
     add_convert_parser(sub)
@@ -182,6 +187,12 @@ def cmd_plugins_show(ns) -> int:
     return 0
 
 
+def _plugins_new(ns) -> int:
+    from plugtron.cli.plugins_new import cmd_new
+
+    return cmd_new(ns)
+
+
 def _convert(name: str):
     def run(ns) -> int:
         from plugtron.providers.hf import commands
@@ -207,6 +218,12 @@ def _migrate(name: str):
         return getattr(cli, name)(ns)
 
     return run
+
+
+def _migrate_callback(ns) -> int:
+    from plugtron.migrate.callback_cli import cmd_callback
+
+    return cmd_callback(ns)
 
 
 def _recipes(name: str):
@@ -252,6 +269,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("config", "show"): cmd_config_show,
         ("plugins", "list"): cmd_plugins_list,
         ("plugins", "show"): cmd_plugins_show,
+        ("plugins", "new"): _plugins_new,
         ("convert", "import-hf"): _convert("cmd_import_hf"),
         ("convert", "export-hf"): _convert("cmd_export_hf"),
         ("peft", "merge"): _peft("cmd_merge"),
@@ -260,6 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("plot", None): cmd_plot,
         ("migrate", "nemo2"): _migrate("cmd_nemo2"),
         ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
+        ("migrate", "callback"): _migrate_callback,
         ("generate", None): cmd_generate,
         ("recipes", "list"): _recipes("cmd_list"),
         ("recipes", "show"): _recipes("cmd_show"),

@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     ovr = acts.add_parser("nemo2-overrides", help='NeMo-Run overrides ("trainer.max_steps=10 ...") -> plugtron overrides')
     ovr.add_argument("overrides", nargs="+", metavar='"path=value ..."')
     ovr.add_argument("--strict", action="store_true", help="anything not migrated is an error")
+    from plugtron.migrate.callback_cli import add_parser as add_callback_parser  # torch-free
+
+    add_callback_parser(acts)
 
 
 def _strict_error(m, source: str):
