@@ -260,6 +260,9 @@ def _other_checks(cfg, world_size: int, problems: List[str]) -> None:
     from plugtron.providers.model_kind import kind_for
 
     problems.extend(kind_for(cfg.model).problems(cfg))  # e.g. T5: no PP, decoder length fits the targets
+    from plugtron.config import megatron_build_rules
+
+    problems.extend(megatron_build_rules.problems(cfg.model))  # what Megatron refuses only at build / first step
     if hasattr(cfg.dataset, "problems"):  # FinetuningDatasetConfig: packing needs micro_batch_size 1, ...
         problems.extend(cfg.dataset.problems(cfg.train))
     if cfg.peft is not None and not cfg.checkpoint.pretrained_checkpoint:
