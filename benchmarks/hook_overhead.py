@@ -39,10 +39,13 @@ overhead that needs no two blocks to see the same load.
     python benchmarks/hook_overhead.py [--steps 1] [--rounds 200] [--threads 1]
     python benchmarks/hook_overhead.py --loggers         # only the logging plugins (below)
     python benchmarks/hook_overhead.py --profile 20      # cProfile 20 steps of each variant
+    python benchmarks/hook_overhead.py --smoke           # a tiny model, 2 rounds: the code path only (tests)
 
-Plugins: by default every built-in except the W&B and MLflow backends (they need a project or
-experiment and write to a service or database: their cost is that service's, not plugtron's);
-TensorBoard writes into a temporary directory. ``--loggers`` enables just the logging set of a
+Plugins: by default every built-in, enabled by name (``plugins.<name>.enabled``, each with its
+section's defaults), except the W&B and MLflow backends (they need a project or experiment and write
+to a service or database: their cost is that service's, not plugtron's), ``peft`` (it needs a
+pretrained checkpoint and changes the model, not the loop), without CUDA the CUDA-only
+profilers, and ``fault_tolerance`` unless started by ``ft_launcher`` (it needs its rank monitor); TensorBoard writes into a temporary directory. ``--loggers`` enables just the logging set of a
 typical run instead - metrics file, throughput and memory monitors, TensorBoard - at the config's
 ``logger.log_interval`` (``--log-interval`` to change it).
 
@@ -66,6 +69,12 @@ warnings.filterwarnings("ignore")
 
 # Logger backends that need a project/experiment and an external service or store (see the module doc).
 EXTERNAL_BACKENDS = ("wandb", "mlflow")
+NOT_TIMED = ("peft",)  # needs a pretrained checkpoint; it changes the model both variants train, not the loop
+CUDA_ONLY = ("nsys_profiler", "memory_profiler")  # a config error without CUDA (named; tested elsewhere)
+FT_LAUNCHER_ONLY = ("fault_tolerance",)  # needs the rank monitor of nvidia-resiliency-ext's ft_launcher
+# --smoke: a tiny model and few steps, so a test can run every mode's code path in seconds
+SMOKE = ["model.num_layers=1", "model.hidden_size=32", "model.ffn_hidden_size=64", "model.num_attention_heads=2",
+         "model.seq_length=32", "train.micro_batch_size=2", "train.global_batch_size=4"]
 LOGGERS = ("metrics_file", "throughput", "memory", "tensorboard")  # --loggers
 
 
@@ -73,7 +82,7 @@ def builtin_plugins(available) -> list:
     """Names of plugtron's own plugins among ``available`` (name -> entry point): those whose entry
     point lives in ``plugtron.plugins``, never a third party's (its hooks could stop or slow the run)."""
     return sorted(n for n, ep in available.items() if ep.value.startswith("plugtron.plugins.")
-                  and n not in EXTERNAL_BACKENDS)
+                  and n not in EXTERNAL_BACKENDS + NOT_TIMED)
 
 
 def _quartiles(xs):
@@ -186,7 +195,7 @@ def _plugtron_only_work(trainer, plog):
     return parts
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=1, help="steps per timed block")
     ap.add_argument("--rounds", type=int, default=200, help="rounds; each times one block of each variant")
@@ -199,7 +208,11 @@ def main() -> None:
     ap.add_argument("--loggers", action="store_true",
                     help="enable only " + ", ".join(LOGGERS) + " (default: every built-in but " + ", ".join(EXTERNAL_BACKENDS) + ")")
     ap.add_argument("--log-interval", type=int, default=None, help="logger.log_interval (default: the config's)")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="a tiny model, 2 rounds of 1 step, 1 warm-up step: "
+                    "checks the code path, measures nothing")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.steps, args.warmup = 2, 1, 1
 
     import torch
 
@@ -219,15 +232,18 @@ def main() -> None:
     tb_dir = tempfile.TemporaryDirectory(prefix="plugtron-bench-tb-")
     cfg = load_config(None, [f"train.train_iters={2 * steps_total + 1}", "train.eval_interval=null",
                              "scheduler.lr_warmup_iters=1", f"logger.tensorboard_dir={tb_dir.name}",
-                             f"logger.metrics_dir={tb_dir.name}",
+                             f"logger.metrics_dir={tb_dir.name}", *(SMOKE if args.smoke else []),
                              *([f"logger.log_interval={args.log_interval}"] if args.log_interval else [])])
     # plugtron's own built-ins only: a third-party package installed here must not change the number
     if args.loggers:  # the default-on plugins off, then exactly the logging set on
         cfg.logger.metrics_file = cfg.logger.log_throughput = cfg.logger.run_summary = False
         cfg.train.check_for_nan_in_loss_and_grad = False
     for name in (LOGGERS if args.loggers else builtin_plugins(discover())):
-        if name not in ("nsys_profiler",) or torch.cuda.is_available():  # GPU-only ones skipped on CPU
-            cfg.plugins[name] = PluginSettings(enabled=True)
+        if name in CUDA_ONLY and not torch.cuda.is_available():
+            continue
+        if name in FT_LAUNCHER_ONLY and not os.environ.get("FT_RANK_MONITOR_IPC_SOCKET"):
+            continue
+        cfg.plugins[name] = PluginSettings(enabled=True)
     # ddp_parity needs its interval; one no run here reaches, so its per-step cost is the check only
     if not args.loggers:
         cfg.train.check_weight_hash_across_dp_replicas_interval = 10**9

@@ -165,8 +165,9 @@ def build(a):
     plug_its = [OnDevice(MicroBatchIterator(train_ds, t.micro_batch_size, t.global_batch_size))]
 
     def plugtron_step():
+        lr = state.step_lr()
         loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, plug_its)
-        state.record_step(loss, ok, grad_norm, num_zeros, flops)
+        state.record_step(loss, ok, grad_norm, num_zeros, flops, lr=lr)
         return loss
 
     with no_torch_function_modes():

@@ -150,7 +150,8 @@ def on_step(state, metrics) -> None:
     Fires on every rank. ``metrics`` is a :class:`plugtron.training.metrics.StepMetrics`:
     ``iteration``, ``loss`` (a 0-d tensor averaged over microbatches and data-parallel ranks, on the
     last pipeline stage; ``None`` on other stages; ``float(metrics.loss)`` is a CPU-GPU sync),
-    ``grad_norm`` (float or None), ``lr`` (float), ``skipped`` (bool: the optimizer skipped the
+    ``grad_norm`` (float or None), ``lr`` (float: the learning rate this step's update used; with
+    warmup from 0 the first step's is 0), ``skipped`` (bool: the optimizer skipped the
     update, e.g. fp16 overflow), ``num_zeros_in_grad``. Return value ignored.
     """
 
@@ -184,7 +185,7 @@ def on_log(state, log) -> None:
     """Every ``logger.log_interval`` iterations, after the loop assembled the log line.
 
     Fires on every rank with the same ``log`` dict: ``iteration``, ``loss`` (mean over the interval),
-    ``lr``, ``grad_norm``, ``tokens_per_sec``, ``step_time_s``, ``elapsed_s``, ``eta_s``,
+    ``lr`` (the one the interval's last step used), ``grad_norm``, ``tokens_per_sec``, ``step_time_s``, ``elapsed_s``, ``eta_s``,
     ``skipped_iters``. Return value ignored. (Loggers such as TensorBoard/W&B are on_log plugins.)
     """
 

@@ -9,7 +9,9 @@ flattened to dotted keys (``optimizer.lr``); every ``on_log`` record is logged a
 Where: ``logger.mlflow_tracking_uri`` (a server, ``sqlite:///...``, ...); unset, a local store in
 ``mlruns/`` of the run's output directory (the directory of ``metrics.jsonl``): an SQLite database
 ``mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts``. Not MLflow's plain-file store: MLflow 3
-refuses it by default (maintenance mode). View it with
+refuses it by default (maintenance mode), so a ``file://`` or plain-path URI is a config error naming
+the field and the stores that work, as are a scheme no MLflow store handles and an SQLite database in
+a directory this machine cannot write (``plugtron.plugins.logger_checks``, before the model is built). View it with
 ``mlflow ui --backend-store-uri sqlite:///<dir>/mlruns/mlflow.db``.
 
 Status: FINISHED at the end; FAILED when the run raises (``on_exception``); KILLED when it stops on
@@ -30,7 +32,9 @@ import os
 import time
 from typing import Any, Dict, Iterator, Optional, Tuple
 
+from plugtron.errors import ConfigError
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins import logger_checks
 from plugtron.plugins.optional_package import missing_extra
 from plugtron.metrics_records import numeric_items, output_dir
 
@@ -56,9 +60,15 @@ def default_tracking_uri(config) -> str:
 class MLflow:
     @staticmethod
     def config_problems(config):
-        return missing_extra("logger.mlflow_experiment", "mlflow", "mlflow")
+        missing = missing_extra("logger.mlflow_experiment", "mlflow", "mlflow")
+        return missing or logger_checks.mlflow_uri_problems(config.logger.mlflow_tracking_uri)
 
     def __init__(self, config):
+        # before the model is built: what MLflow would refuse at on_train_start on this machine
+        uri = config.logger.mlflow_tracking_uri
+        problems = logger_checks.mlflow_scheme_problems(uri) + [p for p in [logger_checks.sqlite_dir_problem(uri)] if p]
+        if problems:
+            raise ConfigError(problems)
         self.config = config
         self.client = None
         self.run_id: Optional[str] = None  # from the checkpoint on resume

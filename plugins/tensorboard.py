@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 import numbers
 
+from plugtron.errors import ConfigError
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins import logger_checks
 from plugtron.plugins.optional_package import missing_extra
 from plugtron.plugins.teardown import ReleaseAtEnd
 
@@ -29,6 +31,9 @@ class TensorBoard(ReleaseAtEnd):  # release() at on_train_end and on_exception
         return missing_extra("logger.tensorboard_dir", "tensorboard", "tensorboard")
 
     def __init__(self, config):
+        problem = logger_checks.writable_dir_problem("logger.tensorboard_dir", config.logger.tensorboard_dir)
+        if problem:  # this machine's file system: checked at load, before the model is built
+            raise ConfigError([problem])
         self.config = config
         self.dir = config.logger.tensorboard_dir
         self.interval = config.logger.tensorboard_log_interval

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+from plugtron.errors import ConfigError
 from plugtron.hookspecs import hookimpl
+from plugtron.plugins import logger_checks
 from plugtron.plugins.optional_package import missing_extra
 from plugtron.metrics_records import numeric_items, output_dir
 
@@ -35,6 +37,10 @@ class Wandb:
         return missing_extra("logger.wandb_project", "wandb", "wandb")
 
     def __init__(self, config):
+        save_dir = config.logger.wandb_save_dir
+        problem = save_dir and logger_checks.writable_dir_problem("logger.wandb_save_dir", save_dir)
+        if problem:  # this machine's file system: checked at load, before the model is built
+            raise ConfigError([problem])
         self.config = config
         self.run = None
         self.run_id: Optional[str] = None  # from the checkpoint on resume

@@ -6,8 +6,9 @@ MOE = ["model.num_moe_experts=4", "model.moe_router_topk=2", "model.add_bias_lin
 
 
 @pytest.mark.parametrize("overrides,expected", [
-    (["moe_token_drop={}", *MOE, "model.moe_token_dispatcher_type=allgather"],
-     "model.moe_token_dispatcher_type: token dropping needs one of 'alltoall', 'alltoall_seq', got 'allgather'"),
+    (["moe_token_drop={}", *MOE, "model.moe_router_load_balancing_type=sinkhorn", "model.moe_aux_loss_coeff=0.0"],
+     "model.moe_router_load_balancing_type: token dropping needs one of 'aux_loss', 'seq_aux_loss', 'global_aux_loss', "
+     "'none', got 'sinkhorn'"),
     (["comm_overlap.overlap_param_gather=true"],
      "comm_overlap.overlap_param_gather: needs optimizer.use_distributed_optimizer=true"),
     (["train.check_for_spiky_loss=true", "train.spiky_loss_factor=1"], "train.spiky_loss_factor: expected a number > 1"),

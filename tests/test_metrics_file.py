@@ -105,3 +105,29 @@ def test_nan_and_inf_are_written_as_strict_json_and_read_back(tmp_path):
     train_rec, valid_rec = read_records(tmp_path / FILE_NAME)
     assert math.isnan(train_rec["loss"]) and train_rec["grad_norm"] == math.inf and train_rec["lr"] == 1e-3
     assert valid_rec["ppl"] == -math.inf and "nonfinite" not in valid_rec
+
+
+class LrUsed:
+    """The learning rate each optimizer step really uses (the param group's, read just before the
+    step) next to what ``on_step`` and ``on_log`` report."""
+
+    def __init__(self):
+        self.used, self.stepped, self.logged = [], [], []
+
+    def on_before_optimizer_step(self, state):
+        self.used.append(state.optimizer.param_groups[0]["lr"])
+
+    def on_step(self, state, metrics):
+        self.stepped.append(metrics.lr)
+
+    def on_log(self, state, log):
+        self.logged.append(log["lr"])
+
+
+def test_logged_lr_is_the_one_the_step_used_during_warmup(tmp_path):
+    rec = LrUsed()
+    _train(tmp_path, 5, "scheduler.lr_warmup_iters=3", "scheduler.lr_decay_style=constant", "optimizer.lr=1e-3",
+           "train.eval_interval=null", plugins=[rec])
+    assert rec.used == pytest.approx([0.0, 1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3])  # step 1 at lr 0, as HF's warmup
+    assert rec.stepped == pytest.approx(rec.used) and rec.logged == pytest.approx(rec.used)
+    assert [r["lr"] for r in read_records(tmp_path / FILE_NAME) if r["kind"] == "train"] == pytest.approx(rec.used)

@@ -60,15 +60,62 @@ def test_off_nothing_is_dropped_and_the_plugin_is_not_loaded():
     assert off.kept == off.wanted
 
 
-def test_dispatcher_and_load_balancing_are_checked_before_the_build():
-    cfg = load_config(None, MOE + ["moe_token_drop={}", "model.moe_token_dispatcher_type=allgather",
-                                   "model.moe_router_load_balancing_type=sinkhorn"])
+def test_load_balancing_is_checked_before_the_build():
+    cfg = load_config(None, MOE + ["moe_token_drop={}", "model.moe_router_load_balancing_type=sinkhorn"])
     assert MoETokenDrop.config_problems(cfg) == [
-        "model.moe_token_dispatcher_type: token dropping needs one of 'alltoall', 'alltoall_seq', got 'allgather'",
-        "model.moe_router_load_balancing_type: token dropping needs one of 'aux_loss', 'seq_aux_loss', 'none', got 'sinkhorn'",
+        "model.moe_router_load_balancing_type: token dropping needs one of 'aux_loss', 'seq_aux_loss', "
+        "'global_aux_loss', 'none', got 'sinkhorn'",
     ]
-    with pytest.raises(ConfigError, match="moe_token_dispatcher_type: token dropping needs"):
+    with pytest.raises(ConfigError, match="moe_router_load_balancing_type: token dropping needs"):
         PluginManager().load(cfg)
+
+
+def _megatron_accepts(dispatcher, backend, balancing, factor, pad) -> bool:
+    """Whether the installed Megatron-Core's own TransformerConfig takes these token-drop settings."""
+    from megatron.core.transformer import TransformerConfig
+
+    coeff = [0.0] * len(balancing) if isinstance(balancing, list) else 0.0
+    try:
+        TransformerConfig(num_layers=1, hidden_size=16, num_attention_heads=2, num_moe_experts=EXPERTS,
+                          moe_router_topk=TOPK, add_bias_linear=False, moe_token_dispatcher_type=dispatcher,
+                          moe_flex_dispatcher_backend=backend, moe_router_load_balancing_type=balancing,
+                          moe_aux_loss_coeff=coeff, moe_expert_capacity_factor=factor,
+                          moe_pad_expert_input_to_capacity=pad)
+    except (ValueError, AssertionError):
+        return False
+    return True
+
+
+DISPATCH = [("allgather", "deepep"), ("alltoall", "deepep"), ("flex", "deepep"), ("flex", "hybridep")]
+BALANCING = ["aux_loss", "seq_aux_loss", "global_aux_loss", "sinkhorn", "none", ["aux_loss", "global_aux_loss"],
+             ["seq_aux_loss", "sinkhorn"]]
+
+
+@pytest.mark.parametrize("dispatcher,backend", DISPATCH)
+def test_the_rule_table_is_the_installed_megatron_cores(dispatcher, backend):
+    """Every (load balancing, capacity factor, padding) plugtron accepts, Megatron's TransformerConfig
+    accepts, and the other way round (factors up to experts / topk: above, plugtron also refuses
+    padding, which Megatron only finds mid-step)."""
+    from types import SimpleNamespace
+
+    from plugtron.plugins.moe_token_drop import token_drop_problems
+
+    for balancing in BALANCING:
+        for factor in (-1.0, 0.0, 0.5, 1.0, EXPERTS / TOPK):
+            for pad in (False, True):
+                provider = SimpleNamespace(num_moe_experts=EXPERTS, moe_router_topk=TOPK, moe_token_dispatcher_type=dispatcher,
+                                           moe_flex_dispatcher_backend=backend, moe_router_load_balancing_type=balancing)
+                ours = not token_drop_problems(provider, factor, pad)
+                given = None if factor < 0 else factor  # what apply_moe_token_drop sets on the provider
+                assert ours == _megatron_accepts(dispatcher, backend, balancing, given, pad), (balancing, factor, pad, ours)
+
+
+@pytest.mark.parametrize("extra", [["model.moe_token_dispatcher_type=allgather"],
+                                   ["model.moe_router_load_balancing_type=global_aux_loss"]])
+def test_what_megatron_accepts_takes_a_step(extra):
+    counter, cfg, pm = routed("moe_token_drop.moe_expert_capacity_factor=0.5", *extra)
+    assert "moe_token_drop" in pm.loaded and cfg.model.moe_expert_capacity_factor == 0.5
+    assert 0 < counter.kept < counter.wanted
 
 
 def test_the_guides_python_call_and_its_rules(caplog):

@@ -153,3 +153,26 @@ def test_help_does_not_import_torch():
             "except SystemExit:\n    pass\nprint('torch imported:', 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "--json-key" in out and out.strip().endswith("torch imported: False"), out
+
+
+def test_unwritable_output_is_one_message_before_any_tokenizing(tmp_path, capsys, monkeypatch):
+    import plugtron.data.preprocess.parallel as parallel
+
+    src = tmp_path / "c.jsonl"
+    write_corpus(src, n=5)
+    monkeypatch.setattr(parallel, "build_tokenizer", None, raising=False)  # not reached: no tokenizing starts
+    for prefix in ("/proc/x", str(src / "sub" / "o")):  # a filesystem that takes no files; a file as directory
+        assert main(["data", "preprocess", "--input", str(src), "--output-prefix", prefix]) == 2
+        err = capsys.readouterr().err
+        assert err.count("plugtron: error: --output-prefix: cannot write ") == 1 and prefix in err, err
+        assert "Traceback" not in err
+
+
+def test_deeply_nested_json_line_is_a_counted_corrupt_line_or_a_strict_error(tmp_path):
+    src = tmp_path / "deep.jsonl"
+    write_corpus(src, n=20, bad={4: "[" * 100000 + "]" * 100000})
+    s = preprocess(str(src), str(tmp_path / "o"), BYTES_CFG)
+    assert (s["documents"], s["corrupt"]) == (20, 1)
+    assert s["corrupt_examples"] == [f"{src}:4: JSON nested too deeply to parse"]
+    with pytest.raises(DataError, match=r"deep\.jsonl:4: expected a JSON object with a 'text' string \(JSON nested too deeply"):
+        preprocess(str(src), str(tmp_path / "strict"), BYTES_CFG, strict=True)

@@ -24,7 +24,7 @@ def _train(cwd, *args, rc=0):
 
 
 def test_default_run_dir_resume_finished_and_extend(tmp_path):
-    out, _ = _train(tmp_path, *FAST)
+    _, out = _train(tmp_path, *FAST)  # log lines go to standard error
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and re.fullmatch(r"tiny-\d{8}-\d{6}", runs[0].name), runs
     run = runs[0]
@@ -34,7 +34,7 @@ def test_default_run_dir_resume_finished_and_extend(tmp_path):
     assert (run / "metrics.jsonl").is_file()
 
     # resumed at train_iters: one clear line, exit 0, saves back into the same directory
-    out, _ = _train(tmp_path, *FAST, f"checkpoint.load={run}")
+    _, out = _train(tmp_path, *FAST, f"checkpoint.load={run}")
     assert f"nothing to train: {run / 'iter_0000002'} is already at iteration 2 (train.train_iters=2); " \
            "to train further, raise it, e.g. train.train_iters=4 scheduler.override_opt_param_scheduler=true" in out
     assert len(list((tmp_path / "runs").iterdir())) == 1

@@ -35,7 +35,7 @@ class Transcript:
         self.calls.append(f"on_before_optimizer_step@{state.iteration}")
 
     def on_step(self, state, metrics):
-        assert metrics.loss is not None and metrics.grad_norm is not None and metrics.lr > 0
+        assert metrics.loss is not None and metrics.grad_norm is not None and metrics.lr >= 0
         self.calls.append(f"on_step@{metrics.iteration}")
 
     def collect_metrics(self, state):

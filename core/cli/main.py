@@ -115,11 +115,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    """plugtron's log lines on rank 0; Megatron's logs at WARNING and the warnings no user can act
-    on hidden (``plugtron.platform.quiet``), unless ``verbose``: then everything, plugtron at DEBUG."""
+    """plugtron's log lines on rank 0, on standard error (standard output carries only a command's
+    result, e.g. ``config show > resolved.yaml``); Megatron's logs at WARNING and the warnings no user
+    can act on hidden (``plugtron.platform.quiet``), unless ``verbose``: then everything, plugtron at DEBUG."""
     rank = int(os.environ.get("RANK", "0"))
     level = logging.INFO if rank == 0 else logging.WARNING
-    logging.basicConfig(level=logging.DEBUG if verbose else level, format="[plugtron] %(message)s", stream=sys.stdout)
+    logging.basicConfig(level=logging.DEBUG if verbose else level, format="[plugtron] %(message)s", stream=sys.stderr)
     for noisy in ("megatron", "megatron.core"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
     from plugtron.platform import quiet  # torch-free

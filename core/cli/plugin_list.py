@@ -109,7 +109,7 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
         try:
             target = ep.load()
             hooks = _hooks_of(target)
-            doc = (inspect.getdoc(target) or inspect.getdoc(inspect.getmodule(target)) or "").strip()
+            doc = own_doc(target)
         except Exception as exc:  # listing must survive a broken plugin
             target, doc = None, ""
             hooks = [f"<import failed: {type(exc).__name__}: {exc}>"]
@@ -129,6 +129,7 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
             "hooks": hooks,
             "target": target,
             "doc": doc,
+            "fields": _core_fields(name, toggles[name], sections) if name in toggles else [],
         })
     try:
         check_plugins(ConfigView(data), available)
@@ -136,6 +137,36 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
     except PlugtronError as exc:
         error = exc
     return rows, error
+
+
+def own_doc(target: Any) -> str:
+    """The plugin's own docstring, else its module's; never one inherited from a base class
+    (``inspect.getdoc`` would give e.g. ``abc.ABC``'s)."""
+    doc = target.__dict__.get("__doc__") if inspect.isclass(target) else getattr(target, "__doc__", None)
+    if not doc:
+        module = inspect.getmodule(target)
+        doc = module.__doc__ if module is not None else None
+    return inspect.cleandoc(doc) if doc else ""
+
+
+def _core_fields(name: str, toggle: str, sections: Any) -> List[Tuple[str, str, str, str]]:
+    """``(path, type, default, current value)`` of the core fields that configure built-in ``name``."""
+    from plugtron.config.builtin_fields import describe, fields_of
+
+    rows = []
+    for path in fields_of(name, toggle):
+        kind, default = describe(path)
+        node: Any = sections
+        for part in path.split("."):
+            node = _MISSING if node is None or node is _MISSING else getattr(node, part, _MISSING)
+        if node is _MISSING:
+            now = f"(the {path.split('.')[0]} section is absent)"
+        elif attrs.has(type(node)):
+            now = "present"
+        else:
+            now = repr(node)
+        rows.append((path, kind, default, now))
+    return rows
 
 
 def _type_name(t: Any) -> str:
@@ -177,7 +208,13 @@ def show_plugin(name: str, config_path: Optional[str] = None, overrides: Iterabl
     lines.append(f"hooks:            {', '.join(r['hooks']) or 'none'}")
     lines.append(f"config check:     {'yes (config_problems)' if hasattr(r['target'], 'config_problems') else 'no'}")
     opts = settings_rows(r["target"])
-    if not opts:
+    if r["fields"]:
+        lines.append("configured by these core fields (path: type = default  now: value):")
+        width = max(len(f"{p}: {t} = {d}") for p, t, d, _ in r["fields"])
+        lines += [f"  {f'{p}: {t} = {d}'.ljust(width)}  now: {v}" for p, t, d, v in r["fields"]]
+    if not opts and r["fields"]:
+        lines.append("options:          none (a built-in: set the core fields above)")
+    elif not opts:
         lines.append("options:          none (the plugin declares no Settings)")
     else:
         lines.append(f"options (plugins.{name}.options.KEY=VALUE):")

@@ -4,8 +4,13 @@ checkpoint's ``run_config.yaml`` (a NeMo 2.0 checkpoint: its ``context/model.yam
 from an imported Hugging Face model needs no model dimension on the command line.
 
 What the checkpoint decides: the provider and the fields in ``ARCHITECTURE`` (what the weights'
-shapes and meaning depend on). What the recipe and the user still decide: everything else in the
-model section (parallelism, sequence length, dropout, recompute, kernels). A field the user gives
+shapes and meaning depend on), and by default the fields in ``TRAINING`` (dropouts, MoE auxiliary
+losses: what its training ran with, e.g. an imported Mixtral's ``moe_aux_loss_coeff`` 0.02 and an
+imported Llama's dropout 0.0 from the Hugging Face config), unless the user sets them or names a
+recipe (other than the default ``tiny`` and the bare ``none``) that sets them. What the recipe and the
+user decide: everything else in the model section (parallelism, sequence length, recompute,
+kernels). A ``TRAINING`` value that ends up different from the checkpoint's is stated in one log line
+naming each field, both values and where the new one comes from. A field the user gives
 (YAML or command line) that contradicts the checkpoint is an error naming both values; the recipe's
 own architecture is simply replaced. A path that holds no checkpoint (yet) changes nothing here: a
 first run of a resumable job has an empty ``load``; a missing path is reported when the run starts.
@@ -29,6 +34,10 @@ ARCHITECTURE = frozenset({
     "relative_attention_max_distance", "hybrid_override_pattern", "mamba_state_dim", "mamba_head_dim",
     "mamba_num_groups", "mamba_num_heads",
 })
+# Not the weights' shape or meaning, but how they were trained: kept from the checkpoint by default.
+TRAINING = ("hidden_dropout", "attention_dropout", "moe_aux_loss_coeff", "moe_z_loss_coeff",
+            "moe_router_load_balancing_type", "moe_input_jitter_eps")
+DEFAULT_RECIPES = ("tiny", "none")  # not a choice about this model: the checkpoint's TRAINING values stay
 KEYS = ("load", "pretrained_checkpoint")  # load first: a resumed run continues its own model
 
 
@@ -79,9 +88,11 @@ def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def apply(data: Dict[str, Any], user_model: Dict[str, Any], user_sources: Dict[str, str]) -> List[str]:
-    """Put the checkpoint's architecture into ``data["model"]`` (in place); returns the problems
-    (user-given fields that contradict it), empty when ``data`` names no checkpoint."""
+def apply(data: Dict[str, Any], user_model: Dict[str, Any], user_sources: Dict[str, str],
+          recipe: str = "tiny") -> List[str]:
+    """Put the checkpoint's architecture (and, unless ``recipe`` is a named one, its ``TRAINING``
+    values) into ``data["model"]`` (in place); returns the problems (user-given fields that
+    contradict the architecture), empty when ``data`` names no checkpoint."""
     found = checkpoint_model(data)
     if found is None:
         return []
@@ -106,5 +117,23 @@ def apply(data: Dict[str, Any], user_model: Dict[str, Any], user_sources: Dict[s
     current = data.get("model") if isinstance(data.get("model"), dict) else {}
     # The recipe's and the user's run settings, on the class the checkpoint names.
     kept = {k: v for k, v in current.items() if k not in ARCHITECTURE and k != "provider" and k in fields}
-    data["model"] = {"provider": provider, **kept, **arch, **{k: v for k, v in user_model.items() if k != "provider"}}
+    trained = {} if recipe not in DEFAULT_RECIPES else {k: ckpt[k] for k in TRAINING if k in ckpt and k in fields}
+    data["model"] = {"provider": provider, **kept, **trained, **arch,
+                     **{k: v for k, v in user_model.items() if k != "provider"}}
+    _state_training_differences(data["model"], ckpt, file, user_model, user_sources, recipe)
     return []
+
+
+def _state_training_differences(model: Dict[str, Any], ckpt: Dict[str, Any], file: str, user_model: Dict[str, Any],
+                                user_sources: Dict[str, str], recipe: str) -> None:
+    """One log line naming every ``TRAINING`` field whose value differs from the checkpoint's."""
+    import logging
+
+    diffs = []
+    for k in TRAINING:
+        if k in ckpt and k in model and model[k] != ckpt[k]:
+            where = user_sources.get(f"model.{k}", "the config") if k in user_model else f"recipe {recipe!r}"
+            diffs.append(f"model.{k} {_shown(model[k])} (checkpoint {_shown(ckpt[k])}; from {where})")
+    if diffs:
+        logging.getLogger("plugtron").info(f"training settings that differ from the checkpoint's ({file}): "
+                                           + ", ".join(diffs))

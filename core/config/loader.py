@@ -123,7 +123,7 @@ def load_config(
     from plugtron.config import from_checkpoint
 
     user_model = user.get("model") if isinstance(user.get("model"), dict) else {}
-    contradictions = from_checkpoint.apply(data, user_model, user_set)  # the checkpoint's architecture, if one is named
+    contradictions = from_checkpoint.apply(data, user_model, user_set, recipe)  # the checkpoint's architecture, if one is named
     if contradictions:
         raise ConfigError(contradictions, source=" + ".join(sources))
     cfg = structure(data, ConfigContainer, source=" + ".join(sources))

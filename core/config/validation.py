@@ -260,6 +260,9 @@ def _other_checks(cfg, world_size: int, problems: List[str]) -> None:
     from plugtron.providers.model_kind import kind_for
 
     problems.extend(kind_for(cfg.model).problems(cfg))  # e.g. T5: no PP, decoder length fits the targets
+    from plugtron.config import megatron_build_rules
+
+    problems.extend(megatron_build_rules.problems(cfg.model))  # what Megatron refuses only at build / first step
     if hasattr(cfg.dataset, "problems"):  # FinetuningDatasetConfig: packing needs micro_batch_size 1, ...
         problems.extend(cfg.dataset.problems(cfg.train))
     if cfg.peft is not None and not cfg.checkpoint.pretrained_checkpoint:
@@ -271,7 +274,11 @@ def _other_checks(cfg, world_size: int, problems: List[str]) -> None:
 
 def validate(cfg, world_size: int) -> None:
     # Ranges and fixed sets first: the derivations below divide by and index with these values.
-    problems: List[str] = rules.check(cfg)
+    from plugtron.config.named_builtins import switch_on_by_name
+
+    # plugins.<built-in>.enabled first: the section's defaults then go through every check below
+    problems: List[str] = switch_on_by_name(cfg)
+    problems += rules.check(cfg)
     problems += [f"{p}: expected a finite float, got {getattr_path(cfg, p)}" for p in rules.non_finite_floats(cfg, "")]
     if world_size < 1:
         problems.append(f"WORLD_SIZE: expected a positive integer, got {world_size}")

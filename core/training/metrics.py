@@ -35,6 +35,7 @@ class LogWindow:
         self.loss_sum: Optional[torch.Tensor] = None
         self.loss_n = 0
         self.grad_norm = None
+        self.lr: Optional[float] = None  # the rate the window's last step used
         # When the last ETA_WINDOW steps ended: the ETA is their mean step time, so one slow step
         # (a save, an eval, a GC pause) moves it by 1/ETA_WINDOW, and the start-up steps age out.
         self.step_ends = deque([self.start], maxlen=ETA_WINDOW + 1)
@@ -44,6 +45,7 @@ class LogWindow:
             self.loss_sum = metrics.loss.detach() if self.loss_sum is None else self.loss_sum + metrics.loss.detach()
             self.loss_n += 1
         self.grad_norm = metrics.grad_norm
+        self.lr = metrics.lr
         self.step_ends.append(self.clock())
 
     def eta_s(self) -> float:
@@ -80,7 +82,8 @@ class LogWindow:
         rec = {
             "iteration": self.state.iteration,
             "loss": loss,
-            "lr": self.state.scheduler.get_lr(self.state.optimizer.param_groups[0]),
+            # the rate the last step used (the scheduler has already moved on to the next step's)
+            "lr": self.lr if self.lr is not None else self.state.step_lr(),
             "grad_norm": None if self.grad_norm is None else float(self.grad_norm),
             "tokens_per_sec": t.global_batch_size * self.cfg.model.seq_length / step_time if steps else 0.0,
             "step_time_s": step_time,

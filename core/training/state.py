@@ -65,9 +65,15 @@ class TrainState:
         self.should_save = self.should_save or save
         self.stop_reason = reason
 
-    def record_step(self, loss, ok: bool, grad_norm, num_zeros, flops: float) -> StepMetrics:
+    def step_lr(self) -> float:
+        """The learning rate the next optimizer step uses (read it before the step: the scheduler
+        step after the update moves it to the following step's)."""
+        return self.scheduler.get_lr(self.optimizer.param_groups[0])
+
+    def record_step(self, loss, ok: bool, grad_norm, num_zeros, flops: float, *, lr: float) -> StepMetrics:
         """Advance the counters by one finished iteration and return its metrics (the loop and
-        benchmarks/hook_overhead.py both call this, so they do the same per-step work)."""
+        benchmarks/hook_overhead.py both call this, so they do the same per-step work). ``lr``: the
+        rate the step used, from :meth:`step_lr` before it."""
         t = self.config.train
         self.iteration += 1
         self.consumed_train_samples += t.global_batch_size
@@ -77,7 +83,7 @@ class TrainState:
             iteration=self.iteration,
             loss=loss,
             grad_norm=None if grad_norm is None else float(grad_norm),
-            lr=self.scheduler.get_lr(self.optimizer.param_groups[0]),
+            lr=lr,
             skipped=not ok,
             num_zeros_in_grad=num_zeros,
         )

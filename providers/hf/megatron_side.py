@@ -53,11 +53,43 @@ def megatron_world(tp: int = 1):
             distributed.destroy_process_group()
 
 
-def build_model(provider, tp: int):
-    """A bare GPTModel for ``provider`` on this rank (TP ``tp``, one pipeline stage)."""
+# How a checkpoint's run split the model over processes: reset to Megatron's defaults (one stage, no
+# sequence/context/expert parallelism, no overlap) for the conversion's own world (TP ``tp`` only).
+# The weights reshard on load; a training layout kept here would be refused by Megatron or mismatch
+# this world (``sequence_parallel`` at TP=1: "Cannot use sequence parallelism without tensor
+# parallelism"; an expert-parallel size larger than the world; uneven pipeline stages).
+TRAINING_LAYOUT_FIELDS = (
+    "pipeline_model_parallel_size", "virtual_pipeline_model_parallel_size", "pipeline_model_parallel_comm_backend",
+    "num_layers_in_first_pipeline_stage", "num_layers_in_last_pipeline_stage", "pipeline_model_parallel_layout",
+    "account_for_embedding_in_pipeline_split", "account_for_loss_in_pipeline_split",
+    "microbatch_group_size_per_vp_stage", "sequence_parallel", "context_parallel_size",
+    "hierarchical_context_parallel_sizes", "hybrid_context_parallel", "expert_model_parallel_size",
+    "expert_tensor_parallel_size", "moe_extended_tp", "tp_comm_overlap", "overlap_moe_expert_parallel_comm",
+    "overlap_p2p_comm", "batch_p2p_comm", "defer_embedding_wgrad_compute", "delay_wgrad_compute",
+    "cpu_offloading",
+)
+
+
+def single_world_layout(provider, tp: int):
+    """A copy of ``provider`` laid out for one process per TP rank (TP ``tp``, nothing else split)."""
+    import dataclasses
+
+    from megatron.core.transformer import TransformerConfig
+
     p = copy.deepcopy(provider)
-    p.tensor_model_parallel_size, p.pipeline_model_parallel_size = tp, 1
-    p.virtual_pipeline_model_parallel_size = None
+    defaults = {f.name: f for f in dataclasses.fields(TransformerConfig)}
+    for name in TRAINING_LAYOUT_FIELDS:
+        if name in defaults and hasattr(p, name):
+            f = defaults[name]
+            setattr(p, name, f.default_factory() if f.default is dataclasses.MISSING else f.default)
+    p.tensor_model_parallel_size = tp
+    return p
+
+
+def build_model(provider, tp: int):
+    """A bare GPTModel for ``provider`` on this rank (TP ``tp``, one pipeline stage; whatever
+    layout the checkpoint was trained with: ``single_world_layout``)."""
+    p = single_world_layout(provider, tp)
     # Megatron's random init is wasted work here (every parameter is overwritten), but it must run:
     # with use_cpu_initialization, perform_initialization=False also skips setting the tensor-
     # parallel attributes (partition dim) that fill() shards by - a TP=2 import then fails.

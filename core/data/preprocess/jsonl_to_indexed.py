@@ -53,7 +53,10 @@ class PartStats:
 
 def _document_text(line: bytes, key: str) -> str:
     """The text of one JSONL line; ValueError says why there is none."""
-    obj = json.loads(line)  # ValueError (JSONDecodeError, UnicodeDecodeError) on bad JSON/bytes
+    try:
+        obj = json.loads(line)  # ValueError (JSONDecodeError, UnicodeDecodeError) on bad JSON/bytes
+    except RecursionError:  # nesting deeper than Python's parser goes: bad input like any other
+        raise ValueError("JSON nested too deeply to parse") from None
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     if key not in obj:

@@ -122,6 +122,21 @@ class Progress:
             self.stream.write("\n")
 
 
+def check_writable(final: str, output_prefix: str) -> None:
+    """``DataError`` naming ``--output-prefix`` unless files next to ``final`` can be created (its
+    directory is made if missing): one probe file, created and removed."""
+    directory = os.path.dirname(os.path.abspath(final))
+    probe = f"{final}.probe-{os.getpid()}"
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise DataError(f"--output-prefix: cannot write {final}.bin/.idx (from {output_prefix!r}): "
+                        f"{err.strerror or err} ({directory}); choose a writable directory") from None
+
+
 def preprocess(input_path: str, output_prefix: str, tok_cfg, json_key: str = "text", workers: int = 1,
                append_eod: bool = True, strict: bool = False, overwrite: bool = False,
                progress: Optional[Progress] = None, log: Callable[[str], None] = lambda s: None) -> Dict:
@@ -134,9 +149,9 @@ def preprocess(input_path: str, output_prefix: str, tok_cfg, json_key: str = "te
         raise DataError(f"--input: {input_path} not found (expected a JSONL file, one document per line)")
     if workers < 1:
         raise DataError(f"--workers: expected >= 1, got {workers}")
-    tokenizer = build_tokenizer(tok_cfg)  # fails here, once, on a missing tokenizer file
     final = output_name(output_prefix, json_key)
-    os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
+    check_writable(final, output_prefix)  # before any tokenizing: not after minutes of work
+    tokenizer = build_tokenizer(tok_cfg)  # fails here, once, on a missing tokenizer file
     ident = _identity(input_path, json_key, append_eod, tokenizer)
     done = _read_manifest(final + ".json")
     have_output = os.path.exists(final + ".bin") or os.path.exists(final + ".idx")
