@@ -151,8 +151,8 @@ def test_the_readme_error_example_is_real_output(capsys):
 def test_run_training_from_a_script_without_a_main_guard(tmp_path):
     script = tmp_path / "try_it.py"
     script.write_text("from plugtron.testing import run_training\n"
-                      f"r = run_training(['train.train_iters=1', 'train.eval_interval=null'], [], checkpoint_dir={str(tmp_path / 'ck')!r})\n"
+                      f"r = run_training(['train.train_iters=2', 'train.eval_interval=null'], [], checkpoint_dir={str(tmp_path / 'ck')!r})\n"
                       "print('RAN', r.summary['iteration'])\n")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0 and proc.stdout.count("RAN 1") == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0 and proc.stdout.count("RAN 2") == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert (tmp_path / "ck" / "latest_checkpointed_iteration.txt").exists() or any((tmp_path / "ck").glob("iter_*"))
