@@ -135,11 +135,11 @@ def test_a_dict_inside_the_plugin_list_is_refused():
         run_training([], [{"plateau": object()}])
 
 
-def test_the_readme_error_example_is_real_output(capsys):
+@pytest.mark.parametrize("doc", ["README.md", "docs/plugins.md"])
+def test_the_documented_error_examples_are_real_output(doc, plateau_installed, capsys):
     from plugtron import cli
 
-    readme = (ROOT / "README.md").read_text()
-    examples = re.findall(r"```\n\$ (plugtron [^\n]+)\n(.*?)```", readme, flags=re.S)
+    examples = re.findall(r"```\n\$ (plugtron [^\n]+)\n(.*?)```", (ROOT / doc).read_text(), flags=re.S)
     assert examples
     for command, shown in examples:
         assert cli.main(shlex.split(command)[1:]) == 2
