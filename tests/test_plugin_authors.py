@@ -156,3 +156,21 @@ def test_run_training_from_a_script_without_a_main_guard(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.count("RAN 2") == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert (tmp_path / "ck" / "latest_checkpointed_iteration.txt").exists() or any((tmp_path / "ck").glob("iter_*"))
+
+
+def test_plugins_list_sees_each_recipes_own_sections():
+    """``plugins list`` reads the recipe's torch-free sections without Megatron: they are the ones
+    the recipe builds (a NullTokenizer's size, derived from the model, aside)."""
+    from plugtron.config.container import resolve_types
+    from plugtron.config.converter import unstructure
+    from plugtron.recipes import get_recipe, names
+    from plugtron.recipes.registry import plain_data
+
+    resolve_types()
+    for name in names():
+        full, plain = unstructure(get_recipe(name)()), plain_data(name)
+        if plain.get("tokenizer", {}).get("vocab_size", 0) is None:
+            plain["tokenizer"]["vocab_size"] = full["tokenizer"]["vocab_size"]
+        assert plain == {k: full[k] for k in plain}, name
+        assert not {"model", "optimizer", "ddp", "mixed_precision"} & set(plain), name
+    assert plain_data("tiny")["train"]["eval_interval"] == 100 and plain_data("none") == {}
