@@ -6,7 +6,8 @@
   step, 4 steps, evaluation at steps 2 and 4, a checkpoint at the end) on the bundled corpus with
   your overrides and plugins - plugin objects, or names of installed plugins - and returns a :class:`RunResult`: the losses, the eval results, the
   ordered hook transcript (``"on_step@3"``, ``"on_eval:valid@2"``...) and the checkpoint directory.
-* :func:`resume` continues a result's checkpoint (``checkpoint.load``), to test on_save/on_load.
+* :func:`resume` continues a result's checkpoint (``checkpoint.load``) with the first run's whole
+  configuration (overrides and plugin options; yours change keys on top), to test on_save/on_load.
 * :func:`fake_state` / :func:`fake_metrics`: a ``TrainState`` / ``StepMetrics`` for pure unit tests of
   a hook, ranks included (``fake_state(rank=1)``), without Megatron.
 
