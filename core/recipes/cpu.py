@@ -11,18 +11,20 @@ vocabularies do not dominate the run.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 SEQ = 128
 
 
-def _container(model, recipe: str):
+def _container(model, recipe: Optional[str] = None):
+    """The recipe's ConfigContainer around ``model``; its length and batch from ``SHAPES[recipe]``
+    (``_plain``'s defaults when it has no entry)."""
     from megatron.core.distributed import DistributedDataParallelConfig
     from megatron.core.optimizer import OptimizerConfig
 
     from plugtron.config import ConfigContainer
 
-    lr = SHAPES[recipe].get("lr", 2e-3)
+    lr = SHAPES.get(recipe, {}).get("lr", 2e-3)
     return ConfigContainer(
         model=model,
         optimizer=OptimizerConfig(optimizer="adam", lr=lr, min_lr=lr / 10, weight_decay=0.1, adam_beta2=0.95, clip_grad=1.0),
@@ -48,18 +50,18 @@ def _plain(iters: int = 60, lr: float = 2e-3, mbs: int = 4, gbs: int = 16, log_i
     )
 
 
-# Each CPU recipe's length, batch and learning rate (the rest is _plain's defaults).
+# The CPU recipes whose length, batch or learning rate differ from _plain's defaults.
 SHAPES: Dict[str, Dict[str, Any]] = {
     "tiny": dict(iters=300, log_interval=20, warmup=20, eval_interval=100),
-    "tiny_llama": {}, "tiny_qwen2": {}, "tiny_mixtral": {}, "tiny_gpt2": {},
     "tiny_t5": dict(lr=3e-3, mbs=4, gbs=8),
 }
 
 
 def plain_sections(recipe: str) -> Dict[str, Any]:
     """Recipe ``recipe``'s torch-free sections (train, scheduler, dataset, ...) as plugtron's attrs
-    objects, without Megatron: ``plugins list`` checks plugins against them. ``none``: none."""
-    return _plain(**SHAPES[recipe]) if recipe in SHAPES else {}
+    objects, without Megatron: ``plugins list`` checks plugins against them. ``none``: none (the
+    defaults)."""
+    return {} if recipe == "none" else _plain(**SHAPES.get(recipe, {}))
 
 
 # What every CPU-sized model shares: no dropout, CPU initialisation, Megatron's local layers.
@@ -81,7 +83,7 @@ def tiny_llama():
     from plugtron.providers.llama import Llama3Provider
 
     return _container(Llama3Provider(num_layers=4, hidden_size=128, num_attention_heads=4, num_query_groups=2,
-                                     ffn_hidden_size=352, vocab_size=None, **_CPU), "tiny_llama")
+                                     ffn_hidden_size=352, vocab_size=None, **_CPU))
 
 
 def tiny_qwen2():
@@ -89,7 +91,7 @@ def tiny_qwen2():
     from plugtron.providers.families import Qwen2Provider
 
     return _container(Qwen2Provider(num_layers=4, hidden_size=128, num_attention_heads=4, num_query_groups=2,
-                                    ffn_hidden_size=352, share_embeddings_and_output_weights=True, **_CPU), "tiny_qwen2")
+                                    ffn_hidden_size=352, share_embeddings_and_output_weights=True, **_CPU))
 
 
 def tiny_mixtral():
@@ -97,14 +99,14 @@ def tiny_mixtral():
     from plugtron.providers.families import MixtralProvider
 
     return _container(MixtralProvider(num_layers=2, hidden_size=128, num_attention_heads=4, num_query_groups=2,
-                                      ffn_hidden_size=256, num_moe_experts=4, vocab_size=None, **_CPU), "tiny_mixtral")
+                                      ffn_hidden_size=256, num_moe_experts=4, vocab_size=None, **_CPU))
 
 
 def tiny_gpt2():
     """GPT-2 architecture (learned positions, LayerNorm, tanh-GELU, biases, tied embeddings), 4 layers of 128."""
     from plugtron.providers.families import GPT2Provider
 
-    return _container(GPT2Provider(num_layers=4, hidden_size=128, num_attention_heads=4, **_CPU), "tiny_gpt2")
+    return _container(GPT2Provider(num_layers=4, hidden_size=128, num_attention_heads=4, **_CPU))
 
 
 def tiny_t5():
