@@ -12,11 +12,11 @@ class Plateau:
         patience: int = attrs.field(default=3, metadata={"help": "evaluations without improvement before stopping"})
         min_delta: float = attrs.field(default=0.0, metadata={"help": "smallest improvement that counts"})
 
-    checked = []  # (settings seen by config_problems) - for the tests
+    checked = []  # (settings, config.plugins entry) seen by config_problems - for the tests
 
     @staticmethod
     def config_problems(config, settings):
-        Plateau.checked.append(settings)
+        Plateau.checked.append((settings, config.plugins["plateau"]))
         t = config.train
         if not t.eval_interval:
             return ["train.eval_interval: plateau needs evaluations (set an interval)"]

@@ -60,8 +60,10 @@ def _verdict(cli, capsys, argv):
         rc = cli.main(argv)
     except _ChecksPassed:  # train got past every check: it would start the process groups now
         rc = 0
-    err = capsys.readouterr().err
-    return rc, [line for line in err.splitlines() if line.startswith(("plugtron: error", "  "))]
+    lines = capsys.readouterr().err.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("plugtron: error")), len(lines))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")), len(lines))
+    return rc, lines[start:end]  # the error message (warnings of a first torch import aside)
 
 
 def test_plugins_list_config_show_and_train_agree(plateau_installed, monkeypatch, capsys, tmp_path):
@@ -89,8 +91,9 @@ def test_plugins_list_config_show_and_train_agree(plateau_installed, monkeypatch
     assert "plugins.plateau.patience: unknown key (a plugin's options go under options: plugins.plateau.options.patience)" in messages
     assert "plugins.plateau.options.patience: 7 evaluations every 50 iterations" in messages
     # config_problems always got the validated Settings (defaults applied), never the raw dict
-    assert Plateau.checked and all(isinstance(s, Plateau.Settings) for s in Plateau.checked)
-    assert {s.patience for s in Plateau.checked} == {3, 7} and {s.min_delta for s in Plateau.checked} == {0.0}
+    assert Plateau.checked and all(isinstance(s, Plateau.Settings) for s, _ in Plateau.checked)
+    assert {s.patience for s, _ in Plateau.checked} == {3, 7} and {s.min_delta for s, _ in Plateau.checked} == {0.0}
+    assert {type(entry).__name__ for _, entry in Plateau.checked} == {"PluginSettings"}  # the same under every command
 
 
 def test_plugins_show_prints_the_configured_option_values(plateau_installed, capsys):
