@@ -35,7 +35,7 @@ def _iteration(kwargs: Dict[str, Any]) -> str:
     state = kwargs.get("state")
     it = getattr(state, "iteration", None)
     split = kwargs.get("split")
-    return (f":{split}" if split else "") + (f"@{it}" if it is not None else "")
+    return (f":{split}" if split and split != "train" else "") + (f"@{it}" if it is not None else "")
 
 
 def tracer_from_env() -> Optional[Callable[[str, str, List[str], float], None]]:
@@ -101,9 +101,12 @@ class Hooks:
         return result
 
     def _each(self, hook: str, **kwargs: Any) -> List[Tuple[str, Any]]:
-        """Call every implementation on its own, in pluggy's order: ``[(plugin, result)]``."""
+        """Call every implementation on its own, in pluggy's order: ``[(plugin, result)]``. An
+        evaluation's ``collect_metrics`` asks only the implementations that take ``split``."""
         t0 = time.perf_counter() if self.observers else 0.0
         impls = self.impls(hook)
+        if kwargs.get("split", "train") != "train":
+            impls = [i for i in impls if "split" in i.argnames]
         out = [(impl.plugin_name, self._call_impl(hook, impl, kwargs)) for impl in impls]
         if self.observers:
             self._observe(hook, kwargs, [i.plugin_name for i in impls], t0)
@@ -148,11 +151,12 @@ class Hooks:
     def on_step(self, state, metrics) -> None:
         self._call("on_step", state=state, metrics=metrics)
 
-    def collect_metrics(self, state, log: Dict[str, Any]) -> Dict[str, Any]:
+    def collect_metrics(self, state, log: Dict[str, Any], split: str = "train") -> Dict[str, Any]:
         """Merge each plugin's metrics into ``log`` (in place; returned). A key the loop or
-        another plugin already set is an error naming both."""
+        another plugin already set is an error naming both. For an evaluation record (``split``
+        not ``"train"``) only the implementations that take ``split`` are asked."""
         owner = {k: "the loop" for k in log}
-        for name, extra in self._each("collect_metrics", state=state):
+        for name, extra in self._each("collect_metrics", state=state, split=split):
             if extra is None:
                 continue
             if not isinstance(extra, dict):
@@ -174,6 +178,9 @@ class Hooks:
 
     def on_eval(self, state, split: str, metrics: Dict[str, Any]) -> None:
         self._call("on_eval", state=state, split=split, metrics=metrics)
+
+    def on_eval_log(self, state, split: str, log: Dict[str, Any]) -> None:
+        self._call("on_eval_log", state=state, split=split, log=log)
 
     def on_before_save(self, state) -> None:
         self._call("on_before_save", state=state)

@@ -28,7 +28,7 @@ Where each hook fires in a run (``plugtron.training.trainer``: ``train(config)``
                 state.iteration += 1
                 on_step(state, metrics)              # loss, grad_norm, lr, skipped
             Trainer.maybe_log():   if iteration % log_interval == 0 or last:
-                                       log = the loop's record + collect_metrics(state) of each plugin
+                                       log = the loop's record + collect_metrics(state, "train") of each plugin
                                        on_log(state, log)
                                    elif the run's first step: a console line (loss, ETA); no hook
             Trainer.maybe_eval():  if iteration % eval_interval == 0:  Trainer.evaluate("valid")
@@ -51,7 +51,11 @@ Where each hook fires in a run (``plugtron.training.trainer``: ``train(config)``
       finally:
         Trainer.close():  tear down the process groups
       return Trainer.summary()
-    Trainer.evaluate(split):  on_eval_start(state, split);  eval_iters batches;  on_eval(state, split, metrics)
+    Trainer.evaluate(split):  on_eval_start(state, split);  eval_iters batches
+                              on_eval(state, split, metrics)          # react, decide, request_stop
+                              log = the loop's record + collect_metrics(state, split) of each plugin
+                                    that takes `split` (+ stop_reason if a stop was requested)
+                              on_eval_log(state, split, log)          # loggers write the record
 
 Rules for every hook:
 - A plugin implements a hook by defining a method with the hook's name (``@hookimpl`` is optional)
@@ -170,13 +174,18 @@ def on_before_optimizer_step(state) -> None:
 
 
 @hookspec
-def collect_metrics(state):
-    """Contribute metrics to the log record: return a dict (or ``None``).
+def collect_metrics(state, split):
+    """Contribute metrics to a record: return a dict (or ``None``).
 
-    Fires on every rank every ``logger.log_interval`` iterations, just before ``on_log``; the dicts
-    are merged into the record that ``on_log`` receives, so every logger plugin sees every plugin's
-    metrics. Keys must be new: a key the loop or another plugin already set is an error naming both.
-    Values should be plain numbers (loggers expect them). Called once per plugin (not a wrapper).
+    Training log record (``split == "train"``): fires on every rank every ``logger.log_interval``
+    iterations, just before ``on_log``. Evaluation record (``split`` is ``"valid"`` or ``"test"``):
+    fires after ``on_eval`` of that evaluation - so a value decided there (a best loss, a counter, a
+    stop) is already in it - and just before ``on_eval_log``; only implementations that take the
+    ``split`` argument are asked for evaluation records (``collect_metrics(self, state)`` keeps
+    contributing to training records only). The dicts are merged into the record, so every logger
+    plugin sees every plugin's metrics. Keys must be new: a key the loop or another plugin already set
+    is an error naming both. Values should be plain numbers (loggers expect them). Called once per
+    plugin (not a wrapper).
     """
 
 
@@ -198,10 +207,25 @@ def on_eval_start(state, split) -> None:
 
 @hookspec
 def on_eval(state, split, metrics) -> None:
-    """Evaluation on ``split`` finished. Every rank.
+    """Evaluation on ``split`` finished: react to it here (track the best loss, ``state.request_stop``).
+    Every rank.
 
-    ``metrics``: ``{"loss": float, "ppl": float, "iters": int}`` (loss averaged over ``eval_iters``
-    global batches and data-parallel ranks, identical on every rank). Return value ignored.
+    ``state.iteration`` is the number of completed training iterations: the evaluation of
+    ``train.eval_interval=2`` fires at 2, 4, ... after that step (``on_step`` of the same iteration
+    came first). ``metrics``: ``{"loss": float, "ppl": float, "iters": int}`` (loss averaged over
+    ``eval_iters`` global batches and data-parallel ranks, identical on every rank). Plugins add keys
+    to the evaluation's record with ``collect_metrics(state, split)``, which fires next; loggers write
+    the complete record in ``on_eval_log``. Return value ignored.
+    """
+
+
+@hookspec
+def on_eval_log(state, split, log) -> None:
+    """The complete record of an evaluation on ``split``, for loggers (the ``on_log`` of evaluations).
+
+    Fires on every rank after ``on_eval`` and ``collect_metrics(state, split)``: ``log`` holds
+    ``iteration``, ``loss``, ``ppl``, ``iters``, every plugin's contributed keys and, if a stop was
+    requested on this rank by then (e.g. in ``on_eval``), ``stop_reason``. Return value ignored.
     """
 
 

@@ -5,7 +5,8 @@ For the plugins a config enables: installed and not blocked; importable; hook na
 markers valid (checked on the class, nothing instantiated); options structured by the plugin's
 ``Settings`` (options for a plugin without ``Settings``, or for one not enabled, are errors); and the
 plugin's own static config check, ``config_problems(config) -> list of "path: message"`` (a
-classmethod or staticmethod), so a bad value fails before anything is built.
+classmethod or staticmethod; ``config_problems(config, settings)`` also gets the plugin's validated
+``Settings`` instance), so a bad value fails before anything is built.
 """
 
 from __future__ import annotations
@@ -95,17 +96,28 @@ def structure_settings(name: str, target: Any, options: Dict[str, Any]) -> Any:
             raise ConfigError([f"plugins.{name}.options: plugin {name!r} declares no Settings, so it takes no "
                                f"options; got {', '.join(map(str, options))}"])
         return None
-    from plugtron.config.converter import structure
+    from plugtron.config.converter import collect_problems, converter
 
-    return structure(options, target.Settings, source=f"plugins.{name}.options")
+    try:
+        return converter().structure(options, target.Settings)
+    except ConfigError as exc:
+        raise ConfigError([f"plugins.{name}.options.{p}" for p in exc.problems]) from None
+    except Exception as exc:  # cattrs groups: each problem named by its full path
+        raise ConfigError(collect_problems(exc, f"plugins.{name}.options")) from None
 
 
-def own_config_problems(name: str, target: Any, config: Any) -> List[str]:
+def own_config_problems(name: str, target: Any, config: Any, settings: Any = None) -> List[str]:
+    """The plugin's ``config_problems(config)`` or ``config_problems(config, settings)`` (``settings``:
+    its validated ``Settings`` instance, as its constructor gets it)."""
     check = getattr(target, "config_problems", None)
     if check is None:
         return []
     try:
-        return [str(p) for p in (check(config) or [])]
+        takes_settings = "settings" in inspect.signature(check).parameters
+    except (TypeError, ValueError):
+        takes_settings = False
+    try:
+        return [str(p) for p in ((check(config, settings) if takes_settings else check(config)) or [])]
     except Exception as exc:
         raise PluginError(f"plugin {name!r}: config_problems raised {type(exc).__name__}: {exc}") from exc
 
@@ -131,8 +143,8 @@ def check_plugins(config: Any, available: Dict[str, metadata.EntryPoint]) -> Lis
             if inspect.isclass(target) or inspect.ismodule(target):
                 register_checked(new_pm(), name, target, distribution_label(available[name]))
             options = config.plugins[name].options if name in config.plugins else {}
-            settings = structure_settings(name, target, options)
-            config_problems += own_config_problems(name, target, config)
+            settings = structure_settings(name, target, options)  # bad options: the plugin's own check is not run
+            config_problems += own_config_problems(name, target, config, settings)
         except PluginError as exc:
             plugin_problems.append(str(exc))
             continue
@@ -143,5 +155,5 @@ def check_plugins(config: Any, available: Dict[str, metadata.EntryPoint]) -> Lis
     if plugin_problems:
         raise PluginError("\n".join(plugin_problems + config_problems))
     if config_problems:  # a rule that several plugins share (the profiling window) is reported once
-        raise ConfigError(list(dict.fromkeys(config_problems)))
+        raise ConfigError(list(dict.fromkeys(config_problems)), source=getattr(config, "source", "config"))
     return prepared

@@ -9,7 +9,9 @@ Python want. ``plugtron train`` always has a directory (``checkpoint.runs_dir``)
 rank 0 only.
 
 Lines: ``{"kind": "train", "iteration": ..., <the on_log record>}`` and
-``{"kind": "valid"|"test", "iteration": ..., "loss": ..., "ppl": ...}``.
+``{"kind": "valid"|"test", "iteration": ..., "loss": ..., "ppl": ..., "iters": ..., <plugins' keys>}`` (the
+``on_eval_log`` record: what plugins' ``collect_metrics(state, split)`` add, and ``stop_reason`` when
+the run stops after that evaluation).
 
 Strict JSON: NaN / infinite values are written as ``null`` plus a ``nonfinite`` map
 (``plugtron.metrics_records``), which :func:`read_records` turns back into floats.
@@ -92,9 +94,9 @@ class MetricsFile(ReleaseAtEnd):  # release() at on_train_end and on_exception
             self._write({"kind": "train", **log})
 
     @hookimpl
-    def on_eval(self, state, split, metrics):
+    def on_eval_log(self, state, split, log):
         if self._file is not None:
-            self._write({"kind": split, "iteration": state.iteration, **metrics})
+            self._write({"kind": split, **log})
 
     def release(self) -> None:
         f, self._file = self._file, None

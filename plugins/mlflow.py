@@ -134,9 +134,9 @@ class MLflow:
             self._log(numeric_items(log, "train"), log["iteration"])
 
     @hookimpl
-    def on_eval(self, state, split, metrics):
+    def on_eval_log(self, state, split, log):
         if self.client is not None:
-            self._log(numeric_items(metrics, split, skip=("iters",)), state.iteration)
+            self._log(numeric_items(log, split, skip=("iteration", "iters")), state.iteration)
 
     @hookimpl
     def on_checkpoint_published(self, state, checkpoint_dir):

@@ -19,6 +19,7 @@ import numbers
 
 from plugtron.errors import ConfigError
 from plugtron.hookspecs import hookimpl
+from plugtron.metrics_records import numeric_items
 from plugtron.plugins import logger_checks
 from plugtron.plugins.optional_package import missing_extra
 from plugtron.plugins.teardown import ReleaseAtEnd
@@ -63,12 +64,12 @@ class TensorBoard(ReleaseAtEnd):  # release() at on_train_end and on_exception
                 self.writer.add_scalar(f"train/{key}", float(value), step)
 
     @hookimpl
-    def on_eval(self, state, split, metrics):
+    def on_eval_log(self, state, split, log):
         if self.writer is None:
             return
-        self.writer.add_scalar(f"{split}/loss", float(metrics["loss"]), state.iteration)
-        if self.ppl:
-            self.writer.add_scalar(f"{split}/ppl", float(metrics["ppl"]), state.iteration)
+        skip = ("iteration", "iters") + (() if self.ppl else ("ppl",))
+        for key, value in numeric_items(log, split, skip=skip).items():  # loss, ppl and plugins' keys
+            self.writer.add_scalar(key, value, state.iteration)
         self.writer.flush()  # evaluations are rare; make them visible at once
 
     def release(self) -> None:

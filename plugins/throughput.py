@@ -15,6 +15,7 @@ host-side, which the window average over several steps evens out).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
@@ -42,6 +43,13 @@ def measure_cpu_peak_tflops(n: int = 1024, repeats: int = 8) -> float:
     return 2.0 * n ** 3 / best / 1e12
 
 
+@functools.lru_cache(maxsize=None)
+def _cpu_peak(threads: int) -> float:
+    """The CPU peak, measured once per process and thread count (about a second on a busy machine:
+    a second run in one process - tests, ``plugtron.testing`` - does not pay it again)."""
+    return measure_cpu_peak_tflops()
+
+
 class Throughput:
     def __init__(self, config, clock=time.perf_counter):
         from plugtron.training.flops import num_floating_point_operations
@@ -67,7 +75,7 @@ class Throughput:
             if self.peak_tflops is None and state.is_rank0:
                 log.info(f"throughput: no bf16 peak known for {name!r}; MFU not reported")
         else:
-            self.peak_tflops = measure_cpu_peak_tflops()
+            self.peak_tflops = _cpu_peak(torch.get_num_threads())
             if state.is_rank0:
                 log.info(f"throughput: CPU peak measured with a 1024x1024 fp32 matmul: {self.peak_tflops:.4f} TFLOP/s "
                          "(mfu is relative to this measurement)")

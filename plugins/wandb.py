@@ -78,10 +78,10 @@ class Wandb:
             self.run.log(numeric_items(log, "train"), step=log["iteration"])
 
     @hookimpl
-    def on_eval(self, state, split, metrics):
+    def on_eval_log(self, state, split, log):
         if self.run is not None:
             # W&B steps must not go back: an eval at iteration N goes with N's train record
-            self.run.log(numeric_items(metrics, split, skip=("iters",)), step=state.iteration)
+            self.run.log(numeric_items(log, split, skip=("iteration", "iters")), step=state.iteration)
 
     @hookimpl
     def on_save(self, state, checkpoint_dir):

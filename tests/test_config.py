@@ -122,8 +122,8 @@ def test_validate_rejects_impossible_combinations_all_at_once():
                                  "peft.dim=8", "dataset.sequence_length=64", "optimizer.lr=null"])
     with pytest.raises(ConfigError) as info:
         cfg.validate(world_size=4)
-    assert str(info.value) == (
-        "config: 5 errors\n"
+    assert str(info.value) == (  # headed by where the config came from, as a structure error is
+        "recipe 'tiny' + command line: 5 errors\n"
         "  dataset.sequence_length: 64 differs from model.seq_length 128; set only model.seq_length "
         "(dataset.sequence_length follows it when unset)\n"
         "  train.global_batch_size: 10 is not divisible by micro_batch_size x data-parallel size = 4 x 1 = 4\n"

@@ -93,7 +93,7 @@ def test_nan_and_inf_are_written_as_strict_json_and_read_back(tmp_path):
     plugin = MetricsFile(load_config(None, SMALL + [f"logger.metrics_dir={tmp_path}"]))
     plugin.on_train_start(fake_state(0))
     plugin.on_log(fake_state(1), {"iteration": 1, "loss": float("nan"), "grad_norm": float("inf"), "lr": 1e-3})
-    plugin.on_eval(fake_state(1), "valid", {"loss": 2.0, "ppl": float("-inf")})
+    plugin.on_eval_log(fake_state(1), "valid", {"iteration": 1, "loss": 2.0, "ppl": float("-inf")})
     plugin.on_train_end(fake_state(1))
 
     def refuse(name):

@@ -38,8 +38,8 @@ class Transcript:
         assert metrics.loss is not None and metrics.grad_norm is not None and metrics.lr >= 0
         self.calls.append(f"on_step@{metrics.iteration}")
 
-    def collect_metrics(self, state):
-        self.calls.append(f"collect_metrics@{state.iteration}")
+    def collect_metrics(self, state, split):
+        self.calls.append(f"collect_metrics{'' if split == 'train' else ':' + split}@{state.iteration}")
         return {"transcript_calls": len(self.calls)}
 
     def on_log(self, state, log):
@@ -53,6 +53,10 @@ class Transcript:
     def on_eval(self, state, split, metrics):
         assert metrics["loss"] > 0
         self.calls.append(f"on_eval:{split}@{state.iteration}")
+
+    def on_eval_log(self, state, split, log):
+        assert log["transcript_calls"] == len(self.calls) and log["iteration"] == state.iteration
+        self.calls.append(f"on_eval_log:{split}@{state.iteration}")
 
     def on_before_save(self, state):
         self.calls.append(f"on_before_save@{state.iteration}")
@@ -91,7 +95,7 @@ def test_golden_hook_transcript(tmp_path):
         "on_train_start@0",
         "on_step_start@0", "on_before_optimizer_step@0", "on_step@1",
         "on_step_start@1", "on_before_optimizer_step@1", "on_step@2", "collect_metrics@2", "on_log@2",
-        "on_eval_start:valid@2", "on_eval:valid@2", "on_before_save@2", "on_save@2", "on_checkpoint_published:iter_0000002@2",
+        "on_eval_start:valid@2", "on_eval:valid@2", "collect_metrics:valid@2", "on_eval_log:valid@2", "on_before_save@2", "on_save@2", "on_checkpoint_published:iter_0000002@2",
         "on_step_start@2", "on_before_optimizer_step@2", "on_step@3", "collect_metrics@3", "on_log@3",
         "on_before_save@3", "on_save@3", "on_checkpoint_published:iter_0000003@3",  # save-last
         "on_train_end@3",

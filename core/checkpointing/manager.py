@@ -55,6 +55,9 @@ class Checkpointer:
     def _save_dist(self, state, staging: str):
         from megatron.core import dist_checkpointing
 
+        from plugtron.checkpointing import write_queue
+
+        write_queue.start()  # before Megatron spawns its helper: a script needs no __main__ guard
         sd = ckstate.sharded_state_dict(state, with_optimizer=self.ck.save_optim, is_loading=False)
         first, self._saves = self._saves == 0, self._saves + 1
         return dist_checkpointing.save(

@@ -166,7 +166,7 @@ def cmd_plugins_list(ns) -> int:
     from plugtron.cli.plugin_list import describe_plugins
 
     config, overrides = _split_args(ns.args)
-    rows, error = describe_plugins(config, overrides)
+    rows, error = describe_plugins(config, overrides, ns.recipe)
     if not rows:
         print("no plugins installed")
     header = ("NAME", "SOURCE", "ENABLED BY", "ENABLED", "HOOKS")
@@ -184,7 +184,7 @@ def cmd_plugins_show(ns) -> int:
     from plugtron.cli.plugin_list import show_plugin
 
     config, overrides = _split_args(ns.args)
-    sys.stdout.write(show_plugin(ns.name, config, overrides))
+    sys.stdout.write(show_plugin(ns.name, config, overrides, ns.recipe))
     return 0
 
 

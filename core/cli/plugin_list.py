@@ -28,28 +28,36 @@ def _default_at(path: str) -> Any:
 
 
 class ConfigView:
-    """Attribute access over the merged YAML/override data, falling back to the torch-free sections'
-    defaults, for plugins' ``config_problems`` without building a ``ConfigContainer`` (which needs
-    Megatron). In the Megatron-typed sections (``model``, ``optimizer``, ``ddp``) only values the
-    user gave are visible; anything else reads as ``None``."""
+    """Attribute access over the recipe's torch-free sections merged with the YAML/override data
+    (recipe < YAML < overrides, as ``train`` merges them), falling back to the sections' defaults, for
+    plugins' ``config_problems`` without building a ``ConfigContainer`` (which needs Megatron).
+    ``plugins`` is the structured ``{name: PluginSettings}`` that ``train`` has. In the
+    Megatron-typed sections (``model``, ``optimizer``, ``ddp``) only values the user gave are
+    visible; anything else reads as ``None``."""
 
     _MEGATRON = ("model", "optimizer", "ddp")
 
-    def __init__(self, data: Dict[str, Any], path: str = ""):
+    def __init__(self, data: Dict[str, Any], path: str = "", user: Optional[Dict[str, Any]] = None,
+                 plugins: Optional[Dict[str, Any]] = None, source: str = "config"):
         self._data, self._path = data, path
+        self._user = data if user is None else user  # what is_user_set answers from
+        self._plugins = plugins
+        self.source = source  # the header of its errors, as train's config has it
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") or name == "source":
             raise AttributeError(name)
         path = f"{self._path}.{name}" if self._path else name
         if path == "plugins":
+            if self._plugins is not None:
+                return self._plugins
             return {n: SimpleNamespace(enabled=bool((v or {}).get("enabled", False)), options=(v or {}).get("options") or {})
                     for n, v in (self._data.get("plugins") or {}).items()}
         node: Any = self._data
         for part in path.split("."):
             node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
         if isinstance(node, dict) or (node is _MISSING and path in self._MEGATRON):
-            return ConfigView(self._data, path)
+            return ConfigView(self._data, path, self._user, self._plugins, self.source)
         if node is not _MISSING:
             return node
         if path.split(".")[0] in self._MEGATRON:
@@ -57,7 +65,7 @@ class ConfigView:
         return _default_at(path)
 
     def is_user_set(self, path: str) -> Optional[str]:
-        node: Any = self._data
+        node: Any = self._user
         for part in path.split("."):
             node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
         return "the config or command line" if node is not _MISSING else None
@@ -86,19 +94,25 @@ def _lookup_section(sections: Any, path: str) -> Any:
     return node
 
 
-def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> Tuple[List[Dict[str, Any]], Optional[Exception]]:
+def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str] = (),
+                     recipe: str = "tiny") -> Tuple[List[Dict[str, Any]], Optional[Exception]]:
     """One row per installed plugin, and the error ``train`` would raise for the enabled ones
     (``None`` if they pass the same static checks)."""
     from plugtron.config import builtin_toggles
+    from plugtron.config.loader import merge_sources
     from plugtron.plugin_checks import check_plugins, distribution_label
     from plugtron.plugin_manager import blocked_names, discover
+    from plugtron.recipes.registry import plain_data
 
     from plugtron.config.torch_free import structure_sections
 
-    data = merged_data(config_path, overrides)
+    user = merged_data(config_path, overrides)
+    # recipe < YAML < overrides, as train merges them (the recipe's torch-free sections: no Megatron)
+    data = merge_sources(plain_data(recipe), user)
     # Read exactly as `train` reads it (same converter and rule table), minus the torch sections:
     # a value train rejects (train.manual_gc=no) is this command's error too.
-    source = " + ".join(([str(config_path)] if config_path else []) + (["command line"] if overrides else [])) or "config"
+    source = " + ".join([f"recipe {recipe!r}"] + ([str(config_path)] if config_path else [])
+                        + (["command line"] if overrides else []))
     sections = structure_sections(data, source)
     toggles = {name: path for path, name in builtin_toggles()}
     third_party = data.get("plugins") or {}
@@ -132,7 +146,7 @@ def describe_plugins(config_path: Optional[str] = None, overrides: Iterable[str]
             "fields": _core_fields(name, toggles[name], sections) if name in toggles else [],
         })
     try:
-        check_plugins(ConfigView(data), available)
+        check_plugins(ConfigView(data, user=user, plugins=sections.plugins, source=source), available)
         error = None
     except PlugtronError as exc:
         error = exc
@@ -187,13 +201,13 @@ def settings_rows(target: Any) -> List[Tuple[str, str, str, str]]:
     return rows
 
 
-def show_plugin(name: str, config_path: Optional[str] = None, overrides: Iterable[str] = ()) -> str:
+def show_plugin(name: str, config_path: Optional[str] = None, overrides: Iterable[str] = (), recipe: str = "tiny") -> str:
     """The text of ``plugtron plugins show NAME``."""
     import difflib
 
     from plugtron.errors import PluginError
 
-    rows, error = describe_plugins(config_path, overrides)
+    rows, error = describe_plugins(config_path, overrides, recipe)
     by_name = {r["name"]: r for r in rows}
     if name not in by_name:
         near = difflib.get_close_matches(name, list(by_name), n=1)
@@ -218,6 +232,8 @@ def show_plugin(name: str, config_path: Optional[str] = None, overrides: Iterabl
         lines.append("options:          none (the plugin declares no Settings)")
     else:
         lines.append(f"options (plugins.{name}.options.KEY=VALUE):")
+        given = ((merged_data(config_path, overrides).get("plugins") or {}).get(name) or {}).get("options") or {}
+        opts = [(n, t, f"{given[n]!r} (configured; default {d})" if n in given else d, h) for n, t, d, h in opts]
         width = max(len(f"{n}: {t} = {d}") for n, t, d, _ in opts)
         lines += [f"  {f'{n}: {t} = {d}'.ljust(width)}  {h}".rstrip() for n, t, d, h in opts]
     if error is not None and r["enabled"]:

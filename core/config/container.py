@@ -88,6 +88,9 @@ class ConfigContainer:
     world_size: int = attrs.field(default=1, init=False)
     # Keys given explicitly, dotted path -> where ("cfg.yaml", "command line"); set by load_config.
     user_set: Dict[str, str] = attrs.field(factory=dict, init=False, repr=False)
+    # Where the config came from ("recipe 'tiny' + cfg.yaml + command line"): the header of every
+    # error about it (set by load_config; "config" for a container built in code).
+    source: str = attrs.field(default="config", init=False, repr=False, eq=False)
 
     def is_user_set(self, path: str) -> Optional[str]:
         """Where the user set ``path`` (``"model.hidden_dropout"``) explicitly - a YAML file or

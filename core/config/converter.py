@@ -451,6 +451,8 @@ def collect_problems(exc: BaseException, path: str = "") -> List[str]:
                 continue
             near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
+            more = getattr(exc.cl, "unknown_key_hint", None)  # a section's own advice (PluginSettings)
+            hint += more(where, key) if more is not None and not near else ""
             out.append(f"{where}: unknown key{hint}; {exc.cl.__name__} has no field '{key}'")
     elif isinstance(exc, (ClassValidationError, IterableValidationError)):
         with_notes, without = exc.group_exceptions()

@@ -133,3 +133,8 @@ class PluginSettings:
 
     enabled: bool = False
     options: Dict[str, Any] = attrs.field(factory=dict)
+
+    @staticmethod
+    def unknown_key_hint(where: str, key: str) -> str:
+        """``plugins.plateau.patience``: the plugin's options live one level down."""
+        return f" (a plugin's options go under options: {where.rsplit('.', 1)[0]}.options.{key})"

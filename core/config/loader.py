@@ -128,6 +128,7 @@ def load_config(
         raise ConfigError(contradictions, source=" + ".join(sources))
     cfg = structure(data, ConfigContainer, source=" + ".join(sources))
     cfg.user_set = user_set
+    cfg.source = " + ".join(sources)
     return cfg
 
 

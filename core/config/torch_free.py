@@ -51,5 +51,5 @@ def structure_sections(data: Dict[str, Any], source: str) -> SimpleNamespace:
     view = SimpleNamespace(**sections)
     problems = rules.check(view, {k: v for k, v in rules.RULES.items() if k.split(".")[0] not in TORCH_SECTIONS})
     if problems:
-        raise ConfigError(problems)  # rendered as validate() renders rule problems: the same message as train
+        raise ConfigError(problems, source=source)  # as validate() renders rule problems: the same message as train
     return view

@@ -23,6 +23,9 @@ class TrainingConfig:
 
     NeMo 2.0: ``trainer.max_steps`` -> ``train_iters``; ``val_check_interval`` -> ``eval_interval``;
     ``limit_val_batches`` / ``limit_test_batches`` -> ``eval_iters``.
+
+    ``eval_interval``: evaluate the valid split every that many iterations, after the step;
+    ``0`` or ``null`` (as ``eval_iters: 0``) turns evaluation off.
     """
 
     micro_batch_size: int = 1

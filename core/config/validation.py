@@ -305,4 +305,4 @@ def validate(cfg, world_size: int) -> None:
             where = f" (model fields set: {', '.join(given)})" if given else ""
             problems.append(f"model: {detail}{where}")
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, source=getattr(cfg, "source", "config"))

@@ -99,14 +99,43 @@ def _pick(spec_value, base_value):
     return base_value if spec_value is None else spec_value
 
 
+def plain(mode: str, spec: Spec) -> Dict[str, Any]:
+    """The torch-free sections of a recipe (train, scheduler, dataset, tokenizer, logger, rng, peft,
+    checkpoint) as plugtron's attrs objects, without Megatron: ``build`` uses them, and ``plugins list``
+    checks plugins against them. A pretraining ``NullTokenizer`` without ``spec.null_vocab`` gets its
+    size from the model in ``build``."""
+    from plugtron.config import (
+        CheckpointConfig, FinetuningDatasetConfig, GPTDatasetConfig, LoggerConfig, LoraConfig, PackedSequenceSpecs,
+        RNGConfig, SchedulerConfig, TokenizerConfig, TrainingConfig,
+    )
+
+    base = _BASE[mode]
+    scheduler = SchedulerConfig(lr_decay_style=spec.decay_style, lr_warmup_iters=spec.warmup, lr_decay_iters=spec.decay_iters)
+    if spec.warmup_fraction is not None:
+        scheduler.lr_warmup_iters, scheduler.lr_warmup_fraction = 0, spec.warmup_fraction
+    if mode == "pretrain":
+        # Mock data and a NullTokenizer covering the model's vocabulary (+ EOD), as Bridge's recipes.
+        dataset = GPTDatasetConfig(mock=True, split="9999,8,2")
+        tokenizer = TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=spec.null_vocab)
+    else:
+        packing = PackedSequenceSpecs(packed_sequence_size=spec.seq) if spec.packed else None
+        dataset = FinetuningDatasetConfig(packed_sequence_specs=packing)  # dataset_root: the user's data
+        tokenizer = TokenizerConfig(tokenizer_type="HuggingFaceTokenizer")  # tokenizer_model: the HF directory
+    train = TrainingConfig(
+        micro_batch_size=spec.mbs, global_batch_size=spec.gbs, train_iters=spec.iters,
+        eval_interval=_pick(spec.eval_interval, base["eval_interval"]), eval_iters=_pick(spec.eval_iters, base["eval_iters"]),
+        manual_gc=mode == "pretrain", manual_gc_interval=100 if mode == "pretrain" else 0,
+    )
+    peft = LoraConfig(target_modules=list(spec.lora_targets), dim=spec.lora_dim, alpha=spec.lora_alpha) if mode == "peft" else None
+    return dict(train=train, scheduler=scheduler, dataset=dataset, tokenizer=tokenizer, checkpoint=CheckpointConfig(),
+                logger=LoggerConfig(log_interval=base["log_interval"]), rng=RNGConfig(seed=base["seed"]), peft=peft)
+
+
 def build(provider: str, mode: str, spec: Spec):
     """A complete ``ConfigContainer`` for ``provider`` (a ``model.provider`` name) in ``mode``."""
     from megatron.core.distributed import DistributedDataParallelConfig
 
-    from plugtron.config import (
-        CheckpointConfig, ConfigContainer, FinetuningDatasetConfig, GPTDatasetConfig, LoggerConfig, LoraConfig,
-        PackedSequenceSpecs, RNGConfig, TokenizerConfig, TrainingConfig,
-    )
+    from plugtron.config import ConfigContainer
     from plugtron.providers.registry import provider_class
 
     base = _BASE[mode]
@@ -116,33 +145,19 @@ def build(provider: str, mode: str, spec: Spec):
         expert_model_parallel_size=spec.ep, sequence_parallel=spec.sp, seq_length=spec.seq,
         **dict(spec.model),
     )
-    optimizer, scheduler = distributed_fused_adam_with_cosine_annealing(
+    optimizer, _ = distributed_fused_adam_with_cosine_annealing(
         max_lr=_pick(spec.lr, base["lr"]), min_lr=_pick(spec.min_lr, base["min_lr"]), lr_warmup_iters=spec.warmup,
         lr_decay_iters=spec.decay_iters, adam_beta2=_pick(spec.adam_beta2, base["adam_beta2"]),
         weight_decay=spec.weight_decay,
     )
-    scheduler.lr_decay_style = spec.decay_style
-    if spec.warmup_fraction is not None:
-        scheduler.lr_warmup_iters, scheduler.lr_warmup_fraction = 0, spec.warmup_fraction
+    sections = plain(mode, spec)
     ddp = DistributedDataParallelConfig(check_for_nan_in_grad=True)  # grad_reduce_in_fp32: from mixed_precision
     if mode == "pretrain":
-        # Mock data and a NullTokenizer covering the model's vocabulary (+ EOD), as Bridge's recipes.
-        dataset = GPTDatasetConfig(mock=True, split="9999,8,2")
-        ids = spec.null_vocab if spec.null_vocab is not None else model.vocab_size - 1
-        tokenizer = TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=ids)
+        if spec.null_vocab is None:
+            sections["tokenizer"].vocab_size = model.vocab_size - 1
         ddp.overlap_grad_reduce = ddp.overlap_param_gather = ddp.average_in_collective = True
-    else:
-        packing = PackedSequenceSpecs(packed_sequence_size=spec.seq) if spec.packed else None
-        dataset = FinetuningDatasetConfig(packed_sequence_specs=packing)  # dataset_root: the user's data
-        tokenizer = TokenizerConfig(tokenizer_type="HuggingFaceTokenizer")  # tokenizer_model: the HF directory
     if mode == "peft":
         optimizer.use_distributed_optimizer = False  # Bridge: only the adapters train
-    train = TrainingConfig(
-        micro_batch_size=spec.mbs, global_batch_size=spec.gbs, train_iters=spec.iters,
-        eval_interval=_pick(spec.eval_interval, base["eval_interval"]), eval_iters=_pick(spec.eval_iters, base["eval_iters"]),
-        manual_gc=mode == "pretrain", manual_gc_interval=100 if mode == "pretrain" else 0,
-    )
-    peft = LoraConfig(target_modules=list(spec.lora_targets), dim=spec.lora_dim, alpha=spec.lora_alpha) if mode == "peft" else None
     precision: Any = "bf16_mixed"
     if not spec.grad_reduce_in_fp32:  # Bridge's 405B fine-tuning: bf16 gradient reduction
         from plugtron.config import MixedPrecisionConfig
@@ -150,11 +165,15 @@ def build(provider: str, mode: str, spec: Spec):
         from plugtron.config.precision import PRESETS
 
         precision = structure({**PRESETS["bf16_mixed"], "grad_reduce_in_fp32": False}, MixedPrecisionConfig)
-    return ConfigContainer(
-        model=model, train=train, optimizer=optimizer, scheduler=scheduler, dataset=dataset, tokenizer=tokenizer,
-        ddp=ddp, checkpoint=CheckpointConfig(), logger=LoggerConfig(log_interval=base["log_interval"]),
-        rng=RNGConfig(seed=base["seed"]), mixed_precision=precision, peft=peft,
-    )
+    return ConfigContainer(model=model, optimizer=optimizer, ddp=ddp, mixed_precision=precision, **sections)
+
+
+def plain_from_table(table: Dict[str, Dict[str, Any]], name: str) -> Dict[str, Any]:
+    """``plain`` for recipe ``name`` of a family table (``{}`` if the table has no such recipe)."""
+    for recipe, _model, mode, spec, _row in expand(table):
+        if recipe == name:
+            return plain(mode, spec)
+    return {}
 
 
 def docstring(title: str, mode: str, spec: Spec, bridge: str, nemo: Optional[str]) -> str:

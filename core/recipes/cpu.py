@@ -11,33 +11,57 @@ vocabularies do not dominate the run.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 SEQ = 128
 
 
-def _container(model, iters: int = 60, lr: float = 2e-3, mbs: int = 4, gbs: int = 16, log_interval: int = 10,
-               warmup: int = 6, eval_interval: int = 30):
+def _container(model, recipe: Optional[str] = None):
+    """The recipe's ConfigContainer around ``model``; its length and batch from ``SHAPES[recipe]``
+    (``_plain``'s defaults when it has no entry)."""
     from megatron.core.distributed import DistributedDataParallelConfig
     from megatron.core.optimizer import OptimizerConfig
 
-    from plugtron.config import (
-        CheckpointConfig, ConfigContainer, GPTDatasetConfig, LoggerConfig, SchedulerConfig, TokenizerConfig,
-        TrainingConfig,
-    )
+    from plugtron.config import ConfigContainer
 
+    lr = SHAPES.get(recipe, {}).get("lr", 2e-3)
     return ConfigContainer(
         model=model,
+        optimizer=OptimizerConfig(optimizer="adam", lr=lr, min_lr=lr / 10, weight_decay=0.1, adam_beta2=0.95, clip_grad=1.0),
+        ddp=DistributedDataParallelConfig(),
+        **plain_sections(recipe),
+    )
+
+
+def _plain(iters: int = 60, lr: float = 2e-3, mbs: int = 4, gbs: int = 16, log_interval: int = 10, warmup: int = 6,
+           eval_interval: int = 30) -> Dict[str, Any]:
+    from plugtron.config import (
+        CheckpointConfig, GPTDatasetConfig, LoggerConfig, SchedulerConfig, TokenizerConfig, TrainingConfig,
+    )
+
+    return dict(
         train=TrainingConfig(micro_batch_size=mbs, global_batch_size=gbs, train_iters=iters, eval_interval=eval_interval,
                              eval_iters=5),
-        optimizer=OptimizerConfig(optimizer="adam", lr=lr, min_lr=lr / 10, weight_decay=0.1, adam_beta2=0.95, clip_grad=1.0),
         scheduler=SchedulerConfig(lr_decay_style="cosine", lr_warmup_iters=warmup),
         dataset=GPTDatasetConfig(split="949,50,1"),  # sequence_length follows model.seq_length
         tokenizer=TokenizerConfig(tokenizer_type="ByteLevelTokenizer"),
-        ddp=DistributedDataParallelConfig(),
         checkpoint=CheckpointConfig(),
         logger=LoggerConfig(log_interval=log_interval),
     )
+
+
+# The CPU recipes whose length, batch or learning rate differ from _plain's defaults.
+SHAPES: Dict[str, Dict[str, Any]] = {
+    "tiny": dict(iters=300, log_interval=20, warmup=20, eval_interval=100),
+    "tiny_t5": dict(lr=3e-3, mbs=4, gbs=8),
+}
+
+
+def plain_sections(recipe: str) -> Dict[str, Any]:
+    """Recipe ``recipe``'s torch-free sections (train, scheduler, dataset, ...) as plugtron's attrs
+    objects, without Megatron: ``plugins list`` checks plugins against them. ``none``: none (the
+    defaults)."""
+    return {} if recipe == "none" else _plain(**SHAPES.get(recipe, {}))
 
 
 # What every CPU-sized model shares: no dropout, CPU initialisation, Megatron's local layers.
@@ -51,7 +75,7 @@ def tiny():
 
     return _container(GPTModelProvider(
         num_layers=4, hidden_size=128, num_attention_heads=4, position_embedding_type="rope", normalization="RMSNorm",
-        add_bias_linear=False, **_CPU), iters=300, log_interval=20, warmup=20, eval_interval=100)
+        add_bias_linear=False, **_CPU), "tiny")
 
 
 def tiny_llama():
@@ -107,8 +131,7 @@ def tiny_t5():
     from plugtron.providers.t5 import T5ModelProvider
 
     return _container(T5ModelProvider(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=128,
-                                      seq_length_dec=64, **{**_CPU, "make_vocab_size_divisible_by": 8}),
-                      lr=3e-3, mbs=4, gbs=8)
+                                      seq_length_dec=64, **{**_CPU, "make_vocab_size_divisible_by": 8}), "tiny_t5")
 
 
 def defaults():

@@ -59,3 +59,20 @@ def world_size(name: str) -> int:
         raise unknown(name)
     family = getattr(importlib.import_module(table[name][0]), "TABLE", {})
     return next((spec.world_size() for recipe, _m, _mode, spec, _row in expand(family) if recipe == name), 1)
+
+
+def plain_data(name: str) -> Dict:
+    """Recipe ``name``'s torch-free sections (train, scheduler, dataset, tokenizer, logger, ...) as
+    plain data, without importing Megatron-Core: ``plugins list`` reads a config as recipe < YAML <
+    overrides like ``train`` does. The Megatron sections (model, optimizer, ddp, mixed_precision)
+    are left out."""
+    from plugtron.config.converter import unstructure
+    from plugtron.recipes.common import plain_from_table
+
+    table = _table()
+    if name not in table:
+        raise unknown(name)
+    module = importlib.import_module(table[name][0])
+    own = getattr(module, "plain_sections", None)
+    sections = own(name) if own is not None else plain_from_table(getattr(module, "TABLE", {}), name)
+    return {key: unstructure(value) for key, value in sections.items() if value is not None}

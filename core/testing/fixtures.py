@@ -24,11 +24,14 @@ class Runner:
         return testing.run_training(overrides, plugins, checkpoint_dir=ckpt)
 
     def resume(self, result: testing.RunResult, overrides: Iterable[str] = (), plugins: Any = (), **kwargs) -> testing.RunResult:
+        """Continue ``result``'s checkpoint with its whole configuration (recipe, overrides, plugins
+        enabled by name); ``overrides`` change keys on top (see :func:`plugtron.testing.resume`)."""
         return testing.resume(result, overrides, plugins, **kwargs)
 
 
 @pytest.fixture
 def plugtron_run(tmp_path) -> Runner:
     """Run a tiny real plugtron training in process: ``result = plugtron_run(["train.train_iters=4"],
-    [MyPlugin()])``; ``plugtron_run.resume(result, plugins=[MyPlugin()])`` continues its checkpoint."""
+    [MyPlugin()])``; ``plugtron_run.resume(result, plugins=[MyPlugin()])`` continues its checkpoint
+    with the same configuration."""
     return Runner(tmp_path)

@@ -72,6 +72,8 @@ class Trainer:
         self.saved_at = state.iteration if cfg.checkpoint.load else None  # a resumed iteration is on disk already
         self.log_window: Optional[LogWindow] = None
         self.stop_policies: List[Any] = []
+        self.stop: Optional[Dict[str, Any]] = None  # set by finish() when a stop was requested
+        self.eval_records: Dict[str, List[Dict[str, Any]]] = {}
         if distributed.is_rank0():
             n = sum(p.numel() for c in state.model for p in c.parameters())
             log.info(
@@ -150,7 +152,7 @@ class Trainer:
         hook fires for it, so ``on_log`` and the metrics file keep their interval."""
         it, t = self.state.iteration, self.cfg.train
         if it % self.cfg.logger.log_interval == 0 or it == t.train_iters:
-            rec = self.hooks.collect_metrics(self.state, self.log_window.flush())
+            rec = self.hooks.collect_metrics(self.state, self.log_window.flush(), "train")
             if distributed.is_rank0():
                 log.info(format_log(rec, t.train_iters))
             self.hooks.on_log(self.state, rec)
@@ -196,13 +198,26 @@ class Trainer:
         if ck.save and self.saved_at != state.iteration and (not state.should_stop or state.should_save):
             self.hooks.on_before_save(state)
             self.checkpointer.save(state)
+            self.saved_at = state.iteration
         self.checkpointer.close()
-        if state.stop_reason and distributed.is_rank0():
-            log.info(f"stopped at iteration {state.iteration}: {state.stop_reason}")
+        if state.should_stop:
+            self.stop = self._stop_outcome()
+            if distributed.is_rank0():
+                log.info(f"stopped at iteration {state.iteration}: {state.stop_reason}"
+                         + (f" ({self.stop['note']})" if self.stop["note"] else ""))
         self.hooks.on_train_end(state)
 
+    def _stop_outcome(self) -> Dict[str, Any]:
+        """What a requested stop did: a requested save that could not happen says why."""
+        state, saved = self.state, self.saved_at == self.state.iteration and bool(self.cfg.checkpoint.save)
+        note = None
+        if state.should_save and not saved:
+            note = "a save was requested, but nothing was saved: checkpoint.save is not set"
+        return {"reason": state.stop_reason, "save_requested": state.should_save, "saved": saved, "note": note}
+
     def evaluate(self, split: str) -> Dict[str, Any]:
-        """``on_eval_start``, ``eval_iters`` batches of ``split``, ``on_eval`` (collective)."""
+        """``on_eval_start``, ``eval_iters`` batches of ``split``, ``on_eval``, then the evaluation's
+        record: the plugins' ``collect_metrics(state, split)`` and ``on_eval_log`` (collective)."""
         from plugtron.training.step import evaluate
 
         cfg, state = self.cfg, self.state
@@ -214,6 +229,11 @@ class Trainer:
         if distributed.is_rank0():
             log.info(f"{split} at iter {state.iteration}: loss {loss:.4f} | ppl {metrics['ppl']:.2f}")
         self.hooks.on_eval(state, split, metrics)
+        record = self.hooks.collect_metrics(state, {"iteration": state.iteration, **metrics}, split)
+        if state.should_stop:  # decided in this evaluation (or earlier in this step): its record says so
+            record["stop_reason"] = state.stop_reason
+        self.eval_records.setdefault(split, []).append(record)
+        self.hooks.on_eval_log(state, split, record)
         return metrics
 
     # ---- failure and teardown -------------------------------------------------------------------------
@@ -235,6 +255,8 @@ class Trainer:
             "iteration": self.state.iteration,
             "consumed_train_samples": self.state.consumed_train_samples,
             "stop_reason": self.state.stop_reason,
+            "stop": self.stop,
+            "eval_records": self.eval_records,
         }
 
 

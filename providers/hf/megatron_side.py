@@ -218,6 +218,9 @@ def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = F
     if final.exists() and any(final.iterdir()) and not overwrite:  # every rank checks: no rank is left in a barrier
         raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
     staging = Path(publish.open_staging(str(out), 0))  # also removes a killed conversion's staging
+    from plugtron.checkpointing import write_queue
+
+    write_queue.start()  # before Megatron spawns its helper: a script needs no __main__ guard
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
     if distributed.is_rank0():
         extra = {"tokenizer": tokenizer} if tokenizer is not None else {}
