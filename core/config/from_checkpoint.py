@@ -61,6 +61,61 @@ def _run_config_model(path: str) -> Optional[Tuple[Dict[str, Any], str, bool]]:
     return (model, file, True) if isinstance(model, dict) else None
 
 
+def _recorded_tokenizer(path: str) -> Optional[Dict[str, Any]]:
+    """The tokenizer section the checkpoint at ``path`` recorded, its file paths made absolute
+    (they are relative to the checkpoint; ``plugtron.checkpointing.tokenizer_files``); None when
+    there is none, or when it is unknown (a Hugging Face import without tokenizer files)."""
+    from plugtron.checkpointing import layout
+    from plugtron.config import yaml_io
+    from plugtron.errors import CheckpointError
+
+    if not os.path.isdir(path):
+        return None
+    try:
+        ckpt_dir = layout.resolve_checkpoint_dir(path, "checkpoint")
+    except CheckpointError:
+        return None
+    file = os.path.join(ckpt_dir, layout.RUN_CONFIG)
+    tok = (yaml_io.load_file(file) or {}).get("tokenizer") if os.path.isfile(file) else None
+    if not isinstance(tok, dict):
+        return None
+    kind = tok.get("tokenizer_type", "ByteLevelTokenizer")
+    if kind == "ByteLevelTokenizer" and os.path.isfile(os.path.join(ckpt_dir, "hf_config.json")):
+        return None
+    out = dict(tok)
+    for field in ("tokenizer_model", "vocab_file", "merge_file"):
+        value = out.get(field)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            inside = os.path.join(os.path.abspath(ckpt_dir), value)
+            if os.path.exists(inside):
+                out[field] = inside
+    return out
+
+
+def apply_tokenizer(data: Dict[str, Any], user_set: Dict[str, str]) -> None:
+    """A run from a checkpoint uses the tokenizer that checkpoint recorded (``import-hf`` records
+    the model's own) unless the user set a ``tokenizer.*`` field: a fine-tuning run need not repeat
+    it. In place on the merged config ``data``."""
+    if any(k.startswith("tokenizer.") or k == "tokenizer" for k in user_set):
+        return
+    ck = data.get("checkpoint") if isinstance(data, dict) else None
+    if not isinstance(ck, dict):
+        return
+    for key in KEYS:
+        path = ck.get(key)
+        if isinstance(path, str) and path.strip() and not _is_nemo2(path):
+            tok = _recorded_tokenizer(path)
+            if tok is not None:
+                data["tokenizer"] = tok
+                return
+
+
+def _is_nemo2(path: str) -> bool:
+    from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
+
+    return os.path.isdir(path) and is_nemo2_checkpoint(path)
+
+
 def checkpoint_model(data: Dict[str, Any]) -> Optional[Tuple[Dict[str, Any], str, str, bool]]:
     """``(model section, file, key, check)`` of the checkpoint the merged config ``data`` names, if any."""
     ck = data.get("checkpoint") if isinstance(data, dict) else None

@@ -126,6 +126,7 @@ def load_config(
     contradictions = from_checkpoint.apply(data, user_model, user_set)  # the checkpoint's architecture, if one is named
     if contradictions:
         raise ConfigError(contradictions, source=" + ".join(sources))
+    from_checkpoint.apply_tokenizer(data, user_set)  # the checkpoint's recorded tokenizer, unless the user set one
     cfg = structure(data, ConfigContainer, source=" + ".join(sources))
     cfg.user_set = user_set
     return cfg
