@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 from functools import partial
 from typing import Any, Dict, List, Optional
 
@@ -18,6 +19,7 @@ from plugtron.checkpointing.manager import Checkpointer
 from plugtron.checkpointing.paths import check_before_training as check_checkpoint_paths
 from plugtron.training import setup
 from plugtron.training.flops import num_floating_point_operations
+from plugtron.training.interrupt import InterruptStop
 from plugtron.training.metrics import LogWindow, StepMetrics, format_log
 from plugtron.training.run_data import build_run_data
 from plugtron.training.state import TrainState
@@ -72,6 +74,7 @@ class Trainer:
         self.saved_at = state.iteration if cfg.checkpoint.load else None  # a resumed iteration is on disk already
         self.log_window: Optional[LogWindow] = None
         self.stop_policies: List[Any] = []
+        self.interrupt: Optional[InterruptStop] = None
         if distributed.is_rank0():
             n = sum(p.numel() for c in state.model for p in c.parameters())
             log.info(
@@ -123,6 +126,9 @@ class Trainer:
         self.hooks.on_train_start(self.state)
         self.log_window = LogWindow(self.cfg, self.state)
         self.stop_policies = stop_policies(self.cfg.train)
+        if self.cfg.checkpoint.save:  # Ctrl-C / SIGTERM: save after this step and stop (plugtron.training.interrupt)
+            self.interrupt = InterruptStop(self.cfg, distributed.is_rank0()).install()
+            self.stop_policies.append(self.interrupt)
 
     def train_step(self) -> StepMetrics:
         """One iteration with its hooks: ``on_step_start``, forward/backward over the microbatches,
@@ -195,9 +201,11 @@ class Trainer:
         if ck.save and self.saved_at != state.iteration and (not state.should_stop or state.should_save):
             self.hooks.on_before_save(state)
             self.checkpointer.save(state)
+            self.saved_at = state.iteration
         self.checkpointer.close()
         if state.stop_reason and distributed.is_rank0():
-            log.info(f"stopped at iteration {state.iteration}: {state.stop_reason}")
+            saved = f"; checkpoint in {os.path.abspath(ck.save)}" if ck.save and self.saved_at == state.iteration else ""
+            log.info(f"stopped at iteration {state.iteration}: {state.stop_reason}{saved}")
         self.hooks.on_train_end(state)
 
     def evaluate(self, split: str) -> Dict[str, Any]:
@@ -223,6 +231,8 @@ class Trainer:
 
     def close(self) -> None:
         """Tear down Megatron's parallel state and the process group; the config lets go of the run."""
+        if getattr(self, "interrupt", None) is not None:  # absent when the build failed
+            self.interrupt.restore()
         setup.unwire(self.cfg)
         setup.destroy_distributed()
 
