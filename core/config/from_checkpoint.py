@@ -163,3 +163,55 @@ def apply(data: Dict[str, Any], user_model: Dict[str, Any], user_sources: Dict[s
     kept = {k: v for k, v in current.items() if k not in ARCHITECTURE and k != "provider" and k in fields}
     data["model"] = {"provider": provider, **kept, **arch, **{k: v for k, v in user_model.items() if k != "provider"}}
     return []
+
+
+def _length_limit(ckpt: Dict[str, Any]) -> Optional[int]:
+    """The longest sequence the checkpoint's model was built for: its ``max_position_embeddings``
+    (the position table or the RoPE context it was trained at), else its ``seq_length``."""
+    for name in ("max_position_embeddings", "seq_length"):
+        value = ckpt.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def apply_seq_length(data: Dict[str, Any], user_set: Dict[str, str]) -> Tuple[List[str], List[str]]:
+    """Sequence length follows the model it trains: a recipe's ``model.seq_length`` longer than the
+    checkpoint's model allows is cut to the model's (a note says so); one the user set is an
+    error naming both values. Then the SFT packing size and the dataset's length follow
+    ``model.seq_length`` unless the user set them. In place on ``data``; returns (problems, notes)."""
+    problems: List[str] = []
+    notes: List[str] = []
+    model = data.get("model") if isinstance(data.get("model"), dict) else None
+    found = checkpoint_model(data)
+    if model is not None and found is not None and isinstance(model.get("seq_length"), int):
+        ckpt, file, key, _check = found
+        limit, seq = _length_limit(ckpt), model["seq_length"]
+        if limit is not None and seq > limit:
+            if "model.seq_length" in user_set:
+                problems.append(f"model.seq_length: {seq} ({user_set['model.seq_length']}) is longer than the model "
+                                f"of checkpoint.{key} allows: max_position_embeddings {limit} ({file}); set "
+                                f"model.seq_length to at most {limit}")
+            else:
+                model["seq_length"] = limit
+                notes.append(f"model.seq_length: {limit}, the max_position_embeddings of checkpoint.{key}'s model "
+                             f"({file}); the recipe's {seq} is longer than the model allows")
+    _follow_seq_length(data, user_set)
+    return problems, notes
+
+
+def _follow_seq_length(data: Dict[str, Any], user_set: Dict[str, str]) -> None:
+    """One sequence length: the dataset's length and the SFT packing size are the model's unless the
+    user set them (then ``validate()`` names any difference)."""
+    model, dataset = data.get("model"), data.get("dataset")
+    if not (isinstance(model, dict) and isinstance(dataset, dict)) or not isinstance(model.get("seq_length"), int):
+        return
+    seq = model["seq_length"]
+    for field in ("seq_length", "sequence_length"):
+        if dataset.get(field) is not None and f"dataset.{field}" not in user_set:
+            dataset[field] = None  # follows model.seq_length (validate derives it)
+    specs = dataset.get("packed_sequence_specs")
+    key = "dataset.packed_sequence_specs.packed_sequence_size"
+    if isinstance(specs, dict) and isinstance(specs.get("packed_sequence_size"), int) and key not in user_set:
+        if specs["packed_sequence_size"] > 0:  # packing on: one packed row is one model sequence
+            specs["packed_sequence_size"] = seq

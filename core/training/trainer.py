@@ -81,7 +81,8 @@ class Trainer:
                 f"model: {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, {n / 1e6:.2f}M params on rank 0 | "
                 f"world {cfg.world_size} = TP {cfg.model.tensor_model_parallel_size} x PP "
                 f"{cfg.model.pipeline_model_parallel_size} x DP {cfg.data_parallel_size} | "
-                f"{cfg.num_microbatches} microbatches of {cfg.train.micro_batch_size}"
+                f"{cfg.num_microbatches} microbatches of {cfg.train.micro_batch_size} | seq length "
+                f"{cfg.model.seq_length}, {cfg.train.global_batch_size * cfg.model.seq_length:,} tokens per step"
             )
 
     def _load_checkpoint(self) -> None:
