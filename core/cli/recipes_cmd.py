@@ -203,6 +203,9 @@ def cmd_config_show(ns, split_args) -> int:
     with deferred_torch_compile():
         cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False)
     cfg.validate(procs)
+    from plugtron.config import preflight
+
+    preflight.check(cfg)  # files: tokenizer, data, pretrained checkpoint (train runs the same checks)
     from plugtron.plugin_checks import check_plugins  # the same plugin checks as train
     from plugtron.plugin_manager import discover
 

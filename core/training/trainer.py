@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 from plugtron import distributed
 from plugtron.checkpointing.manager import Checkpointer
 from plugtron.checkpointing.paths import check_before_training as check_checkpoint_paths
+from plugtron.config import preflight
 from plugtron.training import setup
 from plugtron.training.flops import num_floating_point_operations
 from plugtron.training.interrupt import InterruptStop
@@ -55,6 +56,7 @@ class Trainer:
 
     def _build(self) -> None:
         cfg, state, t = self.cfg, self.state, self.cfg.train
+        preflight.check(cfg)  # tokenizer, data files, pretrained checkpoint: what config show checks too
         check_checkpoint_paths(cfg)  # before anything costly: a bad load/save path fails in seconds
         self.hooks.configure_model(cfg, cfg.model)
         cfg.model.finalize()  # plugins may have changed the provider: re-run Megatron's checks
