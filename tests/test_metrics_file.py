@@ -105,3 +105,15 @@ def test_nan_and_inf_are_written_as_strict_json_and_read_back(tmp_path):
     train_rec, valid_rec = read_records(tmp_path / FILE_NAME)
     assert math.isnan(train_rec["loss"]) and train_rec["grad_norm"] == math.inf and train_rec["lr"] == 1e-3
     assert valid_rec["ppl"] == -math.inf and "nonfinite" not in valid_rec
+
+
+def test_every_step_loss_is_recorded_whatever_log_interval(tmp_path):
+    """Issue 29, point 10: one ``step`` line per iteration (the first included) with that step's loss,
+    although log records come every ``log_interval`` (5) only."""
+    summary = _train(tmp_path, 7, "logger.log_interval=5", "train.eval_interval=null")
+    recs = read_records(os.path.join(tmp_path, FILE_NAME))
+    steps = [(r["iteration"], r["loss"]) for r in recs if r["kind"] == "step"]
+    assert [it for it, _ in steps] == list(range(1, 8))
+    assert [loss for _, loss in steps] == pytest.approx(summary["losses"], rel=1e-6)
+    assert [r["iteration"] for r in recs if r["kind"] == "train"] == [5, 7]
+    assert all("step_losses" not in r for r in recs)
