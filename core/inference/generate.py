@@ -139,8 +139,20 @@ def open_checkpoint(path: str, key: str = "generate") -> Iterator[LoadedModel]:
     tokenizer = _tokenizer(run_config, tokenizer_files.resolve(run_config.tokenizer, str(ckpt_dir)), ckpt_dir, key)
     with megatron_side.megatron_world(1):
         provider, model = megatron_side.load_verified(ckpt_dir, run_config.model, tp=1)
+        model = _in_training_precision(provider, model)
         model.eval()
         yield LoadedModel(str(ckpt_dir), provider, model, run_config, tokenizer)
+
+
+def _in_training_precision(provider, model):
+    """A bf16/fp16 run trained inside Megatron's ``Float16Module`` (every weight, norms included, in
+    half precision); generate runs the model the same way, not with fp32 norms under half-precision
+    activations (torch warns that its fused rms_norm cannot take them, and the result would differ)."""
+    if not (provider.bf16 or provider.fp16):
+        return model
+    from megatron.core.transformer.module import Float16Module
+
+    return Float16Module(provider, model)
 
 
 def _adapter_only(ckpt_dir: Path) -> bool:
