@@ -8,7 +8,9 @@ the path is logged at the start. A run that saves nothing and sets no ``metrics_
 Python want. ``plugtron train`` always has a directory (``checkpoint.runs_dir``). Written on global
 rank 0 only.
 
-Lines: ``{"kind": "train", "iteration": ..., <the on_log record>}`` and
+Lines: ``{"kind": "step", "iteration": ..., "loss": ...}`` for every step (the first one included,
+whatever ``logger.log_interval`` is; written at each log step, so they cost no extra sync),
+``{"kind": "train", "iteration": ..., <the on_log record>}`` every ``log_interval`` iterations and
 ``{"kind": "valid"|"test", "iteration": ..., "loss": ..., "ppl": ..., "iters": ..., <plugins' keys>}`` (the
 ``on_eval_log`` record: what plugins' ``collect_metrics(state, split)`` add, and ``stop_reason`` when
 the run stops after that evaluation).
@@ -90,8 +92,13 @@ class MetricsFile(ReleaseAtEnd):  # release() at on_train_end and on_exception
 
     @hookimpl
     def on_log(self, state, log):
-        if self._file is not None:
-            self._write({"kind": "train", **log})
+        if self._file is None:
+            return
+        losses = log.get("step_losses") or []
+        first = log["iteration"] - len(losses) + 1
+        for it, loss in enumerate(losses, first):  # every step's loss, the first step's included
+            self._write({"kind": "step", "iteration": it, "loss": loss})
+        self._write({"kind": "train", **{k: v for k, v in log.items() if k != "step_losses"}})
 
     @hookimpl
     def on_eval_log(self, state, split, log):

@@ -24,6 +24,17 @@ def _fmt(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def launcher(env=os.environ) -> str:
+    """How this run was started, for the resume command: ``plugtron``, or torchrun with the same
+    processes per node (and nodes) when torchrun started it."""
+    local = env.get("LOCAL_WORLD_SIZE")
+    if not local or "TORCHELASTIC_RUN_ID" not in env:
+        return "plugtron"
+    nodes = max(1, int(env.get("WORLD_SIZE", local)) // max(1, int(local)))
+    nodes_args = f"--nnodes={nodes} <the same rendezvous options> " if nodes > 1 else ""
+    return f"torchrun {nodes_args}--nproc_per_node={local} -m plugtron"
+
+
 class RunSummary:
     def __init__(self, config):
         self.config = config
@@ -60,7 +71,7 @@ class RunSummary:
         if cfg.checkpoint.save:
             save = os.path.abspath(cfg.checkpoint.save)
             lines.append(f"  checkpoints: {save}")
-            lines.append(f"  resume: plugtron train <the same config and overrides> checkpoint.load={save}")
+            lines.append(f"  resume: {launcher()} train <the same config and overrides> checkpoint.load={save}")
             lines.append(f"  generate: plugtron generate {save} --prompt 'Some text'")
         else:
             lines.append("  checkpoints: none saved (set checkpoint.save=DIR to save and be able to resume)")

@@ -48,7 +48,9 @@ def test_import_records_the_model_directory_tokenizer(imported):
     _, _, ckpt = imported
     cfg = from_yaml((ckpt / "iter_0000000" / "run_config.yaml").read_text())
     assert cfg.tokenizer.tokenizer_type == "HuggingFaceTokenizer"
-    assert os.path.isfile(os.path.join(cfg.tokenizer.tokenizer_model, "tokenizer.json"))
+    # the files are copied into the checkpoint and recorded relative to it
+    assert cfg.tokenizer.tokenizer_model == "tokenizer"
+    assert os.path.isfile(ckpt / "iter_0000000" / "tokenizer" / "tokenizer.json")
 
 
 def test_greedy_equals_transformers_generate_token_for_token(imported):

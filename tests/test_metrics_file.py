@@ -131,3 +131,15 @@ def test_logged_lr_is_the_one_the_step_used_during_warmup(tmp_path):
     assert rec.used == pytest.approx([0.0, 1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3])  # step 1 at lr 0, as HF's warmup
     assert rec.stepped == pytest.approx(rec.used) and rec.logged == pytest.approx(rec.used)
     assert [r["lr"] for r in read_records(tmp_path / FILE_NAME) if r["kind"] == "train"] == pytest.approx(rec.used)
+
+
+def test_every_step_loss_is_recorded_whatever_log_interval(tmp_path):
+    """Issue 29, point 10: one ``step`` line per iteration (the first included) with that step's loss,
+    although log records come every ``log_interval`` (5) only."""
+    summary = _train(tmp_path, 7, "logger.log_interval=5", "train.eval_interval=null")
+    recs = read_records(os.path.join(tmp_path, FILE_NAME))
+    steps = [(r["iteration"], r["loss"]) for r in recs if r["kind"] == "step"]
+    assert [it for it, _ in steps] == list(range(1, 8))
+    assert [loss for _, loss in steps] == pytest.approx(summary["losses"], rel=1e-6)
+    assert [r["iteration"] for r in recs if r["kind"] == "train"] == [5, 7]
+    assert all("step_losses" not in r for r in recs)

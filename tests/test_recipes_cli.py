@@ -88,3 +88,17 @@ def test_train_with_an_unknown_recipe_answers_before_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip().endswith("2 False")
     assert "unknown recipe 'llama3_8b' (did you mean llama3_8b_pretrain, llama3_8b_sft, llama3_8b_peft?)" in proc.stderr
+
+
+def test_recipes_show_section_and_diff(capsys):
+    """Issue 29, point 12: ``recipes show`` takes ``--section`` and ``--diff`` (against recipe 'none')."""
+    rc, out, _ = _run(capsys, "recipes", "show", "tiny", "--section", "train")
+    assert rc == 0 and set(yaml_io.loads(out)) == {"train"}
+    rc, out, _ = _run(capsys, "recipes", "show", "tiny", "--diff")
+    diff = yaml_io.loads(out)
+    assert diff["train"]["train_iters"] == 300 and diff["model"]["num_layers"] == 4
+    assert "exit_signal" not in diff["train"]  # a value the recipe leaves at the bare default is not shown
+    rc, out, _ = _run(capsys, "recipes", "show", "tiny", "--diff", "--section", "optimizer")
+    assert set(yaml_io.loads(out)) == {"optimizer"}
+    rc, _, err = _run(capsys, "recipes", "show", "tiny", "--section", "trian")
+    assert rc == 2 and "--section: unknown section 'trian'" in err

@@ -37,3 +37,15 @@ def test_summary_says_when_nothing_was_saved(caplog):
     assert "metrics:" not in summary and "generate:" not in summary
     summary, _ = _run(caplog)
     assert "metrics: not written (nothing saved; set logger.metrics_dir=DIR)" in summary
+
+
+def test_resume_command_names_the_launcher():
+    """Issue 29, point 12: a torchrun run's resume command is a torchrun command."""
+    from plugtron.plugins.run_summary import launcher
+
+    assert launcher({}) == "plugtron"
+    assert launcher({"LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "2"}) == "plugtron"  # not torchrun's environment
+    torchrun = {"TORCHELASTIC_RUN_ID": "x", "LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "2"}
+    assert launcher(torchrun) == "torchrun --nproc_per_node=2 -m plugtron"
+    assert launcher({**torchrun, "WORLD_SIZE": "8"}) == (
+        "torchrun --nnodes=4 <the same rendezvous options> --nproc_per_node=2 -m plugtron")

@@ -167,7 +167,7 @@ def resolve_checkpoint_dir(path: str, key: str) -> str:
     """``path`` is a save root (tracker or ``iter_*`` inside) or an ``iter_*`` / ``release``
     directory itself. Returns the directory holding the checkpoint files."""
     if not os.path.exists(path):
-        raise CheckpointError(f"{key}: {path} does not exist")
+        raise CheckpointError(f"{key}: {path} does not exist{hf_hint(path)}")
     if not os.path.isdir(path):
         raise CheckpointError(f"{key}: {path} is a file; expected a checkpoint directory")
     if is_checkpoint_dir(path):
@@ -179,9 +179,22 @@ def resolve_checkpoint_dir(path: str, key: str) -> str:
     if it is None:
         raise CheckpointError(
             f"{key}: {path} holds no checkpoint (expected {TRACKER} and iter_XXXXXXX/ inside, "
-            "or a directory with a Megatron distributed checkpoint's .metadata)"
+            f"or a directory with a Megatron distributed checkpoint's .metadata){hf_hint(path)}"
         )
     return iter_path(path, it)
+
+
+def hf_hint(path: str) -> str:
+    """What to do when a checkpoint path is a Hugging Face model (a directory with config.json, or
+    an ``hf://`` name, NeMo 2.0's import syntax): convert it first."""
+    text = str(path)
+    if text.startswith("hf://"):
+        return (f"; {text!r} is a Hugging Face model name: plugtron reads local checkpoints only. Convert a local "
+                f"copy first (plugtron convert import-hf HF_DIR OUT_DIR) and name OUT_DIR here")
+    if os.path.isfile(os.path.join(text, "config.json")):
+        return (f"; it is a Hugging Face model directory: convert it first (plugtron convert import-hf {text} "
+                "OUT_DIR) and name OUT_DIR here")
+    return ""
 
 
 def is_checkpoint_dir(path: str) -> bool:

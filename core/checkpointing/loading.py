@@ -11,6 +11,7 @@ from plugtron import distributed
 from plugtron.checkpointing import contents as ckstate
 from plugtron.checkpointing import layout, manifest, safe_pickle, schedule_check
 from plugtron.checkpointing import plugin_states as plugin_state_files
+from plugtron.checkpointing.load_errors import describe
 from plugtron.errors import CheckpointError
 
 log = logging.getLogger("plugtron")
@@ -75,18 +76,7 @@ def _dist_load(ck, sharded_sd: Dict[str, Any], ckpt_dir: str, what: str, hint: s
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # torch's CheckpointException is a BaseException; all mean "does not fit"
-        raise CheckpointError(f"{ckpt_dir}: cannot load {what}: {_summarize(exc)}{hint}") from None
-
-
-def _summarize(exc: BaseException) -> str:
-    """One line: torch's CheckpointException wraps per-rank tracebacks; the cause is the last
-    ``...Exception: message`` line of them."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    causes = [ln for ln in lines if ("Exception: " in ln or "Error: " in ln) and not ln.startswith("File ")]
-    if causes:
-        head, msg = causes[-1].split(": ", 1)
-        return f"{head.rsplit('.', 1)[-1]}: {msg}"[:400]  # drop the module path of the class
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
+        raise CheckpointError(f"{ckpt_dir}: cannot load {what}: {describe(exc)}{hint}") from exc
 
 
 def load_into(ckptr, state, ckpt_dir: str) -> None:

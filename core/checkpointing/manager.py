@@ -29,6 +29,10 @@ class Checkpointer:
         self._async_queue = None
         self._pending: Optional[int] = None  # iteration of an async save not yet published
         self._saves = 0
+        if self.ck.save and distributed.is_rank0():
+            from plugtron.checkpointing import tokenizer_files
+
+            tokenizer_files.remember(cfg.tokenizer)  # each save copies these bytes (see tokenizer_files)
 
     # ---- saving ---------------------------------------------------------------------------------
     def save(self, state) -> None:
@@ -114,7 +118,9 @@ class Checkpointer:
                 "has_optimizer": self.ck.save_optim, "has_rng": self.ck.save_rng,
                 "ckpt_format": self.ck.ckpt_format, "layout": ckstate.parallel_layout(self.cfg),
                 # peft: adapters only; the base they need (also in run_config.yaml)
-                "adapter_only": ckstate.adapter_only(self.cfg), "base_checkpoint": self.ck.pretrained_checkpoint}
+                "adapter_only": ckstate.adapter_only(self.cfg),
+                # absolute: generate and merge find the base from any working directory
+                "base_checkpoint": self.ck.pretrained_checkpoint and os.path.abspath(self.ck.pretrained_checkpoint)}
 
     def _publish(self, it: int, state) -> None:
         """Collective. After every rank's files are written: manifest, rename, tracker, retention;

@@ -47,8 +47,17 @@ def open_staging(root: str, iteration: int) -> str:
 
 def write_run_config(staging: str, config) -> None:
     """The config the checkpoint was made with (rank 0 only): ``pretrained_checkpoint`` and
-    export read its ``model`` section to rebuild the provider."""
+    export read its ``model`` section to rebuild the provider. A file-backed tokenizer's files are
+    copied into the checkpoint and recorded relative to it (``tokenizer_files``)."""
+    import copy
+
+    from plugtron.checkpointing import tokenizer_files
     from plugtron.config import to_yaml
+
+    recorded = tokenizer_files.copy_into(staging, config.tokenizer)
+    if recorded is not config.tokenizer:
+        config = copy.copy(config)
+        config.tokenizer = recorded
 
     with open(os.path.join(staging, layout.RUN_CONFIG), "w", encoding="utf-8") as f:
         f.write(to_yaml(config))

@@ -63,7 +63,9 @@ def plot_runs(runs: Sequence[str], output: str):
     loss_ax, speed_ax = fig.subplots(1, 2)
     for i, (label, recs) in enumerate(zip(_labels(runs), data)):
         color = f"C{i % 10}"
-        loss_ax.plot(*_series(recs, "train", "loss"), color=color, label=f"{label} train")
+        # every step's loss where the file has it (runs since "step" lines exist), else the log records'
+        loss_kind = "step" if any(r.get("kind") == "step" for r in recs) else "train"
+        loss_ax.plot(*_series(recs, loss_kind, "loss"), color=color, label=f"{label} train")
         its, vals = _series(recs, "valid", "loss")
         if its:
             loss_ax.plot(its, vals, color=color, linestyle="--", marker="o", markersize=4, label=f"{label} valid")

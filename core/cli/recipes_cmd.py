@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from plugtron.cli.lazy_compile import deferred_torch_compile
 
@@ -30,6 +30,10 @@ def add_parser(sub) -> None:
     acts.add_parser("list", help="every recipe, one line each")
     show = acts.add_parser("show", help="one recipe's resolved config as YAML")
     show.add_argument("name", help="the recipe's name (as in recipes list)")
+    show.add_argument("--section", metavar="NAME", help="print only this top-level section (model, train, optimizer, ...)")
+    show.add_argument("--diff", action="store_true",
+                      help="print only the values this recipe sets differently from Megatron Bridge's bare defaults "
+                           "(recipe 'none')")
     add_world_size(show)
 
 
@@ -76,6 +80,7 @@ def cmd_show(ns) -> int:
     from plugtron.recipes import get_recipe, world_size
 
     fn = get_recipe(ns.name)  # an unknown name fails here, before torch is imported
+    _check_section(ns.section)
     procs = _world_size(ns, world_size(ns.name))
     with deferred_torch_compile():
         cfg = load_config(None, [], recipe=ns.name)
@@ -86,8 +91,41 @@ def cmd_show(ns) -> int:
         header = [f"# recipe {ns.name} (plugtron.recipes.{fn.__name__}): set these before training:"]
         header += [f"#   {p}" for p in err.problems]
         cfg = load_config(None, [], recipe=ns.name)
-    sys.stdout.write("\n".join(header) + "\n" + to_yaml(cfg))
+    if ns.section is None and not ns.diff:
+        sys.stdout.write("\n".join(header) + "\n" + to_yaml(cfg))
+        return 0
+    from plugtron.config import yaml_io
+    from plugtron.config.converter import unstructure
+
+    data = _select(unstructure(cfg), ns.section, _recipe_data("none", procs) if ns.diff else None)
+    body = yaml_io.dumps(data) if data else "# no value differs from recipe 'none'\n"
+    sys.stdout.write("\n".join(header) + "\n" + body)
     return 0
+
+
+def _check_section(name: Optional[str]) -> None:
+    """A typo in ``--section`` is reported before the config is built."""
+    if name is None:
+        return
+    import attrs
+
+    from plugtron.config.container import ConfigContainer
+    from plugtron.errors import ConfigError
+
+    sections = [f.name for f in attrs.fields(ConfigContainer) if f.init]
+    if name not in sections:
+        raise ConfigError([f"--section: unknown section {name!r}; sections: {', '.join(sections)}"],
+                          source="command line")
+
+
+def _select(data: Dict[str, Any], section: Optional[str], base: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """``data`` cut to the values that differ from ``base`` (when given), then to one section."""
+    if base is not None:
+        flat_base = _flatten(base)
+        data = _nest({k: v for k, v in _flatten(data).items() if k not in flat_base or flat_base[k] != v})
+    if section is not None:
+        data = {section: data[section]} if section in data else {}
+    return data
 
 
 def _flatten(tree: Any, prefix: str = "") -> Dict[str, Any]:
@@ -165,6 +203,9 @@ def cmd_config_show(ns, split_args) -> int:
     with deferred_torch_compile():
         cfg = load_config(config, overrides, recipe=ns.recipe, repeats_ok=False)
     cfg.validate(procs)
+    from plugtron.config import preflight
+
+    preflight.check(cfg)  # files: tokenizer, data, pretrained checkpoint (train runs the same checks)
     from plugtron.plugin_checks import check_plugins  # the same plugin checks as train
     from plugtron.plugin_manager import discover
 

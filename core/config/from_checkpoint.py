@@ -70,6 +70,61 @@ def _run_config_model(path: str) -> Optional[Tuple[Dict[str, Any], str, bool]]:
     return (model, file, True) if isinstance(model, dict) else None
 
 
+def _recorded_tokenizer(path: str) -> Optional[Dict[str, Any]]:
+    """The tokenizer section the checkpoint at ``path`` recorded, its file paths made absolute
+    (they are relative to the checkpoint; ``plugtron.checkpointing.tokenizer_files``); None when
+    there is none, or when it is unknown (a Hugging Face import without tokenizer files)."""
+    from plugtron.checkpointing import layout
+    from plugtron.config import yaml_io
+    from plugtron.errors import CheckpointError
+
+    if not os.path.isdir(path):
+        return None
+    try:
+        ckpt_dir = layout.resolve_checkpoint_dir(path, "checkpoint")
+    except CheckpointError:
+        return None
+    file = os.path.join(ckpt_dir, layout.RUN_CONFIG)
+    tok = (yaml_io.load_file(file) or {}).get("tokenizer") if os.path.isfile(file) else None
+    if not isinstance(tok, dict):
+        return None
+    kind = tok.get("tokenizer_type", "ByteLevelTokenizer")
+    if kind == "ByteLevelTokenizer" and os.path.isfile(os.path.join(ckpt_dir, "hf_config.json")):
+        return None
+    out = dict(tok)
+    for field in ("tokenizer_model", "vocab_file", "merge_file"):
+        value = out.get(field)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            inside = os.path.join(os.path.abspath(ckpt_dir), value)
+            if os.path.exists(inside):
+                out[field] = inside
+    return out
+
+
+def apply_tokenizer(data: Dict[str, Any], user_set: Dict[str, str]) -> None:
+    """A run from a checkpoint uses the tokenizer that checkpoint recorded (``import-hf`` records
+    the model's own) unless the user set a ``tokenizer.*`` field: a fine-tuning run need not repeat
+    it. In place on the merged config ``data``."""
+    if any(k.startswith("tokenizer.") or k == "tokenizer" for k in user_set):
+        return
+    ck = data.get("checkpoint") if isinstance(data, dict) else None
+    if not isinstance(ck, dict):
+        return
+    for key in KEYS:
+        path = ck.get(key)
+        if isinstance(path, str) and path.strip() and not _is_nemo2(path):
+            tok = _recorded_tokenizer(path)
+            if tok is not None:
+                data["tokenizer"] = tok
+                return
+
+
+def _is_nemo2(path: str) -> bool:
+    from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
+
+    return os.path.isdir(path) and is_nemo2_checkpoint(path)
+
+
 def checkpoint_model(data: Dict[str, Any]) -> Optional[Tuple[Dict[str, Any], str, str, bool]]:
     """``(model section, file, key, check)`` of the checkpoint the merged config ``data`` names, if any."""
     ck = data.get("checkpoint") if isinstance(data, dict) else None
@@ -137,3 +192,55 @@ def _state_training_differences(model: Dict[str, Any], ckpt: Dict[str, Any], fil
     if diffs:
         logging.getLogger("plugtron").info(f"training settings that differ from the checkpoint's ({file}): "
                                            + ", ".join(diffs))
+
+
+def _length_limit(ckpt: Dict[str, Any]) -> Optional[int]:
+    """The longest sequence the checkpoint's model was built for: its ``max_position_embeddings``
+    (the position table or the RoPE context it was trained at), else its ``seq_length``."""
+    for name in ("max_position_embeddings", "seq_length"):
+        value = ckpt.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def apply_seq_length(data: Dict[str, Any], user_set: Dict[str, str]) -> Tuple[List[str], List[str]]:
+    """Sequence length follows the model it trains: a recipe's ``model.seq_length`` longer than the
+    checkpoint's model allows is cut to the model's (a note says so); one the user set is an
+    error naming both values. Then the SFT packing size and the dataset's length follow
+    ``model.seq_length`` unless the user set them. In place on ``data``; returns (problems, notes)."""
+    problems: List[str] = []
+    notes: List[str] = []
+    model = data.get("model") if isinstance(data.get("model"), dict) else None
+    found = checkpoint_model(data)
+    if model is not None and found is not None and isinstance(model.get("seq_length"), int):
+        ckpt, file, key, _check = found
+        limit, seq = _length_limit(ckpt), model["seq_length"]
+        if limit is not None and seq > limit:
+            if "model.seq_length" in user_set:
+                problems.append(f"model.seq_length: {seq} ({user_set['model.seq_length']}) is longer than the model "
+                                f"of checkpoint.{key} allows: max_position_embeddings {limit} ({file}); set "
+                                f"model.seq_length to at most {limit}")
+            else:
+                model["seq_length"] = limit
+                notes.append(f"model.seq_length: {limit}, the max_position_embeddings of checkpoint.{key}'s model "
+                             f"({file}); the recipe's {seq} is longer than the model allows")
+    _follow_seq_length(data, user_set)
+    return problems, notes
+
+
+def _follow_seq_length(data: Dict[str, Any], user_set: Dict[str, str]) -> None:
+    """One sequence length: the dataset's length and the SFT packing size are the model's unless the
+    user set them (then ``validate()`` names any difference)."""
+    model, dataset = data.get("model"), data.get("dataset")
+    if not (isinstance(model, dict) and isinstance(dataset, dict)) or not isinstance(model.get("seq_length"), int):
+        return
+    seq = model["seq_length"]
+    for field in ("seq_length", "sequence_length"):
+        if dataset.get(field) is not None and f"dataset.{field}" not in user_set:
+            dataset[field] = None  # follows model.seq_length (validate derives it)
+    specs = dataset.get("packed_sequence_specs")
+    key = "dataset.packed_sequence_specs.packed_sequence_size"
+    if isinstance(specs, dict) and isinstance(specs.get("packed_sequence_size"), int) and key not in user_set:
+        if specs["packed_sequence_size"] > 0:  # packing on: one packed row is one model sequence
+            specs["packed_sequence_size"] = seq

@@ -126,6 +126,15 @@ def load_config(
     contradictions = from_checkpoint.apply(data, user_model, user_set, recipe)  # the checkpoint's architecture, if one is named
     if contradictions:
         raise ConfigError(contradictions, source=" + ".join(sources))
+    from_checkpoint.apply_tokenizer(data, user_set)  # the checkpoint's recorded tokenizer, unless the user set one
+    too_long, notes = from_checkpoint.apply_seq_length(data, user_set)  # one sequence length, within the model's
+    if too_long:
+        raise ConfigError(too_long, source=" + ".join(sources))
+    if notes:
+        import logging
+
+        for note in notes:
+            logging.getLogger("plugtron").info(note)
     cfg = structure(data, ConfigContainer, source=" + ".join(sources))
     cfg.user_set = user_set
     cfg.source = " + ".join(sources)

@@ -95,6 +95,7 @@ def load_examples(path: str, ds, tokenizer) -> Tuple[List[Example], int]:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            obj = None
             try:
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
@@ -103,7 +104,10 @@ def load_examples(path: str, ds, tokenizer) -> Tuple[List[Example], int]:
             except ValueError as err:  # JSONDecodeError is a ValueError
                 what = (f"{ds.messages_key!r} chat messages" if ds.data_format == "chat"
                         else f"{ds.input_key!r} and {ds.output_key!r} strings")
-                raise DataError(f"{path}:{lineno}: expected a JSON object with {what} ({err})") from None
+                from plugtron.config.preflight import format_hint  # the other data_format, if the keys say so
+
+                hint = format_hint(obj, ds)
+                raise DataError(f"{path}:{lineno}: expected a JSON object with {what} ({err}){hint}") from None
             if answer[1:].any():  # the first token is never predicted
                 examples.append((ids, answer))
             else:

@@ -114,7 +114,7 @@ def _run_config(ckpt_dir: Path):
 def open_checkpoint(path: str, key: str = "generate") -> Iterator[LoadedModel]:
     """The model of the checkpoint at ``path`` (a save directory, or one ``iter_XXXXXXX``) inside a
     one-process Megatron world (started here unless one is running, torn down after)."""
-    from plugtron.data.tokenizers import build_tokenizer
+    from plugtron.checkpointing import tokenizer_files
     from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
     from plugtron.providers.hf import megatron_side
     from plugtron.providers.model_kind import kind_for
@@ -125,20 +125,55 @@ def open_checkpoint(path: str, key: str = "generate") -> Iterator[LoadedModel]:
                               "plugtron reads. Train or fine-tune from it (checkpoint.pretrained_checkpoint) and "
                               "generate from that run's checkpoint")
     ckpt_dir = megatron_side.checkpoint_dir(root, key)  # clear path errors; manifest, CRCs and .metadata verified
+    if _adapter_only(ckpt_dir):  # a peft run's checkpoint: its base with the adapters applied
+        from plugtron.providers.peft.merge import adapted_model, recorded_tokenizer
+
+        with adapted_model(str(ckpt_dir)) as (run_config, provider, model, path):
+            tokenizer = _tokenizer(run_config, recorded_tokenizer(run_config, path), path, key)
+            yield LoadedModel(str(path), provider, model, run_config, tokenizer)
+        return
     run_config = _run_config(ckpt_dir)
     if kind_for(run_config.model).name != "gpt":
         raise CheckpointError(f"{key}: {ckpt_dir} holds a {type(run_config.model).__name__} model; "
                               "generate supports decoder-only (GPT-style) models")
-    if run_config.tokenizer.tokenizer_type == "ByteLevelTokenizer" and (ckpt_dir / megatron_side.HF_CONFIG).is_file():
+    tokenizer = _tokenizer(run_config, tokenizer_files.resolve(run_config.tokenizer, str(ckpt_dir)), ckpt_dir, key)
+    with megatron_side.megatron_world(1):
+        provider, model = megatron_side.load_verified(ckpt_dir, run_config.model, tp=1)
+        model = _in_training_precision(provider, model)
+        model.eval()
+        yield LoadedModel(str(ckpt_dir), provider, model, run_config, tokenizer)
+
+
+def _in_training_precision(provider, model):
+    """A bf16/fp16 run trained inside Megatron's ``Float16Module`` (every weight, norms included, in
+    half precision); generate runs the model the same way, not with fp32 norms under half-precision
+    activations (torch warns that its fused rms_norm cannot take them, and the result would differ)."""
+    if not (provider.bf16 or provider.fp16):
+        return model
+    from megatron.core.transformer.module import Float16Module
+
+    return Float16Module(provider, model)
+
+
+def _adapter_only(ckpt_dir: Path) -> bool:
+    from plugtron.checkpointing import contents, layout
+
+    ts = ckpt_dir / layout.TRAIN_STATE  # an import has none
+    return ts.is_file() and bool(contents.load_weights_only(str(ts)).get("adapter_only"))
+
+
+def _tokenizer(run_config, tok_cfg, ckpt_dir: Path, key: str):
+    """The recorded tokenizer (paths already resolved against the checkpoint), checked against the model."""
+    from plugtron.data.tokenizers import build_tokenizer
+    from plugtron.providers.hf import megatron_side
+
+    if tok_cfg.tokenizer_type == "ByteLevelTokenizer" and (ckpt_dir / megatron_side.HF_CONFIG).is_file():
         raise CheckpointError(f"{key}: {ckpt_dir} was imported from a Hugging Face directory without tokenizer files, "
                               "so its tokenizer is unknown; import again from a directory that holds tokenizer.json "
                               "(or tokenizer.model) next to config.json")
-    tokenizer = build_tokenizer(run_config.tokenizer)
+    tokenizer = build_tokenizer(tok_cfg)
     if tokenizer.vocab_size > run_config.model.vocab_size:
-        raise CheckpointError(f"{key}: {ckpt_dir}: the recorded tokenizer ({run_config.tokenizer.tokenizer_type}) has "
+        raise CheckpointError(f"{key}: {ckpt_dir}: the recorded tokenizer ({tok_cfg.tokenizer_type}) has "
                               f"{tokenizer.vocab_size} ids, more than the model's vocabulary "
                               f"({run_config.model.vocab_size}); run_config.yaml does not belong to these weights")
-    with megatron_side.megatron_world(1):
-        provider, model = megatron_side.load_verified(ckpt_dir, run_config.model, tp=1)
-        model.eval()
-        yield LoadedModel(str(ckpt_dir), provider, model, run_config, tokenizer)
+    return tokenizer

@@ -291,6 +291,9 @@ def apply(exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
     """
     if torch.cuda.is_available():
         return ()
+    from plugtron.platform import quiet
+
+    quiet.install_cpu()  # CUDA-only advice Megatron gives on every CPU run with TP > 1
     unknown = set(exclude) - set(SHIMS)
     if unknown:
         raise ValueError(f"unknown CPU shims: {sorted(unknown)}; known: {list(SHIMS)}")

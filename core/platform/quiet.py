@@ -41,11 +41,26 @@ FILTERS = (
            "Megatron's checkpoint reader calls torch's deprecated loader"),
     Filter(FutureWarning, r"megatron\.", r"`save_state_dict` is deprecated and will be removed",
            "Megatron's checkpoint writer calls torch's deprecated saver"),
+    Filter(FutureWarning, r"torch\.distributed", r"`torch\.distributed\.reduce_scatter_tensor` is deprecated",
+           "Megatron's distributed optimizer calls it (SFT/PEFT recipes); nothing to change in a config"),
+    Filter(FutureWarning, r"torch\.distributed", r"`torch\.distributed\.all_gather_into_tensor` is deprecated",
+           "Megatron's distributed optimizer calls it (SFT/PEFT recipes); nothing to change in a config"),
 )
+
+
+# Hidden only where CUDA is absent (``install_cpu``, called by the CPU shims): on a GPU they are advice.
+CPU_FILTERS = (
+    Filter(UserWarning, r"megatron\.", r"When using async grad allreduce it is recommended to set the environment "
+           r"variable CUDA_DEVICE_MAX_CONNECTIONS",
+           "a CUDA stream setting (TP > 1); without CUDA there are no streams to order"),
+)
+_installed = False
 
 
 def install() -> None:
     """Hide the table's warnings in this process and in processes it starts (``PYTHONWARNINGS``)."""
+    global _installed
+    _installed = True
     for f in FILTERS:
         warnings.filterwarnings("ignore", message=f.message, category=f.category, module=f.module)
     # -W syntax for children: message and module are literal there (not regexes), the category a
@@ -55,9 +70,18 @@ def install() -> None:
     os.environ["PYTHONWARNINGS"] = ",".join([current, *inherited] if current else inherited)
 
 
+def install_cpu() -> None:
+    """``CPU_FILTERS`` too, when the table is installed (not ``--verbose``); the CPU shims call it."""
+    if _installed:
+        for f in CPU_FILTERS:
+            warnings.filterwarnings("ignore", message=f.message, category=f.category, module=f.module)
+
+
 def uninstall() -> None:
     """Show every warning again (``--verbose``, ``logger.logging_level=10`` (DEBUG))."""
-    ours = {(f.message, f.category) for f in FILTERS}
+    global _installed
+    _installed = False
+    ours = {(f.message, f.category) for f in FILTERS + CPU_FILTERS}
     warnings.filters[:] = [w for w in warnings.filters
                            if not (w[0] == "ignore" and w[1] is not None and (w[1].pattern, w[2]) in ours)]
     mine = {f"ignore:{_literal_prefix(f.message)}:{f.category.__name__}" for f in FILTERS}

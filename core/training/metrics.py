@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -34,6 +34,7 @@ class LogWindow:
         self.start_iter = self.last_iter = state.iteration
         self.loss_sum: Optional[torch.Tensor] = None
         self.loss_n = 0
+        self.step_losses: List[torch.Tensor] = []  # each step's loss since the last flush (no sync until then)
         self.grad_norm = None
         self.lr: Optional[float] = None  # the rate the window's last step used
         # When the last ETA_WINDOW steps ended: the ETA is their mean step time, so one slow step
@@ -44,6 +45,7 @@ class LogWindow:
         if metrics.loss is not None:
             self.loss_sum = metrics.loss.detach() if self.loss_sum is None else self.loss_sum + metrics.loss.detach()
             self.loss_n += 1
+            self.step_losses.append(metrics.loss.detach().reshape(()))
         self.grad_norm = metrics.grad_norm
         self.lr = metrics.lr
         self.step_ends.append(self.clock())
@@ -74,9 +76,15 @@ class LogWindow:
         from plugtron.training.step import broadcast_from_last_stage
 
         now = self.clock()
-        mean = (self.loss_sum / self.loss_n).float().cpu() if self.loss_n else torch.tensor(float("nan"))
-        loss = float(broadcast_from_last_stage(mean.reshape(1).double())[0])  # sync point, log steps only
         steps = self.state.iteration - self.last_iter
+        mean = (self.loss_sum / self.loss_n).float().cpu() if self.loss_n else torch.tensor(float("nan"))
+        # each step's loss rides along (one broadcast, steps + 1 numbers): the metrics file keeps them all
+        per_step = torch.full((steps,), float("nan"), dtype=torch.float64)
+        if self.step_losses:
+            got = torch.stack(self.step_losses[-steps:]).double().cpu() if steps else per_step
+            per_step[steps - got.numel():] = got
+        values = broadcast_from_last_stage(torch.cat([mean.reshape(1).double(), per_step]))  # sync point, log steps only
+        loss, step_losses = float(values[0]), values[1:].tolist()
         step_time = (now - self.last) / max(steps, 1)
         t = self.cfg.train
         rec = {
@@ -90,13 +98,15 @@ class LogWindow:
             "elapsed_s": now - self.start,
             "eta_s": self.eta_s(),
             "skipped_iters": self.state.skipped_train_iterations,
+            "step_losses": step_losses,  # iterations last_iter + 1 .. iteration
         }
         self.last, self.last_iter, self.loss_sum, self.loss_n = now, self.state.iteration, None, 0
+        self.step_losses = []
         return rec
 
 
 _LOOP_KEYS = frozenset(("iteration", "loss", "lr", "grad_norm", "tokens_per_sec", "step_time_s", "elapsed_s", "eta_s",
-                        "skipped_iters"))
+                        "skipped_iters", "step_losses"))
 
 
 def format_log(rec: Dict[str, Any], train_iters: int) -> str:

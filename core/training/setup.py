@@ -35,6 +35,25 @@ def init_distributed(cfg) -> None:
         order="tp-pp-dp" if cfg.dist.use_tp_pp_dp_mapping else "tp-cp-ep-dp-pp",
         create_gloo_process_groups=cfg.dist.use_gloo_process_groups,
     )
+    start_rerun_state_machine()
+
+
+def start_rerun_state_machine() -> None:
+    """Megatron's rerun state machine, explicitly and disabled (plugtron's ``nan_guard`` checks losses
+    and grad norms). Megatron's DDP consults it when ``ddp.check_for_nan_in_grad`` is on (the SFT and
+    PEFT recipes); implicitly initialized there, it logs two WARNING lines no user can act on. Its
+    own "initialized" line is muted here; ``--verbose`` shows it."""
+    from megatron.core import rerun_state_machine as rsm
+
+    rsm.destroy_rerun_state_machine()  # a previous in-process run's
+    quiet = logging.getLogger(rsm.__name__)
+    level = quiet.level
+    if not logging.getLogger("plugtron").isEnabledFor(logging.DEBUG):
+        quiet.setLevel(logging.ERROR)
+    try:
+        rsm.initialize_rerun_state_machine(mode=rsm.RerunMode.DISABLED)
+    finally:
+        quiet.setLevel(level)
 
 
 def apply_logging_level(cfg) -> None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 from functools import partial
 from typing import Any, Dict, List, Optional
 
 from plugtron import distributed
 from plugtron.checkpointing.manager import Checkpointer
 from plugtron.checkpointing.paths import check_before_training as check_checkpoint_paths
+from plugtron.config import preflight
 from plugtron.training import setup
 from plugtron.training.flops import num_floating_point_operations
+from plugtron.training.interrupt import InterruptStop
 from plugtron.training.metrics import LogWindow, StepMetrics, format_log
 from plugtron.training.run_data import build_run_data
 from plugtron.training.state import TrainState
@@ -53,6 +56,7 @@ class Trainer:
 
     def _build(self) -> None:
         cfg, state, t = self.cfg, self.state, self.cfg.train
+        preflight.check(cfg)  # tokenizer, data files, pretrained checkpoint: what config show checks too
         check_checkpoint_paths(cfg)  # before anything costly: a bad load/save path fails in seconds
         self.hooks.configure_model(cfg, cfg.model)
         cfg.model.finalize()  # plugins may have changed the provider: re-run Megatron's checks
@@ -74,13 +78,15 @@ class Trainer:
         self.stop_policies: List[Any] = []
         self.stop: Optional[Dict[str, Any]] = None  # set by finish() when a stop was requested
         self.eval_records: Dict[str, List[Dict[str, Any]]] = {}
+        self.interrupt: Optional[InterruptStop] = None
         if distributed.is_rank0():
             n = sum(p.numel() for c in state.model for p in c.parameters())
             log.info(
                 f"model: {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, {n / 1e6:.2f}M params on rank 0 | "
                 f"world {cfg.world_size} = TP {cfg.model.tensor_model_parallel_size} x PP "
                 f"{cfg.model.pipeline_model_parallel_size} x DP {cfg.data_parallel_size} | "
-                f"{cfg.num_microbatches} microbatches of {cfg.train.micro_batch_size}"
+                f"{cfg.num_microbatches} microbatches of {cfg.train.micro_batch_size} | seq length "
+                f"{cfg.model.seq_length}, {cfg.train.global_batch_size * cfg.model.seq_length:,} tokens per step"
             )
 
     def _load_checkpoint(self) -> None:
@@ -125,6 +131,9 @@ class Trainer:
         self.hooks.on_train_start(self.state)
         self.log_window = LogWindow(self.cfg, self.state)
         self.stop_policies = stop_policies(self.cfg.train)
+        if self.cfg.checkpoint.save:  # Ctrl-C / SIGTERM: save after this step and stop (plugtron.training.interrupt)
+            self.interrupt = InterruptStop(self.cfg, distributed.is_rank0()).install()
+            self.stop_policies.append(self.interrupt)
 
     def train_step(self) -> StepMetrics:
         """One iteration with its hooks: ``on_step_start``, forward/backward over the microbatches,
@@ -203,7 +212,8 @@ class Trainer:
         if state.should_stop:
             self.stop = self._stop_outcome()
             if distributed.is_rank0():
-                log.info(f"stopped at iteration {state.iteration}: {state.stop_reason}"
+                saved = f"; checkpoint in {os.path.abspath(ck.save)}" if self.stop["saved"] else ""
+                log.info(f"stopped at iteration {state.iteration}: {state.stop_reason}{saved}"
                          + (f" ({self.stop['note']})" if self.stop["note"] else ""))
         self.hooks.on_train_end(state)
 
@@ -244,6 +254,8 @@ class Trainer:
 
     def close(self) -> None:
         """Tear down Megatron's parallel state and the process group; the config lets go of the run."""
+        if getattr(self, "interrupt", None) is not None:  # absent when the build failed
+            self.interrupt.restore()
         setup.unwire(self.cfg)
         setup.destroy_distributed()
 

@@ -39,6 +39,16 @@ def tp_independent_vocab_divisor(vocab_size: int, max_tp: int = 8) -> int:
     return 128  # unreachable: d=1, tp=1 always fits
 
 
+def _export_tokenizer(ckpt_dir: Path, hf_dir: Path) -> None:
+    from plugtron.checkpointing import tokenizer_files
+    from plugtron.config import from_yaml
+
+    run_config = ckpt_dir / "run_config.yaml"
+    tok = from_yaml(run_config.read_text(encoding="utf-8"), source=str(run_config)).tokenizer
+    if tokenizer_files.copy_hf_files(tokenizer_files.resolve(tok, str(ckpt_dir)), str(hf_dir)) == 0:
+        log.info("export-hf: %s records no tokenizer files (%s); none written", ckpt_dir, tok.tokenizer_type)
+
+
 class AutoBridge:
     """A local Hugging Face model directory and its plugtron family."""
 
@@ -131,5 +141,7 @@ class AutoBridge:
         if distributed.is_rank0():  # under torchrun: one writer
             files.remove_weights(Path(hf_path))  # empty unless overwrite: checked above
             files.write_model_dir(Path(hf_path), hf, config, max_shard_bytes=max_shard_bytes)
+            if saved is not None:  # the checkpoint's tokenizer next to config.json: AutoTokenizer loads the export
+                _export_tokenizer(saved.parent, Path(hf_path))
         log.info("exported %s to %s", root, hf_path)
         return Path(hf_path)

@@ -287,7 +287,9 @@ def load_verified(path: Path, provider, tp: int = 1) -> Tuple[object, object]:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # torch's CheckpointException is a BaseException
-        raise CheckpointError(f"{path}: cannot load the model weights ({type(exc).__name__}: {str(exc)[:300]})") from None
+        from plugtron.checkpointing.load_errors import describe
+
+        raise CheckpointError(f"{path}: cannot load the model weights: {describe(exc)}") from exc
     missing, unexpected = model.load_state_dict(loaded["model"], strict=False)
     missing = [k for k in missing if not k.endswith("_extra_state")]
     if missing or unexpected:

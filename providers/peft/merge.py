@@ -34,6 +34,8 @@ def read_adapter_checkpoint(root: str) -> Tuple[Path, object]:
         raise CheckpointError(f"{path}: not an adapter checkpoint (no peft run saved it); a full checkpoint needs no merge")
     cfg = from_yaml((path / layout.RUN_CONFIG).read_text(encoding="utf-8"), source=str(path / layout.RUN_CONFIG))
     base = cfg.checkpoint.pretrained_checkpoint
+    if base and not os.path.exists(base) and ts.get("base_checkpoint") and os.path.exists(ts["base_checkpoint"]):
+        base = cfg.checkpoint.pretrained_checkpoint = ts["base_checkpoint"]  # recorded relative to another directory
     if not base or not os.path.exists(base):
         raise CheckpointError(f"{path}: its base checkpoint {base!r} (checkpoint.pretrained_checkpoint in its "
                               f"run_config.yaml) is not there; the adapters need it")
@@ -62,10 +64,19 @@ def adapted_model(root: str) -> Iterator[Tuple[object, object, torch.nn.Module, 
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # torch's CheckpointException is a BaseException
-            raise CheckpointError(f"{path}: cannot load the adapters ({type(exc).__name__}: {str(exc)[:300]})") from None
+            from plugtron.checkpointing.load_errors import describe
+
+            raise CheckpointError(f"{path}: cannot load the adapters: {describe(exc)}") from exc
         contents.restore_model([model], loaded, trainable_only=True)
         model.eval()
         yield cfg, provider, model, path
+
+
+def recorded_tokenizer(cfg, ckpt_dir: Path):
+    """The tokenizer an adapter run recorded, with its paths made absolute (``tokenizer_files``)."""
+    from plugtron.checkpointing import tokenizer_files
+
+    return tokenizer_files.resolve(cfg.tokenizer, str(ckpt_dir))
 
 
 def merged_weight(layer) -> torch.Tensor:
@@ -109,7 +120,7 @@ def merge(adapter_ckpt: str, out_dir: str) -> Path:
         hf_config = None
         if (base_dir / megatron_side.HF_CONFIG).is_file():  # an imported base: export-hf keeps its config.json
             hf_config = json.loads((base_dir / megatron_side.HF_CONFIG).read_text(encoding="utf-8"))
-        megatron_side.save(model, provider, out, hf_config=hf_config)
+        megatron_side.save(model, provider, out, hf_config=hf_config, tokenizer=recorded_tokenizer(cfg, path))
     log.info(f"peft merge: folded {n} adapters of {path} into {base_dir}; wrote {out}")
     return out
 

@@ -1,0 +1,113 @@
+"""What ``train`` would refuse once it reads files, checked before anything is built: the tokenizer's
+files, the SFT data files of every split the run reads (and the format of their first line), and
+the checkpoint ``checkpoint.pretrained_checkpoint`` names. ``config show`` and ``train`` run the same
+checks (after ``validate()``), so they give the same verdict, and ``train`` gives it before it loads a
+base model. Read-only and cheap: a first line per file, the tokenizer's files, a directory listing.
+Each message names the field that fixes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import List
+
+from plugtron.errors import CheckpointError, ConfigError, DataError
+
+
+def _tokenizer(cfg, problems: List[str]) -> None:
+    if cfg.tokenizer.tokenizer_type in ("ByteLevelTokenizer", "NullTokenizer"):
+        return  # no file; validate() checked the rest
+    from plugtron.data.tokenizers import build_tokenizer
+
+    try:
+        build_tokenizer(cfg.tokenizer)
+    except DataError as err:
+        problems.append(str(err))
+
+
+def _first_line(path: str):
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    return None  # the loader names file:line when it reads it
+    return None
+
+
+def format_hint(obj, ds) -> str:
+    """A hint when a line's keys say the other ``data_format`` than the one configured."""
+    if not isinstance(obj, dict):
+        return ""
+    if ds.data_format != "chat" and ds.messages_key in obj and ds.input_key not in obj:
+        return f"; the lines hold {ds.messages_key!r} (chat messages): set dataset.data_format: chat"
+    if ds.data_format == "chat" and ds.messages_key not in obj and ds.input_key in obj and ds.output_key in obj:
+        return f"; the lines hold {ds.input_key!r}/{ds.output_key!r}: set dataset.data_format: input_output"
+    return ""
+
+
+def _sft_data(cfg, problems: List[str]) -> None:
+    ds, train = cfg.dataset, cfg.train
+    if not hasattr(ds, "dataset_root") or not ds.dataset_root:
+        return  # pretraining data, or validate() already named the missing root
+    from plugtron.data.gpt import sample_counts
+    from plugtron.data.sft_examples import SPLIT_FILES
+
+    root = os.path.abspath(os.path.expanduser(ds.dataset_root))
+    if not os.path.isdir(root):
+        problems.append(f"dataset.dataset_root: {root} is not a directory (expected one holding "
+                        f"{', '.join(SPLIT_FILES.values())})")
+        return
+    _, valid_n, test_n = sample_counts(train)
+    needed = {"train": True, "valid": ds.do_validation and valid_n > 0, "test": ds.do_test and train.eval_iters > 0}
+    specs = ds.packed_sequence_specs
+    prepacked = {"train": specs.packed_train_data_path if specs else None,
+                 "valid": specs.packed_val_data_path if specs else None, "test": None}
+    unset = {"train": None, "valid": "dataset.do_validation=false (or train.eval_interval=null)",
+             "test": "dataset.do_test=false"}
+    for split, name in SPLIT_FILES.items():
+        path = os.path.join(root, name)
+        if not needed[split] or (prepacked[split] and os.path.isfile(os.path.expanduser(prepacked[split]))):
+            continue
+        if not os.path.isfile(path):
+            fix = f"; the {split} split is read by this run: add the file or set {unset[split]}" if unset[split] else ""
+            problems.append(f"dataset.dataset_root: {path} not found{fix}")
+            continue
+        hint = format_hint(_first_line(path), ds)
+        if hint:
+            problems.append(f"{path}:1: does not match dataset.data_format {ds.data_format!r}{hint}")
+
+
+def _checkpoint(cfg, problems: List[str]) -> None:
+    """``pretrained_checkpoint`` holds a checkpoint (unless ``load`` resumes one, which wins)."""
+    from plugtron.checkpointing import layout
+    from plugtron.checkpointing.paths import resolve_load
+
+    ck = cfg.checkpoint
+    try:
+        if ck.load and resolve_load(ck.load) is not None:
+            return
+    except CheckpointError:
+        return  # check_before_training names it, with the same words, at train time
+    path = ck.pretrained_checkpoint
+    if not path:
+        return
+    from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
+
+    if os.path.isdir(path) and is_nemo2_checkpoint(path):
+        return  # checked as it loads (context/model.yaml against the model section)
+    try:
+        layout.resolve_checkpoint_dir(path, "checkpoint.pretrained_checkpoint")
+    except CheckpointError as err:
+        problems.append(str(err))
+
+
+def check(cfg) -> None:
+    """Every problem at once as one ``ConfigError`` (after ``cfg.validate()``)."""
+    problems: List[str] = []
+    for step in (_tokenizer, _sft_data, _checkpoint):
+        step(cfg, problems)
+    if problems:
+        raise ConfigError(problems, source="files")

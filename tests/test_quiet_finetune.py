@@ -1,0 +1,61 @@
+"""Quiet means quiet in the fine-tuning hour too (issue 29, point 11): LoRA and SFT runs from an
+imported model, a TP=2 run on CPU and ``generate`` on the bf16 SFT checkpoint and on the adapter
+checkpoint print no warning a user cannot act on - no RerunStateMachine lines, no
+CUDA_DEVICE_MAX_CONNECTIONS advice without CUDA, no torch FutureWarnings from Megatron's
+distributed optimizer, no rms_norm dtype warning."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from _hf_models import build, save
+from _tokenizer_files import train_bpe
+
+PLUGTRON = shutil.which("plugtron") or pytest.fail("the plugtron command is not installed (pip install -e .)")
+TUNE = ["train.train_iters=2", "train.eval_interval=null", "train.global_batch_size=2", "train.micro_batch_size=1",
+        "scheduler.lr_warmup_iters=0", "dataset.do_test=false"]
+# The launcher's own process (torch.distributed.run imports torch, and torch imports pynvml when it is
+# installed): not a plugtron process, and actionable (pip uninstall pynvml).
+LAUNCHER = ("The pynvml package is deprecated", "import pynvml")
+
+
+def _env():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("WORLD_SIZE", "PYTHONWARNINGS"):
+        env.pop(key, None)
+    return env
+
+
+def _run(cmd, cwd):
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _assert_quiet(proc, allow=()):
+    leaked = [ln for ln in proc.stderr.splitlines() if ln.strip() and not any(a in ln for a in allow)]
+    assert not leaked, proc.stderr
+    for noise in ("RerunStateMachine", "Rerun State Machine", "Warning:"):
+        assert noise not in proc.stdout, proc.stdout
+
+
+@pytest.mark.slow
+def test_lora_sft_tp2_and_generate_are_quiet(tmp_path):
+    hf = save(build("llama", vocab=300, positions=128), tmp_path / "hf")
+    train_bpe(str(hf), vocab_size=300)
+    from test_sft import write_root
+
+    write_root(tmp_path / "data")
+    _run([PLUGTRON, "convert", "import-hf", str(hf), "base"], tmp_path)
+    data = ["checkpoint.pretrained_checkpoint=base", f"dataset.dataset_root={tmp_path / 'data'}"]
+    for recipe, out in (("llama32_1b_peft", "lora"), ("llama32_1b_sft", "sft")):  # SFT: bf16, distributed optimizer
+        _assert_quiet(_run([PLUGTRON, "train", "--recipe", recipe, *data, *TUNE, f"checkpoint.save={out}"], tmp_path))
+    tp2 = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "plugtron", "train",
+                "model.tensor_model_parallel_size=2", "train.train_iters=2", "scheduler.lr_warmup_iters=0",
+                "train.eval_interval=null", "checkpoint.save=tp2"], tmp_path)
+    _assert_quiet(tp2, allow=LAUNCHER)
+    for ckpt in ("sft", "lora"):
+        _assert_quiet(_run([PLUGTRON, "generate", ckpt, "--prompt", "the cat", "--max-new-tokens", "4"], tmp_path))
