@@ -94,14 +94,19 @@ def token_mean_loss(model, micro_batches: Sequence[Dict[str, torch.Tensor]]) -> 
     return total / max(count, 1.0)
 
 
-def hf_run(model, steps: Sequence[Sequence[Dict[str, torch.Tensor]]], weight_decay: float):
+def micro_batch_mean_loss(model, micro_batches: Sequence[Dict[str, torch.Tensor]]) -> torch.Tensor:
+    """The mean over micro batches of each one's token mean (``model.calculate_per_token_loss=false``)."""
+    return sum(token_mean_loss(model, [b]) for b in micro_batches) / len(micro_batches)
+
+
+def hf_run(model, steps: Sequence[Sequence[Dict[str, torch.Tensor]]], weight_decay: float, objective=token_mean_loss):
     """``(losses, grad_norms)`` of a plain loop over ``steps`` (the recorded micro batches)."""
     model.train()
     opt = hf_optimizer(model, weight_decay)
     losses, norms = [], []
     for micro_batches in steps:
         opt.zero_grad(set_to_none=True)
-        loss = token_mean_loss(model, micro_batches)
+        loss = objective(model, micro_batches)
         loss.backward()
         sq = sum(float(p.grad.double().pow(2).sum()) for p in model.parameters() if p.grad is not None)
         losses.append(float(loss))
