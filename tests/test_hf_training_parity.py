@@ -18,23 +18,36 @@ STEPS = 20
 LOSS_TOL, NORM_TOL, LOGIT_TOL = 1e-5, 1e-4, 1e-5
 
 
-def _import(tmp_path, family, vocab, name="ckpt"):
+def _import(root, family, vocab):
     from plugtron.providers.hf import AutoBridge
 
-    hf = save(build(family, vocab=vocab), tmp_path / "hf")
-    AutoBridge.import_ckpt(str(hf), str(tmp_path / name))
-    return hf, tmp_path / name
+    hf = save(build(family, vocab=vocab), root / "hf")
+    AutoBridge.import_ckpt(str(hf), str(root / "ckpt"))
+    return hf, root / "ckpt"
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """``imported(family, vocab)``: (HF dir, plugtron checkpoint), each converted once per module."""
+    done = {}
+
+    def get(family, vocab):
+        if (family, vocab) not in done:
+            done[family, vocab] = _import(tmp_path_factory.mktemp(f"{family}{vocab}"), family, vocab)
+        return done[family, vocab]
+
+    return get
 
 
 # 500 also checks a user's padding other than the import's: the 512-row checkpoint loads into a
 # 504-row model (embedding and output rows load by their global index)
 @pytest.mark.parametrize("vocab,weight_decay,extra", [(257, 0.0, []), (500, 0.1, ["model.make_vocab_size_divisible_by=8"])])
-def test_llama_trains_as_transformers_does(tmp_path, vocab, weight_decay, extra):
+def test_llama_trains_as_transformers_does(tmp_path, imported, vocab, weight_decay, extra):
     import transformers as T
 
     from plugtron.providers.hf import AutoBridge
 
-    hf, ckpt = _import(tmp_path, "llama", vocab)
+    hf, ckpt = imported("llama", vocab)
     args = overrides(ckpt, STEPS, weight_decay) + extra + [f"checkpoint.save={tmp_path / 'trained'}"]
     losses, norms, batches = plugtron_run(args)
     model = T.AutoModelForCausalLM.from_pretrained(hf, attn_implementation="eager")
@@ -54,14 +67,14 @@ def test_llama_trains_as_transformers_does(tmp_path, vocab, weight_decay, extra)
     assert diff <= LOGIT_TOL, diff
 
 
-def test_fused_cross_entropy_sees_the_unpadded_vocabulary(tmp_path):
+def test_fused_cross_entropy_sees_the_unpadded_vocabulary(imported):
     """Megatron's fused ("native") cross-entropy on a padded vocabulary: the first loss is HF's.
     Only the first: that kernel returns its gradient in bf16 (``fused_cross_entropy.calculate_gradients``),
     so later steps drift from an fp32 loop by ~1e-4 with or without padding (measured: 3e-4 over 8
     steps at vocabulary 512, which needs no padding)."""
     import transformers as T
 
-    hf, ckpt = _import(tmp_path, "llama", 257)
+    hf, ckpt = imported("llama", 257)
     losses, norms, batches = plugtron_run(overrides(ckpt, 1, 0.0) + [
         "model.cross_entropy_loss_fusion=true", "model.cross_entropy_fusion_impl=native"])
     ref_losses, ref_norms = hf_run(T.AutoModelForCausalLM.from_pretrained(hf, attn_implementation="eager"), batches, 0.0)
@@ -70,13 +83,13 @@ def test_fused_cross_entropy_sees_the_unpadded_vocabulary(tmp_path):
     assert abs(norms[0] - ref_norms[0]) <= 1e-3 * ref_norms[0], (norms, ref_norms)
 
 
-def test_mixtral_top2_first_steps_match(tmp_path):
+def test_mixtral_top2_first_steps_match(imported):
     """MoE (4 experts, top-2, Megatron's alltoall dispatcher) on a padded vocabulary. The load-
     balancing loss is off on both sides: HF sums it over the layers' concatenated router logits,
     Megatron per layer, so with it on they are different objectives by design."""
     import transformers as T
 
-    hf, ckpt = _import(tmp_path, "mixtral", 257)
+    hf, ckpt = imported("mixtral", 257)
     losses, norms, batches = plugtron_run(overrides(ckpt, 3, 0.1) + ["model.moe_aux_loss_coeff=0.0"])
     model = T.AutoModelForCausalLM.from_pretrained(hf, attn_implementation="eager")
     ref_losses, ref_norms = hf_run(model, batches, 0.1)
@@ -99,14 +112,14 @@ def _sft_root(root):
 
 
 @pytest.mark.parametrize("per_token", [None, False])
-def test_sft_answer_only_with_gradient_accumulation(tmp_path, per_token):
+def test_sft_answer_only_with_gradient_accumulation(tmp_path, imported, per_token):
     """Answer-only loss masks, 2 micro batches per step. Default: one token mean over the global
     batch (transformers' Trainer); ``model.calculate_per_token_loss=false``: the mean of the micro
     batches' means, the documented option."""
     import transformers as T
 
-    hf, ckpt = _import(tmp_path, "llama", 257)
-    steps = STEPS if per_token is None else 5
+    hf, ckpt = imported("llama", 257)
+    steps = 8 if per_token is None else 4
     args = [a for a in overrides(ckpt, steps, 0.1) if not a.startswith("dataset.")]  # SFT: seq_length follows the model
     args += [f"dataset.dataset_root={_sft_root(tmp_path / 'sft')}",
                                           "dataset.do_validation=false", "dataset.do_test=false"]
@@ -122,3 +135,16 @@ def test_sft_answer_only_with_gradient_accumulation(tmp_path, per_token):
           f"max |grad norm diff| {worst(norms, ref_norms):.2e}")
     assert worst(losses, ref_losses) <= LOSS_TOL, (losses, ref_losses)
     assert worst(norms, ref_norms) <= NORM_TOL, (norms, ref_norms)
+
+
+def test_per_token_loss_keeps_the_moe_aux_loss_scale(imported):
+    """``model.calculate_per_token_loss=true`` on pretraining data (every micro batch has the same
+    tokens) trains what the default trains, MoE load-balancing loss included (Megatron scales the
+    aux loss by the tokens in per-token mode; with the 2-tuple loss form the main loss was not, and
+    the step-1 grad norm of this Mixtral went from 1.5 to 12.5)."""
+    _, ckpt = imported("mixtral", 257)
+    args = overrides(ckpt, 2, 0.0) + ["model.moe_aux_loss_coeff=0.02"]
+    default, default_norms, _ = plugtron_run(args)
+    per_token, per_token_norms, _ = plugtron_run(args + ["model.calculate_per_token_loss=true"])
+    print(f"per token vs default: losses {per_token} {default}, grad norms {per_token_norms} {default_norms}")
+    assert worst(per_token, default) <= LOSS_TOL and worst(per_token_norms, default_norms) <= NORM_TOL
