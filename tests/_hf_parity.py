@@ -115,13 +115,41 @@ def hf_run(model, steps: Sequence[Sequence[Dict[str, torch.Tensor]]], weight_dec
     return losses, norms
 
 
-def held_out_logits(model, vocab: int, seed: int = 7) -> torch.Tensor:
-    """Logits of ``model`` on random tokens no training batch was made from (the bundled corpus is text)."""
-    g = torch.Generator().manual_seed(seed)
-    toks = torch.randint(0, vocab, (2, 24), generator=g)
+def held_out_tokens(vocab: int, seed: int = 7) -> torch.Tensor:
+    """Random tokens no training batch was made from (the bundled corpus is text)."""
+    return torch.randint(0, vocab, (2, 24), generator=torch.Generator().manual_seed(seed))
+
+
+def held_out_logits(model, vocab: int) -> torch.Tensor:
+    """A Hugging Face model's logits on ``held_out_tokens``."""
     model.eval()
     with torch.no_grad():
-        return model(toks).logits
+        return model(held_out_tokens(vocab)).logits
+
+
+def checkpoint_logits(ckpt, vocab: int) -> torch.Tensor:
+    """The logits of the model a plugtron checkpoint holds (Megatron's forward, TP=1), real vocabulary."""
+    from _hf_models import megatron_logits
+    from plugtron.providers.hf import megatron_side as ms
+
+    with ms.megatron_world(1):
+        _, model = ms.load_model(ckpt)
+        return megatron_logits(model, held_out_tokens(vocab))[..., :vocab]
+
+
+def export_matches(ckpt, out, hf_trained, vocab: int, weights_tol: float) -> None:
+    """Export ``ckpt`` to ``out``: its logits equal the trained checkpoint's within 1e-5 (export
+    gives the model plugtron trained, padding dropped) and the HF-loop model's within ``weights_tol``."""
+    import transformers as T
+
+    from plugtron.providers.hf import AutoBridge
+
+    AutoBridge.export_ckpt(str(ckpt), str(out))
+    exported = held_out_logits(T.AutoModelForCausalLM.from_pretrained(out, attn_implementation="eager"), vocab)
+    to_trained = (exported - checkpoint_logits(ckpt, vocab)).abs().max().item()
+    to_hf = (exported - held_out_logits(hf_trained, vocab)).abs().max().item()
+    print(f"exported vs plugtron-trained max |logit diff| {to_trained:.2e}, vs HF-trained {to_hf:.2e}")
+    assert to_trained <= 1e-5 and to_hf <= weights_tol, (to_trained, to_hf)
 
 
 def worst(a: Sequence[float], b: Sequence[float]) -> float:

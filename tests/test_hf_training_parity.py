@@ -12,7 +12,7 @@ import torch
 import transformers  # noqa: F401  (the test extra installs it; these tests must run, never skip)
 
 from _hf_models import build, save
-from _hf_parity import hf_run, held_out_logits, micro_batch_mean_loss, overrides, plugtron_run, worst
+from _hf_parity import export_matches, hf_run, micro_batch_mean_loss, overrides, plugtron_run, worst
 
 STEPS = 20
 LOSS_TOL, NORM_TOL, LOGIT_TOL = 1e-5, 1e-4, 1e-5
@@ -45,8 +45,6 @@ def imported(tmp_path_factory):
 def test_llama_trains_as_transformers_does(tmp_path, imported, vocab, weight_decay, extra):
     import transformers as T
 
-    from plugtron.providers.hf import AutoBridge
-
     hf, ckpt = imported("llama", vocab)
     args = overrides(ckpt, STEPS, weight_decay) + extra + [f"checkpoint.save={tmp_path / 'trained'}"]
     losses, norms, batches = plugtron_run(args)
@@ -59,12 +57,8 @@ def test_llama_trains_as_transformers_does(tmp_path, imported, vocab, weight_dec
     assert worst(losses, ref_losses) <= LOSS_TOL, (losses, ref_losses)
     assert worst(norms, ref_norms) <= NORM_TOL, (norms, ref_norms)
 
-    # export gives the model plugtron trained: the HF loop's model, to float noise
-    AutoBridge.export_ckpt(str(tmp_path / "trained"), str(tmp_path / "exported"))
-    exported = T.AutoModelForCausalLM.from_pretrained(tmp_path / "exported", attn_implementation="eager")
-    diff = (held_out_logits(exported, vocab) - held_out_logits(model, vocab)).abs().max().item()
-    print(f"exported vs HF-trained max |logit diff| {diff:.2e}")
-    assert diff <= LOGIT_TOL, diff
+    # export gives the model plugtron trained, which is the HF loop's model to float noise
+    export_matches(tmp_path / "trained", tmp_path / "exported", model, vocab, weights_tol=1e-5)
 
 
 def test_fused_cross_entropy_sees_the_unpadded_vocabulary(imported):
