@@ -43,6 +43,8 @@ def mask_padding_logits(model, vocab_size: int) -> None:
     layer = getattr(model, "output_layer", None)
     if layer is None or getattr(layer, "output_size", vocab_size) <= vocab_size:
         return
+    if not hasattr(layer, "output_size_per_partition"):  # not Megatron's ColumnParallelLinear: say so
+        raise TypeError(f"{type(layer).__name__}: cannot mask the vocabulary padding of this output layer")
 
     def hook(module, args, output):
         logits = output[0] if isinstance(output, tuple) else output
