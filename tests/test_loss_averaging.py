@@ -25,13 +25,9 @@ def test_sft_defaults_to_the_global_token_mean_and_pretraining_does_not():
 
 
 def test_per_token_loss_turns_off_averaging_in_the_collective_unless_the_user_asked_for_it():
-    from plugtron.config.validation import _derive_loss_averaging
-
     cfg = load_config(None, SFT)
-    cfg.ddp.average_in_collective = True  # as the pretraining recipes set it
-    problems = []
-    _derive_loss_averaging(cfg, problems)
-    assert problems == [] and cfg.ddp.average_in_collective is False
+    cfg.ddp.average_in_collective = True  # as the pretraining recipes set it: not the user's choice
+    assert cfg.validate(world_size=1).ddp.average_in_collective is False
     with pytest.raises(ConfigError, match=r"ddp.average_in_collective: true cannot be combined with "
                                           r"model.calculate_per_token_loss"):
         _cfg(*SFT, "ddp.average_in_collective=true")

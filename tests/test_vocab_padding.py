@@ -82,3 +82,16 @@ def test_padding_of_an_imported_checkpoint_may_be_overridden(tmp_path):
     assert load_config(None, [ck]).model.make_vocab_size_divisible_by == 128  # the import's (257 -> 384 rows)
     cfg = load_config(None, [ck, "model.make_vocab_size_divisible_by=8"])
     assert cfg.model.make_vocab_size_divisible_by == 8 and cfg.model.padded_vocab_size(257) == 264
+
+
+def test_the_tiny_recipe_starts_at_the_loss_the_readme_states(tmp_path):
+    """257 byte ids padded to 320 rows: the first loss is the unpadded model's (it was 5.705, about
+    ln 320, while the padding rows took part in the softmax)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    stated = float(re.search(r"The first loss of the tiny recipe is ([0-9.]+)", readme).group(1))
+    losses = train(load_config(None, ["train.train_iters=1", "scheduler.lr_warmup_iters=0", "train.eval_interval=null",
+                                      f"checkpoint.save={tmp_path}"]))["losses"]
+    assert abs(losses[0] - stated) < 0.005, (losses[0], stated)

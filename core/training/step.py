@@ -32,7 +32,8 @@ def loss_function(loss_mask: torch.Tensor, model):
     """``loss_func`` for ``model`` (a chunk, DDP-wrapped or not): per token when its config asks."""
     from megatron.core.utils import get_model_config
 
-    return partial(loss_func, loss_mask, per_token=bool(get_model_config(model).calculate_per_token_loss))
+    per_token = bool(getattr(get_model_config(model), "calculate_per_token_loss", False))
+    return partial(loss_func, loss_mask, per_token=per_token)
 
 
 def thd_packed_seq_params(batch: Dict[str, Any], model) -> Optional[Any]:
