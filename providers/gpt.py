@@ -154,6 +154,9 @@ class GPTModelProvider(TransformerConfig):
             seq_len_interpolation_factor=self.seq_len_interpolation_factor,
             vp_stage=vp_stage,
         )
+        from plugtron.providers.vocab_padding import mask_padding_logits
+
+        mask_padding_logits(model, self.vocab_size)  # padding rows never change the function
         if not uses_te_layers(self):
             # local spec: RoPE and SwiGLU without their copies and cats (bit-for-bit Megatron's results)
             from plugtron.providers.unfused_fast_paths import install_fast_rope, use_fast_mlp

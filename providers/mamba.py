@@ -94,7 +94,7 @@ class MambaProvider(TransformerConfig):
 
         if self.vocab_size is None:
             raise ValueError("model.vocab_size is not set")
-        return MambaModel(
+        model = MambaModel(
             config=self, mamba_stack_spec=mamba_stack_spec, vocab_size=self.padded_vocab_size(self.vocab_size),
             max_sequence_length=self.seq_length, pre_process=pre_process, post_process=post_process,
             hybrid_attention_ratio=self.hybrid_attention_ratio, hybrid_mlp_ratio=self.hybrid_mlp_ratio,
@@ -104,6 +104,10 @@ class MambaProvider(TransformerConfig):
             position_embedding_type=self.position_embedding_type, rotary_percent=self.rotary_percent,
             rotary_base=self.rotary_base,
         )
+        from plugtron.providers.vocab_padding import mask_padding_logits
+
+        mask_padding_logits(model, self.vocab_size)  # padding rows never change the function
+        return model
 
 
 @dataclasses.dataclass

@@ -12,7 +12,6 @@ the provider (its ``model_kind`` class attribute; decoder-only GPT by default) s
 
 from __future__ import annotations
 
-from functools import partial
 from typing import List, Optional, Tuple
 
 
@@ -49,12 +48,12 @@ class GPTKind:
 
 
 def _t5_forward_step(data_iterator, model):
-    from plugtron.training.step import loss_func
+    from plugtron.training.step import loss_function
 
     b = next(data_iterator)
     # The decoder self-attention mask is None: the decoder's causal mask type builds it.
     output = model(b["text_enc"], b["text_dec"], b["enc_mask"], None, b["enc_dec_mask"], lm_labels=b["labels"])
-    return output, partial(loss_func, b["loss_mask"])
+    return output, loss_function(b["loss_mask"], model)
 
 
 class T5Kind:

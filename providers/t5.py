@@ -84,7 +84,7 @@ class T5ModelProvider(TransformerConfig):
         else:
             enc_spec = t5_spec.get_t5_encoder_with_local_block_spec(enc_layers)
             dec_spec = t5_spec.get_t5_decoder_with_local_block_spec(self.num_layers)
-        return T5Model(
+        model = T5Model(
             config=self,
             encoder_config=self.encoder_config(),
             transformer_encoder_layer_spec=enc_spec,
@@ -101,6 +101,10 @@ class T5ModelProvider(TransformerConfig):
             relative_attention_num_buckets=self.relative_attention_num_buckets,
             relative_attention_max_distance=self.relative_attention_max_distance,
         )
+        from plugtron.providers.vocab_padding import mask_padding_logits
+
+        mask_padding_logits(model, self.vocab_size)  # padding rows never change the function
+        return model
 
 
 @dataclasses.dataclass

@@ -163,9 +163,10 @@ def test_convert_help_does_not_import_torch():
 @pytest.mark.parametrize("vocab, divisor, same_up_to", [
     (32000, 32, 8), (128256, 32, 8), (151936, 16, 8), (250, 32, 8), (50257, 64, 2), (257, 128, 1)])
 def test_vocab_padding_is_the_same_at_every_tensor_parallel_size(vocab, divisor, same_up_to):
-    """A converted checkpoint must load at TP=1 and TP=2 (torch_dist reshards, but only between
-    equal global shapes): the padding multiple is divisor x TP, so the divisor is chosen to make the
-    padded size TP-independent as far as the vocabulary allows."""
+    """A converted checkpoint has the same tensor shapes at TP=1 and TP=2 where the vocabulary allows
+    (it loads at any padding - rows load by index, padding logits are masked - but equal shapes keep
+    every tensor, the optimizer's included, identical across layouts): the padding multiple is
+    divisor x TP, so the divisor is chosen to make the padded size TP-independent."""
     from plugtron.providers.hf.bridge import tp_independent_vocab_divisor
 
     assert tp_independent_vocab_divisor(vocab) == divisor

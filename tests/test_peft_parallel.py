@@ -1,8 +1,8 @@
 """LoRA under model and data parallelism (2 gloo processes): TP=2 (adapters sharded like the
 layers they wrap), the distributed optimizer (DP=2) and pipeline parallelism (PP=2) follow the
 one-process run's losses. The base is a two-step checkpoint of the small GPT these layouts are
-known to reproduce (``test_training``); the imported tiny Llama's TP=2 loss differs from its TP=1
-loss already without adapters (see docs/peft.md), so it cannot serve as the reference here."""
+known to reproduce (``test_training``). (An imported tiny Llama's TP=2 loss used to differ from TP=1
+through its vocabulary padding; that is fixed and tested in test_hf_training_parity_tp2.py.)"""
 
 import pytest
 

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 # Fields that define the network the weights belong to (shapes, or what the weights compute).
 ARCHITECTURE = frozenset({
     "num_layers", "encoder_num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups",
-    "kv_channels", "vocab_size", "make_vocab_size_divisible_by", "max_position_embeddings", "normalization",
+    "kv_channels", "vocab_size", "max_position_embeddings", "normalization",
     "layernorm_epsilon", "layernorm_zero_centered_gamma", "activation_func", "gated_linear_unit",
     "position_embedding_type", "rotary_base", "rotary_percent", "rotary_interleaved", "rope_scaling",
     "rope_scaling_factor", "add_bias_linear", "add_qkv_bias", "share_embeddings_and_output_weights", "qk_layernorm",
@@ -38,6 +38,10 @@ ARCHITECTURE = frozenset({
 TRAINING = ("hidden_dropout", "attention_dropout", "moe_aux_loss_coeff", "moe_z_loss_coeff",
             "moe_router_load_balancing_type", "moe_input_jitter_eps")
 DEFAULT_RECIPES = ("tiny", "none")  # not a choice about this model: the checkpoint's TRAINING values stay
+# Taken from the checkpoint like the architecture, but the user may set another value: the
+# vocabulary padding is a layout choice (padding logits are masked, and the embedding and output
+# rows load by their global index, so a checkpoint loads at any padding; see docs/providers.md).
+LAYOUT = frozenset({"make_vocab_size_divisible_by"})
 KEYS = ("load", "pretrained_checkpoint")  # load first: a resumed run continues its own model
 
 
@@ -155,13 +159,13 @@ def apply(data: Dict[str, Any], user_model: Dict[str, Any], user_sources: Dict[s
     user_model = {k: v for k, v in user_model.items() if v is not None}  # null: "not given" (e.g. vocab_size: derive)
     from plugtron.providers.registry import provider_class
 
-    arch = {k: v for k, v in ckpt.items() if k in ARCHITECTURE}
+    arch = {k: v for k, v in ckpt.items() if k in ARCHITECTURE or k in LAYOUT}
     if (arch.get("position_embedding_type") == "learned_absolute" and "max_position_embeddings" in arch
             and arch["max_position_embeddings"] is None and "seq_length" in ckpt):
         arch["max_position_embeddings"] = ckpt["seq_length"]  # the learned position table was this long
     problems = []
     for name, given in user_model.items():
-        if check and name in arch and given != arch[name]:
+        if check and name in arch and name not in LAYOUT and given != arch[name]:
             where = user_sources.get(f"model.{name}", "the config")
             problems.append(f"model.{name}: {_shown(given)} ({where}) contradicts the checkpoint's {_shown(arch[name])} "
                             f"({file}, from checkpoint.{key}); leave it out: the model's architecture comes from the checkpoint")

@@ -224,6 +224,26 @@ def _check_data(cfg, problems: List[str]) -> None:
             problems.append(str(err))
 
 
+def _derive_loss_averaging(cfg, problems: List[str]) -> None:
+    """SFT trains one token mean over the global batch unless the user chose otherwise
+    (``model.calculate_per_token_loss``; the modern convention: ``transformers``' Trainer since 4.46,
+    Megatron's per-token mode); pretraining keeps Megatron's default, the mean of the micro
+    batches' means (equal to it when every micro batch has the same number of loss tokens).
+    Per-token gradients are summed over the data-parallel ranks and divided by the tokens of the
+    global batch afterwards, so the collective cannot average them itself: Megatron's DDP asserts
+    ``ddp.average_in_collective`` off, which is only where the division happens."""
+    m, ddp = cfg.model, cfg.ddp
+    if hasattr(cfg.dataset, "dataset_root") and not cfg.is_user_set("model.calculate_per_token_loss"):
+        m.calculate_per_token_loss = True
+    if m.calculate_per_token_loss and ddp.average_in_collective:
+        if cfg.is_user_set("ddp.average_in_collective"):
+            problems.append("ddp.average_in_collective: true cannot be combined with model.calculate_per_token_loss "
+                            "(gradients are divided by the global batch's token count after the reduction); "
+                            "set one of them to false")
+        else:
+            ddp.average_in_collective = False
+
+
 def _check_checkpoint(ck, world_size: int, problems: List[str]) -> None:
     if ck.save_interval is not None and not ck.save:
         problems.append("checkpoint.save_interval: set checkpoint.save (the directory) too")
@@ -284,7 +304,7 @@ def validate(cfg, world_size: int) -> None:
         problems.append(f"WORLD_SIZE: expected a positive integer, got {world_size}")
     bad_values = bool(problems)
     steps = (_derive_sequence_length, _precision, _derive_vocab, _check_data, lambda c, p: _derive_parallel(c, world_size, p),
-             _derive_scheduler, lambda c, p: _derive_p2p(c), lambda c, p: _other_checks(c, world_size, p))
+             _derive_scheduler, _derive_loss_averaging, lambda c, p: _derive_p2p(c), lambda c, p: _other_checks(c, world_size, p))
     for step in steps:
         try:
             step(cfg, problems)

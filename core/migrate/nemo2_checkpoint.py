@@ -128,8 +128,9 @@ def architecture_mismatches(path: str, model) -> List[str]:
 
 def vocab_padding_mismatch(weights: str, chunks) -> Optional[str]:
     """Megatron loads embeddings with ``allow_shape_mismatch`` (padding may change), so a checkpoint
-    padded to other rows would load silently, leaving rows of fresh init that change every softmax.
-    Reads only ``.metadata``."""
+    padded to other rows would load silently. plugtron masks padding logits, so its own checkpoints
+    load at any padding; a NeMo 2.0 model was trained with its padding rows in the softmax (Megatron
+    does not mask them), so it is loaded only at its own padding, named here. Reads only ``.metadata``."""
     from megatron.core.dist_checkpointing import load_tensors_metadata
 
     rows = {k: v.global_shape[0] for k, v in load_tensors_metadata(weights).items()

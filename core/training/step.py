@@ -9,14 +9,31 @@ import torch
 import torch.distributed as dist
 
 
-def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
-    """Mean token loss of one microbatch over unmasked tokens (Megatron's schedule divides by the
-    number of microbatches when it backpropagates)."""
+def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor, per_token: bool = False):
+    """The loss of one micro batch over its unmasked tokens, in the form Megatron's schedule expects.
+
+    ``per_token`` (``model.calculate_per_token_loss``): Megatron's 3-tuple ``(sum, tokens, report)``.
+    The schedule backpropagates the sum as it is and ``finalize_model_grads`` divides the gradients
+    by the tokens of the whole global batch (all micro batches, all data-parallel ranks): one token
+    mean over the global batch, the objective of ``transformers``' Trainer (>= 4.46). Otherwise
+    the micro batch's token mean (the schedule divides it by the number of micro batches)."""
     losses = output_tensor.float().view(-1)
     mask = loss_mask.view(-1).float()
-    loss = torch.sum(losses * mask) / mask.sum().clamp(min=1.0)
+    total = torch.sum(losses * mask)
+    if per_token:
+        tokens = mask.sum().to(torch.int)  # the schedule sums these into an int tensor
+        return total, tokens, {"lm loss": torch.stack([total.detach(), mask.sum()])}
+    loss = total / mask.sum().clamp(min=1.0)
     # clone: Megatron's schedule divides the returned loss by num_microbatches *in place*.
     return loss, {"lm loss": loss.detach().clone()}
+
+
+def loss_function(loss_mask: torch.Tensor, model):
+    """``loss_func`` for ``model`` (a chunk, DDP-wrapped or not): per token when its config asks."""
+    from megatron.core.utils import get_model_config
+
+    per_token = bool(getattr(get_model_config(model), "calculate_per_token_loss", False))
+    return partial(loss_func, loss_mask, per_token=per_token)
 
 
 def thd_packed_seq_params(batch: Dict[str, Any], model) -> Optional[Any]:
@@ -49,21 +66,25 @@ def forward_step(data_iterator, model):
         output = model(
             batch["tokens"], batch["position_ids"], batch["attention_mask"], labels=batch["labels"]
         )
-    return output, partial(loss_func, batch["loss_mask"])
+    return output, loss_function(batch["loss_mask"], model)
 
 
 def mean_loss(losses_reduced: List[Dict[str, torch.Tensor]]) -> Optional[torch.Tensor]:
-    """Average of microbatch losses, then over data-parallel ranks (collective over the DP group,
-    last pipeline stage only). None on other pipeline stages."""
+    """The loss that was trained, over the data-parallel ranks (collective over the DP group, last
+    pipeline stage only; None on other stages): per token (``[sum, tokens]`` reports), the token
+    mean over the global batch; otherwise the mean of the micro batches' means."""
     from megatron.core import parallel_state as ps
 
     if not losses_reduced:
         return None
-    loss = torch.stack([d["lm loss"].float() for d in losses_reduced]).mean()
+    reports = torch.stack([d["lm loss"].float() for d in losses_reduced])
+    per_token = reports.dim() == 2  # one [sum, tokens] pair per micro batch
+    loss = reports.sum(0) if per_token else reports.mean()
     if ps.get_data_parallel_world_size() > 1:
         dist.all_reduce(loss, group=ps.get_data_parallel_group())
-        loss /= ps.get_data_parallel_world_size()
-    return loss
+        if not per_token:
+            loss /= ps.get_data_parallel_world_size()
+    return loss[0] / loss[1].clamp(min=1.0) if per_token else loss
 
 
 def _all_training(module: torch.nn.Module) -> bool:
