@@ -138,6 +138,11 @@ def gpt2_rules(p) -> List[Rule]:
 
 
 def rules_for(family: str, provider) -> List[Rule]:
+    from plugtron.providers.hf.configs import family_named
+
+    own = family_named(family).weights  # a model-family package's own mapping
+    if own is not None:
+        return own(provider)
     return gpt2_rules(provider) if family == "gpt2" else llama_rules(provider)
 
 
