@@ -6,16 +6,29 @@ show`` reports every option in effect. Run by ``ConfigContainer.validate()``.
 
 from __future__ import annotations
 
+import re
 from typing import Any, List
 
 from plugtron.errors import ConfigError, PlugtronError
 
 
 def _problems_of(exc: PlugtronError) -> List[str]:
+    """Problems as full paths: ``optimizer_options.beta3: unknown key`` (the converter names the key
+    inside the options; ``source`` is where the options live)."""
     if isinstance(exc, ConfigError):
-        return [f"{exc.source}: {p}" if exc.source != "config" and not p.startswith(exc.source) else p
+        return [p if exc.source == "config" or p.startswith(exc.source)
+                else f"{exc.source}.{p}" if re.match(r"[\w.\[\]]+: ", p) else f"{exc.source}: {p}"
                 for p in exc.problems]
     return [str(exc)]
+
+
+def rule_problems(options: Any, prefix: str) -> List[str]:
+    """The entry's own value rules, ``RULES = {"field": rule}`` on its ``Options`` class, with the
+    core rule objects (``plugtron.config.rules``: ``Range``, ``OneOf``, ...), reported like the core's."""
+    from plugtron.config import rules
+
+    own = getattr(type(options), "RULES", None) if options is not None else None
+    return [f"{prefix}.{p}" for p in rules.check(options, own)] if own else []
 
 
 def _unstructured(options: Any) -> dict:
@@ -34,7 +47,9 @@ def check_registered_options(cfg: Any, problems: List[str]) -> None:
 
         try:
             cls = optimizers.optimizer_class(name)
-            cfg.optimizer_options = _unstructured(optimizers.structure_options(cls, cfg.optimizer_options))
+            options = optimizers.structure_options(cls, cfg.optimizer_options)
+            problems.extend(rule_problems(options, "optimizer_options"))
+            cfg.optimizer_options = _unstructured(options)
             problems.extend(optimizers.config_problems(cfg, cls))
             own = getattr(cls, "config_problems", None)
             problems.extend(own(cfg) if own is not None else [])
@@ -46,6 +61,8 @@ def check_registered_options(cfg: Any, problems: List[str]) -> None:
 
         try:
             cls = registry.load("data_format", ds.data_format, "dataset.data_format")
-            ds.format_options = _unstructured(format_options(cls, ds.format_options))
+            options = format_options(cls, ds.format_options)
+            problems.extend(rule_problems(options, "dataset.format_options"))
+            ds.format_options = _unstructured(options)
         except PlugtronError as exc:
             problems.extend(_problems_of(exc))

@@ -202,3 +202,9 @@ def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=N
                                       f"{tuple(t.shape)}, expected {tuple(shape)}")
             out[name] = t.to(dtype) if dtype is not None else t
     return out
+
+
+# The building blocks of a weight mapping, public for model-family packages (docs/plugins.md):
+# copy_rule(hf_name, mcore_name, shape); concat_rule((gate, up), mcore, shape); qkv_rule((q, k, v),
+# mcore, heads, query_groups, head_dim, rest) fuses by key/value group as Megatron does.
+copy_rule, concat_rule, qkv_rule = _copy, _concat, _qkv
