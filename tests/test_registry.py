@@ -194,3 +194,52 @@ def test_listing_is_torch_free():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode in (0, 2) and "torch imported: False" in out.stdout, out.stderr[-2000:]
     assert "train " in out.stdout and "registry" in out.stdout
+
+
+OPTIONS_MODULE = '''"""An optimizer with options."""
+import attrs
+
+from plugtron.config.rules import BETA
+
+
+class Sharp:
+    """Sharp: a test optimizer."""
+
+    @attrs.define(kw_only=True)
+    class Options:
+        beta: float = attrs.field(default=0.9, metadata={"help": "smoothing"})
+        steps: int = 3
+
+        RULES = {"beta": BETA}
+
+    @staticmethod
+    def build(param_groups, optimizer_config, options):
+        import torch
+
+        return torch.optim.SGD(param_groups, lr=optimizer_config.lr)
+'''
+
+
+def test_an_entrys_options_are_typed_checked_filled_and_shown(tmp_path, monkeypatch, capsys):
+    make_dist(tmp_path, "fake-sharp", "0.1", {"plugtron.optimizers": {"sharp": "fakepkg.sharp:Sharp"}},
+              {"fakepkg/__init__.py": "", "fakepkg/sharp.py": OPTIONS_MODULE})
+    on_path(monkeypatch, tmp_path)
+    from plugtron.cli import main
+    from plugtron.config import load_config
+
+    base = ["optimizer.optimizer=sharp", "optimizer.use_distributed_optimizer=false"]
+    cfg = load_config(None, base + ["optimizer_options.steps=5"]).validate()
+    assert cfg.optimizer_options == {"beta": 0.9, "steps": 5}
+    problems = {"optimizer_options.stepz=1": r"optimizer_options.stepz: unknown key \(did you mean 'steps'\?\)",
+                "optimizer_options.steps=many": r"optimizer_options.steps: expected int, got str 'many'",
+                "optimizer_options.beta=1.0": r"optimizer_options.beta: expected a value in \[0, 1\), got float 1.0"}
+    for override, message in problems.items():
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, base + [override]).validate()
+    with pytest.raises(ConfigError, match=r"optimizer_options: the optimizer 'Adam' takes no options \(its settings are optimizer.\* fields\)"):
+        load_config(None, ["optimizer_options.beta=0.5"]).validate()
+    assert main(["config", "show", *base, "--section", "optimizer_options"]) == 0
+    assert "beta: 0.9" in capsys.readouterr().out
+    assert main(["registry", "show", "sharp"]) == 0
+    out = capsys.readouterr().out
+    assert "options (optimizer_options.KEY=VALUE):" in out and "beta: float = 0.9  smoothing" in out
