@@ -243,3 +243,31 @@ def test_an_entrys_options_are_typed_checked_filled_and_shown(tmp_path, monkeypa
     assert main(["registry", "show", "sharp"]) == 0
     out = capsys.readouterr().out
     assert "options (optimizer_options.KEY=VALUE):" in out and "beta: float = 0.9  smoothing" in out
+
+
+def test_a_broken_command_package_never_breaks_the_command_line(tmp_path, monkeypatch, capsys):
+    make_dist(tmp_path, "fake-cmds", "0.2", {"plugtron.commands": {"hello": "fakepkg.cmd:add_parser",
+                                                                    "wrongname": "fakepkg.cmd:add_other",
+                                                                    "gone": "fakepkg.missing:add_parser"}},
+              {"fakepkg/__init__.py": "", "fakepkg/cmd.py": '''def add_parser(sub):
+    p = sub.add_parser("hello", help="say hello")
+    p.add_argument("who")
+    p.set_defaults(handler=lambda ns: print(f"hello {ns.who}") or 0)
+
+
+def add_other(sub):
+    sub.add_parser("other")
+'''})
+    on_path(monkeypatch, tmp_path)
+    from plugtron.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert re.search(r"hello +say hello", out) and "train" in out and "(unusable: command 'gone' (fake-cmds 0.2)" in out
+    assert main(["hello", "you"]) == 0 and capsys.readouterr().out == "hello you\n"
+    assert main(["gone"]) == 2
+    assert "plugtron: error: command 'gone' (fake-cmds 0.2) failed to import fakepkg.missing:add_parser" in capsys.readouterr().err
+    assert main(["wrongname"]) == 2
+    assert "its add_parser added no parser named 'wrongname'" in capsys.readouterr().err
