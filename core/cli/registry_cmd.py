@@ -148,11 +148,13 @@ def show_text(name: str, kind: Optional[str] = None) -> str:
     lines.append(f"entry point:  [{spec.group}] {entry.name} = \"{entry.ep.value}\"")
     lines.append(f"module:       {entry.module}")
     lines.append(f"file:         {_source_file(entry.module) or '(not found)'}")
+    from plugtron import PLUGIN_API
+
     try:
-        declared = declared_range(entry.ep)
+        declared = f"built in ({PLUGIN_API})" if entry.package.startswith("plugtron ") else declared_range(entry.ep)
     except PluginError as exc:
         declared = f"<{exc}>"
-    lines.append(f"plugin API:   {declared or 'not declared'}")
+    lines.append(f"plugin API:   {declared or 'not declared (accepted)'}")
     note = status(entry)
     if note:
         lines.append(f"problem:      {note}")
@@ -162,12 +164,16 @@ def show_text(name: str, kind: Optional[str] = None) -> str:
         lines += ["", f"cannot be used: {exc}"]
         return "\n".join(lines) + "\n"
     doc = inspect.getdoc(obj) if not isinstance(obj, (str, int, float)) else None
+    if doc and doc.startswith(f"{getattr(obj, '__name__', '')}("):  # a dataclass's generated signature
+        doc = static_description(entry)
     lines += ["", *("  " + ln for ln in (doc or "(no docstring)").splitlines()), ""]
     opts_cls = _options_class(entry.kind, obj)
     opts = settings_rows(type("_", (), {"Settings": opts_cls})) if opts_cls is not None else []
     where = {"plugin": f"plugins.{name}.options", "optimizer": "optimizer_options",
              "data_format": "dataset.format_options"}.get(entry.kind, "options")
-    if not opts:
+    if entry.kind == "provider":
+        lines.append(f"options:      the model fields (plugtron config show model.provider={name} --section model)")
+    elif not opts:
         lines.append("options:      none")
     else:
         lines.append(f"options ({where}.KEY=VALUE):")
