@@ -46,12 +46,12 @@ def _write_model(path: Path, size_mb: float) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from plugtron.providers.hf.configs import FAMILIES
+    from plugtron.providers.hf.configs import family_for
     from plugtron.providers.hf.weights import llama_rules
     from plugtron.providers.llama import LlamaProvider
 
     cfg = _hf_config(size_mb)
-    provider = LlamaProvider(**FAMILIES["LlamaForCausalLM"].to_provider(cfg))
+    provider = LlamaProvider(**family_for("LlamaForCausalLM").to_provider(cfg))
     g = torch.Generator().manual_seed(0)
     tensors = {name: torch.randn(shape, generator=g) * 0.02
                for rule in llama_rules(provider) for name, shape in zip(rule.hf, rule.shapes)}

@@ -68,6 +68,12 @@ Rules for every hook:
   after the current step (all ranks agree: the loop reduces the request across ranks). Rank helpers:
   ``state.is_rank0``, ``state.is_last_stage``, ``state.dp_rank``, ``state.dp_size``.
 
+Versioning: these specs are part of ``plugtron.PLUGIN_API`` (semantic versioning). From plugtron's
+plugin API 1.0.0 on, changing a hook's signature (an argument renamed or removed, a changed meaning
+of a return value) or removing a hook bumps the major version; adding a hook or an argument bumps
+the minor. A package declares the range it supports (``plugtron.api`` entry point, see
+``plugtron.api_check``) and is refused, before anything is built, by a plugtron outside it.
+
 Call order, when several plugins implement a hook (pluggy's rules):
 - The plugin registered **last is called first**. Plugins are registered in enabling order: built-in
   toggles in the order of their config fields, then ``plugins.<name>`` in config order. For a value

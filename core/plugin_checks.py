@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from importlib import metadata
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -21,6 +22,7 @@ import pluggy
 from plugtron import hookspecs
 from plugtron.errors import ConfigError, PluginError
 
+BLOCK_ENV = "PLUGTRON_BLOCK_PLUGINS"
 HOOK_NAMES = frozenset(
     n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, hookspecs.PROJECT + "_spec")
 )
@@ -83,6 +85,16 @@ def register_checked(pm: pluggy.PluginManager, name: str, obj: Any, label: str) 
 
 
 def load_target(name: str, ep: metadata.EntryPoint) -> Any:
+    """The plugin's class or module; errors name the package (two packages registering ``name``, a
+    plugin API the package does not support, a failing import)."""
+    from plugtron import registry
+    from plugtron.api_check import check_package
+
+    registered = registry.entries("plugin").get(name)
+    if registered is not None and registered.ep == ep:
+        registry.entry("plugin", name)  # rivals and API range
+    else:
+        check_package(ep)
     try:
         return ep.load()
     except Exception as exc:
@@ -122,13 +134,59 @@ def own_config_problems(name: str, target: Any, config: Any, settings: Any = Non
         raise PluginError(f"plugin {name!r}: config_problems raised {type(exc).__name__}: {exc}") from exc
 
 
+def blocked_names() -> List[str]:
+    return [n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()]
+
+
+def _walk(config: Any, dotted: str) -> Any:
+    value = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def enabled_names(config: Any, available: Iterable[str]) -> List[str]:
+    """The plugins ``config`` enables, in a stable order (built-ins by toggle order, then
+    ``plugins.<name>`` in config order). Unknown or blocked names are errors."""
+    from plugtron.config import builtin_toggles
+
+    available = sorted(available)
+    names: List[str] = []
+    toggled_by = {}
+    for path, name in builtin_toggles():
+        if _walk(config, path) and name not in names:
+            names.append(name)
+            toggled_by[name] = path
+    for name, settings in config.plugins.items():
+        if settings.enabled and name not in names:
+            names.append(name)
+    problems = []
+    for name in names:
+        if name not in available and name in toggled_by:
+            problems.append(
+                f"{toggled_by[name]}: switches on the built-in plugin {name!r}, which this plugtron "
+                "installation does not provide (not shipped in this version, or the install is stale: "
+                "reinstall plugtron)"
+            )
+        elif name not in available:
+            near = difflib.get_close_matches(name, available, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            problems.append(
+                f"plugin {name!r} is enabled by the config but not installed{hint}; installed: "
+                + (", ".join(available) or "none")
+            )
+    blocked = set(blocked_names())
+    problems += [f"plugin {n!r} is enabled by the config but blocked by {BLOCK_ENV}" for n in names if n in blocked]
+    if problems:
+        raise PluginError("\n".join(problems))
+    return names
+
+
 def check_plugins(config: Any, available: Dict[str, metadata.EntryPoint]) -> List[Tuple[str, Any, Any]]:
     """Every static check for the plugins ``config`` enables; all problems reported at once.
 
     Returns ``[(name, target, settings)]`` in enabling order. ``config.plugins`` maps names to
     objects with ``enabled`` and ``options``."""
-    from plugtron.plugin_manager import enabled_names
-
     names = enabled_names(config, available)  # not installed / blocked: raises at once
     plugin_problems: List[str] = []
     config_problems: List[str] = []

@@ -11,18 +11,17 @@ enables a blocked plugin is an error, never a silent skip.
 
 from __future__ import annotations
 
-import difflib
 import inspect
-import os
 from importlib import metadata
 from typing import Any, Dict, Iterable, List, Optional
 
 from plugtron.errors import PluginError, PlugtronError
 from plugtron.hook_calls import Hooks
-from plugtron.plugin_checks import HOOK_NAMES, check_plugins, distribution_label, new_pm, register_checked
+from plugtron.plugin_checks import (  # noqa: F401 (blocked_names, enabled_names, BLOCK_ENV: re-exported)
+    BLOCK_ENV, HOOK_NAMES, blocked_names, check_plugins, distribution_label, enabled_names, new_pm, register_checked,
+)
 
 GROUP = "plugtron.plugins"
-BLOCK_ENV = "PLUGTRON_BLOCK_PLUGINS"
 
 
 def hook_names() -> List[str]:
@@ -30,10 +29,15 @@ def hook_names() -> List[str]:
 
 
 def discover(entry_points: Optional[Iterable[metadata.EntryPoint]] = None) -> Dict[str, metadata.EntryPoint]:
-    """name -> entry point, without importing any plugin. A name registered twice is an error."""
-    eps = list(entry_points) if entry_points is not None else list(metadata.entry_points(group=GROUP))
+    """name -> entry point, without importing any plugin. By default the ``plugin`` kind of
+    ``plugtron.registry`` (a name two packages register is an error when it is enabled); a given
+    list (tests, embedding code) with a name registered twice is an error at once."""
+    if entry_points is None:
+        from plugtron import registry
+
+        return {name: found.ep for name, found in registry.entries("plugin").items()}
     found: Dict[str, metadata.EntryPoint] = {}
-    for ep in eps:
+    for ep in entry_points:
         if ep.name in found and found[ep.name].value != ep.value:
             raise PluginError(
                 f"plugin {ep.name!r} is registered twice: by {distribution_label(found[ep.name])} ({found[ep.name].value}) "
@@ -41,54 +45,6 @@ def discover(entry_points: Optional[Iterable[metadata.EntryPoint]] = None) -> Di
             )
         found[ep.name] = ep
     return found
-
-
-def blocked_names() -> List[str]:
-    return [n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()]
-
-
-def _walk(config: Any, dotted: str) -> Any:
-    value = config
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def enabled_names(config: Any, available: Iterable[str]) -> List[str]:
-    """The plugins ``config`` enables, in a stable order (built-ins by toggle order, then
-    ``plugins.<name>`` in config order). Unknown or blocked names are errors."""
-    from plugtron.config import builtin_toggles
-
-    available = sorted(available)
-    names: List[str] = []
-    toggled_by = {}
-    for path, name in builtin_toggles():
-        if _walk(config, path) and name not in names:
-            names.append(name)
-            toggled_by[name] = path
-    for name, settings in config.plugins.items():
-        if settings.enabled and name not in names:
-            names.append(name)
-    problems = []
-    for name in names:
-        if name not in available and name in toggled_by:
-            problems.append(
-                f"{toggled_by[name]}: switches on the built-in plugin {name!r}, which this plugtron "
-                "installation does not provide (not shipped in this version, or the install is stale: "
-                "reinstall plugtron)"
-            )
-        elif name not in available:
-            near = difflib.get_close_matches(name, available, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            problems.append(
-                f"plugin {name!r} is enabled by the config but not installed{hint}; installed: "
-                + (", ".join(available) or "none")
-            )
-    blocked = set(blocked_names())
-    problems += [f"plugin {n!r} is enabled by the config but blocked by {BLOCK_ENV}" for n in names if n in blocked]
-    if problems:
-        raise PluginError("\n".join(problems))
-    return names
 
 
 class PluginManager:

@@ -1,20 +1,26 @@
-"""Model providers: Megatron-Core ``TransformerConfig`` subclasses that also build the model.
+"""Model providers: dataclasses that describe a model and build it (Megatron Bridge's naming).
 
-The classes are exported lazily, by class name, from ``registry.PROVIDERS`` (the one table of
-providers): importing this package (or its torch-free ``registry`` and ``hf.commands``) does not
-import torch or Megatron-Core, so the CLI stays fast.
+The classes are exported lazily, by class name, from the ``plugtron.providers`` entry points (the
+registry of providers): importing this package (or its torch-free ``registry`` and ``hf.commands``)
+does not import torch.
 """
 
-from plugtron.providers.registry import PROVIDERS, provider_class
+from plugtron.providers.registry import provider_class
 
-# class name -> registered name, e.g. "Llama3_8B" -> "llama3_8b"
-_CLASSES = {path.split(":")[1]: name for name, path in PROVIDERS.items()}
+
+def _classes():
+    from plugtron import registry
+
+    return {e.attr: name for name, e in registry.entries("provider").items()
+            if e.module.startswith("plugtron.providers.") and e.attr}
 
 
 def __getattr__(name):
-    if name in _CLASSES:
-        return provider_class(_CLASSES[name])
+    classes = _classes()
+    if name in classes:
+        return provider_class(classes[name])
     raise AttributeError(f"module 'plugtron.providers' has no attribute {name!r}")
 
 
-__all__ = sorted(_CLASSES) + ["PROVIDERS", "provider_class"]
+def __dir__():
+    return sorted(_classes()) + ["provider_class"]

@@ -39,7 +39,7 @@ class GPTKind:
 
     @property
     def forward_step(self):
-        from plugtron.training.step import forward_step
+        from plugtron.training.forward import forward_step
 
         return forward_step
 
@@ -48,7 +48,7 @@ class GPTKind:
 
 
 def _t5_forward_step(data_iterator, model):
-    from plugtron.training.step import loss_function
+    from plugtron.training.forward import loss_function
 
     b = next(data_iterator)
     # The decoder self-attention mask is None: the decoder's causal mask type builds it.

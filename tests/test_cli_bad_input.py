@@ -50,7 +50,7 @@ WITH_TORCH = [
       "optimizer.lr: expected a finite float, got float nan", "rng.seed: expected int, got float 1e+25"]),
     (["train", "model.ffn_hidden_size=-512", "optimizer.optimizer=adamw", "optimizer.adam_beta1=1.5",
       "model.cuda_graph_scope=bogus", "dataset.split='1,2,3,4'"], {},
-     ["model.ffn_hidden_size: expected >= 1", "optimizer.optimizer: expected one of 'adam', 'sgd'",
+     ["model.ffn_hidden_size: expected >= 1", "optimizer.optimizer: expected a registered optimizer (`plugtron registry list optimizer`), got str 'adamw' (did you mean 'adam'?)",
       "optimizer.adam_beta1: expected a value in [0, 1)", "model.cuda_graph_scope: expected names from"]),
 ]
 

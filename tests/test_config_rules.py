@@ -22,7 +22,7 @@ def _problems(*overrides, world_size=1):
 # ---- the list of values validate() accepted and training crashed on -------------------------
 @pytest.mark.parametrize("override, problem", [
     ("model.ffn_hidden_size=-512", "model.ffn_hidden_size: expected >= 1, got int -512"),
-    ("optimizer.optimizer=adamw", "optimizer.optimizer: expected one of 'adam', 'sgd', got str 'adamw'"),
+    ("optimizer.optimizer=adamw", "optimizer.optimizer: expected a registered optimizer (`plugtron registry list optimizer`), got str 'adamw' (did you mean 'adam'?); registered: adam, sgd"),
     ("optimizer.adam_beta1=1.5", "optimizer.adam_beta1: expected a value in [0, 1), got float 1.5"),
     ("rng.seed=1e25", "rng.seed: expected int, got float 1e+25"),
     ("rng.seed=10000000000000000000000000", "rng.seed: expected int (64-bit), got int 10000000000000000000000000"),

@@ -206,7 +206,7 @@ def test_config_show_and_plugins_list_refuse_what_train_refuses(overrides, expec
 def test_plugins_list_refuses_a_hook_typo_and_marks_blocked(monkeypatch, capsys):
     from plugtron import cli
 
-    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [ep("typo", "DecoratedTypo"), ep("recorder", "Recorder"), EPS[-1]])  # EPS[-1]: nan_guard, on by default
+    only_plugins(monkeypatch, [ep("typo", "DecoratedTypo"), ep("recorder", "Recorder"), EPS[-1]])  # EPS[-1]: nan_guard, on by default
     assert cli.main(["plugins", "list", "plugins.typo.enabled=true", "logger.metrics_file=false", "logger.log_throughput=false", "logger.run_summary=false"]) == 2
     assert "plugin 'typo': 'on_stepp' is not a plugtron hook" in capsys.readouterr().err
     monkeypatch.setenv("PLUGTRON_BLOCK_PLUGINS", "recorder")
@@ -306,10 +306,16 @@ def test_traceback_flag_and_env(monkeypatch, capsys):
         assert err.rstrip().endswith("installed: ddp_parity, manual_gc, preemption") or "plugtron: error:" in err
 
 
+def only_plugins(monkeypatch, eps):
+    """These plugins instead of the installed ones (every other kind, the commands too, as installed)."""
+    real = metadata.entry_points
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: eps if group == "plugtron.plugins" else real(group=group))
+
+
 def test_plugins_show(monkeypatch, capsys):
     from plugtron import cli
 
-    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [ep("settings", "WithSettings")])
+    only_plugins(monkeypatch, [ep("settings", "WithSettings")])
     assert cli.main(["plugins", "show", "settings", "plugins.settings.enabled=true"]) == 0
     out = capsys.readouterr().out
     assert "enabled by:       plugins.settings.enabled" in out and "enabled now:      yes" in out

@@ -29,3 +29,24 @@ def test_every_hook_is_in_the_guide():
 
     missing = [h for h in hook_names() if f"`{h}" not in DOC]
     assert not missing, missing
+
+
+# The guide's example packages of the other kinds, shown verbatim (their tests: test_example_packages.py).
+SHOWN = {"toml": ["plugtron-lion/pyproject.toml", "plugtron-stablelm/pyproject.toml"],
+         "python": ["plugtron-lion/src/plugtron_lion/__init__.py", "plugtron-alpaca/src/plugtron_alpaca/__init__.py",
+                    "plugtron-tokens/src/plugtron_tokens/__init__.py", "plugtron-stablelm/src/plugtron_stablelm/provider.py",
+                    "plugtron-stablelm/src/plugtron_stablelm/hf.py", "plugtron-stablelm/src/plugtron_stablelm/recipes.py"]}
+
+
+def test_the_guide_shows_every_kinds_example_package_verbatim():
+    for lang, files in SHOWN.items():
+        blocks = re.findall(rf"```{lang}\n(.*?)```", DOC, flags=re.S)
+        for rel in files:
+            assert (ROOT / "examples" / rel).read_text() in blocks, f"docs/plugins.md does not show examples/{rel} as it is"
+
+
+def test_the_guide_covers_every_kind():
+    from plugtron import registry
+
+    for kind in registry.KINDS:
+        assert f"`{kind.group}`" in DOC, kind.group

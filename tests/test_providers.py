@@ -9,7 +9,9 @@ import torch
 
 from plugtron.config import ConfigContainer, from_yaml, load_config, to_yaml
 from plugtron.errors import ConfigError, UnsupportedOnThisMachine
-from plugtron.providers.registry import PROVIDERS, provider_class, provider_name
+from plugtron.providers.registry import names as provider_names, provider_class, provider_name
+
+PROVIDERS = provider_names()
 
 DOCS = Path(__file__).parent.parent / "docs" / "providers.md"
 

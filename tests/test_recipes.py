@@ -98,7 +98,7 @@ def test_unknown_recipe_lists_names_without_torch():
     code = ("import sys\nfrom plugtron.recipes import get_recipe\nfrom plugtron.errors import ConfigError\n"
             "try:\n    get_recipe('llama3_8b')\nexcept ConfigError as e:\n    print(e)\nprint('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "unknown recipe 'llama3_8b' (did you mean llama3_8b_pretrain, llama3_8b_sft, llama3_8b_peft?)" in out
+    assert "unknown recipe 'llama3_8b' (did you mean llama3_8b_peft, llama3_8b_pretrain, llama3_8b_sft?)" in out
     assert "tiny_llama" in out and out.strip().endswith("False")
 
 

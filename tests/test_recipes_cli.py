@@ -87,7 +87,7 @@ def test_train_with_an_unknown_recipe_answers_before_torch():
             "print(rc, 'torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip().endswith("2 False")
-    assert "unknown recipe 'llama3_8b' (did you mean llama3_8b_pretrain, llama3_8b_sft, llama3_8b_peft?)" in proc.stderr
+    assert "unknown recipe 'llama3_8b' (did you mean llama3_8b_peft, llama3_8b_pretrain, llama3_8b_sft?)" in proc.stderr
 
 
 def test_recipes_show_section_and_diff(capsys):

@@ -7,6 +7,7 @@
     plugtron plugins list [CONFIG.yaml] [key=value ...] installed plugins and whether enabled
     plugtron plugins show NAME [CONFIG.yaml] [...]      one plugin: docs, options, hooks, enabled
     plugtron plugins new NAME [--kind K] [-o DIR]       a package skeleton (plugin, provider, optimizer, ...)
+    plugtron registry list [KIND] | show NAME            everything registered: providers, recipes, ...
     plugtron --traceback ... / --trace-hooks[=all] ...   full traceback on errors / log every hook call
     plugtron --version                                   the installed plugtron version
     plugtron convert import-hf HF_DIR OUT_DIR           Hugging Face model -> plugtron checkpoint
@@ -19,6 +20,7 @@
     plugtron generate CKPT --prompt TEXT [...]           text from a checkpoint's model (greedy or sampled)
     plugtron plot RUN_DIR [RUN_DIR ...] [-o OUT.png]    loss and throughput of runs' metrics.jsonl as a PNG
 
+Commands are the entry-point group ``plugtron.commands`` (``builtin_commands`` has plugtron's own).
 ``--help`` and ``plugins list`` never import torch: they must answer instantly on a login node.
 Bad input (config, overrides, data, plugins) prints one message naming what is wrong, no traceback.
 """
@@ -71,47 +73,39 @@ def _parser() -> argparse.ArgumentParser:
                    help="log every hook call: plugins called in order and duration; rank 0, or every rank "
                         "with 'all' (or set PLUGTRON_TRACE_HOOKS=1|all)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    from plugtron.cli.recipes_cmd import add_parser as add_recipes_parser, add_show_options, recipe_help  # torch-free
-
-    def with_config(sp):
-        sp.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]",
-                        help="a YAML config and/or dotted overrides such as train.train_iters=100")
-        sp.add_argument("--recipe", default="tiny", help=recipe_help())
-
-    with_config(sub.add_parser("train", help="train a model (no arguments: the tiny recipe on the bundled corpus)"))
-    cfg = sub.add_parser("config", help="inspect configs").add_subparsers(dest="action", metavar="ACTION")
-    cfg_show = cfg.add_parser("show", help="print the resolved, validated config as YAML")
-    with_config(cfg_show)
-    add_show_options(cfg_show)
-    plug = sub.add_parser("plugins", help="inspect plugins").add_subparsers(dest="action", metavar="ACTION")
-    with_config(plug.add_parser("list", help="installed plugins: source, hooks, enabled (checked like train)"))
-    show = plug.add_parser("show", help="one plugin: docs, package, toggle, options, hooks, enabled")
-    show.add_argument("name", help="the plugin's name (as in plugins list)")
-    with_config(show)
-    from plugtron.cli.plugins_new import add_parser as add_new_parser  # torch-free
-
-    add_new_parser(plug)
-    from plugtron.providers.hf.commands import add_parser as add_convert_parser  # torch-free
-
-    add_convert_parser(sub)
-    from plugtron.providers.peft.commands import add_parser as add_peft_parser  # torch-free
-
-    add_peft_parser(sub)
-    data = sub.add_parser("data", help="prepare data").add_subparsers(dest="action", metavar="ACTION")
-    from plugtron.data.preprocess.cli import add_arguments  # torch-free
-
-    add_arguments(data.add_parser("preprocess", help="JSONL -> Megatron indexed dataset (.bin/.idx)"))
-    from plugtron.migrate.cli import add_parser as add_migrate_parser  # torch-free
-
-    add_migrate_parser(sub)
-    from plugtron.cli.generate_cmd import add_parser as add_generate_parser  # torch-free
-
-    add_generate_parser(sub)
-    from plugtron.cli.plot import add_parser as add_plot_parser  # matplotlib-free until it runs
-
-    add_plot_parser(sub)
-    add_recipes_parser(sub)
+    add_commands(sub)
     return p
+
+
+def add_commands(sub) -> None:
+    """Every registered command (``plugtron.commands``; plugtron's own are registered the same way).
+    A command that cannot be added still appears, and running it gives its one error: ``--help``
+    never fails because of one package."""
+    from plugtron import registry
+    from plugtron.errors import PluginError, PlugtronError
+
+    for name in registry.names("command"):
+        try:
+            registry.load("command", name, f"plugtron {name}")(sub)
+            if name not in sub.choices:
+                raise PluginError(f"command {name!r} ({registry.entries('command')[name].package}): its add_parser "
+                                  f"added no parser named {name!r}")
+            problem = None
+        except PlugtronError as exc:
+            problem = exc
+        except Exception as exc:  # the package's own bug while building its parser
+            problem = PluginError(f"command {name!r} ({registry.entries('command')[name].package}): add_parser "
+                                  f"raised {type(exc).__name__}: {exc}")
+        if problem is not None:
+            parser = sub.choices.get(name) or sub.add_parser(name, help=f"(unusable: {str(problem).splitlines()[0]})")
+            parser.set_defaults(handler=_raiser(problem))
+
+
+def _raiser(problem: Exception):
+    def run(ns) -> int:
+        raise problem
+
+    return run
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -188,72 +182,6 @@ def cmd_plugins_show(ns) -> int:
     return 0
 
 
-def _plugins_new(ns) -> int:
-    from plugtron.cli.plugins_new import cmd_new
-
-    return cmd_new(ns)
-
-
-def _convert(name: str):
-    def run(ns) -> int:
-        from plugtron.providers.hf import commands
-
-        return getattr(commands, name)(ns)
-
-    return run
-
-
-def _peft(name: str):
-    def run(ns) -> int:
-        from plugtron.providers.peft import commands
-
-        return getattr(commands, name)(ns)
-
-    return run
-
-
-def _migrate(name: str):
-    def run(ns) -> int:
-        from plugtron.migrate import cli
-
-        return getattr(cli, name)(ns)
-
-    return run
-
-
-def _migrate_callback(ns) -> int:
-    from plugtron.migrate.callback_cli import cmd_callback
-
-    return cmd_callback(ns)
-
-
-def _recipes(name: str):
-    def run(ns) -> int:
-        from plugtron.cli import recipes_cmd
-
-        return getattr(recipes_cmd, name)(ns)
-
-    return run
-
-
-def cmd_plot(ns) -> int:
-    from plugtron.cli.plot import cmd_plot as run
-
-    return run(ns)
-
-
-def cmd_data_preprocess(ns) -> int:
-    from plugtron.data.preprocess.cli import run
-
-    return run(ns)
-
-
-def cmd_generate(ns) -> int:
-    from plugtron.cli.generate_cmd import run
-
-    return run(ns)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from plugtron.errors import PlugtronError
 
@@ -265,26 +193,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.parse_args(argv)  # the usual "unrecognized arguments" message and exit status 2
     if rest:
         ns.args = list(ns.args) + rest
-    handlers = {
-        ("train", None): cmd_train,
-        ("config", "show"): cmd_config_show,
-        ("plugins", "list"): cmd_plugins_list,
-        ("plugins", "show"): cmd_plugins_show,
-        ("plugins", "new"): _plugins_new,
-        ("convert", "import-hf"): _convert("cmd_import_hf"),
-        ("convert", "export-hf"): _convert("cmd_export_hf"),
-        ("peft", "merge"): _peft("cmd_merge"),
-        ("peft", "export-hf"): _peft("cmd_export_hf"),
-        ("data", "preprocess"): cmd_data_preprocess,
-        ("plot", None): cmd_plot,
-        ("migrate", "nemo2"): _migrate("cmd_nemo2"),
-        ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
-        ("migrate", "callback"): _migrate_callback,
-        ("generate", None): cmd_generate,
-        ("recipes", "list"): _recipes("cmd_list"),
-        ("recipes", "show"): _recipes("cmd_show"),
-    }
-    handler = handlers.get((ns.command, getattr(ns, "action", None)))
+    handler = getattr(ns, "handler", None)  # set by the command's parser (plugtron.commands)
     if handler is None:
         parser.print_help()
         return 2

@@ -64,6 +64,8 @@ class ConfigContainer:
     model: "GPTModelProvider" = attrs.field(factory=_default_model)
     train: TrainingConfig = attrs.field(factory=TrainingConfig)
     optimizer: "OptimizerConfig" = attrs.field(factory=_default_optimizer)
+    # the options of the optimizer optimizer.optimizer names, when it declares any (plugtron.optimizers)
+    optimizer_options: Dict[str, Any] = attrs.field(factory=dict)
     scheduler: SchedulerConfig = attrs.field(factory=SchedulerConfig)
     dataset: Union[GPTDatasetConfig, FinetuningDatasetConfig] = attrs.field(factory=GPTDatasetConfig)
     checkpoint: CheckpointConfig = attrs.field(factory=CheckpointConfig)

@@ -352,8 +352,8 @@ def _is_provider(t: Any) -> bool:
 
 
 def _register_provider_hooks(c: cattrs.Converter, class_structure, class_unstructure) -> None:
-    """The model section is polymorphic: ``provider: <name>`` picks a class from plugtron's fixed
-    registry (``plugtron.providers.registry``); values name classes, never modules. Registered
+    """The model section is polymorphic: ``provider: <name>`` picks a class registered in the
+    entry-point group ``plugtron.providers`` (``plugtron.providers.registry``); values name classes, never modules. Registered
     after the generic class hooks, so these take precedence for provider classes."""
     structure_fns: Dict[type, Any] = {}
     unstructure_fns: Dict[type, Any] = {}

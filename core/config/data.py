@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 import attrs
 
@@ -41,10 +41,8 @@ class TokenizerConfig:
     ``NullTokenizer`` treats text as space-separated integer ids below ``vocab_size``.
     """
 
-    tokenizer_type: Literal[
-        "ByteLevelTokenizer", "NullTokenizer", "GPT2BPETokenizer", "HuggingFaceTokenizer",
-        "SentencePieceTokenizer",
-    ] = "ByteLevelTokenizer"
+    # a registered tokenizer kind (entry-point group plugtron.tokenizers; plugtron registry list tokenizer)
+    tokenizer_type: str = "ByteLevelTokenizer"
     vocab_file: Optional[str] = None
     merge_file: Optional[str] = None
     tokenizer_model: Optional[str] = None
@@ -83,7 +81,10 @@ class FinetuningDatasetConfig:
     do_validation: bool = True
     do_test: bool = True
     packed_sequence_specs: Optional[PackedSequenceSpecs] = None
-    data_format: Literal["input_output", "chat"] = "input_output"
+    # a registered data format (entry-point group plugtron.data_formats; plugtron registry list data_format)
+    data_format: str = "input_output"
+    # the format's own options (its ``Options`` attrs class; unknown keys refused)
+    format_options: Dict[str, Any] = attrs.field(factory=dict)
     input_key: str = "input"
     output_key: str = "output"
     messages_key: str = "messages"

@@ -89,6 +89,27 @@ class KeepCount:
         return "-1 (keep all) or >= 1"
 
 
+@attrs.frozen
+class Registered:
+    """A name registered in one of plugtron's registries (``plugtron.registry``; entry points)."""
+
+    kind: str
+
+    def ok(self, v: Any) -> bool:
+        from plugtron import registry
+
+        return isinstance(v, str) and v in registry.entries(self.kind)
+
+    def describe(self) -> str:
+        return f"a registered {self.kind} (`plugtron registry list {self.kind}`)"
+
+    def hint(self, v: Any) -> str:
+        """Close names (of any kind) and the registered ones, for the error message."""
+        from plugtron import registry
+
+        return f"{registry.suggestion(str(v), self.kind)}; registered: {', '.join(registry.names(self.kind))}"
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
 
@@ -136,6 +157,8 @@ RULES: Dict[str, Any] = {
     "dataset.seed": SEED,
     "dataset.num_dataset_builder_threads": COUNT,
     "tokenizer.vocab_size": COUNT,
+    "tokenizer.tokenizer_type": Registered("tokenizer"),
+    "dataset.data_format": Registered("data_format"),
     # features
     "profiling.profile_step_start": NONNEG,
     "profiling.profile_step_end": NONNEG,
@@ -156,7 +179,7 @@ RULES: Dict[str, Any] = {
     "mixed_precision.loss_scale_window": POSITIVE,
     "mixed_precision.hysteresis": COUNT,
     # optimizer (megatron/core/optimizer/optimizer_config.py)
-    "optimizer.optimizer": OneOf(("adam", "sgd")),
+    "optimizer.optimizer": Registered("optimizer"),
     "optimizer.lr": NONNEG,
     "optimizer.min_lr": NONNEG,
     "optimizer.decoupled_lr": NONNEG,
@@ -230,7 +253,8 @@ def check(cfg: Any, rules: Dict[str, Any] = RULES) -> List[str]:
     for path, rule in rules.items():
         present, value = _get(cfg, path)
         if present and value is not None and not rule.ok(value):
-            problems.append(f"{path}: expected {rule.describe()}, got {describe(value)}")
+            hint = rule.hint(value) if hasattr(rule, "hint") else ""
+            problems.append(f"{path}: expected {rule.describe()}, got {describe(value)}{hint}")
     return problems
 
 

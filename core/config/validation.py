@@ -290,6 +290,9 @@ def _other_checks(cfg, world_size: int, problems: List[str]) -> None:
     if cfg.dist.lazy_init:
         problems.append("dist.lazy_init: not supported by plugtron (models are built eagerly)")
     _check_checkpoint(cfg.checkpoint, world_size, problems)
+    from plugtron.config.registered import check_registered_options
+
+    check_registered_options(cfg, problems)
 
 
 def validate(cfg, world_size: int) -> None:

@@ -202,3 +202,19 @@ class SentencePieceTokenizer(_FileBacked):
 
     def detokenize(self, ids: Iterable[int]) -> str:
         return self._sp.decode([int(i) for i in ids if 0 <= int(i) < self._vocab_size and int(i) != self._eod])
+
+
+# The registered tokenizer kinds (``tokenizer.tokenizer_type``; the ``plugtron.tokenizers`` group).
+def gpt2_bpe(tok_cfg) -> GPT2BPETokenizer:
+    """GPT-2 byte-level BPE from tokenizer.vocab_file + tokenizer.merge_file (needs `tokenizers`)."""
+    return GPT2BPETokenizer(tok_cfg.vocab_file, tok_cfg.merge_file)
+
+
+def hugging_face(tok_cfg) -> HuggingFaceTokenizer:
+    """A local Hugging Face tokenizer directory or tokenizer.json (tokenizer.tokenizer_model)."""
+    return HuggingFaceTokenizer(tok_cfg.tokenizer_model)
+
+
+def sentence_piece(tok_cfg) -> SentencePieceTokenizer:
+    """A SentencePiece model file (tokenizer.tokenizer_model; needs `sentencepiece`)."""
+    return SentencePieceTokenizer(tok_cfg.tokenizer_model)

@@ -22,6 +22,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy
 
 from plugtron.data.make_corpus import bundled_corpus_prefix
+from plugtron.data.splits import sample_counts  # noqa: F401 (re-exported)
 from plugtron.errors import DataError
 
 SPLITS = ("train", "valid", "test")
@@ -36,14 +37,6 @@ def default_cache_dir() -> str:
     data, which may be read-only (the bundled corpus inside site-packages)."""
     root = os.environ.get("PLUGTRON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "plugtron")
     return os.path.join(root, "index")
-
-
-def sample_counts(train) -> List[int]:
-    """Samples to draw per split, as Megatron-LM counts them, from ``cfg.train``."""
-    gbs = train.global_batch_size
-    eval_on = bool(train.eval_interval) and train.eval_iters > 0
-    valid = (train.train_iters // train.eval_interval + 1) * train.eval_iters * gbs if eval_on else 0
-    return [train.train_iters * gbs, valid, train.eval_iters * gbs]
 
 
 def _is_number(s: str) -> bool:

@@ -155,7 +155,7 @@ def _report_dropped(path: str, dropped: int) -> None:
 
 
 def sft_sample_counts(train, ds) -> List[int]:
-    from plugtron.data.gpt import sample_counts
+    from plugtron.data.splits import sample_counts
 
     train_n, valid_n, test_n = sample_counts(train)
     return [train_n, valid_n if ds.do_validation else 0, test_n if ds.do_test and train.eval_iters > 0 else 0]

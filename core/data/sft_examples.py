@@ -4,7 +4,9 @@ An example is ``ids`` (prompt, answer, EOD) and ``answer`` (same length, True wh
 to the answer, EOD included). Training on it feeds ``ids[:-1]`` and predicts ``ids[1:]``; the loss
 mask is ``answer[1:]``: exactly the answer tokens and the EOD are learned, never the prompt.
 
-Formats (``dataset.data_format``):
+Formats (``dataset.data_format``; the entry-point group ``plugtron.data_formats``, where a package
+adds its own: a class with ``expects`` and ``encode(record, ds, tokenizer, limit)``, optionally an
+``Options`` attrs class structured from ``dataset.format_options`` and passed to its constructor):
 
 - ``input_output``: ``{"input": prompt, "output": answer}`` (keys configurable). Prompt and answer
   are tokenized separately and concatenated, so the boundary is exact for any tokenizer.
@@ -82,13 +84,58 @@ def _encode_chat(obj, ds, tokenizer, limit: int) -> Example:
     return numpy.asarray(ids[:limit], dtype=numpy.int32), numpy.asarray(answer[:limit], dtype=bool)
 
 
+class InputOutput:
+    """{"input": prompt, "output": answer} per line (keys: dataset.input_key / output_key)."""
+
+    def expects(self, ds) -> str:
+        return f"{ds.input_key!r} and {ds.output_key!r} strings"
+
+    def encode(self, record, ds, tokenizer, limit: int) -> Example:
+        return _encode_pair(record, ds, tokenizer, limit)
+
+
+class Chat:
+    """{"messages": [{"role", "content"}, ...]} per line; assistant turns are learned."""
+
+    def expects(self, ds) -> str:
+        return f"{ds.messages_key!r} chat messages"
+
+    def encode(self, record, ds, tokenizer, limit: int) -> Example:
+        return _encode_chat(record, ds, tokenizer, limit)
+
+
+def data_format(ds):
+    """The format object ``dataset.data_format`` names, built with its structured options."""
+    from plugtron import registry
+
+    cls = registry.load("data_format", ds.data_format, "dataset.data_format")
+    options = format_options(cls, ds.format_options)
+    return cls(options) if options is not None else cls()
+
+
+def format_options(cls, given):
+    """``given`` (``dataset.format_options``) structured by the format's ``Options`` (strict, the core
+    converter); ``None`` for a format without ``Options``, which then takes no options."""
+    from plugtron.errors import ConfigError
+
+    options_cls = getattr(cls, "Options", None)
+    if options_cls is None:
+        if given:
+            raise ConfigError([f"dataset.format_options: the data format {getattr(cls, '__name__', cls)!r} takes no "
+                               f"options; got {', '.join(map(str, given))}"])
+        return None
+    from plugtron.config.converter import structure
+
+    return structure(dict(given or {}), options_cls, source="dataset.format_options")
+
+
 def load_examples(path: str, ds, tokenizer) -> Tuple[List[Example], int]:
     """Examples of one split file, fit to ``seq_length + 1`` tokens; returns (examples, dropped),
     ``dropped`` counting examples whose answer was cut away entirely. A malformed line is an error
     naming ``file:line``: SFT sets are small and every example is meant to be learned."""
     if not os.path.isfile(path):
         raise DataError(f"dataset.dataset_root: {path} not found")
-    encode = _encode_chat if ds.data_format == "chat" else _encode_pair
+    fmt = data_format(ds)
     limit = ds.seq_length + 1
     examples, dropped = [], 0
     with open(path, encoding="utf-8") as f:
@@ -100,14 +147,12 @@ def load_examples(path: str, ds, tokenizer) -> Tuple[List[Example], int]:
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
                     raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-                ids, answer = encode(obj, ds, tokenizer, limit)
+                ids, answer = fmt.encode(obj, ds, tokenizer, limit)
             except ValueError as err:  # JSONDecodeError is a ValueError
-                what = (f"{ds.messages_key!r} chat messages" if ds.data_format == "chat"
-                        else f"{ds.input_key!r} and {ds.output_key!r} strings")
                 from plugtron.config.preflight import format_hint  # the other data_format, if the keys say so
 
                 hint = format_hint(obj, ds)
-                raise DataError(f"{path}:{lineno}: expected a JSON object with {what} ({err}){hint}") from None
+                raise DataError(f"{path}:{lineno}: expected a JSON object with {fmt.expects(ds)} ({err}){hint}") from None
             if answer[1:].any():  # the first token is never predicted
                 examples.append((ids, answer))
             else:

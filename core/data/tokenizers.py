@@ -85,26 +85,23 @@ class NullTokenizer:
         return " ".join(str(int(i)) for i in ids)
 
 
-_KINDS = ("ByteLevelTokenizer", "NullTokenizer", "GPT2BPETokenizer", "HuggingFaceTokenizer", "SentencePieceTokenizer")
+def byte_level(tok_cfg: TokenizerConfig) -> ByteLevelTokenizer:
+    """UTF-8 bytes as ids (256) plus an end-of-document id: no files, any text."""
+    return ByteLevelTokenizer()
+
+
+def null_tokenizer(tok_cfg: TokenizerConfig) -> NullTokenizer:
+    """Text that already is space-separated integer ids below tokenizer.vocab_size."""
+    if tok_cfg.vocab_size is None or tok_cfg.vocab_size < 1:
+        raise DataError(
+            f"tokenizer.vocab_size: NullTokenizer needs a positive vocab_size, got {tok_cfg.vocab_size!r}"
+        )
+    return NullTokenizer(tok_cfg.vocab_size)
 
 
 def build_tokenizer(tok_cfg: TokenizerConfig):
-    """The tokenizer named by ``tokenizer.tokenizer_type``; file-backed ones load local files only."""
-    kind = tok_cfg.tokenizer_type
-    if kind == "ByteLevelTokenizer":
-        return ByteLevelTokenizer()
-    if kind == "NullTokenizer":
-        if tok_cfg.vocab_size is None or tok_cfg.vocab_size < 1:
-            raise DataError(
-                f"tokenizer.vocab_size: NullTokenizer needs a positive vocab_size, got {tok_cfg.vocab_size!r}"
-            )
-        return NullTokenizer(tok_cfg.vocab_size)
-    from plugtron.data import file_tokenizers as ft
+    """The tokenizer named by ``tokenizer.tokenizer_type``: a function ``TokenizerConfig -> tokenizer``
+    registered in the entry-point group ``plugtron.tokenizers``; file-backed ones load local files only."""
+    from plugtron import registry
 
-    if kind == "GPT2BPETokenizer":
-        return ft.GPT2BPETokenizer(tok_cfg.vocab_file, tok_cfg.merge_file)
-    if kind == "HuggingFaceTokenizer":
-        return ft.HuggingFaceTokenizer(tok_cfg.tokenizer_model)
-    if kind == "SentencePieceTokenizer":
-        return ft.SentencePieceTokenizer(tok_cfg.tokenizer_model)
-    raise DataError(f"tokenizer.tokenizer_type: unknown {kind!r}; expected one of {', '.join(_KINDS)}")
+    return registry.load("tokenizer", tok_cfg.tokenizer_type, "tokenizer.tokenizer_type")(tok_cfg)

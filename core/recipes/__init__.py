@@ -21,15 +21,13 @@ def __getattr__(attr):
     """``plugtron.recipes.<function>``: the recipe functions, imported from their family module."""
     import importlib
 
-    from plugtron.recipes.registry import MODULES
+    from plugtron import registry
 
     if attr in _ALIASES:
         return getattr(importlib.import_module(f"plugtron.recipes.{_ALIASES[attr]}"), attr)
-    for short in MODULES:
-        module = importlib.import_module(f"plugtron.recipes.{short}")
-        if attr in getattr(module, "__dict__", {}) and callable(module.__dict__[attr]) and not attr.startswith("_"):
-            if attr.endswith("_config") or attr.startswith("tiny"):
-                return module.__dict__[attr]
+    for name, found in registry.entries("recipe").items():
+        if found.attr == attr and found.module.startswith("plugtron.recipes."):
+            return registry.load("recipe", name)
     raise AttributeError(f"module 'plugtron.recipes' has no attribute {attr!r}")
 
 

@@ -77,7 +77,7 @@ def distributed_fused_adam_with_cosine_annealing(
     ``(OptimizerConfig, SchedulerConfig)``."""
     from megatron.core.optimizer import OptimizerConfig
 
-    from plugtron.config import SchedulerConfig
+    from plugtron.config.training import SchedulerConfig
 
     optimizer = OptimizerConfig(
         optimizer="adam", lr=max_lr, min_lr=min_lr, weight_decay=weight_decay, adam_beta1=adam_beta1,
@@ -135,7 +135,10 @@ def build(provider: str, mode: str, spec: Spec):
     """A complete ``ConfigContainer`` for ``provider`` (a ``model.provider`` name) in ``mode``."""
     from megatron.core.distributed import DistributedDataParallelConfig
 
-    from plugtron.config import ConfigContainer
+    from plugtron.config.container import ConfigContainer
+    from plugtron.config.data import FinetuningDatasetConfig, GPTDatasetConfig, PackedSequenceSpecs, TokenizerConfig
+    from plugtron.config.extras import LoraConfig
+    from plugtron.config.training import CheckpointConfig, LoggerConfig, RNGConfig, TrainingConfig
     from plugtron.providers.registry import provider_class
 
     base = _BASE[mode]
@@ -160,7 +163,7 @@ def build(provider: str, mode: str, spec: Spec):
         optimizer.use_distributed_optimizer = False  # Bridge: only the adapters train
     precision: Any = "bf16_mixed"
     if not spec.grad_reduce_in_fp32:  # Bridge's 405B fine-tuning: bf16 gradient reduction
-        from plugtron.config import MixedPrecisionConfig
+        from plugtron.config.precision import MixedPrecisionConfig
         from plugtron.config.converter import structure
         from plugtron.config.precision import PRESETS
 
@@ -229,6 +232,8 @@ def define(table: Dict[str, Dict[str, Any]], namespace: Dict[str, Any]) -> Dict[
         recipe.__module__ = namespace["__name__"]
         source = row["bridge"].format(mode=mode, gpus=spec.world_size())
         recipe.__doc__ = docstring(row["title"], mode, spec, source, nemo_name(row.get("nemo"), mode))
+        recipe.summary = summary(row["title"], mode, spec)  # one line for `recipes list` (plugtron.recipes.registry)
+        recipe.world_size = spec.world_size()
         namespace[fn_name] = recipe
         out[name] = (fn_name, summary(row["title"], mode, spec))
     return out

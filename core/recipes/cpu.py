@@ -153,3 +153,5 @@ RECIPES = {
     "tiny_t5": ("tiny_t5", "T5 encoder-decoder, 2+2 layers of 64, span corruption, 60 iterations on CPU"),
     "none": ("defaults", "Megatron Bridge's defaults, nothing filled in (give the model yourself)"),
 }
+for _fn, _line in RECIPES.values():
+    globals()[_fn].summary = _line  # the one line `plugtron recipes list` shows (plugtron.recipes.registry)

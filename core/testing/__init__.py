@@ -74,6 +74,14 @@ def _named(plugins: Plugins) -> Dict[str, Any]:
     return out
 
 
+def tiny_for(overrides: Iterable[str]) -> List[str]:
+    """:data:`TINY`, without its pretraining-data setting when ``overrides`` pick SFT data
+    (``dataset.dataset_root=...``: a ``FinetuningDatasetConfig``, whose length is ``dataset.seq_length``)."""
+    if any(o.startswith("dataset.dataset_root=") for o in overrides):
+        return [o for o in TINY if not o.startswith("dataset.")]
+    return list(TINY)
+
+
 def run_training(overrides: Iterable[str] = (), plugins: Plugins = (), checkpoint_dir: Optional[str] = None,
                  recipe: str = "tiny") -> RunResult:
     """Train the tiny model with ``overrides`` (after :data:`TINY`) and ``plugins``: objects to
@@ -91,7 +99,7 @@ def run_training(overrides: Iterable[str] = (), plugins: Plugins = (), checkpoin
     extra = [f"plugins.{n}.enabled=true" for n, p in named.items() if isinstance(p, str)]
     if checkpoint_dir is not None:
         extra.append(f"checkpoint.save={checkpoint_dir}")
-    overrides = [*TINY, *extra, *overrides]
+    overrides = [*tiny_for(overrides), *extra, *overrides]
     pm = PluginManager()
     transcript: List[str] = []
     pm.observers.append(lambda hook, where, plugins_called, seconds: transcript.append(hook + where))

@@ -159,12 +159,12 @@ def build_optimizer(cfg, model):
     """Megatron's optimizer (distributed or not, with fp32 main params for half precision) and
     ``OptimizerParamScheduler`` driven in samples, as Megatron-LM does."""
     from megatron.core.distributed import finalize_model_grads
-    from megatron.core.optimizer import get_megatron_optimizer
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
+    from plugtron import optimizers
     from plugtron.training.fused_adam import use_fused_adam
 
-    optimizer = get_megatron_optimizer(cfg.optimizer, model, use_gloo_process_groups=cfg.dist.use_gloo_process_groups)
+    optimizer = optimizers.build(cfg, model)  # the registered optimizer (plugtron.optimizers)
     use_fused_adam(optimizer)  # torch's fused kernel where Megatron fell back to torch's Adam
     s, o = cfg.scheduler, cfg.optimizer
     scheduler = OptimizerParamScheduler(

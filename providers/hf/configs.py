@@ -1,4 +1,5 @@
-"""Hugging Face ``config.json`` <-> provider, per family, and the architecture table.
+"""Hugging Face ``config.json`` <-> provider, per family. The architectures are the entry-point
+group ``plugtron.hf`` (``architectures`` name -> a ``Family`` here or in a model-family package).
 
 Each family reads only keys whose meaning Megatron reproduces exactly; a value it cannot reproduce
 (another activation, an unsupported RoPE scaling type, attention bias without MLP bias) is an
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from plugtron.providers.hf.errors import ConversionError, UnsupportedArchitecture
 
@@ -21,6 +22,8 @@ class Family:
     model_type: str  # HF ``model_type``
     to_provider: Callable[[dict], Dict[str, Any]]
     to_hf: Callable[[Any], Dict[str, Any]]
+    # provider -> the weight mapping (``weights.Rule`` list); None: plugtron's Llama or GPT-2 layout
+    weights: Optional[Callable[[Any], List[Any]]] = None
 
 
 def _get(cfg: dict, key: str, default: Any = ..., where: str = "config.json") -> Any:
@@ -240,44 +243,78 @@ def _gpt2_hf(p) -> Dict[str, Any]:
     )
 
 
-FAMILIES: Dict[str, Family] = {f.architecture: f for f in (
-    Family("llama", "LlamaForCausalLM", "llama", _llama_like, _llama_like_hf),
-    Family("mistral", "MistralForCausalLM", "mistral", _mistral, _mistral_hf),
-    Family("qwen2", "Qwen2ForCausalLM", "qwen2", _qwen2, _qwen2_hf),
-    Family("qwen3", "Qwen3ForCausalLM", "qwen3", _qwen3, _qwen3_hf),
-    Family("olmo2", "Olmo2ForCausalLM", "olmo2", _olmo2, _olmo2_hf),
-    Family("mixtral", "MixtralForCausalLM", "mixtral", _mixtral, _mixtral_hf),
-    Family("gpt2", "GPT2LMHeadModel", "gpt2", _gpt2, _gpt2_hf),
-)}
-BY_NAME: Dict[str, Family] = {f.name: f for f in FAMILIES.values()}
+LLAMA = Family("llama", "LlamaForCausalLM", "llama", _llama_like, _llama_like_hf)
+MISTRAL = Family("mistral", "MistralForCausalLM", "mistral", _mistral, _mistral_hf)
+QWEN2 = Family("qwen2", "Qwen2ForCausalLM", "qwen2", _qwen2, _qwen2_hf)
+QWEN3 = Family("qwen3", "Qwen3ForCausalLM", "qwen3", _qwen3, _qwen3_hf)
+OLMO2 = Family("olmo2", "Olmo2ForCausalLM", "olmo2", _olmo2, _olmo2_hf)
+MIXTRAL = Family("mixtral", "MixtralForCausalLM", "mixtral", _mixtral, _mixtral_hf)
+GPT2 = Family("gpt2", "GPT2LMHeadModel", "gpt2", _gpt2, _gpt2_hf)
+
+
+def family_for(architecture: str) -> Family:
+    """The ``Family`` registered for an HF architecture name (``plugtron.hf``); errors name the package."""
+    from plugtron import registry
+    from plugtron.errors import PluginError
+
+    fam = registry.load("hf", architecture, "config.json architectures")
+    if not isinstance(fam, Family) or fam.architecture != architecture:
+        raise PluginError(f"hf {architecture!r} ({registry.entries('hf')[architecture].package}): the entry must be a "
+                          f"plugtron.providers.hf.configs.Family with architecture {architecture!r}, got {fam!r:.80}")
+    return fam
+
+
+def _usable_families() -> List[Family]:
+    """Every registered family that loads (a broken one is skipped here: only using it is an error)."""
+    from plugtron import registry
+    from plugtron.errors import PlugtronError
+
+    out = []
+    for arch in registry.names("hf"):
+        try:
+            out.append(family_for(arch))
+        except PlugtronError:
+            continue
+    return out
+
+
+def family_named(name: str) -> Family:
+    for fam in _usable_families():
+        if fam.name == name:
+            return fam
+    raise UnsupportedArchitecture(f"no Hugging Face architecture is registered for the provider {name!r}")
 
 
 def family_of_config(cfg: dict, where: str = "config.json") -> Family:
+    from plugtron import registry
+
     archs = cfg.get("architectures") or []
     if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
         raise ConversionError(f"{where}: architectures={archs!r:.80}: expected a list of class names")
     for arch in archs:
-        if arch in FAMILIES:
-            return FAMILIES[arch]
-    by_type = [f for f in FAMILIES.values() if f.model_type == cfg.get("model_type")]
+        if arch in registry.entries("hf"):
+            return family_for(arch)
+    by_type = [f for f in _usable_families() if f.model_type == cfg.get("model_type")]
     if not archs and by_type:
         return by_type[0]
+    hint = registry.suggestion(archs[0], "hf") if archs else ""
     raise UnsupportedArchitecture(
-        f"{where}: architecture {archs or cfg.get('model_type')!r} is not supported; "
-        f"supported: {', '.join(FAMILIES)}"
+        f"{where}: architecture {archs or cfg.get('model_type')!r} is not supported{hint}; "
+        f"supported: {', '.join(registry.names('hf'))} (a model-family package can add one: docs/plugins.md)"
     )
 
 
 def family_of_provider(provider) -> Family:
     from plugtron.providers.registry import provider_name
 
+    families = {f.name: f for f in _usable_families()}
     for cls in type(provider).__mro__:
         name = provider_name(cls)
-        if name in BY_NAME:
-            return BY_NAME[name]
+        if name in families:
+            return families[name]
     raise UnsupportedArchitecture(
         f"model: provider {type(provider).__name__} has no Hugging Face export (supported families: "
-        f"{', '.join(BY_NAME)})"
+        f"{', '.join(families)})"
     )
 
 

@@ -160,6 +160,11 @@ def gpt2_rules(p) -> List[Rule]:
 
 
 def rules_for(family: str, provider) -> List[Rule]:
+    from plugtron.providers.hf.configs import family_named
+
+    own = family_named(family).weights  # a model-family package's own mapping
+    if own is not None:
+        return own(provider)
     return {"gpt2": gpt2_rules, "olmo2": olmo2_rules}.get(family, llama_rules)(provider)
 
 
@@ -219,3 +224,9 @@ def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=N
                                       f"{tuple(t.shape)}, expected {tuple(shape)}")
             out[name] = t.to(dtype) if dtype is not None else t
     return out
+
+
+# The building blocks of a weight mapping, public for model-family packages (docs/plugins.md):
+# copy_rule(hf_name, mcore_name, shape); concat_rule((gate, up), mcore, shape); qkv_rule((q, k, v),
+# mcore, heads, query_groups, head_dim, rest) fuses by key/value group as Megatron does.
+copy_rule, concat_rule, qkv_rule = _copy, _concat, _qkv
