@@ -28,6 +28,10 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
         return T.Qwen2Config(**common, tie_word_embeddings=True, rms_norm_eps=1e-6)
     if family == "mixtral":
         return T.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2, sliding_window=None)
+    if family == "gemma3":  # layer 0 sliding (window 5 < SEQ), layer 1 global with linear RoPE x4; soft-capping
+        return T.Gemma3TextConfig(**common, head_dim=16, sliding_window=5, sliding_window_pattern=2,
+                                  query_pre_attn_scalar=24, rope_theta=1e4, rope_local_base_freq=100.0,
+                                  rope_scaling={"rope_type": "linear", "factor": 4.0}, final_logit_softcapping=5.0)
     if family == "gpt2":
         return T.GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=positions,
                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

@@ -138,7 +138,10 @@ def gpt2_rules(p) -> List[Rule]:
 
 
 def rules_for(family: str, provider) -> List[Rule]:
-    return gpt2_rules(provider) if family == "gpt2" else llama_rules(provider)
+    from plugtron.providers.hf import gemma3_phi3
+
+    table = {"gpt2": gpt2_rules, "gemma3": gemma3_phi3.gemma3_rules}
+    return table.get(family, llama_rules)(provider)
 
 
 # Tensors a Hugging Face checkpoint may hold that are not weights, or are duplicates by design.
