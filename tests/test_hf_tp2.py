@@ -15,8 +15,9 @@ from _hf_models import build, save, tokens
 import transformers  # noqa: E402,F401  (the test extra installs it; these tests must run, never skip)
 HERE = Path(__file__).parent
 # Every family: GQA + RoPE scaling (Llama 3.1), sliding window (Mistral), QKV bias + tied embeddings
-# (Qwen2), MoE with expert tensor parallelism (Mixtral), MHA with biases + learned positions (GPT-2).
-FAMILIES = ("llama", "mistral", "qwen2", "mixtral", "gpt2")
+# (Qwen2), MoE with expert tensor parallelism (Mixtral), MHA with biases + learned positions (GPT-2),
+# post-norms + QK norms + sliding/global layers + soft-capping (Gemma 3).
+FAMILIES = ("llama", "mistral", "qwen2", "mixtral", "gpt2", "gemma3")
 
 
 @pytest.mark.slow

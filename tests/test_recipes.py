@@ -61,6 +61,9 @@ def test_none_recipe_needs_a_model():
     ("llama3_8b_sft", 2, 1, None, 1, 8, 4096, 2),
     ("qwen25_72b_pretrain", 8, 4, None, 1, 32, 4096, 32),
     ("mixtral_8x7b_pretrain", 2, 1, None, 1, 32, 4096, 8),
+    ("gemma3_1b_pretrain", 1, 1, None, 1, 512, 32768, 1),
+    ("gemma3_27b_sft", 8, 2, None, 1, 32, 4096, 16),
+    ("gemma3_27b_peft", 4, 1, None, 1, 32, 4096, 4),
 ])
 def test_bridge_values(name, tp, pp, vpp, cp, gbs, seq, ws):
     cfg = get_recipe(name)()

@@ -362,11 +362,12 @@ MODEL_CONFIGS: Dict[str, str] = {
     "MistralConfig7B": "mistral_7b", "Qwen2Config": "qwen2", "Qwen25Config500M": "qwen25_0_5b",
     "Qwen25Config7B": "qwen25_7b", "Qwen25Config72B": "qwen25_72b", "MixtralConfig": "mixtral",
     "MixtralConfig8x7B": "mixtral_8x7b", "T5Config": "t5", "T5Config220M": "t5_220m", "SSMConfig": "mamba",
-    "BaseMambaConfig130M": "mamba2_130m",
+    "BaseMambaConfig130M": "mamba2_130m", "Gemma3Config": "gemma3", "Gemma3Config1B": "gemma3_1b",
+    "Gemma3Config4B": "gemma3_4b", "Gemma3Config12B": "gemma3_12b", "Gemma3Config27B": "gemma3_27b",
 }
 MODELS: Dict[str, str] = {
     "GPTModel": "gpt", "LlamaModel": "llama", "MistralModel": "mistral", "Qwen2Model": "qwen2",
-    "MixtralModel": "mixtral", "T5Model": "t5", "MambaModel": "mamba",
+    "MixtralModel": "mixtral", "T5Model": "t5", "MambaModel": "mamba", "Gemma3Model": "gemma3",
 }
 # NeMo recipe modules (``llm.llama3_8b``) -> provider names. The whole recipe (parallelism, batch,
 # schedule) is plugtron's recipe of the same model: ``--recipe <provider>_pretrain`` (see PLUGTRON_RECIPES).
@@ -375,12 +376,13 @@ RECIPES: Dict[str, str] = {
     "llama31_70b": "llama31_70b", "llama31_405b": "llama31_405b", "llama32_1b": "llama32_1b",
     "llama32_3b": "llama32_3b", "mistral_7b": "mistral_7b", "qwen25_500m": "qwen25_0_5b", "qwen25_7b": "qwen25_7b",
     "qwen25_72b": "qwen25_72b", "mixtral_8x7b": "mixtral_8x7b", "t5_220m": "t5_220m", "mamba2_130m": "mamba2_130m",
+    "gemma3_1b": "gemma3_1b",
 }
 # NeMo recipe modules -> plugtron recipes (``pretrain_recipe`` -> ``_pretrain``; ``finetune_recipe``
 # -> ``_sft`` with peft_scheme=None, ``_peft`` with 'lora'); None where plugtron has no recipe.
 PLUGTRON_RECIPES: Dict[str, Optional[str]] = {
     k: (v if v in ("llama3_8b", "llama3_70b", "llama31_8b", "llama31_70b", "llama31_405b", "llama32_1b", "llama32_3b",
-                   "qwen25_0_5b", "qwen25_7b", "qwen25_72b", "mixtral_8x7b", "t5_220m") else None)
+                   "qwen25_0_5b", "qwen25_7b", "qwen25_72b", "mixtral_8x7b", "t5_220m", "gemma3_1b") else None)
     for k, v in RECIPES.items()
 }
 ENTRY_POINTS = ("pretrain", "finetune")
