@@ -274,3 +274,17 @@ trainer.unknown_thing = 1
                         "model.provider": "llama3_8b", "model.num_layers": 4, "train.train_iters": 10,
                         "model.tensor_model_parallel_size": 2}
     assert [(u.where, u.nemo) for u in m.unmapped] == [("script.py:9", "Trainer.unknown_thing")]
+
+
+@pytest.mark.parametrize("nemo, provider", [
+    ("llm.Gemma3Model(config=llm.Gemma3Config1B())", "gemma3_1b"),
+    ("llm.Gemma3Model(config=llm.Gemma3Config4B())", "gemma3_4b"),
+    ("llm.Gemma3Model(config=llm.Gemma3Config12B())", "gemma3_12b"),
+    ("llm.Gemma3Model(config=llm.Gemma3Config27B())", "gemma3_27b"),
+])
+def test_new_families_model_configs_map_to_their_providers(tmp_path, nemo, provider):
+    from plugtron.providers.registry import provider_class
+
+    m = migrate_script(write(tmp_path, f"from nemo.collections import llm\nmodel = {nemo}\n"))
+    assert m.flat() == {"model.provider": provider} and m.unmapped == []
+    provider_class(provider)  # registered
