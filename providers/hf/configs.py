@@ -204,6 +204,7 @@ from plugtron.providers.hf import gemma3_phi3 as _gp  # noqa: E402 (uses the hel
 FAMILIES: Dict[str, Family] = {f.architecture: f for f in (
     Family("llama", "LlamaForCausalLM", "llama", _llama_like, _llama_like_hf),
     Family("gemma3", "Gemma3ForCausalLM", "gemma3_text", _gp.gemma3, _gp.gemma3_hf),
+    Family("phi3", "Phi3ForCausalLM", "phi3", _gp.phi3, _gp.phi3_hf),
     Family("mistral", "MistralForCausalLM", "mistral", _mistral, _mistral_hf),
     Family("qwen2", "Qwen2ForCausalLM", "qwen2", _qwen2, _qwen2_hf),
     Family("mixtral", "MixtralForCausalLM", "mixtral", _mixtral, _mixtral_hf),

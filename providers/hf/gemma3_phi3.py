@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+import torch
+
 from plugtron.providers.hf.configs import _float, _get, _int, _require
 from plugtron.providers.hf.errors import UnsupportedArchitecture
 
@@ -134,6 +136,64 @@ def gemma3_rules(p) -> list:
             _concat((L + "mlp.gate_proj.weight", L + "mlp.up_proj.weight"), M + "mlp.linear_fc1.weight", (f, h)),
             _copy(L + "mlp.down_proj.weight", M + "mlp.linear_fc2.weight", (h, f)),
             _copy(L + "post_feedforward_layernorm.weight", M + "post_mlp_layernorm.weight", (h,)),
+        ]
+    rules.append(_copy("model.norm.weight", "decoder.final_layernorm.weight", (h,)))
+    if not p.share_embeddings_and_output_weights:
+        rules.append(_copy("lm_head.weight", "output_layer.weight", (V, h)))
+    return rules
+
+
+# ---- Phi-3 ------------------------------------------------------------------------------------
+
+
+def phi3(cfg: dict) -> Dict[str, Any]:
+    from plugtron.providers.hf.configs import _llama_like
+
+    if cfg.get("rope_scaling"):
+        raise UnsupportedArchitecture(f"config.json: rope_scaling={cfg['rope_scaling']!r:.200} is not supported for "
+                                      "Phi-3 (LongRoPE/su scaling is not implemented in plugtron; only null)")
+    kw = _llama_like({**cfg, "rope_scaling": None})
+    factor = _float(cfg, "partial_rotary_factor", 1.0)
+    if not 0 < factor <= 1:
+        raise UnsupportedArchitecture(f"config.json: partial_rotary_factor={factor}: expected a number in (0, 1]")
+    kw["rotary_percent"] = factor
+    kw["hidden_dropout"] = _float(cfg, "resid_pdrop", 0.0)
+    window = cfg.get("sliding_window")
+    kw["window_size"] = (_int(cfg, "sliding_window") - 1, 0) if window is not None else None
+    return kw
+
+
+def phi3_hf(p) -> Dict[str, Any]:
+    from plugtron.providers.hf.configs import _llama_like_hf
+
+    out = _llama_like_hf(p)
+    out.pop("head_dim")
+    out.update(partial_rotary_factor=p.rotary_percent, resid_pdrop=p.hidden_dropout, rope_scaling=None,
+               sliding_window=p.window_size[0] + 1 if p.window_size else None)
+    return out
+
+
+def phi3_rules(p) -> list:
+    from plugtron.providers.hf.weights import Rule, _copy, _qkv
+
+    h, nh = p.hidden_size, p.num_attention_heads
+    ng, hd = p.num_query_groups or nh, p.kv_channels or h // nh
+    f, V = p.ffn_hidden_size, p.vocab_size
+    rules = [_copy("model.embed_tokens.weight", "embedding.word_embeddings.weight", (V, h))]
+    for i in range(p.num_layers):
+        L, M = f"model.layers.{i}.", f"decoder.layers.{i}."
+        inner = _qkv(("q", "k", "v"), M + "self_attention.linear_qkv.weight", nh, ng, hd, (h,))
+        sizes = [nh * hd, ng * hd, ng * hd]
+        rules += [
+            _copy(L + "input_layernorm.weight", M + "input_layernorm.weight", (h,)),
+            # HF's fused rows are [q; k; v]; Megatron's are grouped by KV head
+            Rule(inner.mcore, (L + "self_attn.qkv_proj.weight",), ((sum(sizes), h),),
+                 lambda t, _i=inner, _s=sizes: _i.fuse(*t.split(_s, 0)),
+                 lambda t, _i=inner: (torch.cat(_i.split(t), 0),)),
+            _copy(L + "self_attn.o_proj.weight", M + "self_attention.linear_proj.weight", (h, nh * hd)),
+            _copy(L + "post_attention_layernorm.weight", M + "pre_mlp_layernorm.weight", (h,)),
+            _copy(L + "mlp.gate_up_proj.weight", M + "mlp.linear_fc1.weight", (2 * f, h)),  # [gate; up] both
+            _copy(L + "mlp.down_proj.weight", M + "mlp.linear_fc2.weight", (h, f)),
         ]
     rules.append(_copy("model.norm.weight", "decoder.final_layernorm.weight", (h,)))
     if not p.share_embeddings_and_output_weights:

@@ -140,7 +140,7 @@ def gpt2_rules(p) -> List[Rule]:
 def rules_for(family: str, provider) -> List[Rule]:
     from plugtron.providers.hf import gemma3_phi3
 
-    table = {"gpt2": gpt2_rules, "gemma3": gemma3_phi3.gemma3_rules}
+    table = {"gpt2": gpt2_rules, "gemma3": gemma3_phi3.gemma3_rules, "phi3": gemma3_phi3.phi3_rules}
     return table.get(family, llama_rules)(provider)
 
 
