@@ -16,8 +16,9 @@ import transformers  # noqa: E402,F401  (the test extra installs it; these tests
 HERE = Path(__file__).parent
 # Every family: GQA + RoPE scaling (Llama 3.1), sliding window (Mistral), QKV bias + tied embeddings
 # (Qwen2), MoE with expert tensor parallelism (Mixtral), MHA with biases + learned positions (GPT-2),
-# post-norms + QK norms + sliding/global layers + soft-capping (Gemma 3).
-FAMILIES = ("llama", "mistral", "qwen2", "mixtral", "gpt2", "gemma3")
+# post-norms + QK norms + sliding/global layers + soft-capping (Gemma 3), fused qkv/gate_up + partial
+# rotary (Phi-3).
+FAMILIES = ("llama", "mistral", "qwen2", "mixtral", "gpt2", "gemma3", "phi3")
 
 
 @pytest.mark.slow

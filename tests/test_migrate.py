@@ -281,6 +281,7 @@ trainer.unknown_thing = 1
     ("llm.Gemma3Model(config=llm.Gemma3Config4B())", "gemma3_4b"),
     ("llm.Gemma3Model(config=llm.Gemma3Config12B())", "gemma3_12b"),
     ("llm.Gemma3Model(config=llm.Gemma3Config27B())", "gemma3_27b"),
+    ("llm.Phi3Model(config=llm.Phi3ConfigMini())", "phi3_mini"),
 ])
 def test_new_families_model_configs_map_to_their_providers(tmp_path, nemo, provider):
     from plugtron.providers.registry import provider_class

@@ -364,10 +364,12 @@ MODEL_CONFIGS: Dict[str, str] = {
     "MixtralConfig8x7B": "mixtral_8x7b", "T5Config": "t5", "T5Config220M": "t5_220m", "SSMConfig": "mamba",
     "BaseMambaConfig130M": "mamba2_130m", "Gemma3Config": "gemma3", "Gemma3Config1B": "gemma3_1b",
     "Gemma3Config4B": "gemma3_4b", "Gemma3Config12B": "gemma3_12b", "Gemma3Config27B": "gemma3_27b",
+    "Phi3Config": "phi3", "Phi3ConfigMini": "phi3_mini",
 }
 MODELS: Dict[str, str] = {
     "GPTModel": "gpt", "LlamaModel": "llama", "MistralModel": "mistral", "Qwen2Model": "qwen2",
     "MixtralModel": "mixtral", "T5Model": "t5", "MambaModel": "mamba", "Gemma3Model": "gemma3",
+    "Phi3Model": "phi3",
 }
 # NeMo recipe modules (``llm.llama3_8b``) -> provider names. The whole recipe (parallelism, batch,
 # schedule) is plugtron's recipe of the same model: ``--recipe <provider>_pretrain`` (see PLUGTRON_RECIPES).
