@@ -1,16 +1,17 @@
 """Phi-3 with Phi-4-mini's shape: a tiny random Phi3ForCausalLM (fused qkv_proj and gate_up_proj,
-grouped-query attention, RoPE on 3/4 of each head, tied embeddings, a sliding window of 6, vocabulary
-301) imports with logits equal to transformers' (fp32), exports bit for bit, trains (first step's loss
-and grad norm equal a plain transformers step), generates greedily as transformers does, and its LoRA
-adapters (by HF names, fused qkv_proj included, and Megatron names) load in peft; LongRoPE is refused."""
+grouped-query attention, RoPE on 3/4 of each head with LongRoPE scaling, tied embeddings, a sliding
+window of 6, vocabulary 301) imports with logits equal to transformers' (fp32) below and beyond the
+original context, exports bit for bit, trains (first step's loss and grad norm equal a plain
+transformers step), generates greedily as transformers does, and its LoRA adapters (by HF names,
+fused qkv_proj included, and Megatron names) load in peft; other RoPE scalings are refused."""
 
 import pytest
 
 import transformers  # noqa: F401  (the test extra installs it; these tests must run, never skip)
 
-from _family_checks import (LOGIT_TOL, assert_export_exact, convert, first_step_parity, greedy_matches,
+from _family_checks import (LOGIT_TOL, VOCAB, assert_export_exact, convert, first_step_parity, greedy_matches,
                             lora_export_loads_in_peft, logits_diff)
-from _hf_models import hf_config
+from _hf_models import hf_config, tokens
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +25,11 @@ def test_import_logits_match_transformers_and_export_is_exact(converted):
     model, hf_dir, ckpt, out = converted
     cfg = from_yaml((ckpt / "iter_0000000" / "run_config.yaml").read_text()).model
     assert type(cfg).__name__ == "Phi3Provider" and cfg.rotary_percent == 0.75 and list(cfg.window_size) == [5, 0]
-    diff = logits_diff(model, ckpt)
-    print(f"phi3: max |logit diff| = {diff:.3e}")
-    assert diff <= LOGIT_TOL, diff
+    assert cfg.rope_original_max_position_embeddings == 40 and len(cfg.rope_long_factor) == 6
+    diff = logits_diff(model, ckpt)  # 16 tokens: LongRoPE's short factors
+    long = logits_diff(model, ckpt, tokens(vocab=VOCAB, seq=48))  # beyond the original 40: the long factors
+    print(f"phi3: max |logit diff| = {diff:.3e} (16 tokens), {long:.3e} (48 tokens)")
+    assert diff <= LOGIT_TOL and long <= LOGIT_TOL, (diff, long)
     assert_export_exact(model, hf_dir, out)
 
 
@@ -50,8 +53,9 @@ def test_lora_by_hf_and_megatron_names_exports_to_peft(tmp_path_factory, tmp_pat
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"rope_scaling": {"type": "longrope", "long_factor": [1.0] * 6, "short_factor": [1.0] * 6}},
-     "rope_scaling=.* is not supported for Phi-3 \\(LongRoPE"),
+    ({"rope_scaling": {"type": "yarn", "factor": 2.0}}, "rope_scaling=.* is not supported for Phi-3 \\(only null or LongRoPE"),
+    ({"rope_scaling": {"type": "longrope", "long_factor": [1.0] * 6, "short_factor": [1.0] * 6, "mscale": 2}},
+     "rope_scaling=.* is not supported for Phi-3"),
     ({"hidden_act": "gelu"}, "hidden_act='gelu' is not supported"),
     ({"partial_rotary_factor": 1.5}, "partial_rotary_factor=1.5: expected a number in"),
 ])

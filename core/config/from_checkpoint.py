@@ -28,7 +28,8 @@ ARCHITECTURE = frozenset({
     "moe_layer_freq", "moe_router_enable_expert_bias", "num_sentinel_tokens", "relative_attention_num_buckets",
     "relative_attention_max_distance", "hybrid_override_pattern", "mamba_state_dim", "mamba_head_dim",
     "mamba_num_groups", "mamba_num_heads", "window_attn_skip_freq", "softmax_scale", "seq_len_interpolation_factor",
-    "rotary_base_local", "query_pre_attn_scalar", "final_logit_softcapping",
+    "rotary_base_local", "query_pre_attn_scalar", "final_logit_softcapping", "rope_short_factor", "rope_long_factor",
+    "rope_original_max_position_embeddings", "rope_attention_factor",
 })
 KEYS = ("load", "pretrained_checkpoint")  # load first: a resumed run continues its own model
 

@@ -149,10 +149,8 @@ def gemma3_rules(p) -> list:
 def phi3(cfg: dict) -> Dict[str, Any]:
     from plugtron.providers.hf.configs import _llama_like
 
-    if cfg.get("rope_scaling"):
-        raise UnsupportedArchitecture(f"config.json: rope_scaling={cfg['rope_scaling']!r:.200} is not supported for "
-                                      "Phi-3 (LongRoPE/su scaling is not implemented in plugtron; only null)")
     kw = _llama_like({**cfg, "rope_scaling": None})
+    kw.update(_longrope(cfg))
     factor = _float(cfg, "partial_rotary_factor", 1.0)
     if not 0 < factor <= 1:
         raise UnsupportedArchitecture(f"config.json: partial_rotary_factor={factor}: expected a number in (0, 1]")
@@ -163,6 +161,26 @@ def phi3(cfg: dict) -> Dict[str, Any]:
     return kw
 
 
+def _longrope(cfg: dict) -> Dict[str, Any]:
+    """Phi-3's rope_scaling: null, or LongRoPE ("longrope", or its old name "su")."""
+    rs = cfg.get("rope_scaling")
+    if not rs:
+        return {}
+    kind = rs.get("rope_type", rs.get("type")) if isinstance(rs, dict) else None
+    extra = set(rs) - {"rope_type", "type", "long_factor", "short_factor", "factor", "attention_factor"} if kind else set()
+    if kind not in ("longrope", "su") or extra or not all(isinstance(rs.get(k), list) for k in ("long_factor", "short_factor")):
+        raise UnsupportedArchitecture(f"config.json: rope_scaling={rs!r:.200} is not supported for Phi-3 (only null "
+                                      "or LongRoPE: {'type': 'longrope', 'long_factor': [...], 'short_factor': [...]})")
+    where = "config.json: rope_scaling"
+    floats = {k: [_float({"v": v}, "v", where=f"{where}.{k}") for v in rs[k]] for k in ("long_factor", "short_factor")}
+    out = dict(rope_long_factor=floats["long_factor"], rope_short_factor=floats["short_factor"],
+               rope_original_max_position_embeddings=_int(cfg, "original_max_position_embeddings",
+                                                          _int(cfg, "max_position_embeddings")))
+    if rs.get("attention_factor") is not None:
+        out["rope_attention_factor"] = _float(rs, "attention_factor", where=where)
+    return out
+
+
 def phi3_hf(p) -> Dict[str, Any]:
     from plugtron.providers.hf.configs import _llama_like_hf
 
@@ -170,6 +188,12 @@ def phi3_hf(p) -> Dict[str, Any]:
     out.pop("head_dim")
     out.update(partial_rotary_factor=p.rotary_percent, resid_pdrop=p.hidden_dropout, rope_scaling=None,
                sliding_window=p.window_size[0] + 1 if p.window_size else None)
+    if p.rope_short_factor is not None:
+        out["rope_scaling"] = {"type": "longrope", "long_factor": list(p.rope_long_factor),
+                               "short_factor": list(p.rope_short_factor)}
+        if p.rope_attention_factor is not None:
+            out["rope_scaling"]["attention_factor"] = p.rope_attention_factor
+        out["original_max_position_embeddings"] = p.rope_original_max_position_embeddings
     return out
 
 
