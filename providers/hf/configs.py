@@ -199,6 +199,10 @@ def _gpt2_hf(p) -> Dict[str, Any]:
     )
 
 
+# The readers above, public for the family modules kept in their own files (hf.gemma3_phi3).
+get_key, int_key, float_key, require = _get, _int, _float, _require
+llama_like, llama_like_hf = _llama_like, _llama_like_hf
+
 from plugtron.providers.hf import gemma3_phi3 as _gp  # noqa: E402 (uses the helpers above)
 
 FAMILIES: Dict[str, Family] = {f.architecture: f for f in (

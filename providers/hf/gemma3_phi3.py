@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from plugtron.providers.hf.configs import _float, _get, _int, _require
+from plugtron.providers.hf.configs import float_key, int_key, require
 from plugtron.providers.hf.errors import UnsupportedArchitecture
 
 # ---- Gemma 3 ----------------------------------------------------------------------------------
@@ -28,7 +28,7 @@ def _layer_pattern(cfg: dict, layers: int) -> List[bool]:
     """Which layers slide (HF's ``layer_types``, else the legacy ``sliding_window_pattern``)."""
     types = cfg.get("layer_types")
     if types is None:
-        every = _int(cfg, "sliding_window_pattern", 6)
+        every = int_key(cfg, "sliding_window_pattern", 6)
         return [(i + 1) % every != 0 for i in range(layers)]
     if not isinstance(types, list) or len(types) != layers or any(t not in (_SLIDING, _FULL) for t in types):
         raise UnsupportedArchitecture(f"config.json: layer_types={types!r:.120}: expected {layers} entries, each "
@@ -49,30 +49,30 @@ def _int_if_whole(x: float):
 
 
 def gemma3(cfg: dict) -> Dict[str, Any]:
-    _require(cfg, "hidden_activation", ("gelu_pytorch_tanh",), cfg.get("hidden_act") or "gelu_pytorch_tanh")
+    require(cfg, "hidden_activation", ("gelu_pytorch_tanh",), cfg.get("hidden_act") or "gelu_pytorch_tanh")
     _refuse(cfg, "attention_bias", "only false", lambda v: not v)
     _refuse(cfg, "attn_logit_softcapping", "only null: Gemma 3 has no attention soft-capping", lambda v: v is None)
     _refuse(cfg, "use_bidirectional_attention", "only false (causal decoder)", lambda v: not v)
-    layers, h, heads = _int(cfg, "num_hidden_layers", 26), _int(cfg, "hidden_size", 2304), _int(cfg, "num_attention_heads", 8)
+    layers, h, heads = int_key(cfg, "num_hidden_layers", 26), int_key(cfg, "hidden_size", 2304), int_key(cfg, "num_attention_heads", 8)
     kw = dict(
         num_layers=layers, hidden_size=h, num_attention_heads=heads,
-        num_query_groups=_int(cfg, "num_key_value_heads", 4), kv_channels=_int(cfg, "head_dim", 256),
-        ffn_hidden_size=_int(cfg, "intermediate_size", 9216), vocab_size=_int(cfg, "vocab_size", 262208),
-        seq_length=_int(cfg, "max_position_embeddings", 131072),
-        max_position_embeddings=_int(cfg, "max_position_embeddings", 131072),
-        layernorm_epsilon=_float(cfg, "rms_norm_eps", 1e-6),
-        rotary_base=_int_if_whole(_float(cfg, "rope_theta", 1e6)),
-        rotary_base_local=_int_if_whole(_float(cfg, "rope_local_base_freq", 1e4)),
-        query_pre_attn_scalar=_int_if_whole(_float(cfg, "query_pre_attn_scalar", 256)),
+        num_query_groups=int_key(cfg, "num_key_value_heads", 4), kv_channels=int_key(cfg, "head_dim", 256),
+        ffn_hidden_size=int_key(cfg, "intermediate_size", 9216), vocab_size=int_key(cfg, "vocab_size", 262208),
+        seq_length=int_key(cfg, "max_position_embeddings", 131072),
+        max_position_embeddings=int_key(cfg, "max_position_embeddings", 131072),
+        layernorm_epsilon=float_key(cfg, "rms_norm_eps", 1e-6),
+        rotary_base=_int_if_whole(float_key(cfg, "rope_theta", 1e6)),
+        rotary_base_local=_int_if_whole(float_key(cfg, "rope_local_base_freq", 1e4)),
+        query_pre_attn_scalar=_int_if_whole(float_key(cfg, "query_pre_attn_scalar", 256)),
         share_embeddings_and_output_weights=bool(cfg.get("tie_word_embeddings", True)),
-        attention_dropout=_float(cfg, "attention_dropout", 0.0), hidden_dropout=0.0,
-        final_logit_softcapping=(_float(cfg, "final_logit_softcapping") if cfg.get("final_logit_softcapping") is not None
+        attention_dropout=float_key(cfg, "attention_dropout", 0.0), hidden_dropout=0.0,
+        final_logit_softcapping=(float_key(cfg, "final_logit_softcapping") if cfg.get("final_logit_softcapping") is not None
                                  else None),
         seq_len_interpolation_factor=_linear_rope(cfg),
     )
     sliding = _layer_pattern(cfg, layers)
     if any(sliding):
-        kw["window_size"] = (_int(cfg, "sliding_window", 4096) - 1, 0)  # HF: a query sees `window` keys, itself included
+        kw["window_size"] = (int_key(cfg, "sliding_window", 4096) - 1, 0)  # HF: a query sees `window` keys, itself included
         kw["window_attn_skip_freq"] = None if all(sliding) else _skip_freq(sliding)
     else:
         kw["window_size"], kw["window_attn_skip_freq"] = None, None
@@ -90,7 +90,7 @@ def _linear_rope(cfg: dict) -> Optional[float]:
     if kind != "linear" or set(rs) - {"rope_type", "type", "factor"}:
         raise UnsupportedArchitecture(f"config.json: rope_scaling={rs!r} is not supported for Gemma 3 (only null or "
                                       "{'rope_type': 'linear', 'factor': F})")
-    factor = _float(rs, "factor", where="config.json: rope_scaling")
+    factor = float_key(rs, "factor", where="config.json: rope_scaling")
     return None if factor == 1.0 else factor
 
 
@@ -116,30 +116,30 @@ def gemma3_hf(p) -> Dict[str, Any]:
 
 
 def gemma3_rules(p) -> list:
-    from plugtron.providers.hf.weights import _concat, _copy, _qkv
+    from plugtron.providers.hf.weights import concat_rule, copy_rule, qkv_rule
 
     h, nh = p.hidden_size, p.num_attention_heads
     ng, hd = p.num_query_groups or nh, p.kv_channels or h // nh
     f, V = p.ffn_hidden_size, p.vocab_size
-    rules = [_copy("model.embed_tokens.weight", "embedding.word_embeddings.weight", (V, h))]
+    rules = [copy_rule("model.embed_tokens.weight", "embedding.word_embeddings.weight", (V, h))]
     for i in range(p.num_layers):
         L, M = f"model.layers.{i}.", f"decoder.layers.{i}."
         a, A = L + "self_attn.", M + "self_attention."
         rules += [
-            _copy(L + "input_layernorm.weight", M + "input_layernorm.weight", (h,)),
-            _qkv((a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"), A + "linear_qkv.weight", nh, ng, hd, (h,)),
-            _copy(a + "q_norm.weight", A + "q_layernorm.weight", (hd,)),
-            _copy(a + "k_norm.weight", A + "k_layernorm.weight", (hd,)),
-            _copy(a + "o_proj.weight", A + "linear_proj.weight", (h, nh * hd)),
-            _copy(L + "post_attention_layernorm.weight", M + "post_self_attn_layernorm.weight", (h,)),
-            _copy(L + "pre_feedforward_layernorm.weight", M + "pre_mlp_layernorm.weight", (h,)),
-            _concat((L + "mlp.gate_proj.weight", L + "mlp.up_proj.weight"), M + "mlp.linear_fc1.weight", (f, h)),
-            _copy(L + "mlp.down_proj.weight", M + "mlp.linear_fc2.weight", (h, f)),
-            _copy(L + "post_feedforward_layernorm.weight", M + "post_mlp_layernorm.weight", (h,)),
+            copy_rule(L + "input_layernorm.weight", M + "input_layernorm.weight", (h,)),
+            qkv_rule((a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"), A + "linear_qkv.weight", nh, ng, hd, (h,)),
+            copy_rule(a + "q_norm.weight", A + "q_layernorm.weight", (hd,)),
+            copy_rule(a + "k_norm.weight", A + "k_layernorm.weight", (hd,)),
+            copy_rule(a + "o_proj.weight", A + "linear_proj.weight", (h, nh * hd)),
+            copy_rule(L + "post_attention_layernorm.weight", M + "post_self_attn_layernorm.weight", (h,)),
+            copy_rule(L + "pre_feedforward_layernorm.weight", M + "pre_mlp_layernorm.weight", (h,)),
+            concat_rule((L + "mlp.gate_proj.weight", L + "mlp.up_proj.weight"), M + "mlp.linear_fc1.weight", (f, h)),
+            copy_rule(L + "mlp.down_proj.weight", M + "mlp.linear_fc2.weight", (h, f)),
+            copy_rule(L + "post_feedforward_layernorm.weight", M + "post_mlp_layernorm.weight", (h,)),
         ]
-    rules.append(_copy("model.norm.weight", "decoder.final_layernorm.weight", (h,)))
+    rules.append(copy_rule("model.norm.weight", "decoder.final_layernorm.weight", (h,)))
     if not p.share_embeddings_and_output_weights:
-        rules.append(_copy("lm_head.weight", "output_layer.weight", (V, h)))
+        rules.append(copy_rule("lm_head.weight", "output_layer.weight", (V, h)))
     return rules
 
 
@@ -147,17 +147,17 @@ def gemma3_rules(p) -> list:
 
 
 def phi3(cfg: dict) -> Dict[str, Any]:
-    from plugtron.providers.hf.configs import _llama_like
+    from plugtron.providers.hf.configs import llama_like
 
-    kw = _llama_like({**cfg, "rope_scaling": None})
+    kw = llama_like({**cfg, "rope_scaling": None})
     kw.update(_longrope(cfg))
-    factor = _float(cfg, "partial_rotary_factor", 1.0)
+    factor = float_key(cfg, "partial_rotary_factor", 1.0)
     if not 0 < factor <= 1:
         raise UnsupportedArchitecture(f"config.json: partial_rotary_factor={factor}: expected a number in (0, 1]")
     kw["rotary_percent"] = factor
-    kw["hidden_dropout"] = _float(cfg, "resid_pdrop", 0.0)
+    kw["hidden_dropout"] = float_key(cfg, "resid_pdrop", 0.0)
     window = cfg.get("sliding_window")
-    kw["window_size"] = (_int(cfg, "sliding_window") - 1, 0) if window is not None else None
+    kw["window_size"] = (int_key(cfg, "sliding_window") - 1, 0) if window is not None else None
     return kw
 
 
@@ -172,19 +172,19 @@ def _longrope(cfg: dict) -> Dict[str, Any]:
         raise UnsupportedArchitecture(f"config.json: rope_scaling={rs!r:.200} is not supported for Phi-3 (only null "
                                       "or LongRoPE: {'type': 'longrope', 'long_factor': [...], 'short_factor': [...]})")
     where = "config.json: rope_scaling"
-    floats = {k: [_float({"v": v}, "v", where=f"{where}.{k}") for v in rs[k]] for k in ("long_factor", "short_factor")}
+    floats = {k: [float_key({"v": v}, "v", where=f"{where}.{k}") for v in rs[k]] for k in ("long_factor", "short_factor")}
     out = dict(rope_long_factor=floats["long_factor"], rope_short_factor=floats["short_factor"],
-               rope_original_max_position_embeddings=_int(cfg, "original_max_position_embeddings",
-                                                          _int(cfg, "max_position_embeddings")))
+               rope_original_max_position_embeddings=int_key(cfg, "original_max_position_embeddings",
+                                                          int_key(cfg, "max_position_embeddings")))
     if rs.get("attention_factor") is not None:
-        out["rope_attention_factor"] = _float(rs, "attention_factor", where=where)
+        out["rope_attention_factor"] = float_key(rs, "attention_factor", where=where)
     return out
 
 
 def phi3_hf(p) -> Dict[str, Any]:
-    from plugtron.providers.hf.configs import _llama_like_hf
+    from plugtron.providers.hf.configs import llama_like_hf
 
-    out = _llama_like_hf(p)
+    out = llama_like_hf(p)
     out.pop("head_dim")
     out.update(partial_rotary_factor=p.rotary_percent, resid_pdrop=p.hidden_dropout, rope_scaling=None,
                sliding_window=p.window_size[0] + 1 if p.window_size else None)
@@ -198,28 +198,28 @@ def phi3_hf(p) -> Dict[str, Any]:
 
 
 def phi3_rules(p) -> list:
-    from plugtron.providers.hf.weights import Rule, _copy, _qkv
+    from plugtron.providers.hf.weights import Rule, copy_rule, qkv_rule
 
     h, nh = p.hidden_size, p.num_attention_heads
     ng, hd = p.num_query_groups or nh, p.kv_channels or h // nh
     f, V = p.ffn_hidden_size, p.vocab_size
-    rules = [_copy("model.embed_tokens.weight", "embedding.word_embeddings.weight", (V, h))]
+    rules = [copy_rule("model.embed_tokens.weight", "embedding.word_embeddings.weight", (V, h))]
     for i in range(p.num_layers):
         L, M = f"model.layers.{i}.", f"decoder.layers.{i}."
-        inner = _qkv(("q", "k", "v"), M + "self_attention.linear_qkv.weight", nh, ng, hd, (h,))
+        inner = qkv_rule(("q", "k", "v"), M + "self_attention.linear_qkv.weight", nh, ng, hd, (h,))
         sizes = [nh * hd, ng * hd, ng * hd]
         rules += [
-            _copy(L + "input_layernorm.weight", M + "input_layernorm.weight", (h,)),
+            copy_rule(L + "input_layernorm.weight", M + "input_layernorm.weight", (h,)),
             # HF's fused rows are [q; k; v]; Megatron's are grouped by KV head
             Rule(inner.mcore, (L + "self_attn.qkv_proj.weight",), ((sum(sizes), h),),
                  lambda t, _i=inner, _s=sizes: _i.fuse(*t.split(_s, 0)),
                  lambda t, _i=inner: (torch.cat(_i.split(t), 0),)),
-            _copy(L + "self_attn.o_proj.weight", M + "self_attention.linear_proj.weight", (h, nh * hd)),
-            _copy(L + "post_attention_layernorm.weight", M + "pre_mlp_layernorm.weight", (h,)),
-            _copy(L + "mlp.gate_up_proj.weight", M + "mlp.linear_fc1.weight", (2 * f, h)),  # [gate; up] both
-            _copy(L + "mlp.down_proj.weight", M + "mlp.linear_fc2.weight", (h, f)),
+            copy_rule(L + "self_attn.o_proj.weight", M + "self_attention.linear_proj.weight", (h, nh * hd)),
+            copy_rule(L + "post_attention_layernorm.weight", M + "pre_mlp_layernorm.weight", (h,)),
+            copy_rule(L + "mlp.gate_up_proj.weight", M + "mlp.linear_fc1.weight", (2 * f, h)),  # [gate; up] both
+            copy_rule(L + "mlp.down_proj.weight", M + "mlp.linear_fc2.weight", (h, f)),
         ]
-    rules.append(_copy("model.norm.weight", "decoder.final_layernorm.weight", (h,)))
+    rules.append(copy_rule("model.norm.weight", "decoder.final_layernorm.weight", (h,)))
     if not p.share_embeddings_and_output_weights:
-        rules.append(_copy("lm_head.weight", "output_layer.weight", (V, h)))
+        rules.append(copy_rule("lm_head.weight", "output_layer.weight", (V, h)))
     return rules
