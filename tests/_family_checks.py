@@ -135,3 +135,23 @@ def lora_export_loads_in_peft(family: str, root: Path, tmp: Path, targets: str) 
     with_adapter = PeftModel.from_pretrained(base, str(tmp / "adapter")).eval()
     with torch.no_grad():
         return (with_adapter(toks).logits - adapted).abs().max().item()
+
+
+def parallel_losses(family: str, root: Path):
+    """Two steps' losses from the family's imported tiny model in one process, at TP=2 and at PP=2
+    (two gloo processes each, ``tests/_dist_train.py``): ``{"one": [...], "tp": [...], "pp": [...]}``."""
+    from helpers import torchrun
+    from plugtron.config import load_config
+    from plugtron.providers.hf import AutoBridge
+    from plugtron.training import train
+
+    save(build(family, vocab=256, positions=64), root / "hf")
+    AutoBridge.import_ckpt(str(root / "hf"), str(root / "base"))
+    common = [f"checkpoint.pretrained_checkpoint={root / 'base'}", "dataset.mock=true",
+              "tokenizer.tokenizer_type=NullTokenizer", "tokenizer.vocab_size=255", "model.seq_length=32",
+              "train.micro_batch_size=2", "train.global_batch_size=4", "train.train_iters=2", "train.eval_interval=null",
+              "optimizer.clip_grad=0.0", "optimizer.lr=1e-3", "scheduler.lr_warmup_iters=0", "logger.log_interval=1"]
+    out = {"one": train(load_config(None, common))["losses"]}
+    for name, layout in (("tp", "model.tensor_model_parallel_size=2"), ("pp", "model.pipeline_model_parallel_size=2")):
+        out[name] = torchrun(root, name, common + [layout])["losses"]
+    return out

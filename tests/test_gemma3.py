@@ -84,3 +84,13 @@ def test_gemma_rmsnorm_equals_transformers_module():
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.randn(3, 5, 64).to(dtype)
         assert torch.equal(ours(x), ref(x))
+
+
+@pytest.mark.slow
+def test_training_from_the_import_at_tp2_and_pp2_matches_one_process(tmp_path):
+    from _family_checks import parallel_losses
+
+    runs = parallel_losses("gemma3", tmp_path)
+    print("gemma3 losses:", runs)
+    for layout in ("tp", "pp"):
+        assert len(runs[layout]) == 2 and all(abs(a - b) <= 1e-5 for a, b in zip(runs[layout], runs["one"])), runs

@@ -66,3 +66,13 @@ def test_unsupported_variants_are_refused_by_name(change, message):
     cfg = {**hf_config("phi3").to_dict(), "architectures": ["Phi3ForCausalLM"], **change}
     with pytest.raises(UnsupportedArchitecture, match=message):
         configs.family_of_config(cfg).to_provider(cfg)
+
+
+@pytest.mark.slow
+def test_training_from_the_import_at_tp2_and_pp2_matches_one_process(tmp_path):
+    from _family_checks import parallel_losses
+
+    runs = parallel_losses("phi3", tmp_path)
+    print("phi3 losses:", runs)
+    for layout in ("tp", "pp"):
+        assert len(runs[layout]) == 2 and all(abs(a - b) <= 1e-5 for a, b in zip(runs[layout], runs["one"])), runs
