@@ -129,6 +129,11 @@ class GPTModelProvider(TransformerConfig):
         # torch SDPA instead, on CPU (a third of a small Llama's step) and CUDA (flash kernels).
         return with_sdpa_attention(spec, self.attention_backend)
 
+    def decoder_spec(self, vp_stage: Optional[int] = None):
+        """What GPTModel builds its decoder from: the layer spec (a family whose block differs, e.g.
+        its final norm, returns a whole TransformerBlock spec for this pipeline stage)."""
+        return self.layer_spec()
+
     def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
         """Build this rank's GPTModel chunk. Parallel state must be initialized."""
         from megatron.core.models.gpt import GPTModel
@@ -137,7 +142,7 @@ class GPTModelProvider(TransformerConfig):
             raise ValueError("model.vocab_size is not set (validate() fills it from the tokenizer)")
         model = GPTModel(
             config=self,
-            transformer_layer_spec=self.layer_spec(),
+            transformer_layer_spec=self.decoder_spec(vp_stage),
             vocab_size=self.padded_vocab_size(self.vocab_size),
             max_sequence_length=self.max_position_embeddings or self.seq_length,
             pre_process=pre_process,

@@ -8,10 +8,12 @@ softmax(QK^T * scale + mask) V with a blocked (flash) CPU kernel that never mate
 
 ``SDPADotProductAttention`` *is* a ``DotProductAttention`` (same constructor, attributes, no extra
 parameters, so checkpoints are unchanged) and takes the SDPA path only where it computes the same
-function: vanilla softmax, no sliding window, no query-key layer scaling, no attention dropout while
+function: vanilla softmax, no query-key layer scaling, no attention dropout while
 training (SDPA's dropout would draw other masks than Megatron's RNG tracker). Anything else goes to
 Megatron's own forward (so does causal attention over unequal query/key lengths, where Megatron's
-mask is not SDPA's ``is_causal``). Results agree with the unfused path to float rounding (~1e-6 relative in
+mask is not SDPA's ``is_causal``). A sliding-window layer (Mistral, Gemma 3) takes SDPA with the
+band mask Megatron's softmax builds (``window_size=(left, right)``: query i sees keys i-left..i+right)
+when no explicit mask is given, as Megatron's window path ignores one. Results agree with the unfused path to float rounding (~1e-6 relative in
 fp32), not bit for bit: the blocked kernel sums in another order. On CUDA without Transformer
 Engine the same module picks SDPA's flash or memory-efficient kernels (O(s) memory instead of the
 ``[b*heads, s, s]`` buffer: 256 MiB per sample and layer at s=2048 in bf16).
@@ -35,7 +37,7 @@ class SDPADotProductAttention(DotProductAttention):
         c = self.config
         return (
             self.softmax_offset is None
-            and self.scale_mask_softmax.window_size is None
+            and (self.scale_mask_softmax.window_size is None or (attention_mask is None and query.size(0) == key.size(0)))
             and not c.apply_query_key_layer_scaling
             and attention_bias is None
             and packed_seq_params is None
@@ -53,7 +55,10 @@ class SDPADotProductAttention(DotProductAttention):
         # [s, b, heads, dim] -> [b, heads, s, dim] (views; SDPA's CPU kernel takes strided inputs)
         q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))
         mask, causal = None, False
-        if attention_mask is not None:
+        window = self.scale_mask_softmax.window_size
+        if window is not None:
+            mask = _band(sq, window[0], window[1], q.device)
+        elif attention_mask is not None:
             mask = ~attention_mask  # Megatron: True = masked out; SDPA: True = attend
         elif self.attn_mask_type == AttnMaskType.causal and sq > 1:
             causal = True  # Megatron's default causal mask (query i sees keys <= i; sq == sk)
@@ -63,3 +68,10 @@ class SDPADotProductAttention(DotProductAttention):
         )
         # [b, heads, s, dim] -> [s, b, heads * dim]
         return out.permute(2, 0, 1, 3).reshape(sq, b, heads * dim)
+
+
+def _band(s: int, left: int, right: int, device) -> torch.Tensor:
+    """``[s, s]`` boolean, True where query i may attend key j: i - left <= j <= i + right."""
+    i = torch.arange(s, device=device)
+    d = i[None, :] - i[:, None]  # j - i
+    return (d >= -left) & (d <= right)

@@ -32,6 +32,17 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
         return T.Olmo2Config(**common, rms_norm_eps=1e-6, rope_theta=5e5, pad_token_id=1, eos_token_id=vocab - 1)
     if family == "mixtral":
         return T.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2, sliding_window=None)
+    if family == "gemma3":  # layer 0 sliding (window 5 < SEQ), layer 1 global with linear RoPE x4; soft-capping
+        return T.Gemma3TextConfig(**common, head_dim=16, sliding_window=5, sliding_window_pattern=2,
+                                  query_pre_attn_scalar=24, rope_theta=1e4, rope_local_base_freq=100.0,
+                                  rope_scaling={"rope_type": "linear", "factor": 4.0}, final_logit_softcapping=5.0)
+    if family == "phi3":  # Phi-4-mini's shape: GQA, RoPE on 3/4 of each head (6 frequencies), tied, LongRoPE
+        # with a 40-token original context (attention factor from 64/40); sliding window 6
+        g = torch.Generator().manual_seed(7)
+        factors = {k: (1.0 + 3.0 * torch.rand(6, generator=g)).tolist() for k in ("short_factor", "long_factor")}
+        return T.Phi3Config(**common, partial_rotary_factor=0.75, tie_word_embeddings=True, sliding_window=6,
+                            rope_theta=10000.0, rms_norm_eps=1e-5, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                            original_max_position_embeddings=40, rope_scaling={"type": "longrope", **factors})
     if family == "gpt2":
         return T.GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=positions,
                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

@@ -286,3 +286,18 @@ def test_qwen3_configs_and_recipes_map_to_the_new_providers(tmp_path):
     assert provider("recipe = llm.qwen3_32b.pretrain_recipe()", "c.py")[0] == "qwen3_32b"
     _, unmapped = provider("model = llm.Qwen3Model(llm.Qwen3Config30B_A3B())", "d.py")  # MoE: no dense provider
     assert any("Qwen3Config30B_A3B has no plugtron equivalent" in r for r in unmapped), unmapped
+
+
+@pytest.mark.parametrize("nemo, provider", [
+    ("llm.Gemma3Model(config=llm.Gemma3Config1B())", "gemma3_1b"),
+    ("llm.Gemma3Model(config=llm.Gemma3Config4B())", "gemma3_4b"),
+    ("llm.Gemma3Model(config=llm.Gemma3Config12B())", "gemma3_12b"),
+    ("llm.Gemma3Model(config=llm.Gemma3Config27B())", "gemma3_27b"),
+    ("llm.Phi3Model(config=llm.Phi3ConfigMini())", "phi3_mini"),
+])
+def test_new_families_model_configs_map_to_their_providers(tmp_path, nemo, provider):
+    from plugtron.providers.registry import provider_class
+
+    m = migrate_script(write(tmp_path, f"from nemo.collections import llm\nmodel = {nemo}\n"))
+    assert m.flat() == {"model.provider": provider} and m.unmapped == []
+    provider_class(provider)  # registered

@@ -67,6 +67,9 @@ def test_none_recipe_needs_a_model():
     ("qwen3_0_6b_peft", 1, 1, None, 1, 8, 2048, 1),
     ("olmo2_7b_pretrain", 2, 1, None, 1, 1024, 4096, 2),
     ("olmo2_13b_pretrain", 4, 1, None, 1, 2048, 4096, 4),
+    ("gemma3_1b_pretrain", 1, 1, None, 1, 512, 32768, 1),
+    ("gemma3_27b_sft", 8, 2, None, 1, 32, 4096, 16),
+    ("gemma3_27b_peft", 4, 1, None, 1, 32, 4096, 4),
 ])
 def test_bridge_values(name, tp, pp, vpp, cp, gbs, seq, ws):
     cfg = get_recipe(name)()

@@ -9,20 +9,20 @@ from tests._mcore_helpers import single_process
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def _config(dtype):
+def _config(dtype, window=None):
     from megatron.core.transformer import TransformerConfig
 
     return TransformerConfig(num_layers=1, hidden_size=64, num_attention_heads=8, num_query_groups=2,
                              kv_channels=8, attention_dropout=0.0, bf16=dtype == torch.bfloat16,
-                             params_dtype=dtype)
+                             params_dtype=dtype, window_size=window)
 
 
-def _pair(dtype, mask_type):
+def _pair(dtype, mask_type, window=None):
     from megatron.core.transformer.dot_product_attention import DotProductAttention
 
     from plugtron.providers.sdpa_attention import SDPADotProductAttention
 
-    cfg = _config(dtype)
+    cfg = _config(dtype, window)
     kw = dict(config=cfg, layer_number=1, attn_mask_type=mask_type, attention_type="self")
     return DotProductAttention(**kw), SDPADotProductAttention(**kw)
 
@@ -62,6 +62,28 @@ def test_sdpa_matches_megatron_attention(device, masked):
     torch.testing.assert_close(out_b, out_a, **tol)
     for ga, gb in zip(grads_a, grads_b):
         torch.testing.assert_close(gb, ga, **tol)
+
+
+def test_sliding_window_takes_sdpa_with_megatrons_band(monkeypatch):
+    """Mistral/Gemma 3 sliding-window layers: SDPA with the band mask equals Megatron's window softmax
+    (query i sees keys i-4..i), outputs and gradients; SDPA is really the path taken."""
+    from megatron.core.transformer.enums import AttnMaskType
+
+    from plugtron.providers import sdpa_attention
+
+    calls = []
+    real = sdpa_attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(sdpa_attention.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with single_process():
+        ref, sdpa = _pair(torch.float32, AttnMaskType.causal, window=(4, 0))
+        out_a, grads_a = _run(ref, _qkv("cpu", torch.float32), None)
+        out_b, grads_b = _run(sdpa, _qkv("cpu", torch.float32), None)
+        full, _ = _run(_pair(torch.float32, AttnMaskType.causal)[1], _qkv("cpu", torch.float32), None)
+    assert calls  # the SDPA path, not Megatron's fallback
+    torch.testing.assert_close(out_b, out_a, atol=1e-5, rtol=1e-5)
+    for ga, gb in zip(grads_a, grads_b):
+        torch.testing.assert_close(gb, ga, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out_b[8:], full[8:], atol=1e-3)  # the window matters past its length
 
 
 def test_spec_swap_on_cpu_and_cuda(monkeypatch):

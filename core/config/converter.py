@@ -55,12 +55,20 @@ def describe(value: Any) -> str:
 
 
 # ---- named callables (the only way a config names code) ---------------------------------------
+def gelu_tanh(x):
+    """torch's tanh-approximated GELU: Hugging Face's ``gelu_pytorch_tanh`` (Gemma's activation), the
+    same kernel, so logits match bit for bit (Megatron's ``fast_gelu`` orders the arithmetic differently)."""
+    import torch.nn.functional as F
+
+    return F.gelu(x, approximate="tanh")
+
+
 def named_activations() -> Dict[str, Any]:
     """The activation functions a config may name (``activation_func: silu``), by name."""
     import torch.nn.functional as F
     from megatron.core import activations as act
 
-    table = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu, "tanh": __import__("torch").tanh}
+    table = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu, "tanh": __import__("torch").tanh, "gelu_tanh": gelu_tanh}
     for name in ("squared_relu", "quick_gelu", "fast_gelu"):
         if hasattr(act, name):
             table[name] = getattr(act, name)

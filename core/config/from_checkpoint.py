@@ -32,7 +32,9 @@ ARCHITECTURE = frozenset({
     "moe_router_topk", "moe_router_pre_softmax", "moe_router_score_function", "moe_shared_expert_intermediate_size",
     "moe_layer_freq", "moe_router_enable_expert_bias", "num_sentinel_tokens", "relative_attention_num_buckets",
     "relative_attention_max_distance", "hybrid_override_pattern", "mamba_state_dim", "mamba_head_dim",
-    "mamba_num_groups", "mamba_num_heads",
+    "mamba_num_groups", "mamba_num_heads", "window_attn_skip_freq", "softmax_scale", "seq_len_interpolation_factor",
+    "rotary_base_local", "query_pre_attn_scalar", "final_logit_softcapping", "rope_short_factor", "rope_long_factor",
+    "rope_original_max_position_embeddings", "rope_attention_factor",
 })
 # Not the weights' shape or meaning, but how they were trained: kept from the checkpoint by default.
 TRAINING = ("hidden_dropout", "attention_dropout", "moe_aux_loss_coeff", "moe_z_loss_coeff",

@@ -364,11 +364,14 @@ MODEL_CONFIGS: Dict[str, str] = {
     "MixtralConfig8x7B": "mixtral_8x7b", "T5Config": "t5", "T5Config220M": "t5_220m", "SSMConfig": "mamba",
     "BaseMambaConfig130M": "mamba2_130m", "Qwen3Config": "qwen3", "Qwen3Config600M": "qwen3_0_6b",
     "Qwen3Config1P7B": "qwen3_1_7b", "Qwen3Config4B": "qwen3_4b", "Qwen3Config8B": "qwen3_8b",
-    "Qwen3Config14B": "qwen3_14b", "Qwen3Config32B": "qwen3_32b",
+    "Qwen3Config14B": "qwen3_14b", "Qwen3Config32B": "qwen3_32b", "Gemma3Config": "gemma3", "Gemma3Config1B": "gemma3_1b",
+    "Gemma3Config4B": "gemma3_4b", "Gemma3Config12B": "gemma3_12b", "Gemma3Config27B": "gemma3_27b",
+    "Phi3Config": "phi3", "Phi3ConfigMini": "phi3_mini",
 }
 MODELS: Dict[str, str] = {
     "GPTModel": "gpt", "LlamaModel": "llama", "MistralModel": "mistral", "Qwen2Model": "qwen2",
-    "MixtralModel": "mixtral", "T5Model": "t5", "MambaModel": "mamba", "Qwen3Model": "qwen3",
+    "MixtralModel": "mixtral", "T5Model": "t5", "MambaModel": "mamba", "Qwen3Model": "qwen3", "Gemma3Model": "gemma3",
+    "Phi3Model": "phi3",
 }
 # NeMo recipe modules (``llm.llama3_8b``) -> provider names. The whole recipe (parallelism, batch,
 # schedule) is plugtron's recipe of the same model: ``--recipe <provider>_pretrain`` (see PLUGTRON_RECIPES).
@@ -379,13 +382,14 @@ RECIPES: Dict[str, str] = {
     "qwen25_72b": "qwen25_72b", "mixtral_8x7b": "mixtral_8x7b", "t5_220m": "t5_220m", "mamba2_130m": "mamba2_130m",
     "qwen3_600m": "qwen3_0_6b", "qwen3_1p7b": "qwen3_1_7b", "qwen3_4b": "qwen3_4b", "qwen3_8b": "qwen3_8b",
     "qwen3_14b": "qwen3_14b", "qwen3_32b": "qwen3_32b",
+    "gemma3_1b": "gemma3_1b",
 }
 # NeMo recipe modules -> plugtron recipes (``pretrain_recipe`` -> ``_pretrain``; ``finetune_recipe``
 # -> ``_sft`` with peft_scheme=None, ``_peft`` with 'lora'); None where plugtron has no recipe.
 PLUGTRON_RECIPES: Dict[str, Optional[str]] = {
     k: (v if v in ("llama3_8b", "llama3_70b", "llama31_8b", "llama31_70b", "llama31_405b", "llama32_1b", "llama32_3b",
                    "qwen25_0_5b", "qwen25_7b", "qwen25_72b", "mixtral_8x7b", "t5_220m", "qwen3_0_6b", "qwen3_1_7b",
-                   "qwen3_4b", "qwen3_8b", "qwen3_14b", "qwen3_32b") else None)
+                   "qwen3_4b", "qwen3_8b", "qwen3_14b", "qwen3_32b", "gemma3_1b") else None)
     for k, v in RECIPES.items()
 }
 ENTRY_POINTS = ("pretrain", "finetune")

@@ -1,5 +1,5 @@
 """CPU-sized recipes: ``tiny`` (what ``plugtron train`` runs with no arguments), one small model per
-family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_gpt2``, ``tiny_t5``) and ``none``.
+family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_gpt2``, ``tiny_gemma3``, ``tiny_phi3``, ``tiny_t5``) and ``none``.
 
 Each trains on the byte-level corpus bundled with plugtron with the family's real architecture
 (its provider class: RoPE/RMSNorm/SwiGLU for Llama, QKV biases for Qwen2, top-2 experts for
@@ -126,6 +126,26 @@ def tiny_gpt2():
     return _container(GPT2Provider(num_layers=4, hidden_size=128, num_attention_heads=4, **_CPU))
 
 
+def tiny_gemma3():
+    """Gemma 3 architecture (post-norms, QK norms, GeGLU, sliding-window layers of 32 tokens with their own
+    RoPE base alternating with global ones, scaled embeddings, tied), 4 layers of 128."""
+    from plugtron.providers.gemma3 import Gemma3Provider
+
+    return _container(Gemma3Provider(num_layers=4, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                     kv_channels=32, ffn_hidden_size=352, window_size=(31, 0), window_attn_skip_freq=2,
+                                     vocab_size=None, **_CPU))
+
+
+def tiny_phi3():
+    """Phi-3 with Phi-4-mini's shape (RoPE on 3/4 of each head, grouped-query attention 4:2, tied
+    embeddings, SwiGLU), 4 layers of 128."""
+    from plugtron.providers.phi3 import Phi3Provider
+
+    return _container(Phi3Provider(num_layers=4, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                   ffn_hidden_size=352, rotary_percent=0.75, share_embeddings_and_output_weights=True,
+                                   vocab_size=None, **_CPU))
+
+
 def tiny_t5():
     """T5 encoder-decoder (2 + 2 layers of 64) on span corruption: encoder 128, decoder 64 tokens."""
     from plugtron.providers.t5 import T5ModelProvider
@@ -150,6 +170,8 @@ RECIPES = {
     "tiny_olmo2": ("tiny_olmo2", "OLMo 2 architecture (post-norms, QK norm), 4 layers of 128, 60 iterations on CPU"),
     "tiny_mixtral": ("tiny_mixtral", "Mixtral architecture (4 experts, top-2), 2 layers of 128, 60 iterations on CPU"),
     "tiny_gpt2": ("tiny_gpt2", "GPT-2 architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
+    "tiny_gemma3": ("tiny_gemma3", "Gemma 3 architecture (sliding/global layers), 4 layers of 128, 60 iterations on CPU"),
+    "tiny_phi3": ("tiny_phi3", "Phi-3 (Phi-4-mini's shape), 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_t5": ("tiny_t5", "T5 encoder-decoder, 2+2 layers of 64, span corruption, 60 iterations on CPU"),
     "none": ("defaults", "Megatron Bridge's defaults, nothing filled in (give the model yourself)"),
 }

@@ -69,12 +69,13 @@ class AutoBridge:
         from plugtron.providers.registry import provider_class
 
         kwargs = self.family.to_provider(self.hf_config)
+        cls = provider_class(self.family.name)
         # The checkpoint's parameter names depend on the layer spec; record the one used here.
-        kwargs["transformer_impl"] = "transformer_engine" if te_available() else "local"
+        te = te_available() and not getattr(cls, "LOCAL_LAYERS_ONLY", False)
+        kwargs["transformer_impl"] = "transformer_engine" if te else "local"
         kwargs["params_dtype"] = torch.float32
         kwargs["make_vocab_size_divisible_by"] = tp_independent_vocab_divisor(kwargs["vocab_size"])
         kwargs.update(overrides)
-        cls = provider_class(self.family.name)
         try:
             return cls(**kwargs)
         except TypeError as exc:

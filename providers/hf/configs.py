@@ -285,6 +285,11 @@ def family_named(name: str) -> Family:
     raise UnsupportedArchitecture(f"no Hugging Face architecture is registered for the provider {name!r}")
 
 
+# The readers above, public for the family modules kept in their own files (hf.gemma3_phi3).
+get_key, int_key, float_key, require = _get, _int, _float, _require
+llama_like, llama_like_hf = _llama_like, _llama_like_hf
+
+
 def family_of_config(cfg: dict, where: str = "config.json") -> Family:
     from plugtron import registry
 

@@ -76,6 +76,10 @@ def _gpt2_qkv(name: str, mcore: str, nh: int, hd: int, is_bias: bool) -> Rule:
     return Rule(mcore, (name,), ((3 * h,) if is_bias else (h, 3 * h),), fuse, split)
 
 
+# Rule builders, public for the family modules kept in their own files (hf.gemma3_phi3).
+copy_rule, concat_rule, qkv_rule = _copy, _concat, _qkv
+
+
 def llama_rules(p, moe_prefix: str = "block_sparse_moe") -> List[Rule]:
     """Llama, Mistral, Qwen2 (QKV bias), Qwen3 (per-head QK norm) and Mixtral (MoE) share one layout."""
     h, nh = p.hidden_size, p.num_attention_heads

@@ -22,7 +22,7 @@ from plugtron.errors import CheckpointError
 from plugtron.providers.peft.adapters import adapted_layers
 
 log = logging.getLogger("plugtron")
-LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "olmo2", "mixtral")
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "olmo2", "mixtral", "gemma3", "phi3")
 
 
 def _split_rows(t: torch.Tensor, n_parts: int, provider) -> List[torch.Tensor]:
@@ -52,9 +52,15 @@ def hf_tensors(model, provider) -> Dict[str, torch.Tensor]:
         hf = [n[: -len(".weight")] for n in names[path + ".weight"]]
         adapter = layer.peft_adapter
         blocks = adapter.blocks
+        # Phi-3's one qkv_proj holds [q; k; v] rows: Megatron's KV-grouped rows regrouped
+        regroup = len(hf) == 1 and path.endswith("linear_qkv")
         if "whole" in blocks:
             a, b = blocks["whole"].linear_in.weight, blocks["whole"].linear_out.weight
-            pieces = [(name, a, rows) for name, rows in zip(hf, _split_rows(b.detach(), len(hf), provider))]
+            rows = [torch.cat(_split_rows(b.detach(), 3, provider), 0)] if regroup else _split_rows(b.detach(), len(hf), provider)
+            pieces = [(name, a, r) for name, r in zip(hf, rows)]
+        elif len(hf) == 1 and len(blocks) > 1 or regroup:
+            raise CheckpointError(f"peft export-hf: canonical LoRA's separate blocks of {path} cannot be written as "
+                                  f"one LoRA on {hf[0]} (merge it instead: plugtron peft merge)")
         else:  # canonical LoRA: q/k/v or gate/up blocks, each its own HF module
             order = ["q", "k", "v"] if len(hf) == 3 else ["gate", "up"]
             pieces = [(name, blocks[p].linear_in.weight, blocks[p].linear_out.weight)
@@ -63,7 +69,8 @@ def hf_tensors(model, provider) -> Dict[str, torch.Tensor]:
             out[f"base_model.model.{name}.lora_A.weight"] = a.detach().float().contiguous().clone()
             out[f"base_model.model.{name}.lora_B.weight"] = b.detach().float().contiguous().clone()
         if adapter.magnitude is not None:
-            for name, m in zip(hf, _split_rows(adapter.magnitude.detach().float(), len(hf), provider)):
+            mags = _split_rows(adapter.magnitude.detach().float(), 3 if regroup else len(hf), provider)
+            for name, m in zip(hf, [torch.cat(mags, 0)] if regroup else mags):
                 out[f"base_model.model.{name}.lora_magnitude_vector"] = m.contiguous().clone()
     return out
 

@@ -26,6 +26,7 @@ _PARTS = {
     "linear_fc1_gate": ("linear_fc1", "gate"), "gate_proj": ("linear_fc1", "gate"),
     "linear_fc1_up": ("linear_fc1", "up"), "up_proj": ("linear_fc1", "up"),
     "linear_fc2": ("linear_fc2", None), "down_proj": ("linear_fc2", None),
+    "gate_up_proj": ("linear_fc1", None),  # Phi-3's fused gate/up
 }
 KNOWN_NAMES = tuple(_PARTS)
 ALL_PARTS = {"linear_qkv": frozenset({"q", "k", "v"}), "linear_fc1": frozenset({"gate", "up"})}
