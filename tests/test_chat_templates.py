@@ -173,3 +173,31 @@ def test_format_errors_name_file_line_and_shape(tmp_path, fmt, line, match):
         path.write_text(json.dumps(good) + "\n" + json.dumps(line) + "\n")
     with pytest.raises(DataError, match=r"training\.jsonl:2: .*" + match):
         load_examples(str(path), ds, ByteLevelTokenizer())
+
+
+def test_data_inspect_marks_exactly_the_assistant_turns(tmp_path, capsys):
+    from plugtron.cli.main import main
+
+    tok_dir = chat_tokenizer_dir(str(tmp_path / "tok"), "llama3")
+    root = tmp_path / "data"
+    root.mkdir()
+    share = {"system": CONVERSATION[0]["content"],
+             "conversations": [{"from": {"user": "human", "assistant": "gpt"}[m["role"]], "value": m["content"]}
+                               for m in CONVERSATION[1:]]}
+    (root / "training.jsonl").write_text((json.dumps(share) + "\n") * 5)
+    args = ["data", "inspect", f"dataset.dataset_root={root}", "dataset.data_format=sharegpt", "model.seq_length=128",
+            "tokenizer.tokenizer_type=HuggingFaceTokenizer", f"tokenizer.tokenizer_model={tok_dir}",
+            "train.train_iters=30", "--n", "1"]
+    assert main(["data", "inspect"]) != 0  # the tiny recipe's pretraining data is no SFT set
+    assert "not an SFT dataset" in capsys.readouterr().err
+    assert main(args + ["--color", "never"]) == 0
+    out = capsys.readouterr().out
+    import re
+
+    assert re.findall(r"\[\[(.*?)\]\]", out, re.S) == ["Paris is the capital.<|eot_id|>", "the dog sat on the log<|eot_id|>"]
+    assert "training.jsonl:1  76 tokens, 14 learned" in out and "=== 5 examples" in out
+    assert "chat template of the tokenizer" in out and "no packing: one example per row of 128" in out
+    assert main(args + ["--color", "always", "dataset.packed_sequence_specs.packed_sequence_size=128",
+                        "train.micro_batch_size=1"]) == 0
+    out = capsys.readouterr().out
+    assert "\033[32mParis is the capital.<|eot_id|>\033[0m" in out and "packing: 5 rows of 128, efficiency 58.6%" in out

@@ -14,6 +14,7 @@
     plugtron peft merge ADAPTER_CKPT OUT_DIR            adapters folded into their base (a checkpoint)
     plugtron peft export-hf ADAPTER_CKPT OUT_DIR        adapters in Hugging Face PEFT's layout
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
+    plugtron data inspect CONFIG [--split train] [--n 3]     SFT examples with learned tokens marked
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
     plugtron migrate callback FILE.py [--class NAME]     a Lightning Callback -> a plugtron plugin package
     plugtron generate CKPT --prompt TEXT [...]           text from a checkpoint's model (greedy or sampled)
@@ -101,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     from plugtron.data.preprocess.cli import add_arguments  # torch-free
 
     add_arguments(data.add_parser("preprocess", help="JSONL -> Megatron indexed dataset (.bin/.idx)"))
+    from plugtron.data.sft_inspect import add_arguments as add_inspect_arguments  # torch-free
+
+    add_inspect_arguments(data.add_parser("inspect", help="SFT examples as a run sees them: learned tokens marked"))
     from plugtron.migrate.cli import add_parser as add_migrate_parser  # torch-free
 
     add_migrate_parser(sub)
@@ -247,6 +251,12 @@ def cmd_data_preprocess(ns) -> int:
     return run(ns)
 
 
+def cmd_data_inspect(ns) -> int:
+    from plugtron.data.sft_inspect import run
+
+    return run(ns, _split_args)
+
+
 def cmd_generate(ns) -> int:
     from plugtron.cli.generate_cmd import run
 
@@ -275,6 +285,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("peft", "merge"): _peft("cmd_merge"),
         ("peft", "export-hf"): _peft("cmd_export_hf"),
         ("data", "preprocess"): cmd_data_preprocess,
+        ("data", "inspect"): cmd_data_inspect,
         ("plot", None): cmd_plot,
         ("migrate", "nemo2"): _migrate("cmd_nemo2"),
         ("migrate", "nemo2-overrides"): _migrate("cmd_nemo2_overrides"),
