@@ -201,3 +201,22 @@ def test_data_inspect_marks_exactly_the_assistant_turns(tmp_path, capsys):
                         "train.micro_batch_size=1"]) == 0
     out = capsys.readouterr().out
     assert "\033[32mParis is the capital.<|eot_id|>\033[0m" in out and "packing: 5 rows of 128, efficiency 58.6%" in out
+
+
+def test_packed_cache_key_follows_tokenizer_template_format_and_length(tmp_path):
+    from plugtron.config import PackedSequenceSpecs
+    from plugtron.data.packing import packed_path
+
+    src = tmp_path / "training.jsonl"
+    src.write_text(json.dumps({"messages": CONVERSATION}) + "\n")
+    llama = HuggingFaceTokenizer(chat_tokenizer_dir(str(tmp_path / "l"), "llama3"))
+    chatml = HuggingFaceTokenizer(chat_tokenizer_dir(str(tmp_path / "c"), "chatml"))  # same vocabulary
+
+    def key(tok=llama, size=512, **kw):
+        return packed_path(str(src), ds_cfg(seq_length=size, packed_sequence_specs=PackedSequenceSpecs(
+            packed_sequence_size=size), **kw), tok)
+
+    variants = [key(), key(chatml), key(chat_template="chatml"), key(chat_template=TEMPLATES["llama3"](marked=True)),
+                key(loss_mode="last_turn"), key(data_format="sharegpt"), key(size=256)]
+    assert len(set(variants)) == len(variants)
+    assert key() == key()  # unchanged settings reuse the packed file
