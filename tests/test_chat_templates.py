@@ -220,3 +220,12 @@ def test_packed_cache_key_follows_tokenizer_template_format_and_length(tmp_path)
                 key(loss_mode="last_turn"), key(data_format="sharegpt"), key(size=256)]
     assert len(set(variants)) == len(variants)
     assert key() == key()  # unchanged settings reuse the packed file
+
+
+def test_input_output_full_learns_the_prompt_too():
+    byte = ByteLevelTokenizer()
+    pair = {"input": "2+2=", "output": "4"}
+    ids, answer = Encoder(ds_cfg(data_format="input_output"), byte).encode(pair)
+    assert byte.detokenize(ids) == "2+2=4" and answer.tolist() == [False] * 4 + [True, True]
+    ids, answer = Encoder(ds_cfg(data_format="input_output", loss_mode="full"), byte).encode(pair)
+    assert answer.all()

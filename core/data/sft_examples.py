@@ -144,7 +144,8 @@ class Encoder:
         record = read_record(obj, self.ds)
         limit = self.ds.seq_length + 1
         if isinstance(record, Pair):
-            return _encode_pair(record, self.tokenizer, self.ds, limit)
+            ids, answer = _encode_pair(record, self.tokenizer, self.ds, limit)
+            return ids, answer | (self.loss_mode == "full")  # last_turn = assistant: one answer only
         if not _learned_messages(record, self.loss_mode) and self.loss_mode != "full":
             raise ValueError("no assistant message to learn (loss_mode "
                              f"{self.loss_mode}; messages with train: false are not learned)")
