@@ -1,4 +1,5 @@
-"""``plugtron data inspect CONFIG [--split train] [--n 3]``: what an SFT run will learn (torch-free).
+"""``plugtron data inspect CONFIG [--split train] [--n 3]``: what an SFT run will learn (light to import: the
+parser is built without torch; running it loads the config as ``train`` does).
 
 Prints the first ``n`` examples of a split as the model sees them (chat template applied), learned
 tokens marked: green on a terminal, else between ``[[`` and ``]]``; masked (prompt) tokens plain.
