@@ -61,7 +61,11 @@ def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=F
 
 @functools.lru_cache(maxsize=None)
 def _environment():
-    import jinja2
+    try:
+        import jinja2
+    except ImportError:
+        raise DataError("chat templates need the 'jinja2' package; install the optional extra: "
+                        "pip install 'plugtron[tokenizers]'") from None
     from jinja2.ext import Extension
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
