@@ -88,10 +88,11 @@ def _environment():
 
 @functools.lru_cache(maxsize=32)
 def _compile(text: str):
+    env = _environment()  # first: a missing jinja2 is reported there
     import jinja2
 
     try:
-        return _environment().from_string(text)
+        return env.from_string(text)
     except jinja2.TemplateSyntaxError as err:
         raise DataError(f"dataset.chat_template: not a valid Jinja template (line {err.lineno}: {err.message})") from None
 
