@@ -16,7 +16,7 @@ which the chat template renders; ``train: false`` on an assistant message keeps 
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Union
 
 ROLES = ("system", "user", "assistant", "tool")
 # ShareGPT speaker names -> roles; dataset.role_map adds to / overrides these.
@@ -122,7 +122,7 @@ def expected_shape(ds) -> str:
             }[ds.data_format]
 
 
-def read_record(obj, ds) -> Tuple[object, ...]:
+def read_record(obj, ds) -> Union[Pair, Conversation]:
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     return READERS[ds.data_format](obj, ds)
