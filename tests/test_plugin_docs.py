@@ -33,7 +33,7 @@ def test_every_hook_is_in_the_guide():
 
 # The guide's example packages of the other kinds, shown verbatim (their tests: test_example_packages.py).
 SHOWN = {"toml": ["plugtron-lion/pyproject.toml", "plugtron-stablelm/pyproject.toml"],
-         "python": ["plugtron-lion/src/plugtron_lion/__init__.py", "plugtron-alpaca/src/plugtron_alpaca/__init__.py",
+         "python": ["plugtron-lion/src/plugtron_lion/__init__.py", "plugtron-dolly/src/plugtron_dolly/__init__.py",
                     "plugtron-tokens/src/plugtron_tokens/__init__.py", "plugtron-stablelm/src/plugtron_stablelm/provider.py",
                     "plugtron-stablelm/src/plugtron_stablelm/hf.py", "plugtron-stablelm/src/plugtron_stablelm/recipes.py"]}
 

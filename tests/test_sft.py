@@ -228,10 +228,16 @@ def test_bad_inputs(tmp_path):
         cfg.validate(1)
     with pytest.raises(DataError, match=r"dataset_root: .*nowhere is not a directory"):
         build_datasets(make_cfg(str(tmp_path / "nowhere")), BYTES)
-    os.remove(os.path.join(root, "validation.jsonl"))
-    with pytest.raises(DataError, match=r"validation\.jsonl not found"):
-        build_datasets(make_cfg(root), BYTES)
+    os.remove(os.path.join(root, "validation.jsonl"))  # optional: the run goes on without it
+    train, valid, test = build_datasets(make_cfg(root), BYTES)
+    assert train is not None and valid is None and test is not None
     assert build_datasets(make_cfg(root, do_validation=False), BYTES)[1] is None
+    bad_test = write_root(tmp_path / "t", extra=())
+    with open(os.path.join(bad_test, "test.jsonl"), "a") as f:
+        f.write('{"input": "q"}\n')
+    with pytest.raises(DataError, match=r"test\.jsonl:9: expected .*'output'"):  # before any packing
+        build_datasets(make_cfg(bad_test, mbs=1, packed=True), BYTES)
+    assert not os.path.isdir(os.path.join(bad_test, "packed"))
     bad = write_root(tmp_path / "m", extra=['{"input": "q", "output": 3}'])
     with pytest.raises(DataError, match=r"training\.jsonl:41: expected a JSON object with 'input' and 'output' strings"):
         build_datasets(make_cfg(bad), BYTES)

@@ -114,7 +114,10 @@ def data(sub) -> None:
     p = sub.add_parser("data", help="prepare data")
     acts = p.add_subparsers(dest="action", metavar="ACTION")
     add_arguments(acts.add_parser("preprocess", help="JSONL -> Megatron indexed dataset (.bin/.idx)"))
-    _by_action(p, {"preprocess": "plugtron.data.preprocess.cli:run"})
+    from plugtron.data.sft_inspect import add_arguments as add_inspect_arguments
+
+    add_inspect_arguments(acts.add_parser("inspect", help="SFT examples as a run sees them: learned tokens marked"))
+    _by_action(p, {"preprocess": "plugtron.data.preprocess.cli:run", "inspect": "plugtron.cli.main:cmd_data_inspect"})
 
 
 def migrate(sub) -> None:

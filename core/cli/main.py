@@ -15,6 +15,7 @@
     plugtron peft merge ADAPTER_CKPT OUT_DIR            adapters folded into their base (a checkpoint)
     plugtron peft export-hf ADAPTER_CKPT OUT_DIR        adapters in Hugging Face PEFT's layout
     plugtron data preprocess --input X.jsonl --output-prefix OUT [...]  JSONL -> indexed dataset
+    plugtron data inspect CONFIG [--split train] [--n 3]     SFT examples with learned tokens marked
     plugtron migrate nemo2 SCRIPT.py [-o plugtron.yaml]  NeMo 2.0 script -> plugtron config (static)
     plugtron migrate callback FILE.py [--class NAME]     a Lightning Callback -> a plugtron plugin package
     plugtron generate CKPT --prompt TEXT [...]           text from a checkpoint's model (greedy or sampled)
@@ -180,6 +181,12 @@ def cmd_plugins_show(ns) -> int:
     config, overrides = _split_args(ns.args)
     sys.stdout.write(show_plugin(ns.name, config, overrides, ns.recipe))
     return 0
+
+
+def cmd_data_inspect(ns) -> int:
+    from plugtron.data.sft_inspect import run
+
+    return run(ns, _split_args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -67,9 +67,13 @@ class PackedSequenceSpecs:
 class FinetuningDatasetConfig:
     """SFT data: ``dataset_root`` with ``training.jsonl`` / ``validation.jsonl`` / ``test.jsonl``.
 
-    ``data_format: input_output``: each line has ``input_key`` (prompt) and ``output_key`` (answer);
-    ``chat``: each line has ``messages_key``, a list of ``{"role", "content"}``. The loss covers only
-    answer (assistant) tokens and the final EOD. An example longer than ``seq_length + 1`` tokens is
+    ``data_format`` (docs/sft.md): ``input_output`` (``input_key`` prompt, ``output_key`` answer),
+    ``chat`` (OpenAI ``messages_key`` list, tool calls included), ``sharegpt`` (``conversations_key``
+    list of from/value turns, speakers mapped by ``role_map`` over the usual names) or ``alpaca``
+    (``instruction_key``, optional ``input_key``, ``output_key``). Conversations are rendered with
+    ``chat_template`` (unset: the tokenizer's own; ``plugtron``, ``chatml``, a file or Jinja text) and
+    ``loss_mode`` picks the learned messages (``assistant``, ``last_turn``, ``full``).
+    ``validation.jsonl``/``test.jsonl`` may be absent: that split is then skipped. An example longer than ``seq_length + 1`` tokens is
     cut: first ``truncation_field`` from ``truncation_method``'s side, then the other field (chat:
     from the right). ``eval_iters`` is shared by validation and test (the guide's rule).
     ``seq_length`` unset (``null``) follows ``model.seq_length``; set, it must equal it.
@@ -88,6 +92,11 @@ class FinetuningDatasetConfig:
     input_key: str = "input"
     output_key: str = "output"
     messages_key: str = "messages"
+    conversations_key: str = "conversations"
+    instruction_key: str = "instruction"
+    role_map: Dict[str, str] = attrs.Factory(dict)
+    chat_template: Optional[str] = None
+    loss_mode: Literal["assistant", "last_turn", "full"] = "assistant"
     # "left" keeps the end of a long prompt, the part next to the answer.
     truncation_field: Literal["input", "output"] = "input"
     truncation_method: Literal["left", "right"] = "left"

@@ -137,6 +137,41 @@ def _hf_eos_name(directory: str) -> Optional[str]:
     return None
 
 
+def _hf_chat_info(directory: str):
+    """(chat template or None, special token strings) as ``transformers`` would load them: a
+    ``chat_template.jinja`` file first, else ``tokenizer_config.json``'s ``chat_template`` (a named
+    list picks ``default``); special tokens from ``special_tokens_map.json`` then ``tokenizer_config.json``."""
+    from plugtron.data.chat_template import SPECIAL_TOKEN_KEYS
+
+    special, template = {}, None
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as err:
+            raise DataError(f"tokenizer.tokenizer_model: {path} is not a JSON object ({err})") from None
+        if not isinstance(data, dict):
+            raise DataError(f"tokenizer.tokenizer_model: {path} is not a JSON object")
+        for key in SPECIAL_TOKEN_KEYS:
+            value = data.get(key)
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                special[key] = value
+        found = data.get("chat_template")
+        if isinstance(found, list):  # [{"name": ..., "template": ...}, ...]
+            found = next((t.get("template") for t in found if isinstance(t, dict) and t.get("name") == "default"), None)
+        if isinstance(found, str) and found:
+            template = found
+    jinja = os.path.join(directory, "chat_template.jinja")
+    if os.path.isfile(jinja):
+        with open(jinja, encoding="utf-8") as f:
+            template = f.read()
+    return template, special
+
+
 class HuggingFaceTokenizer(_HFBacked):
     """A Hugging Face fast tokenizer from a local ``tokenizer.json`` or a directory holding one (a
     directory with only GPT-2 style ``vocab.json`` + ``merges.txt`` works too). EOD is the
@@ -177,6 +212,12 @@ class HuggingFaceTokenizer(_HFBacked):
             raise DataError(f"{key}: {path} has no end-of-document token (looked for {', '.join(names)}); "
                             "set eos_token in tokenizer_config.json")
         super().__init__(tok, eod, files)
+        # What chat templates read (plugtron.data.chat_template); the template is part of the identity
+        # so that packed data made with another template is never reused.
+        self.chat_template, self.special_tokens = _hf_chat_info(directory)
+        if self.chat_template:
+            self.unique_identifiers["chat_template"] = hashlib.md5(
+                self.chat_template.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 class SentencePieceTokenizer(_FileBacked):

@@ -23,7 +23,7 @@ import numpy
 
 from plugtron.errors import DataError
 
-FORMAT = 1
+FORMAT = 2  # 2: chat templates, formats and loss modes are part of the key
 
 
 def pack_rows(sizes: Sequence[int], capacity: int) -> List[List[int]]:
@@ -49,12 +49,17 @@ def pack_rows(sizes: Sequence[int], capacity: int) -> List[List[int]]:
 
 def packed_path(source: str, ds, tokenizer) -> str:
     """A content-keyed name for the packed split, next to the data."""
+    from plugtron.data.chat_template import resolve
+
     st = os.stat(source)
+    template = resolve(ds.chat_template, tokenizer) if ds.data_format != "input_output" else None
     key = json.dumps({"format": FORMAT, "source": os.path.abspath(source), "size": st.st_size,
                       "mtime_ns": st.st_mtime_ns, "tokenizer": dict(tokenizer.unique_identifiers),
                       "size_per_row": ds.packed_sequence_specs.packed_sequence_size, "seq_length": ds.seq_length,
                       "format_keys": [ds.data_format, ds.input_key, ds.output_key, ds.messages_key,
-                                      ds.truncation_field, ds.truncation_method]}, sort_keys=True)
+                                      ds.conversations_key, ds.instruction_key, ds.role_map, ds.loss_mode,
+                                      ds.truncation_field, ds.truncation_method],
+                      "chat_template": template.text if template else None}, sort_keys=True)
     digest = hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()[:12]
     name = os.path.splitext(os.path.basename(source))[0]
     return os.path.join(os.path.dirname(os.path.abspath(source)), "packed", f"{name}_{digest}.npz")

@@ -22,7 +22,7 @@ import numpy
 import torch
 
 from plugtron.data.packing import PackedRows, packed_path, write_packed
-from plugtron.data.sft_examples import SPLIT_FILES, load_examples
+from plugtron.data.sft_examples import SPLIT_FILES, check_file, load_examples
 from plugtron.errors import DataError
 
 log = logging.getLogger("plugtron")
@@ -175,9 +175,10 @@ def build_sft_datasets(cfg, tokenizer):
     specs = ds.packed_sequence_specs
     explicit = {"train": specs.packed_train_data_path if specs else None,
                 "valid": specs.packed_val_data_path if specs else None, "test": None}
+    wanted = _present_splits(root, cfg.train, ds, explicit)
     out = []
     for (split, name), n in zip(SPLIT_FILES.items(), sft_sample_counts(cfg.train, ds)):
-        if n == 0:
+        if n == 0 or split not in wanted:
             out.append(None)
             continue
         seed = ds.seed + {"train": 0, "valid": 1, "test": 2}[split]  # independent orders per split
@@ -187,6 +188,29 @@ def build_sft_datasets(cfg, tokenizer):
         else:
             out.append(_split(os.path.join(root, name), ds, tokenizer, n, seed, explicit[split]))
     return tuple(out)
+
+
+def _present_splits(root: str, train, ds, explicit) -> set:
+    """The splits to build, every file checked (exists, every line of the expected shape) before any
+    tokenizing or packing. ``training.jsonl`` is required; an absent validation or test file skips
+    that split (stated in the log)."""
+    present = set()
+    for (split, name), n in zip(SPLIT_FILES.items(), sft_sample_counts(train, ds)):
+        path = os.path.join(root, name)
+        if n == 0:
+            continue
+        reuse = explicit.get(split) and os.path.isfile(os.path.expanduser(explicit[split]))
+        if not os.path.isfile(path):
+            if reuse:
+                present.add(split)
+            elif split == "train":
+                raise DataError(f"dataset.dataset_root: {path} not found (the training split is required)")
+            else:
+                log.info(f"{path} not found: training without a {'validation' if split == 'valid' else 'test'} split")
+            continue
+        check_file(path, ds)
+        present.add(split)
+    return present
 
 
 def _unpacked_view(ds):

@@ -4,28 +4,44 @@ An example is ``ids`` (prompt, answer, EOD) and ``answer`` (same length, True wh
 to the answer, EOD included). Training on it feeds ``ids[:-1]`` and predicts ``ids[1:]``; the loss
 mask is ``answer[1:]``: exactly the answer tokens and the EOD are learned, never the prompt.
 
-Formats (``dataset.data_format``; the entry-point group ``plugtron.data_formats``, where a package
-adds its own: a class with ``expects`` and ``encode(record, ds, tokenizer, limit)``, optionally an
-``Options`` attrs class structured from ``dataset.format_options`` and passed to its constructor):
+Records are read by ``sft_formats`` (input_output, chat, sharegpt, alpaca). A prompt/completion
+pair is tokenized in two parts and concatenated (+ EOD), so its boundary is exact for any tokenizer.
 
-- ``input_output``: ``{"input": prompt, "output": answer}`` (keys configurable). Prompt and answer
-  are tokenized separately and concatenated, so the boundary is exact for any tokenizer.
-- ``chat``: ``{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}``, rendered
-  per message as ``<role>\\n`` (never learned) + ``content\\n`` (learned when the role is assistant).
+Formats (``dataset.data_format``) are the entry-point group ``plugtron.data_formats``: plugtron's
+own (``input_output``, ``chat``, ``sharegpt``, ``alpaca``: the classes below) and a package's, each a
+class with ``expects(ds)`` and ``encode(record, ds, tokenizer, limit)``, optionally ``check(record,
+ds)`` (a shape check before any tokenizing), ``describe(ds, tokenizer)`` and an ``Options`` attrs
+class structured from ``dataset.format_options`` and passed to its constructor.
+
+A conversation is rendered with the chat template (``chat_template``): the whole conversation is
+rendered and tokenized once, exactly as ``apply_chat_template`` does at inference. The tokens of
+assistant message ``k`` are found without ``{% generation %}`` markers: they run from the end of
+``render(messages[:k], add_generation_prompt=True)`` to the end of ``render(messages[:k+1])``, each
+prefix tokenized and required to be a prefix of the whole conversation's tokens. A template that
+renders history differently once more turns follow, or a tokenizer that merges tokens across the
+boundary, makes that split ambiguous: the example is an error naming ``file:line``, never trained
+on as is. ``dataset.loss_mode``: ``assistant`` (every assistant message without ``train: false``),
+``last_turn`` (the last assistant message only) or ``full`` (every token).
+
+Without a template, plugtron's own format renders each message as ``<role>\\n`` (never learned) +
+``content\\n`` (learned for assistant messages), tokenized per piece, then EOD (learned).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import List, Tuple
+import logging
+from typing import Iterator, List, Optional, Tuple
 
 import numpy
 
+from plugtron.data import chat_template as templates
+from plugtron.data.sft_formats import Conversation, Pair, expected_shape, read_record
 from plugtron.errors import DataError
 
+log = logging.getLogger("plugtron")
 SPLIT_FILES = {"train": "training.jsonl", "valid": "validation.jsonl", "test": "test.jsonl"}
-ROLES = ("system", "user", "assistant")
 
 Example = Tuple[numpy.ndarray, numpy.ndarray]  # (ids int32, answer bool)
 
@@ -54,54 +70,139 @@ def truncate_pair(prompt: List[int], answer: List[int], limit: int, field: str, 
     return prompt, answer
 
 
-def _encode_pair(obj, ds, tokenizer, limit: int) -> Example:
-    for key in (ds.input_key, ds.output_key):
-        if not isinstance(obj.get(key), str):
-            raise ValueError(f"expected a string under {key!r}, got {type(obj.get(key)).__name__}")
-    prompt = tokenizer.tokenize(obj[ds.input_key])
-    answer = tokenizer.tokenize(obj[ds.output_key]) + [tokenizer.eod]
+def _encode_pair(pair: Pair, tokenizer, ds, limit: int) -> Example:
+    prompt = tokenizer.tokenize(pair.prompt)
+    answer = tokenizer.tokenize(pair.completion) + [tokenizer.eod]
     prompt, answer = truncate_pair(prompt, answer, limit, ds.truncation_field, ds.truncation_method)
     return (numpy.asarray(prompt + answer, dtype=numpy.int32),
             numpy.asarray([False] * len(prompt) + [True] * len(answer), dtype=bool))
 
 
-def _encode_chat(obj, ds, tokenizer, limit: int) -> Example:
-    messages = obj.get(ds.messages_key)
-    if not isinstance(messages, list) or not messages:
-        raise ValueError(f"expected a non-empty list under {ds.messages_key!r}")
+def _learned_messages(conv: Conversation, loss_mode: str) -> List[int]:
+    trained = [k for k in range(len(conv.messages)) if conv.trained(k)]
+    if loss_mode == "last_turn":
+        last = max((k for k, m in enumerate(conv.messages) if m["role"] == "assistant"), default=None)
+        trained = [last] if last in trained else []
+    return trained
+
+
+def _encode_plugtron(conv: Conversation, tokenizer, loss_mode: str, limit: int) -> Example:
+    learned = set(_learned_messages(conv, loss_mode))
     ids: List[int] = []
     answer: List[bool] = []
-    for k, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise ValueError(f"message {k}: expected {{'role': one of {'/'.join(ROLES)}, 'content': string}}")
+    for k, m in enumerate(conv.messages):
+        if m["role"] == "tool" or m.get("tool_calls"):
+            raise ValueError(f"message {k}: tool calls need a chat template (dataset.chat_template); "
+                             "plugtron's own format has none")
         head, body = tokenizer.tokenize(f"<{m['role']}>\n"), tokenizer.tokenize(m["content"] + "\n")
         ids += head + body
-        answer += [False] * len(head) + [m["role"] == "assistant"] * len(body)
-    if not any(answer):
-        raise ValueError("no assistant message: nothing to learn")
+        answer += [loss_mode == "full"] * len(head) + [loss_mode == "full" or k in learned] * len(body)
     ids.append(tokenizer.eod)
     answer.append(True)
     return numpy.asarray(ids[:limit], dtype=numpy.int32), numpy.asarray(answer[:limit], dtype=bool)
 
 
-class InputOutput:
+class AmbiguousBoundary(ValueError):
+    """The template/tokenizer leaves no exact token boundary for an assistant message."""
+
+
+def _prefix_tokens(text: str, whole: str, ids: List[int], tokenizer, k: int) -> int:
+    """How many of ``ids`` (the whole conversation's tokens) ``text`` covers; ValueError if ambiguous."""
+    if not whole.startswith(text):
+        raise AmbiguousBoundary(f"ambiguous assistant boundary at message {k}: the chat template renders the conversation "
+                         "up to it differently from the whole conversation, so its tokens cannot be told apart")
+    prefix = tokenizer.tokenize(text)
+    if ids[:len(prefix)] != prefix:
+        raise AmbiguousBoundary(f"ambiguous assistant boundary at message {k}: tokenizing the conversation up to it gives "
+                         "other tokens than the whole conversation has there (tokens merge across the boundary)")
+    return len(prefix)
+
+
+def encode_with_template(conv: Conversation, template, tokenizer, loss_mode: str) -> Example:
+    """The whole conversation's tokens (as ``apply_chat_template`` gives them) and its learned mask."""
+    messages = [{key: v for key, v in m.items() if key != "train"} for m in conv.messages]
+    whole = template.render(messages, conv.tools)
+    ids = tokenizer.tokenize(whole)
+    answer = numpy.full(len(ids), loss_mode == "full", dtype=bool)
+    if loss_mode != "full":
+        for k in _learned_messages(conv, loss_mode):
+            start = _prefix_tokens(template.render(messages[:k], conv.tools, add_generation_prompt=True),
+                                   whole, ids, tokenizer, k)
+            end = _prefix_tokens(template.render(messages[:k + 1], conv.tools), whole, ids, tokenizer, k)
+            answer[start:end] = True
+    return numpy.asarray(ids, dtype=numpy.int32), answer
+
+
+class Encoder:
+    """Turns records of ``ds.data_format`` into examples for ``tokenizer`` (template resolved once)."""
+
+    def __init__(self, ds, tokenizer) -> None:
+        self.ds, self.tokenizer = ds, tokenizer
+        self.template = templates.resolve(getattr(ds, "chat_template", None), tokenizer)
+        self.loss_mode = getattr(ds, "loss_mode", "assistant")
+
+    def describe(self) -> str:
+        if self.ds.data_format == "input_output":
+            return "format input_output: prompt and completion tokenized as they are (no chat template)"
+        return f"format {self.ds.data_format}, loss_mode {self.loss_mode}; " + templates.describe(self.template)
+
+    def encode(self, obj) -> Example:
+        record = read_record(obj, self.ds)
+        limit = self.ds.seq_length + 1
+        if isinstance(record, Pair):
+            ids, answer = _encode_pair(record, self.tokenizer, self.ds, limit)
+            return ids, answer | (self.loss_mode == "full")  # last_turn = assistant: one answer only
+        if not _learned_messages(record, self.loss_mode) and self.loss_mode != "full":
+            raise ValueError("no assistant message to learn (loss_mode "
+                             f"{self.loss_mode}; messages with train: false are not learned)")
+        if self.template is None:
+            return _encode_plugtron(record, self.tokenizer, self.loss_mode, limit)
+        ids, answer = encode_with_template(record, self.template, self.tokenizer, self.loss_mode)
+        return ids[:limit], answer[:limit]
+
+
+class BuiltinFormat:
+    """plugtron's own formats (registered in ``plugtron.data_formats`` like a package's): records read
+    by ``sft_formats`` and rendered by an ``Encoder`` (the chat template resolved once per tokenizer)."""
+
+    def __init__(self) -> None:
+        self._encoders: dict = {}
+
+    def _encoder(self, ds, tokenizer) -> "Encoder":
+        key = (id(ds), id(tokenizer))
+        if key not in self._encoders:
+            self._encoders[key] = Encoder(ds, tokenizer)
+        return self._encoders[key]
+
+    def expects(self, ds) -> str:
+        return expected_shape(ds)
+
+    def check(self, record, ds) -> None:
+        read_record(record, ds)
+
+    def describe(self, ds, tokenizer) -> str:
+        return self._encoder(ds, tokenizer).describe()
+
+    def encode(self, record, ds, tokenizer, limit: int) -> Example:
+        ids, answer = self._encoder(ds, tokenizer).encode(record)
+        return ids[:limit], answer[:limit]
+
+
+class InputOutput(BuiltinFormat):
     """{"input": prompt, "output": answer} per line (keys: dataset.input_key / output_key)."""
 
-    def expects(self, ds) -> str:
-        return f"{ds.input_key!r} and {ds.output_key!r} strings"
 
-    def encode(self, record, ds, tokenizer, limit: int) -> Example:
-        return _encode_pair(record, ds, tokenizer, limit)
+class Chat(BuiltinFormat):
+    """{"messages": [{"role", "content"}, ...]} per line (OpenAI; tool_calls and the tool role with a
+    template that has them); assistant turns are learned (dataset.loss_mode)."""
 
 
-class Chat:
-    """{"messages": [{"role", "content"}, ...]} per line; assistant turns are learned."""
+class ShareGPT(BuiltinFormat):
+    """{"conversations": [{"from", "value"}, ...]} per line; role names mapped (dataset.role_map)."""
 
-    def expects(self, ds) -> str:
-        return f"{ds.messages_key!r} chat messages"
 
-    def encode(self, record, ds, tokenizer, limit: int) -> Example:
-        return _encode_chat(record, ds, tokenizer, limit)
+class Alpaca(BuiltinFormat):
+    """{"instruction", "input" (optional), "output"} per line; the output is learned."""
 
 
 def data_format(ds):
@@ -129,34 +230,78 @@ def format_options(cls, given):
     return structure(dict(given or {}), options_cls, source="dataset.format_options")
 
 
-def load_examples(path: str, ds, tokenizer) -> Tuple[List[Example], int]:
-    """Examples of one split file, fit to ``seq_length + 1`` tokens; returns (examples, dropped),
-    ``dropped`` counting examples whose answer was cut away entirely. A malformed line is an error
-    naming ``file:line``: SFT sets are small and every example is meant to be learned."""
+def read_lines(path: str) -> Iterator[Tuple[int, object]]:
+    """(line number, parsed JSON) of every non-blank line; a line that is no JSON names file:line."""
     if not os.path.isfile(path):
         raise DataError(f"dataset.dataset_root: {path} not found")
-    fmt = data_format(ds)
-    limit = ds.seq_length + 1
-    examples, dropped = [], 0
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            obj = None
             try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-                ids, answer = fmt.encode(obj, ds, tokenizer, limit)
-            except ValueError as err:  # JSONDecodeError is a ValueError
-                from plugtron.config.preflight import format_hint  # the other data_format, if the keys say so
+                yield lineno, json.loads(line)
+            except ValueError as err:
+                raise DataError(f"{path}:{lineno}: not JSON ({err})") from None
 
-                hint = format_hint(obj, ds)
-                raise DataError(f"{path}:{lineno}: expected a JSON object with {fmt.expects(ds)} ({err}){hint}") from None
-            if answer[1:].any():  # the first token is never predicted
-                examples.append((ids, answer))
-            else:
-                dropped += 1
+
+def check_file(path: str, ds) -> int:
+    """Read every record of a split file without tokenizing (the shape errors come before any packing);
+    returns the number of records."""
+    fmt = data_format(ds)
+    check = getattr(fmt, "check", None)  # a package's format may have no shape check of its own
+    n = 0
+    for lineno, obj in read_lines(path):
+        try:
+            if check is not None:
+                check(obj, ds)
+        except ValueError as err:
+            raise DataError(f"{path}:{lineno}: expected a JSON object with {fmt.expects(ds)} ({err})"
+                            f"{_hint(obj, ds)}") from None
+        n += 1
+    if n == 0:
+        raise DataError(f"{path}: empty (no examples)")
+    return n
+
+
+def iter_examples(path: str, ds, tokenizer, fmt=None) -> Iterator[Tuple[int, Example]]:
+    """(line number, example) for every record of ``path`` in format ``fmt`` (``dataset.data_format``'s
+    by default); errors name ``file:line``."""
+    fmt = fmt if fmt is not None else data_format(ds)
+    limit = ds.seq_length + 1
+    for lineno, obj in read_lines(path):
+        try:
+            if not isinstance(obj, dict):
+                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            yield lineno, fmt.encode(obj, ds, tokenizer, limit)
+        except AmbiguousBoundary as err:
+            raise DataError(f"{path}:{lineno}: {err}; not trained on (the prompt could leak into the loss): "
+                            "fix the example, or set dataset.loss_mode: full to learn every token") from None
+        except templates.TemplateError as err:
+            raise DataError(f"{path}:{lineno}: {err}") from None
+        except ValueError as err:
+            raise DataError(f"{path}:{lineno}: expected a JSON object with {fmt.expects(ds)} ({err})"
+                            f"{_hint(obj, ds)}") from None
+
+
+def _hint(obj, ds) -> str:
+    from plugtron.config.preflight import format_hint  # the other data_format, if the keys say so
+
+    return format_hint(obj if isinstance(obj, dict) else None, ds)
+
+
+def load_examples(path: str, ds, tokenizer) -> Tuple[List[Example], int]:
+    """Examples of one split file, fit to ``seq_length + 1`` tokens; returns (examples, dropped),
+    ``dropped`` counting examples whose answer was cut away entirely. A malformed line is an error
+    naming ``file:line``: SFT sets are small and every example is meant to be learned."""
+    fmt = data_format(ds)
+    describe = getattr(fmt, "describe", None)
+    log.info(f"{path}: " + (describe(ds, tokenizer) if describe is not None else f"format {ds.data_format}"))
+    examples, dropped = [], 0
+    for _, (ids, answer) in iter_examples(path, ds, tokenizer, fmt):
+        if answer[1:].any():  # the first token is never predicted
+            examples.append((ids, answer))
+        else:
+            dropped += 1
     if not examples:
         raise DataError(f"{path}: no usable examples ({dropped} lost their whole answer to seq_length "
                         f"{ds.seq_length})" if dropped else f"{path}: empty (no examples)")

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from plugtron_alpaca import Alpaca
+from plugtron_dolly import Dolly
 
-RECORDS = [{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"},
-           {"instruction": "Say hi.", "output": "hi"}] * 8
+RECORDS = [{"instruction": "Add the numbers.", "context": "2 and 3", "response": "5"},
+           {"instruction": "Say hi.", "response": "hi"}] * 8
 
 
 def _tokenizer():
@@ -14,16 +14,16 @@ def _tokenizer():
     return ByteLevelTokenizer()
 
 
-def test_only_the_output_is_learned():
+def test_only_the_response_is_learned():
     tok = _tokenizer()
-    fmt = Alpaca(Alpaca.Options())
+    fmt = Dolly(Dolly.Options())
     ids, answer = fmt.encode(RECORDS[0], None, tok, limit=1000)
-    prompt = "### Instruction:\nAdd the numbers.\n\n### Input:\n2 and 3\n\n### Response:\n"
+    prompt = "### Instruction:\nAdd the numbers.\n\n### Context:\n2 and 3\n\n### Response:\n"
     assert tok.detokenize(ids[:-1].tolist()) == prompt + "5" and ids[-1] == tok.eod
     assert answer.tolist() == [False] * len(prompt.encode()) + [True, True]
     ids, answer = fmt.encode(RECORDS[1], None, tok, limit=12)  # too long: the prompt is cut from the left
     assert len(ids) == 12 and answer.tolist()[-3:] == [True] * 3 and not answer[:-3].any()
-    with pytest.raises(ValueError, match="expected a string under 'output'"):
+    with pytest.raises(ValueError, match="expected a string under 'response'"):
         fmt.encode({"instruction": "x"}, None, tok, limit=100)
 
 
@@ -34,10 +34,10 @@ def _write(root, lines):
     return root
 
 
-def test_plugtron_fine_tunes_on_alpaca_records(tmp_path, plugtron_run):
+def test_plugtron_fine_tunes_on_dolly_records(tmp_path, plugtron_run):
     root = _write(tmp_path / "data", RECORDS)
-    run = plugtron_run([f"dataset.dataset_root={root}", "dataset.data_format=alpaca", "dataset.seq_length=64",
-                        "dataset.format_options.truncate=output", "train.train_iters=4"])
+    run = plugtron_run([f"dataset.dataset_root={root}", "dataset.data_format=dolly", "dataset.seq_length=64",
+                        "dataset.format_options.truncate=response", "train.train_iters=4"])
     assert len(run.losses) == 4 and run.eval["valid"]
 
 
@@ -47,17 +47,17 @@ def test_options_are_typed_and_checked(tmp_path):
     from plugtron.testing import tiny_for
 
     root = _write(tmp_path / "data", RECORDS)
-    sft = [f"dataset.dataset_root={root}", "dataset.data_format=alpaca", "dataset.seq_length=64"]
+    sft = [f"dataset.dataset_root={root}", "dataset.data_format=dolly", "dataset.seq_length=64"]
     base = tiny_for(sft) + sft
     cfg = load_config(None, base).validate()
     assert cfg.dataset.format_options["truncate"] == "prompt"  # defaults filled in (config show prints them)
-    with pytest.raises(ConfigError, match=r"dataset.format_options.truncate: expected one of 'prompt', 'output', got str 'middle'"):
+    with pytest.raises(ConfigError, match=r"dataset.format_options.truncate: expected one of 'prompt', 'response', got str 'middle'"):
         load_config(None, base + ["dataset.format_options.truncate=middle"]).validate()
     with pytest.raises(ConfigError, match=r"dataset.format_options.templat: unknown key \(did you mean 'template'\?\)"):
         load_config(None, base + ["dataset.format_options.templat=x"]).validate()
-    bad = _write(tmp_path / "bad", [{"instruction": "x", "output": 3}])
+    bad = _write(tmp_path / "bad", [{"instruction": "x", "response": 3}])
     from plugtron.data.sft_examples import load_examples
 
     cfg = load_config(None, base + [f"dataset.dataset_root={bad}"]).validate()
-    with pytest.raises(DataError, match=r"training.jsonl:1: expected a JSON object with 'instruction' and 'output' strings"):
+    with pytest.raises(DataError, match=r"training.jsonl:1: expected a JSON object with 'instruction' and 'response' strings"):
         load_examples(str(bad / "training.jsonl"), cfg.dataset, _tokenizer())
