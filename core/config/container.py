@@ -88,6 +88,9 @@ class ConfigContainer:
     world_size: int = attrs.field(default=1, init=False)
     # Keys given explicitly, dotted path -> where ("cfg.yaml", "command line"); set by load_config.
     user_set: Dict[str, str] = attrs.field(factory=dict, init=False, repr=False)
+    # What loading decided that the user did not write (e.g. a sequence length cut to the checkpoint
+    # model's); logged when a run starts. Set by load_config.
+    notes: List[str] = attrs.field(factory=list, init=False, repr=False)
 
     def is_user_set(self, path: str) -> Optional[str]:
         """Where the user set ``path`` (``"model.hidden_dropout"``) explicitly - a YAML file or

@@ -78,6 +78,8 @@ class Trainer:
         self.stop_policies: List[Any] = []
         self.interrupt: Optional[InterruptStop] = None
         if distributed.is_rank0():
+            for note in cfg.notes:
+                log.info(note)
             n = sum(p.numel() for c in state.model for p in c.parameters())
             log.info(
                 f"model: {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, {n / 1e6:.2f}M params on rank 0 | "
