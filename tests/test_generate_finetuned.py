@@ -125,3 +125,23 @@ def test_a_moved_checkpoint_generates_from_another_directory(runs, tmp_path):
     assert out.returncode == 0, out.stderr
     _, _, text = _generate(root / "merged")
     assert out.stdout == PROMPT + text + "\n"
+
+
+def test_a_resumed_run_keeps_carrying_the_tokenizer_after_retention_removed_its_source(tmp_path):
+    """The resumed run's tokenizer is the one inside the checkpoint it loaded; retention
+    (most_recent_k=1) deletes that checkpoint, and later saves still carry the same files."""
+    from helpers import SMALL
+    from plugtron.config import load_config
+
+    tok = train_bpe(str(tmp_path / "tok"), vocab_size=VOCAB)
+    run = SMALL + ["train.eval_interval=null", "scheduler.lr_warmup_iters=0", "dataset.mock=true", f"checkpoint.save={tmp_path / 'ck'}"]
+    train(load_config(None, run + ["train.train_iters=4", "train.exit_interval=2", "tokenizer.tokenizer_type=HuggingFaceTokenizer",
+                                   f"tokenizer.tokenizer_model={tok}"]))
+    cfg = load_config(None, run + ["train.train_iters=4", f"checkpoint.load={tmp_path / 'ck'}",
+                                   "checkpoint.save_interval=1", "checkpoint.most_recent_k=1"])
+    assert cfg.tokenizer.tokenizer_model == str(tmp_path / "ck" / "iter_0000002" / "tokenizer")  # recorded, resolved
+    train(cfg)
+    assert not (tmp_path / "ck" / "iter_0000002").exists()
+    carried = tmp_path / "ck" / "iter_0000004" / "tokenizer"
+    assert (carried / "tokenizer.json").read_bytes() == (tmp_path / "tok" / "tokenizer.json").read_bytes()
+    assert (carried / "tokenizer_config.json").is_file()

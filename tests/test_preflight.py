@@ -8,7 +8,7 @@ import pytest
 
 from plugtron.cli import main
 from plugtron.config import load_config
-from plugtron.errors import ConfigError
+from plugtron.errors import CheckpointError, ConfigError
 from plugtron.training import train
 
 QA = {"input": "2+2=", "output": "4"}
@@ -23,12 +23,12 @@ def _data(root, row, splits=("training", "validation", "test")):
     return root
 
 
-def _same_verdict(capsys, overrides, expected):
+def _same_verdict(capsys, overrides, expected, error=ConfigError):
     """``config show`` refuses with ``expected`` in its message, and so does ``train`` (before building)."""
     assert main(["config", "show", *overrides]) == 2
     err = capsys.readouterr().err
     assert expected in err, err
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(error) as exc:
         train(load_config(None, overrides))
     assert expected in str(exc.value)
 
@@ -69,6 +69,8 @@ def test_pretrained_checkpoint_that_is_a_hugging_face_model_names_import_hf(tmp_
         path, expected = str(hf), f"it is a Hugging Face model directory: convert it first (plugtron convert import-hf {hf}"
     else:
         path, expected = "hf://meta-llama/Llama-3.2-1B", "is a Hugging Face model name"
-    _same_verdict(capsys, RUN + [f"dataset.dataset_root={root}", f"checkpoint.pretrained_checkpoint={path}"], expected)
-    with pytest.raises(ConfigError, match="plugtron convert import-hf"):
+    # train's collective checkpoint-path check says it (a CheckpointError on every rank)
+    _same_verdict(capsys, RUN + [f"dataset.dataset_root={root}", f"checkpoint.pretrained_checkpoint={path}"], expected,
+                  error=CheckpointError)
+    with pytest.raises(CheckpointError, match="plugtron convert import-hf"):
         train(load_config(None, RUN + [f"dataset.dataset_root={root}", f"checkpoint.pretrained_checkpoint={path}"]))

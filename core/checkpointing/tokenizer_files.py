@@ -37,9 +37,21 @@ def hf_files(directory: str) -> Dict[str, str]:
     return {n: os.path.join(directory, n) for n in HF_TOKENIZER_FILES if os.path.isfile(os.path.join(directory, n))}
 
 
+_FOUND: Dict[tuple, Dict[str, Tuple[str, Dict[str, str]]]] = {}  # what _sources found, for when it is gone
+
+
 def _sources(tok_cfg) -> Optional[Dict[str, Tuple[str, Dict[str, str]]]]:
     """``{field: (recorded value relative to the checkpoint, {file name: source path})}``, or None
-    when the tokenizer names no local file (byte-level, null, or a path that does not exist)."""
+    when the tokenizer names no local file (byte-level, null, or a path that does not exist and was
+    never seen in this process)."""
+    key = (tok_cfg.tokenizer_type, *(getattr(tok_cfg, f) for f in _FILE_FIELDS.get(tok_cfg.tokenizer_type, ())))
+    found = _find(tok_cfg)
+    if found is not None:
+        _FOUND[key] = found
+    return found if found is not None else _FOUND.get(key)
+
+
+def _find(tok_cfg) -> Optional[Dict[str, Tuple[str, Dict[str, str]]]]:
     out = {}
     for field in _FILE_FIELDS.get(tok_cfg.tokenizer_type, ()):
         value = getattr(tok_cfg, field)
@@ -52,16 +64,23 @@ def _sources(tok_cfg) -> Optional[Dict[str, Tuple[str, Dict[str, str]]]]:
                 return None
             out[field] = (TOKENIZER_DIR, files)
         elif os.path.isfile(path):
-            out[field] = (f"{TOKENIZER_DIR}/{os.path.basename(path)}", {os.path.basename(path): path})
+            files = {os.path.basename(path): path}
+            if tok_cfg.tokenizer_type == "HuggingFaceTokenizer":  # its eos_token is in tokenizer_config.json beside it
+                files = {**hf_files(os.path.dirname(path)), **files}
+            out[field] = (f"{TOKENIZER_DIR}/{os.path.basename(path)}", files)
         else:
             return None
     return out or None
 
 
 def _read(path: str) -> bytes:
-    if path not in _SNAPSHOTS:
+    """The file's bytes now; the last bytes read once it is gone (see ``_SNAPSHOTS``)."""
+    try:
         with open(path, "rb") as f:
             _SNAPSHOTS[path] = f.read()
+    except FileNotFoundError:
+        if path not in _SNAPSHOTS:
+            raise
     return _SNAPSHOTS[path]
 
 

@@ -93,6 +93,9 @@ class ConfigContainer:
     # Where the config came from ("recipe 'tiny' + cfg.yaml + command line"): the header of every
     # error about it (set by load_config; "config" for a container built in code).
     source: str = attrs.field(default="config", init=False, repr=False, eq=False)
+    # What loading decided that the user did not write (e.g. a sequence length cut to the checkpoint
+    # model's); logged when a run starts. Set by load_config.
+    notes: List[str] = attrs.field(factory=list, init=False, repr=False)
 
     def is_user_set(self, path: str) -> Optional[str]:
         """Where the user set ``path`` (``"model.hidden_dropout"``) explicitly - a YAML file or

@@ -130,14 +130,10 @@ def load_config(
     too_long, notes = from_checkpoint.apply_seq_length(data, user_set)  # one sequence length, within the model's
     if too_long:
         raise ConfigError(too_long, source=" + ".join(sources))
-    if notes:
-        import logging
-
-        for note in notes:
-            logging.getLogger("plugtron").info(note)
     cfg = structure(data, ConfigContainer, source=" + ".join(sources))
     cfg.user_set = user_set
     cfg.source = " + ".join(sources)
+    cfg.notes = notes  # logged by the run (config show's stdout stays YAML)
     return cfg
 
 

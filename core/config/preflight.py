@@ -104,10 +104,12 @@ def _checkpoint(cfg, problems: List[str]) -> None:
         problems.append(str(err))
 
 
-def check(cfg) -> None:
-    """Every problem at once as one ``ConfigError`` (after ``cfg.validate()``)."""
+def check(cfg, checkpoint: bool = True) -> None:
+    """Every problem at once as one ``ConfigError`` (after ``cfg.validate()``). ``train`` passes
+    ``checkpoint=False``: its collective path check (``checkpointing.paths.check_before_training``)
+    right after gives the same message for the checkpoint, as a ``CheckpointError`` on every rank."""
     problems: List[str] = []
-    for step in (_tokenizer, _sft_data, _checkpoint):
+    for step in (_tokenizer, _sft_data) + ((_checkpoint,) if checkpoint else ()):
         step(cfg, problems)
     if problems:
         raise ConfigError(problems, source="files")

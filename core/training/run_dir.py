@@ -10,12 +10,10 @@ so resuming continues the run where it was, as its summary's resume line says.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Optional
 
-log = logging.getLogger("plugtron")
 
 
 def run_name(recipe: str, config_path: Optional[str]) -> str:
@@ -39,6 +37,12 @@ def _agreed(name: str, cfg) -> str:
     return box[0]
 
 
+def _note(cfg, line: str) -> None:
+    """First of the lines the run logs when it starts (``cfg.notes``): after the config validated, so
+    a refused config prints its error alone."""
+    cfg.notes = [line, *getattr(cfg, "notes", [])]
+
+
 def apply_default(cfg, recipe: str, config_path: Optional[str]) -> Optional[str]:
     """Set ``checkpoint.save`` when the user set none (see the module doc); returns the directory
     it set, or ``None`` when it left the config as it was."""
@@ -47,11 +51,11 @@ def apply_default(cfg, recipe: str, config_path: Optional[str]) -> Optional[str]
         return None
     if ck.load and os.path.isdir(ck.load) and not os.path.basename(os.path.normpath(ck.load)).startswith("iter_"):
         ck.save = ck.load
-        log.info(f"run directory: {os.path.abspath(ck.save)} (resumed run; it saves where it was loaded from)")
+        _note(cfg, f"run directory: {os.path.abspath(ck.save)} (resumed run; it saves where it was loaded from)")
         return ck.save
     if not ck.runs_dir:
         return None
     ck.save = os.path.join(ck.runs_dir, _agreed(run_name(recipe, config_path), cfg))
-    log.info(f"run directory: {os.path.abspath(ck.save)} (checkpoints and metrics; set checkpoint.save=DIR "
-             "to choose it, checkpoint.save=null to save nothing)")
+    _note(cfg, f"run directory: {os.path.abspath(ck.save)} (checkpoints and metrics; set checkpoint.save=DIR "
+               "to choose it, checkpoint.save=null to save nothing)")
     return ck.save

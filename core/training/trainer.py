@@ -56,8 +56,8 @@ class Trainer:
 
     def _build(self) -> None:
         cfg, state, t = self.cfg, self.state, self.cfg.train
-        preflight.check(cfg)  # tokenizer, data files, pretrained checkpoint: what config show checks too
-        check_checkpoint_paths(cfg)  # before anything costly: a bad load/save path fails in seconds
+        preflight.check(cfg, checkpoint=False)  # tokenizer and data files: what config show checks too
+        check_checkpoint_paths(cfg)  # before anything costly: a bad load/save/pretrained path fails in seconds
         self.hooks.configure_model(cfg, cfg.model)
         cfg.model.finalize()  # plugins may have changed the provider: re-run Megatron's checks
         setup.set_seeds(cfg)
@@ -80,6 +80,8 @@ class Trainer:
         self.eval_records: Dict[str, List[Dict[str, Any]]] = {}
         self.interrupt: Optional[InterruptStop] = None
         if distributed.is_rank0():
+            for note in cfg.notes:
+                log.info(note)
             n = sum(p.numel() for c in state.model for p in c.parameters())
             log.info(
                 f"model: {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, {n / 1e6:.2f}M params on rank 0 | "
