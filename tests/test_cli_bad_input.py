@@ -69,7 +69,8 @@ def _assert_one_clean_error(proc):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
     assert "Traceback" not in out and "Exception ignored" not in out, out
-    assert proc.stderr.startswith("plugtron: error: ") and proc.stderr.count("plugtron: error") == 1, out
+    err = "\n".join(ln for ln in proc.stderr.splitlines() if not ln.startswith("[plugtron] "))  # log lines share stderr
+    assert err.startswith("plugtron: error: ") and err.count("plugtron: error") == 1, out
     return proc.stderr
 
 
