@@ -30,6 +30,18 @@ ROLES = ("system", "user", "assistant")
 Example = Tuple[numpy.ndarray, numpy.ndarray]  # (ids int32, answer bool)
 
 
+def format_hint(obj, ds) -> str:
+    """A hint when a line's keys say the other ``data_format`` than the one configured (used here and
+    by ``plugtron.config.preflight`` on each file's first line)."""
+    if not isinstance(obj, dict):
+        return ""
+    if ds.data_format != "chat" and ds.messages_key in obj and ds.input_key not in obj:
+        return f"; the lines hold {ds.messages_key!r} (chat messages): set dataset.data_format: chat"
+    if ds.data_format == "chat" and ds.messages_key not in obj and ds.input_key in obj and ds.output_key in obj:
+        return f"; the lines hold {ds.input_key!r}/{ds.output_key!r}: set dataset.data_format: input_output"
+    return ""
+
+
 def _cut(ids: List[int], n: int, side: str) -> List[int]:
     """Drop ``n`` tokens from ``side`` ("left" or "right")."""
     if n <= 0:
@@ -149,9 +161,7 @@ def load_examples(path: str, ds, tokenizer) -> Tuple[List[Example], int]:
                     raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
                 ids, answer = fmt.encode(obj, ds, tokenizer, limit)
             except ValueError as err:  # JSONDecodeError is a ValueError
-                from plugtron.config.preflight import format_hint  # the other data_format, if the keys say so
-
-                hint = format_hint(obj, ds)
+                hint = format_hint(obj, ds)  # the other data_format, if the keys say so
                 raise DataError(f"{path}:{lineno}: expected a JSON object with {fmt.expects(ds)} ({err}){hint}") from None
             if answer[1:].any():  # the first token is never predicted
                 examples.append((ids, answer))
