@@ -45,11 +45,13 @@ def _on_value(owner_cls: type, field: attrs.Attribute) -> Any:
 
 def switch_on_by_name(cfg: Any) -> List[str]:
     """Give every built-in enabled through ``plugins.<name>.enabled`` its toggle's "on" value (in
-    place); returns the problems (toggles without one)."""
-    from plugtron.config.container import builtin_toggles
+    place); returns the problems (toggles without one). The toggles are read off ``type(cfg)`` (the
+    same list as ``builtin_toggles()`` for a ``ConfigContainer``): this module is imported by
+    ``validation``, which ``container`` imports, so it must not import ``container`` back."""
+    from plugtron.config._fields import iter_toggles
 
     problems = []
-    for path, name in builtin_toggles():
+    for path, name in iter_toggles(type(cfg)):
         settings = cfg.plugins.get(name)
         if settings is None or not settings.enabled:
             continue

@@ -37,23 +37,12 @@ def _first_line(path: str):
     return None
 
 
-def format_hint(obj, ds) -> str:
-    """A hint when a line's keys say the other ``data_format`` than the one configured."""
-    if not isinstance(obj, dict):
-        return ""
-    if ds.data_format != "chat" and ds.messages_key in obj and ds.input_key not in obj:
-        return f"; the lines hold {ds.messages_key!r} (chat messages): set dataset.data_format: chat"
-    if ds.data_format == "chat" and ds.messages_key not in obj and ds.input_key in obj and ds.output_key in obj:
-        return f"; the lines hold {ds.input_key!r}/{ds.output_key!r}: set dataset.data_format: input_output"
-    return ""
-
-
 def _sft_data(cfg, problems: List[str]) -> None:
     ds, train = cfg.dataset, cfg.train
     if not hasattr(ds, "dataset_root") or not ds.dataset_root:
         return  # pretraining data, or validate() already named the missing root
     from plugtron.data.gpt import sample_counts
-    from plugtron.data.sft_examples import SPLIT_FILES
+    from plugtron.data.sft_examples import SPLIT_FILES, format_hint
 
     root = os.path.abspath(os.path.expanduser(ds.dataset_root))
     if not os.path.isdir(root):

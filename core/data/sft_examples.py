@@ -46,6 +46,18 @@ SPLIT_FILES = {"train": "training.jsonl", "valid": "validation.jsonl", "test": "
 Example = Tuple[numpy.ndarray, numpy.ndarray]  # (ids int32, answer bool)
 
 
+def format_hint(obj, ds) -> str:
+    """A hint when a line's keys say the other ``data_format`` than the one configured (used here and
+    by ``plugtron.config.preflight`` on each file's first line)."""
+    if not isinstance(obj, dict):
+        return ""
+    if ds.data_format != "chat" and ds.messages_key in obj and ds.input_key not in obj:
+        return f"; the lines hold {ds.messages_key!r} (chat messages): set dataset.data_format: chat"
+    if ds.data_format == "chat" and ds.messages_key not in obj and ds.input_key in obj and ds.output_key in obj:
+        return f"; the lines hold {ds.input_key!r}/{ds.output_key!r}: set dataset.data_format: input_output"
+    return ""
+
+
 def _cut(ids: List[int], n: int, side: str) -> List[int]:
     """Drop ``n`` tokens from ``side`` ("left" or "right")."""
     if n <= 0:
@@ -284,8 +296,7 @@ def iter_examples(path: str, ds, tokenizer, fmt=None) -> Iterator[Tuple[int, Exa
 
 
 def _hint(obj, ds) -> str:
-    from plugtron.config.preflight import format_hint  # the other data_format, if the keys say so
-
+    """The other data_format, if the keys say so."""
     return format_hint(obj if isinstance(obj, dict) else None, ds)
 
 

@@ -104,10 +104,10 @@ def plain(mode: str, spec: Spec) -> Dict[str, Any]:
     checkpoint) as plugtron's attrs objects, without Megatron: ``build`` uses them, and ``plugins list``
     checks plugins against them. A pretraining ``NullTokenizer`` without ``spec.null_vocab`` gets its
     size from the model in ``build``."""
-    from plugtron.config import (
-        CheckpointConfig, FinetuningDatasetConfig, GPTDatasetConfig, LoggerConfig, LoraConfig, PackedSequenceSpecs,
-        RNGConfig, SchedulerConfig, TokenizerConfig, TrainingConfig,
-    )
+    # From the submodules, not the package: ``plugtron.config`` imports the loader, which imports recipes.
+    from plugtron.config.data import FinetuningDatasetConfig, GPTDatasetConfig, PackedSequenceSpecs, TokenizerConfig
+    from plugtron.config.extras import LoraConfig
+    from plugtron.config.training import CheckpointConfig, LoggerConfig, RNGConfig, SchedulerConfig, TrainingConfig
 
     base = _BASE[mode]
     scheduler = SchedulerConfig(lr_decay_style=spec.decay_style, lr_warmup_iters=spec.warmup, lr_decay_iters=spec.decay_iters)

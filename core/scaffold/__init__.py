@@ -10,6 +10,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
-from plugtron.scaffold.package import Package, ScaffoldError, check_name, new_package, write_package
+from plugtron.scaffold.kinds import new_package
+from plugtron.scaffold.package import Package, ScaffoldError, check_name, write_package
 
 __all__ = ["Package", "ScaffoldError", "check_name", "new_package", "write_package"]

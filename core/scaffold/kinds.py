@@ -8,10 +8,10 @@ Templates use ``string.Template``: ``$name`` (entry-point name), ``$module`` (``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Optional
 
 from plugtron.scaffold import catalog_kinds, plugin_kind
-from plugtron.scaffold.package import Package
+from plugtron.scaffold.package import Package, ScaffoldError, check_name, write_package
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,14 @@ def render_package(name: str, kind: str) -> Package:
         **{f"src/{package.module}/{file}": package.render(text, **common) for file, text in row.extra.items()},
     }
     return package
+
+
+def new_package(name: str, kind: str = "plugin", dest: Optional[str] = None) -> str:
+    """Check ``name``, render the ``kind``'s skeleton and write it to ``dest`` (default
+    ``./plugtron-NAME``); returns the directory written. Lives here, beside ``KINDS``, so that
+    ``package`` (names, checks, the write) needs nothing from this module."""
+    if kind not in KINDS:
+        raise ScaffoldError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
+    check_name(name, KINDS[kind].group)
+    package = render_package(name, kind)
+    return write_package(package, dest or package.dist)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from importlib.util import find_spec
 from string import Template
-from typing import Dict, Optional
+from typing import Dict
 
 from plugtron.errors import PlugtronError
 
@@ -96,14 +96,3 @@ def write_package(package: Package, dest: str) -> str:
         raise
     return dest
 
-
-def new_package(name: str, kind: str = "plugin", dest: Optional[str] = None) -> str:
-    """Check ``name``, render the ``kind``'s skeleton and write it to ``dest`` (default
-    ``./plugtron-NAME``); returns the directory written."""
-    from plugtron.scaffold.kinds import KINDS, render_package
-
-    if kind not in KINDS:
-        raise ScaffoldError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
-    check_name(name, KINDS[kind].group)
-    package = render_package(name, kind)
-    return write_package(package, dest or package.dist)
