@@ -49,6 +49,7 @@ def mamba_kernels_missing() -> Optional[str]:
 @dataclasses.dataclass
 class MambaProvider(TransformerConfig):
     _plugtron_provider = True  # selectable as `model.provider: mamba`
+    model_kind = "mamba"  # GPT batches, plus its own config checks (plugtron.providers.model_kind)
 
     seq_length: int = 2048
     vocab_size: Optional[int] = None

@@ -52,47 +52,46 @@ def ssd_scan(x, dt, A, B, C, chunk_size: int, D=None, z=None, initial_states=Non
     z like x, initial_states ``[b, h, p, n]``.
     """
     b, seqlen, h, p = x.shape
-    n = B.shape[-1]
-    x, B, C = x.float(), _heads_from_groups(B.float(), h, 2), _heads_from_groups(C.float(), h, 2)
-    pad = (-seqlen) % chunk_size
-    if pad:  # dt = 0 on the padding: no decay, no input, so the final state is unchanged
-        x, dt = F.pad(x, (0, 0, 0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
-        B, C = F.pad(B, (0, 0, 0, 0, 0, pad)), F.pad(C, (0, 0, 0, 0, 0, pad))
-    chunks = (seqlen + pad) // chunk_size
-    q = chunk_size
-    x = x.reshape(b, chunks, q, h, p)
-    dt = dt.reshape(b, chunks, q, h)
-    B = B.reshape(b, chunks, q, h, n)
-    C = C.reshape(b, chunks, q, h, n)
+    g, n = B.shape[2], B.shape[3]
+    r, q = h // g, chunk_size  # heads per group (consecutive heads share a group), chunk length
+    pad = (-seqlen) % q
+    chunks = (seqlen + pad) // q
 
-    log_decay = torch.cumsum(dt * A.float(), dim=2)  # [b, c, q, h]: log of prod_{j<=i} exp(dt_j A)
-    # Inside a chunk: y_i += sum_{j<=i} (C_i . B_j) exp(cum_i - cum_j) dt_j x_j
-    diff = log_decay.unsqueeze(3) - log_decay.unsqueeze(2)  # [b, c, i, j, h]
+    def chunked(t, heads):  # [b, l, heads, k] -> [b, g, heads // g, chunks, q, k], padded with zeros
+        t = F.pad(t.float(), (0, 0, 0, 0, 0, pad)).permute(0, 2, 1, 3)
+        return t.reshape(b, g, heads // g, chunks, q, t.shape[-1])
+
+    # dt = 0 on the padding: no decay, no input, so the final state is unchanged.
+    dt = chunked(dt.unsqueeze(-1), h).squeeze(-1)  # [b, g, r, c, q]
+    xdt = chunked(x, h) * dt.unsqueeze(-1)  # [b, g, r, c, q, p]
+    B, C = chunked(B, g), chunked(C, g)  # [b, g, 1, c, q, n]: shared by the group's heads
+
+    log_decay = torch.cumsum(dt * A.float().reshape(g, r, 1, 1), dim=-1)  # log prod_{j<=i} exp(dt_j A)
+    # Inside a chunk: y_i = sum_{j<=i} (C_i . B_j) exp(cum_i - cum_j) dt_j x_j
     causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
-    weights = torch.exp(diff.masked_fill(~causal[None, None, :, :, None], float("-inf")))
-    scores = torch.einsum("bcihn,bcjhn->bcijh", C, B) * weights
-    y = torch.einsum("bcijh,bcjh,bcjhp->bcihp", scores, dt, x)
+    diff = log_decay.unsqueeze(-1) - log_decay.unsqueeze(-2)  # [..., i, j]
+    weights = torch.exp(diff.masked_fill(~causal, float("-inf")))
+    y = ((C @ B.transpose(-1, -2)) * weights) @ xdt
 
     # Each chunk's own contribution to the state at its end, then the carry from chunk to chunk.
-    to_end = torch.exp(log_decay[:, :, -1:, :] - log_decay)  # [b, c, q, h]
-    chunk_states = torch.einsum("bcjhn,bcjh,bcjhp->bchpn", B, to_end * dt, x)
-    chunk_decay = torch.exp(log_decay[:, :, -1, :])  # [b, c, h]
-    state = (torch.zeros(b, h, p, n, dtype=torch.float32, device=x.device) if initial_states is None
-             else initial_states.float())
+    to_end = torch.exp(log_decay[..., -1:] - log_decay).unsqueeze(-1)  # [b, g, r, c, q, 1]
+    chunk_states = (xdt * to_end).transpose(-1, -2) @ B  # [b, g, r, c, p, n]
+    chunk_decay = torch.exp(log_decay[..., -1])[..., None, None]  # [b, g, r, c, 1, 1]
+    state = (x.new_zeros(b, g, r, p, n, dtype=torch.float32) if initial_states is None
+             else initial_states.float().reshape(b, g, r, p, n))
     carried = []
     for c in range(chunks):
         carried.append(state)
-        state = state * chunk_decay[:, c, :, None, None] + chunk_states[:, c]
-    carried = torch.stack(carried, dim=1)  # [b, c, h, p, n]: the state entering each chunk
-    y = y + torch.einsum("bcihn,bchpn,bcih->bcihp", C, carried, torch.exp(log_decay))
+        state = state * chunk_decay[:, :, :, c] + chunk_states[:, :, :, c]
+    carried = torch.stack(carried, dim=3)  # [b, g, r, c, p, n]: the state entering each chunk
+    y = y + (C @ carried.transpose(-1, -2)) * torch.exp(log_decay).unsqueeze(-1)
 
-    y = y.reshape(b, chunks * q, h, p)[:, :seqlen]
-    x = x.reshape(b, chunks * q, h, p)[:, :seqlen]
+    y = y.reshape(b, h, chunks * q, p).permute(0, 2, 1, 3)[:, :seqlen]
     if D is not None:
-        y = y + x * (D.float()[:, None] if D.dim() == 1 else D.float())
+        y = y + x.float() * (D.float()[:, None] if D.dim() == 1 else D.float())
     if z is not None:
         y = y * F.silu(z.float())
-    return y, state
+    return y, state.reshape(b, h, p, n)
 
 
 def mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
