@@ -183,6 +183,7 @@ REFUSED = [
     ("qwen3", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}},
      "rope_scaling="),
     ("qwen3", {"attention_bias": True}, "attention_bias"),
+    ("qwen3_moe", {"mlp_only_layers": [1]}, "mlp_only_layers"),
     ("olmo2", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling="),
     ("olmo2", {"hidden_act": "gelu"}, "hidden_act='gelu'"),
 ]

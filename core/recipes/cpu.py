@@ -1,5 +1,5 @@
 """CPU-sized recipes: ``tiny`` (what ``plugtron train`` runs with no arguments), one small model per
-family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_gpt2``, ``tiny_t5``,
+family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_qwen3_moe``, ``tiny_gpt2``, ``tiny_t5``,
 ``tiny_mamba``, ``tiny_hybrid``) and ``none``.
 
 Each trains on the byte-level corpus bundled with plugtron with the family's real architecture
@@ -96,6 +96,15 @@ def tiny_mixtral():
                                       ffn_hidden_size=256, num_moe_experts=4, vocab_size=None, **_CPU))
 
 
+def tiny_qwen3_moe():
+    """Qwen3-MoE architecture (QK norm, top-2 of 4 experts renormalised, no shared expert), 2 layers of 128."""
+    from plugtron.providers.qwen3_moe import Qwen3MoEProvider
+
+    return _container(Qwen3MoEProvider(num_layers=2, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                       kv_channels=48, ffn_hidden_size=352, moe_ffn_hidden_size=128, num_moe_experts=4,
+                                       moe_router_topk=2, vocab_size=None, max_position_embeddings=None, **_CPU))
+
+
 def tiny_gpt2():
     """GPT-2 architecture (learned positions, LayerNorm, tanh-GELU, biases, tied embeddings), 4 layers of 128."""
     from plugtron.providers.families import GPT2Provider
@@ -149,6 +158,7 @@ RECIPES = {
     "tiny_qwen3": ("tiny_qwen3", "Qwen3 architecture (QK norm), 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_olmo2": ("tiny_olmo2", "OLMo 2 architecture (post-norms, QK norm), 4 layers of 128, 60 iterations on CPU"),
     "tiny_mixtral": ("tiny_mixtral", "Mixtral architecture (4 experts, top-2), 2 layers of 128, 60 iterations on CPU"),
+    "tiny_qwen3_moe": ("tiny_qwen3_moe", "Qwen3-MoE architecture (4 experts, top-2, QK norm), 2 layers of 128, 60 iterations on CPU"),
     "tiny_gpt2": ("tiny_gpt2", "GPT-2 architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_t5": ("tiny_t5", "T5 encoder-decoder, 2+2 layers of 64, span corruption, 60 iterations on CPU"),
     "tiny_mamba": ("tiny_mamba", "Mamba-2 architecture (SSD), 4 layers of 128, bundled corpus, 60 iterations on CPU"),

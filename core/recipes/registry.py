@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Tuple
 from plugtron.errors import ConfigError
 
 # Modules whose RECIPES map ``name -> (function name, one-line summary)``; listed in this order.
-MODULES = ("cpu", "llama", "qwen", "qwen3", "olmo2", "mixtral", "gpt2_t5")
+MODULES = ("cpu", "llama", "qwen", "qwen3", "qwen3_moe", "olmo2", "mixtral", "gpt2_t5")
 
 
 def _table() -> Dict[str, Tuple[str, str, str]]:
