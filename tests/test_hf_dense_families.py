@@ -231,3 +231,20 @@ def test_olmo2_layer_pieces_equal_the_hf_modules():
         out, residual = torch.randn(5, 2, 64, generator=g), torch.randn(5, 2, 64, generator=g)
         got = add(False, False)((out, None), residual, 0.0)
         assert torch.allclose(got, residual + theirs(out), atol=1e-6, rtol=0)
+
+
+@pytest.mark.slow
+def test_expert_parallel_fine_tuning_of_an_imported_qwen3_moe_equals_one_process(tmp_path):
+    """An imported Qwen3-MoE fine-tuned for three steps at EP=2 (two experts per process, tokens sent
+    to their experts' rank by the alltoall dispatcher) loses what one process loses."""
+    from _peft_fixtures import make_base
+    from helpers import torchrun
+    from plugtron.config import load_config
+    from plugtron.training import train
+
+    root = make_base(tmp_path / "base", "qwen3_moe")
+    common = COMMON + [f"checkpoint.pretrained_checkpoint={root / 'base'}", "model.seq_length=64"]
+    ref = train(load_config(None, common))["losses"]
+    got = torchrun(tmp_path, "ep2", common + ["model.expert_model_parallel_size=2"])["losses"]
+    print(f"qwen3_moe: EP=1 {ref}, EP=2 {got}")
+    assert len(got) == 3 and max(abs(a - b) for a, b in zip(got, ref)) <= 1e-4, (got, ref)
