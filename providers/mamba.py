@@ -3,9 +3,13 @@ MLP layers) from one config.
 
 The layer pattern is plain data and checked here, on any machine: ``hybrid_override_pattern`` is a
 string of ``M`` (Mamba), ``*`` (attention), ``-`` (MLP), ``E`` (MoE), one per layer; without it,
-Megatron allocates ``hybrid_attention_ratio``/``hybrid_mlp_ratio`` of the layers evenly. Building
-the model needs the ``mamba_ssm`` CUDA/triton kernels: without them ``provide()`` raises
-``UnsupportedOnThisMachine`` instead of failing deep inside Megatron.
+Megatron allocates ``hybrid_attention_ratio``/``hybrid_mlp_ratio`` of the layers evenly.
+
+On CUDA the layers use the ``mamba_ssm``/``causal_conv1d`` kernels (``provide()`` raises
+``UnsupportedOnThisMachine`` when they are missing there, instead of failing deep inside Megatron). On a
+CPU-only machine ``plugtron.platform.cpu_shims`` puts pure-PyTorch stand-ins in their place (same math,
+tested against a sequential reference), and without Transformer Engine the model is built from
+``local_mamba_stack_spec`` (Megatron's plain torch layers) instead of Megatron's TE-only spec.
 """
 
 from __future__ import annotations
@@ -21,8 +25,19 @@ from plugtron.errors import UnsupportedOnThisMachine
 
 def mamba_kernels_missing() -> Optional[str]:
     """Why Mamba layers cannot be built here, or None."""
+    try:
+        import einops  # noqa: F401  (MambaMixer's dependency)
+    except ImportError:
+        return "the 'einops' package is not installed"
     if not torch.cuda.is_available():
-        return "CUDA is not available"
+        try:
+            from megatron.core.ssm import mamba_mixer
+        except ImportError:  # without triton it imports only once the CPU shims are applied
+            mamba_mixer = None
+        if mamba_mixer is not None and mamba_mixer.HAVE_MAMBA_SSM:
+            return None
+        return ("CUDA is not available and plugtron's CPU stand-in is not installed "
+                "(call plugtron.platform.cpu_shims.apply() before building the model)")
     for module in ("mamba_ssm", "triton", "causal_conv1d"):
         try:
             __import__(module)
@@ -34,6 +49,7 @@ def mamba_kernels_missing() -> Optional[str]:
 @dataclasses.dataclass
 class MambaProvider(TransformerConfig):
     _plugtron_provider = True  # selectable as `model.provider: mamba`
+    model_kind = "mamba"  # GPT batches, plus its own config checks (plugtron.providers.model_kind)
 
     seq_length: int = 2048
     vocab_size: Optional[int] = None
@@ -82,20 +98,32 @@ class MambaProvider(TransformerConfig):
         multiple = self.make_vocab_size_divisible_by * self.tensor_model_parallel_size
         return ((vocab_size + multiple - 1) // multiple) * multiple
 
+    def stack_spec(self):
+        """Megatron's Transformer Engine spec with TE + CUDA, else the local (pure torch) one."""
+        from plugtron.providers.gpt import uses_te_layers
+
+        if uses_te_layers(self):
+            from megatron.core.models.mamba.mamba_layer_specs import mamba_stack_spec
+
+            return mamba_stack_spec
+        from plugtron.providers.mamba_local_spec import local_mamba_stack_spec
+
+        return local_mamba_stack_spec(self.attention_backend)
+
     def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
         why = mamba_kernels_missing()
         if why is not None:
             raise UnsupportedOnThisMachine(
-                f"model: MambaProvider builds Mamba layers, which need the mamba_ssm CUDA kernels, but {why}. "
-                "Train Mamba/hybrid models on a CUDA machine with `pip install mamba-ssm causal-conv1d`."
+                f"model: MambaProvider builds Mamba layers, which need the mamba_ssm CUDA kernels (or, without "
+                f"CUDA, plugtron's pure-PyTorch stand-in), but {why}. On a CUDA machine: "
+                "`pip install mamba-ssm causal-conv1d`."
             )
         from megatron.core.models.mamba import MambaModel
-        from megatron.core.models.mamba.mamba_layer_specs import mamba_stack_spec
 
         if self.vocab_size is None:
             raise ValueError("model.vocab_size is not set")
         model = MambaModel(
-            config=self, mamba_stack_spec=mamba_stack_spec, vocab_size=self.padded_vocab_size(self.vocab_size),
+            config=self, mamba_stack_spec=self.stack_spec(), vocab_size=self.padded_vocab_size(self.vocab_size),
             max_sequence_length=self.seq_length, pre_process=pre_process, post_process=post_process,
             hybrid_attention_ratio=self.hybrid_attention_ratio, hybrid_mlp_ratio=self.hybrid_mlp_ratio,
             hybrid_override_pattern=self.hybrid_override_pattern, fp16_lm_cross_entropy=self.fp16_lm_cross_entropy,

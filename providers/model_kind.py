@@ -133,7 +133,23 @@ class T5Kind:
         return cfg.model.seq_length, cfg.model.seq_length_dec
 
 
-_KINDS = {"gpt": GPTKind(), "t5": T5Kind()}
+class MambaKind(GPTKind):
+    """Mamba/hybrid decoder-only LM: GPT's batches and forward step (so ``name`` stays ``"gpt"``: what
+    works on GPT-style checkpoints, such as ``generate``, works on these), plus one check."""
+
+    def problems(self, cfg) -> List[str]:
+        from plugtron.providers.gpt import uses_te_layers
+
+        if getattr(cfg.dataset, "packing", False) and not uses_te_layers(cfg.model):
+            # Without TE the packed row's examples are kept apart by the attention mask alone (see
+            # training.step.thd_packed_seq_params); a Mamba layer ignores it and would carry its state on.
+            return ["dataset.packed_sequence_specs: packed SFT rows are not supported for Mamba/hybrid models "
+                    "without Transformer Engine and the mamba_ssm kernels (here the Mamba layers would carry "
+                    "their state from one example into the next); set packed_sequence_size to -1"]
+        return []
+
+
+_KINDS = {"gpt": GPTKind(), "t5": T5Kind(), "mamba": MambaKind()}
 
 
 def kind_for(model):

@@ -28,6 +28,9 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
         return T.Qwen2Config(**common, tie_word_embeddings=True, rms_norm_eps=1e-6)
     if family == "qwen3":  # per-head QK norm, head_dim 24 != hidden/heads, tied embeddings
         return T.Qwen3Config(**common, head_dim=24, tie_word_embeddings=True, rms_norm_eps=1e-6, rope_theta=1e6)
+    if family == "qwen3_moe":  # top-2 of 4 experts, renormalised (norm_topk_prob), head_dim 24, QK norm
+        return T.Qwen3MoeConfig(**common, head_dim=24, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48,
+                                norm_topk_prob=True, router_aux_loss_coef=0.0, rms_norm_eps=1e-6, rope_theta=1e6)
     if family == "olmo2":  # post-sublayer norms, QK norm over the whole projections, untied
         return T.Olmo2Config(**common, rms_norm_eps=1e-6, rope_theta=5e5, pad_token_id=1, eos_token_id=vocab - 1)
     if family == "mixtral":

@@ -1,4 +1,4 @@
-"""Qwen3 and OLMo 2 against ``transformers`` (fp32): a tiny random model of each family (random
+"""Qwen3, Qwen3-MoE and OLMo 2 against ``transformers`` (fp32): a tiny random model of each family (random
 norms, vocabulary not a multiple of the padding) imports with logits within 1e-5, exports back bit
 for bit, decodes greedily token for token like ``generate``, and a plugtron run from it takes the
 same first step (loss and gradient norm) as a plain transformers loop on the same batch; config
@@ -14,7 +14,7 @@ from _tokenizer_files import train_bpe
 
 import transformers  # noqa: F401  (the test extra installs it; these tests must run, never skip)
 
-FAMILIES = ("qwen3", "olmo2")
+FAMILIES = ("qwen3", "olmo2", "qwen3_moe")
 VOCAB = 301  # a byte-level BPE needs >= 257 ids; 301 is padded (to 304): padding rows are never compared
 TOL = 1e-5
 
@@ -183,6 +183,7 @@ REFUSED = [
     ("qwen3", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}},
      "rope_scaling="),
     ("qwen3", {"attention_bias": True}, "attention_bias"),
+    ("qwen3_moe", {"mlp_only_layers": [1]}, "mlp_only_layers"),
     ("olmo2", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling="),
     ("olmo2", {"hidden_act": "gelu"}, "hidden_act='gelu'"),
 ]
@@ -230,3 +231,20 @@ def test_olmo2_layer_pieces_equal_the_hf_modules():
         out, residual = torch.randn(5, 2, 64, generator=g), torch.randn(5, 2, 64, generator=g)
         got = add(False, False)((out, None), residual, 0.0)
         assert torch.allclose(got, residual + theirs(out), atol=1e-6, rtol=0)
+
+
+@pytest.mark.slow
+def test_expert_parallel_fine_tuning_of_an_imported_qwen3_moe_equals_one_process(tmp_path):
+    """An imported Qwen3-MoE fine-tuned for three steps at EP=2 (two experts per process, tokens sent
+    to their experts' rank by the alltoall dispatcher) loses what one process loses."""
+    from _peft_fixtures import make_base
+    from helpers import torchrun
+    from plugtron.config import load_config
+    from plugtron.training import train
+
+    root = make_base(tmp_path / "base", "qwen3_moe")
+    common = COMMON + [f"checkpoint.pretrained_checkpoint={root / 'base'}", "model.seq_length=64"]
+    ref = train(load_config(None, common))["losses"]
+    got = torchrun(tmp_path, "ep2", common + ["model.expert_model_parallel_size=2"])["losses"]
+    print(f"qwen3_moe: EP=1 {ref}, EP=2 {got}")
+    assert len(got) == 3 and max(abs(a - b) for a, b in zip(got, ref)) <= 1e-4, (got, ref)

@@ -1,4 +1,4 @@
-"""LoRA on Qwen3 and OLMo 2: targets named the Hugging Face way (``q_proj``, ``o_proj``,
+"""LoRA on Qwen3, OLMo 2 and Qwen3-MoE (attention only): targets named the Hugging Face way (``q_proj``, ``o_proj``,
 ``gate_proj``, ``down_proj``) and the Megatron way (``linear_qkv``...) adapt the same layers and
 train; ``peft export-hf`` writes adapters that ``peft.PeftModel`` loads onto the Hugging Face base
 with the logits of the adapted plugtron model."""
@@ -45,3 +45,35 @@ def test_lora_by_hf_and_megatron_names_exports_to_peft(family, tmp_path):
         diff = (with_adapter(ids()).logits - runs["hf"][1]).abs().max().item()
     print(f"{family}: PeftModel vs plugtron max |logit diff| = {diff:.2e}")
     assert diff <= 1e-5
+
+
+def test_qwen3_moe_lora_on_attention_exports_to_peft_and_experts_are_refused(tmp_path):
+    """Bridge's Qwen3-MoE LoRA targets (attention only), by HF and Megatron names; the experts' linears
+    are refused before the first step, naming the target and what can be adapted (LoRA on experts is not
+    supported)."""
+    from peft import PeftModel
+
+    from plugtron.errors import PluginError
+
+    root = make_base(tmp_path / "base", "qwen3_moe")
+    runs = {}
+    for label, targets in (("hf", "peft.target_modules=[q_proj,k_proj,v_proj,o_proj]"),
+                           ("megatron", "peft.target_modules=[linear_qkv,linear_proj]")):
+        run = train(config(root, ["train.train_iters=3", f"checkpoint.save={tmp_path / label}", targets]))
+        assert run["losses"][-1] < run["losses"][0], run["losses"]
+        runs[label] = _adapted(tmp_path / label)
+    assert runs["hf"][0] == runs["megatron"][0] and len(runs["hf"][0]) == 2 * 2  # 2 linears x 2 layers
+    assert plugtron_main(["peft", "export-hf", str(tmp_path / "hf"), str(tmp_path / "adapter"),
+                          "--base-model", str(root / "hf")]) == 0
+    base = T.AutoModelForCausalLM.from_pretrained(root / "hf", attn_implementation="eager")
+    with_adapter = PeftModel.from_pretrained(base, str(tmp_path / "adapter")).eval()
+    with torch.no_grad():
+        diff = (with_adapter(ids()).logits - runs["hf"][1]).abs().max().item()
+    print(f"qwen3_moe: PeftModel vs plugtron max |logit diff| = {diff:.2e}")
+    assert diff <= 1e-5
+
+    with pytest.raises(PluginError, match="'linear_fc1' matches no adaptable module; the model's adaptable "
+                                          "modules are linear_proj, linear_qkv"):
+        train(config(root, ["train.train_iters=1", f"checkpoint.save={tmp_path / 'experts'}",
+                            "peft.target_modules=[linear_fc1]"]))
+    assert not (tmp_path / "experts").exists() or not any((tmp_path / "experts").rglob("iter_*"))

@@ -66,6 +66,9 @@ def test_none_recipe_needs_a_model():
     ("qwen3_32b_sft", 8, 2, None, 1, 8, 2048, 16),
     ("qwen3_0_6b_peft", 1, 1, None, 1, 8, 2048, 1),
     ("olmo2_7b_pretrain", 2, 1, None, 1, 1024, 4096, 2),
+    ("qwen3_30b_a3b_pretrain", 4, 2, None, 1, 32, 4096, 32),
+    ("qwen3_235b_a22b_pretrain", 4, 16, None, 2, 32, 4096, 512),
+    ("qwen3_235b_a22b_sft", 4, 16, None, 1, 32, 2048, 256),
     ("olmo2_13b_pretrain", 4, 1, None, 1, 2048, 4096, 4),
     ("gemma3_1b_pretrain", 1, 1, None, 1, 512, 32768, 1),
     ("gemma3_27b_sft", 8, 2, None, 1, 32, 4096, 16),
@@ -77,6 +80,15 @@ def test_bridge_values(name, tp, pp, vpp, cp, gbs, seq, ws):
     assert (m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.virtual_pipeline_model_parallel_size,
             m.context_parallel_size, cfg.train.global_batch_size, m.seq_length) == (tp, pp, vpp, cp, gbs, seq)
     assert world_size(name) == ws
+
+
+def test_qwen3_moe_recipes_carry_bridges_moe_settings():
+    pre, peft = get_recipe("qwen3_30b_a3b_pretrain")(), get_recipe("qwen3_30b_a3b_peft")()
+    assert (pre.model.expert_model_parallel_size, pre.model.expert_tensor_parallel_size, pre.model.sequence_parallel,
+            pre.model.recompute_granularity) == (4, 1, True, "full")
+    assert (peft.peft.dim, peft.peft.alpha, peft.peft.target_modules) == (8, 16, ["linear_qkv", "linear_proj"])
+    big = get_recipe("qwen3_235b_a22b_pretrain")()
+    assert big.model.expert_model_parallel_size == 8 and big.model.account_for_loss_in_pipeline_split
 
 
 def test_modes_follow_bridge_bases():

@@ -31,6 +31,7 @@ from torch.overrides import (
     _push_mode,
 )
 
+from plugtron.platform import cpu_shims_mamba as _mamba
 from plugtron.platform import cpu_shims_moe as _moe
 
 __all__ = ["SHIMS", "apply", "is_active"]
@@ -252,6 +253,17 @@ _shim("moe_te_general_gemm", "megatron-core 0.16.1 bug: moe_utils only defines t
 _shim("moe_split_sizes", "maybe_move_tensor_to_cpu(as_numpy=True) only converts CUDA tensors, "
       "so all-to-all split sizes stay tensors and all_to_all_single raises TypeError")(
     _moe.patch_split_sizes)
+
+
+# --------------------------------------------------------------------------- Mamba
+# The pure-PyTorch kernels live in mamba_ssd / mamba_conv_norm, the patches in cpu_shims_mamba.
+
+_shim("mamba_kernels", "MambaMixer needs the mamba_ssm/causal_conv1d CUDA kernels (SSD chunked scan, "
+      "causal conv1d, gated RMSNorm, decode-step updates); use pure-PyTorch ones, same math")(
+    _mamba.patch_mamba_kernels)
+
+_shim("mamba_final_norm", "MambaStack builds its final norm with TENorm whatever the spec; without "
+      "Transformer Engine use Megatron's torch LayerNorm/RMSNorm")(_mamba.patch_mamba_final_norm)
 
 
 # --------------------------------------------------------------------------- sequence parallel

@@ -1,5 +1,6 @@
 """CPU-sized recipes: ``tiny`` (what ``plugtron train`` runs with no arguments), one small model per
-family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_gpt2``, ``tiny_gemma3``, ``tiny_phi3``, ``tiny_t5``) and ``none``.
+family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_qwen3_moe``, ``tiny_gpt2``, ``tiny_gemma3``,
+``tiny_phi3``, ``tiny_t5``, ``tiny_mamba``, ``tiny_hybrid``) and ``none``.
 
 Each trains on the byte-level corpus bundled with plugtron with the family's real architecture
 (its provider class: RoPE/RMSNorm/SwiGLU for Llama, QKV biases for Qwen2, top-2 experts for
@@ -119,6 +120,15 @@ def tiny_mixtral():
                                       ffn_hidden_size=256, num_moe_experts=4, vocab_size=None, **_CPU))
 
 
+def tiny_qwen3_moe():
+    """Qwen3-MoE architecture (QK norm, top-2 of 4 experts renormalised, no shared expert), 2 layers of 128."""
+    from plugtron.providers.qwen3_moe import Qwen3MoEProvider
+
+    return _container(Qwen3MoEProvider(num_layers=2, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                       kv_channels=48, ffn_hidden_size=352, moe_ffn_hidden_size=128, num_moe_experts=4,
+                                       moe_router_topk=2, vocab_size=None, max_position_embeddings=None, **_CPU))
+
+
 def tiny_gpt2():
     """GPT-2 architecture (learned positions, LayerNorm, tanh-GELU, biases, tied embeddings), 4 layers of 128."""
     from plugtron.providers.families import GPT2Provider
@@ -154,6 +164,28 @@ def tiny_t5():
                                       seq_length_dec=64, **{**_CPU, "make_vocab_size_divisible_by": 8}), "tiny_t5")
 
 
+# Mamba-2 mixers of 128: expand 2 -> 8 heads of 32 in 2 groups, state 32, one 128-token chunk per sequence.
+_MAMBA: Dict[str, Any] = dict(hidden_size=128, num_attention_heads=4, mamba_head_dim=32, mamba_num_groups=2,
+                              mamba_state_dim=32, vocab_size=None, **_CPU)
+
+
+def tiny_mamba():
+    """Pure Mamba-2 (SSD scan, causal conv, gated RMSNorm; pure-PyTorch kernels on CPU), 4 layers of 128."""
+    from plugtron.providers.mamba import MambaProvider
+
+    return _container(MambaProvider(num_layers=4, **_MAMBA))
+
+
+def tiny_hybrid():
+    """Nemotron-H-style hybrid: pattern ``M-M*M-`` (Mamba-2, squared-ReLU MLP, one attention layer), 6 layers of 128."""
+    from megatron.core.activations import squared_relu
+
+    from plugtron.providers.mamba import MambaProvider
+
+    return _container(MambaProvider(num_layers=6, hybrid_override_pattern="M-M*M-", ffn_hidden_size=352,
+                                    activation_func=squared_relu, num_query_groups=2, **_MAMBA))
+
+
 def defaults():
     """Megatron Bridge's defaults with nothing filled in (the model must be given)."""
     from plugtron.config import ConfigContainer
@@ -169,10 +201,13 @@ RECIPES = {
     "tiny_qwen3": ("tiny_qwen3", "Qwen3 architecture (QK norm), 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_olmo2": ("tiny_olmo2", "OLMo 2 architecture (post-norms, QK norm), 4 layers of 128, 60 iterations on CPU"),
     "tiny_mixtral": ("tiny_mixtral", "Mixtral architecture (4 experts, top-2), 2 layers of 128, 60 iterations on CPU"),
+    "tiny_qwen3_moe": ("tiny_qwen3_moe", "Qwen3-MoE architecture (4 experts, top-2, QK norm), 2 layers of 128, 60 iterations on CPU"),
     "tiny_gpt2": ("tiny_gpt2", "GPT-2 architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_gemma3": ("tiny_gemma3", "Gemma 3 architecture (sliding/global layers), 4 layers of 128, 60 iterations on CPU"),
     "tiny_phi3": ("tiny_phi3", "Phi-3 (Phi-4-mini's shape), 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_t5": ("tiny_t5", "T5 encoder-decoder, 2+2 layers of 64, span corruption, 60 iterations on CPU"),
+    "tiny_mamba": ("tiny_mamba", "Mamba-2 architecture (SSD), 4 layers of 128, bundled corpus, 60 iterations on CPU"),
+    "tiny_hybrid": ("tiny_hybrid", "Nemotron-H-style hybrid M-M*M- (Mamba-2/MLP/attention), 6 layers of 128, 60 iterations on CPU"),
     "none": ("defaults", "Megatron Bridge's defaults, nothing filled in (give the model yourself)"),
 }
 for _fn, _line in RECIPES.values():

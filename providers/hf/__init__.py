@@ -1,5 +1,5 @@
 """Hugging Face conversion: ``AutoBridge.import_ckpt`` / ``AutoBridge.export_ckpt`` and the
-``plugtron convert`` commands. Families: Llama, Mistral, Qwen2, Mixtral, GPT-2.
+``plugtron convert`` commands. Families: Llama, Mistral, Qwen2, Mixtral, GPT-2 (and the rest of ``configs.FAMILIES``).
 
 Exports are lazy so that ``hf.commands`` (argument parsing) does not import torch."""
 

@@ -173,6 +173,31 @@ def _qwen3_hf(p) -> Dict[str, Any]:
     return out
 
 
+def _qwen3_moe(cfg: dict) -> Dict[str, Any]:
+    _full_attention_only(cfg, "Qwen3-MoE")
+    if cfg.get("mlp_only_layers") or _int(cfg, "decoder_sparse_step", 1) != 1:
+        raise UnsupportedArchitecture("config.json: mlp_only_layers/decoder_sparse_step: only models whose every "
+                                      "layer is MoE are supported for Qwen3-MoE (mlp_only_layers=[], decoder_sparse_step=1)")
+    kw = _llama_like(cfg)
+    # Qwen3MoeConfig has no head_dim default of its own: the attention falls back to hidden/heads.
+    kw["kv_channels"] = _int(cfg, "head_dim", kw["hidden_size"] // kw["num_attention_heads"])
+    norm_topk = cfg.get("norm_topk_prob", False)
+    if not isinstance(norm_topk, bool):
+        raise ConversionError(f"config.json: norm_topk_prob={norm_topk!r:.40}: expected true or false")
+    kw.update(qk_layernorm=True, add_qkv_bias=False, num_moe_experts=_int(cfg, "num_experts"),
+              moe_router_topk=_int(cfg, "num_experts_per_tok"), moe_ffn_hidden_size=_int(cfg, "moe_intermediate_size"),
+              moe_router_pre_softmax=not norm_topk, moe_aux_loss_coeff=_float(cfg, "router_aux_loss_coef", 0.001))
+    return kw
+
+
+def _qwen3_moe_hf(p) -> Dict[str, Any]:
+    out = _qwen3_hf(p)
+    out.update(num_experts=p.num_moe_experts, num_experts_per_tok=p.moe_router_topk,
+               moe_intermediate_size=p.moe_ffn_hidden_size, norm_topk_prob=not p.moe_router_pre_softmax,
+               router_aux_loss_coef=p.moe_aux_loss_coeff, decoder_sparse_step=1, mlp_only_layers=[])
+    return out
+
+
 def _olmo2(cfg: dict) -> Dict[str, Any]:
     _full_attention_only(cfg, "OLMo 2")
     kw = _llama_like(cfg)  # refuses attention_bias, another hidden_act, unsupported rope_scaling
@@ -247,6 +272,7 @@ LLAMA = Family("llama", "LlamaForCausalLM", "llama", _llama_like, _llama_like_hf
 MISTRAL = Family("mistral", "MistralForCausalLM", "mistral", _mistral, _mistral_hf)
 QWEN2 = Family("qwen2", "Qwen2ForCausalLM", "qwen2", _qwen2, _qwen2_hf)
 QWEN3 = Family("qwen3", "Qwen3ForCausalLM", "qwen3", _qwen3, _qwen3_hf)
+QWEN3_MOE = Family("qwen3_moe", "Qwen3MoeForCausalLM", "qwen3_moe", _qwen3_moe, _qwen3_moe_hf)
 OLMO2 = Family("olmo2", "Olmo2ForCausalLM", "olmo2", _olmo2, _olmo2_hf)
 MIXTRAL = Family("mixtral", "MixtralForCausalLM", "mixtral", _mixtral, _mixtral_hf)
 GPT2 = Family("gpt2", "GPT2LMHeadModel", "gpt2", _gpt2, _gpt2_hf)

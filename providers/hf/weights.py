@@ -80,8 +80,9 @@ def _gpt2_qkv(name: str, mcore: str, nh: int, hd: int, is_bias: bool) -> Rule:
 copy_rule, concat_rule, qkv_rule = _copy, _concat, _qkv
 
 
-def llama_rules(p, moe_prefix: str = "block_sparse_moe") -> List[Rule]:
-    """Llama, Mistral, Qwen2 (QKV bias), Qwen3 (per-head QK norm) and Mixtral (MoE) share one layout."""
+def llama_rules(p, moe_prefix: str = "block_sparse_moe", experts=("w1", "w3", "w2")) -> List[Rule]:
+    """Llama, Mistral, Qwen2 (QKV bias), Qwen3 (per-head QK norm), Mixtral and Qwen3-MoE (MoE: the
+    ``moe_prefix`` module and the ``experts`` gate, up and down projection names) share one layout."""
     h, nh = p.hidden_size, p.num_attention_heads
     ng, hd = p.num_query_groups or nh, p.kv_channels or h // nh
     f, V = p.ffn_hidden_size, p.vocab_size
@@ -108,8 +109,9 @@ def llama_rules(p, moe_prefix: str = "block_sparse_moe") -> List[Rule]:
             rules.append(_copy(m + "gate.weight", M + "mlp.router.weight", (E, h)))
             for e in range(E):
                 x, X = f"{m}experts.{e}.", f"{M}mlp.experts.local_experts.{e}."
-                rules += [_concat((x + "w1.weight", x + "w3.weight"), X + "linear_fc1.weight", (fe, h)),
-                          _copy(x + "w2.weight", X + "linear_fc2.weight", (h, fe))]
+                gate, up, down = (f"{x}{name}.weight" for name in experts)
+                rules += [_concat((gate, up), X + "linear_fc1.weight", (fe, h)),
+                          _copy(down, X + "linear_fc2.weight", (h, fe))]
         else:
             rules += [
                 _concat((L + "mlp.gate_proj.weight", L + "mlp.up_proj.weight"), M + "mlp.linear_fc1.weight", (f, h)),
@@ -138,6 +140,10 @@ def olmo2_rules(p) -> List[Rule]:
             _copy(L + "self_attn.k_norm.weight", M + "self_attention.k_layernorm.weight", (ng * hd,)),
         ]
     return rules
+
+
+def qwen3_moe_rules(p) -> List[Rule]:
+    return llama_rules(p, moe_prefix="mlp", experts=("gate_proj", "up_proj", "down_proj"))
 
 
 def gpt2_rules(p) -> List[Rule]:
@@ -169,7 +175,7 @@ def rules_for(family: str, provider) -> List[Rule]:
     own = family_named(family).weights  # a model-family package's own mapping
     if own is not None:
         return own(provider)
-    return {"gpt2": gpt2_rules, "olmo2": olmo2_rules}.get(family, llama_rules)(provider)
+    return {"gpt2": gpt2_rules, "olmo2": olmo2_rules, "qwen3_moe": qwen3_moe_rules}.get(family, llama_rules)(provider)
 
 
 # Tensors a Hugging Face checkpoint may hold that are not weights, or are duplicates by design.
