@@ -39,12 +39,14 @@ def test_missing_tokenizer_file(tmp_path, capsys):
                   f"tokenizer.tokenizer_model: {tmp_path / 'nope'} not found")
 
 
-def test_missing_test_split_names_do_test(tmp_path, capsys):
-    root = _data(tmp_path / "d", QA, splits=("training", "validation"))
-    _same_verdict(capsys, RUN + [f"dataset.dataset_root={root}"],
-                  f"dataset.dataset_root: {root / 'test.jsonl'} not found; the test split is read by this run: "
-                  "add the file or set dataset.do_test=false")
-    assert main(["config", "show", *RUN, f"dataset.dataset_root={root}", "dataset.do_test=false"]) == 0
+def test_validation_and_test_splits_are_optional_training_is_not(tmp_path, capsys):
+    """Issue 25: a run without validation.jsonl/test.jsonl trains without them (config show agrees);
+    a missing training.jsonl is refused by both, before anything is built."""
+    root = _data(tmp_path / "d", QA, splits=("training",))
+    assert main(["config", "show", *RUN, f"dataset.dataset_root={root}"]) == 0
+    only_valid = _data(tmp_path / "v", QA, splits=("validation",))
+    _same_verdict(capsys, RUN + [f"dataset.dataset_root={only_valid}"],
+                  f"dataset.dataset_root: {only_valid / 'training.jsonl'} not found (the training split is required)")
 
 
 def test_wrong_dataset_root(tmp_path, capsys):
