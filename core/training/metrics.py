@@ -33,8 +33,13 @@ class TokenCount:
     steps without a count (pretraining) count global_batch_size * seq_length each."""
 
     def __init__(self, cfg):
-        self.per_step = cfg.train.global_batch_size * cfg.model.seq_length
+        self.cfg = cfg
         self.reset()
+
+    @property
+    def per_step(self) -> int:
+        """Positions of one global batch (read when counting: a bare config without them works until then)."""
+        return self.cfg.train.global_batch_size * self.cfg.model.seq_length
 
     def reset(self) -> None:
         self.device_sum, self.full_steps = None, 0
