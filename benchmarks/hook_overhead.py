@@ -180,7 +180,7 @@ def _plugtron_only_work(trainer, plog):
         ("hooks.on_step (all plugins)", _per_call_us(lambda: hooks.on_step(state, metrics))),
         ("train_step: train-mode check per chunk", _per_call_us(train_mode)),
         ("train_step: get_forward_backward_func()", _per_call_us(get_forward_backward_func)),
-        ("train_step: mean_loss over microbatches", _per_call_us(lambda: mean_loss(reduced))),
+        ("train_step: mean_loss over microbatches", _per_call_us(lambda: mean_loss(reduced, with_tokens=True))),
         (f"OnDevice: {n_micro} batches x to_device", n_micro * _per_call_us(lambda: to_device(batch))),
         ("counters, FLOPs + StepMetrics (float(grad_norm), lr lookup)", _per_call_us(build_metrics)),
         ("summary loss + log_window.add", _per_call_us(accumulate)),

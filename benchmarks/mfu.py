@@ -179,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for i in range(a.warmup + a.steps):
             sync()
             t0 = time.perf_counter()
-            loss, ok, _, _ = train_step(cfg, state.model, state.optimizer, state.scheduler, its)
+            loss, ok, _, _, _ = train_step(cfg, state.model, state.optimizer, state.scheduler, its)
             sync()
             if i >= a.warmup:
                 times.append(time.perf_counter() - t0)

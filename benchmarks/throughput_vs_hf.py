@@ -166,7 +166,7 @@ def build(a):
 
     def plugtron_step():
         lr = state.step_lr()
-        loss, ok, grad_norm, num_zeros = train_step(cfg, state.model, state.optimizer, state.scheduler, plug_its)
+        loss, ok, grad_norm, num_zeros, _ = train_step(cfg, state.model, state.optimizer, state.scheduler, plug_its)
         state.record_step(loss, ok, grad_norm, num_zeros, flops, lr=lr)
         return loss
 

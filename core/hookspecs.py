@@ -200,7 +200,8 @@ def on_log(state, log) -> None:
     """Every ``logger.log_interval`` iterations, after the loop assembled the log line.
 
     Fires on every rank with the same ``log`` dict: ``iteration``, ``loss`` (mean over the interval),
-    ``lr`` (the one the interval's last step used), ``grad_norm``, ``tokens_per_sec``, ``step_time_s``, ``elapsed_s``, ``eta_s``,
+    ``lr`` (the one the interval's last step used), ``grad_norm``, ``tokens_per_sec`` (real tokens: SFT
+    padding not counted), ``tokens`` and ``padding_tokens`` (the interval's), ``step_time_s``, ``elapsed_s``, ``eta_s``,
     ``skipped_iters``. Return value ignored. (Loggers such as TensorBoard/W&B are on_log plugins.)
     """
 

@@ -3,7 +3,8 @@ On by default.
 
 Toggle: ``logger.run_summary``. When training ends (``on_train_end``), global rank 0 logs:
 iterations done (from where to where), final train loss, final and best validation loss, tokens
-seen in this run, wall time, mean throughput, where the checkpoints, ``metrics.jsonl``, TensorBoard,
+seen in this run (real tokens: SFT padding is reported apart, not counted), wall time, mean throughput
+(real tokens/s), where the checkpoints, ``metrics.jsonl``, TensorBoard,
 W&B and MLflow data are (or that nothing was saved), and the command line to resume. The same text is kept in ``self.text``.
 """
 
@@ -38,7 +39,9 @@ def launcher(env=os.environ) -> str:
 class RunSummary:
     def __init__(self, config):
         self.config = config
-        self.tokens_per_iter = config.train.global_batch_size * config.model.seq_length
+        from plugtron.training.metrics import TokenCount
+
+        self.tokens = TokenCount(config)  # real tokens of this run's steps, summed on the device
         self.start_time = self.start_iter = None
         self.train_loss = self.valid_loss = self.best_valid = None
         self.text = None
@@ -46,6 +49,11 @@ class RunSummary:
     @hookimpl
     def on_train_start(self, state):
         self.start_time, self.start_iter = time.perf_counter(), state.iteration
+        self.tokens.reset()
+
+    @hookimpl
+    def on_step(self, state, metrics):
+        self.tokens.add(metrics)
 
     @hookimpl
     def on_log(self, state, log):
@@ -57,16 +65,17 @@ class RunSummary:
             self.valid_loss = metrics["loss"]
             self.best_valid = metrics["loss"] if self.best_valid is None else min(self.best_valid, metrics["loss"])
 
-    def build(self, state) -> str:
+    def build(self, state, tokens: int) -> str:
         cfg = self.config
         wall = time.perf_counter() - self.start_time
         done = state.iteration - self.start_iter
-        tokens = done * self.tokens_per_iter
+        padding = done * self.tokens.per_step - tokens
+        apart = f" (+ {padding:,} padding, not counted)" if padding > 0 else ""
         lines = [
             "run summary:",
             f"  iterations: {self.start_iter} -> {state.iteration} ({done} in this run, of train_iters {cfg.train.train_iters})",
             f"  train loss (last log): {_fmt(self.train_loss)} | valid loss: last {_fmt(self.valid_loss)}, best {_fmt(self.best_valid)}",
-            f"  tokens seen in this run: {tokens:,} | wall time {wall:.1f}s | mean {tokens / wall if wall > 0 else 0:,.0f} tokens/s",
+            f"  tokens seen in this run: {tokens:,}{apart} | wall time {wall:.1f}s | mean {tokens / wall if wall > 0 else 0:,.0f} tokens/s",
         ]
         if cfg.checkpoint.save:
             save = os.path.abspath(cfg.checkpoint.save)
@@ -94,6 +103,12 @@ class RunSummary:
 
     @hookimpl
     def on_train_end(self, state):
-        if state.is_rank0 and self.start_time is not None:
-            self.text = self.build(state)
+        if self.start_time is None:
+            return
+        from plugtron.training.step import broadcast_from_last_stage
+
+        # the count lives on the last pipeline stage: every rank takes part (a collective with PP > 1)
+        tokens = int(broadcast_from_last_stage(self.tokens.total())[0])
+        if state.is_rank0:
+            self.text = self.build(state, tokens)
             log.info(self.text)

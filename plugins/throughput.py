@@ -4,7 +4,8 @@ Toggle: ``logger.log_throughput``. Contributes to every log record (``collect_me
 logger plugin receives them): ``samples_per_sec``, ``tflops_per_device`` (model FLOPs by Megatron's
 formula, ``plugtron.training.flops``: causal attention counted in full, GQA, SwiGLU, MoE top-k;
 divided by the world size) and ``mfu`` (a fraction of the device's peak). The loop's own
-``tokens_per_sec`` is already in the record. All are averaged over the last ``WINDOW`` iterations.
+``tokens_per_sec`` is already in the record (real tokens: the positions that only pad SFT rows are not counted;
+the record's ``padding_tokens`` has them). All are averaged over the last ``WINDOW`` iterations.
 
 Peak: on CUDA the dense bf16 peak from ``plugtron.training.flops.PEAK_BF16`` by device name (no
 ``mfu`` for a device not in the table); on CPU the peak is *measured* once at the start with an

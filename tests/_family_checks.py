@@ -81,7 +81,7 @@ def first_step_parity(family: str, root: Path, steps: int = 3):
         seen = []
         source = trainer.data.train_iterators[0]
         trainer.data.train_iterators[0] = (seen.append(b) or b for b in source)
-        loss, ok, grad_norm, _ = step.train_step(cfg, trainer.state.model, trainer.state.optimizer,
+        loss, ok, grad_norm, _, _ = step.train_step(cfg, trainer.state.model, trainer.state.optimizer,
                                                  trainer.state.scheduler, trainer.data.train_iterators)
         later = [step.train_step(cfg, trainer.state.model, trainer.state.optimizer, trainer.state.scheduler,
                                  trainer.data.train_iterators)[0].item() for _ in range(steps - 1)]

@@ -23,7 +23,7 @@ def _run(caplog, *extra):
 def test_summary_names_checkpoints_metrics_and_resume(tmp_path, caplog):
     summary, pm = _run(caplog, f"checkpoint.save={tmp_path}")
     assert "iterations: 0 -> 4 (4 in this run" in summary
-    assert f"tokens seen in this run: {4 * 8 * 64:,}" in summary
+    assert f"tokens seen in this run: {4 * 8 * 64:,} | wall" in summary  # pretraining: every position, no padding
     assert f"checkpoints: {tmp_path}" in summary
     assert f"resume: plugtron train <the same config and overrides> checkpoint.load={tmp_path}" in summary
     assert f"generate: plugtron generate {tmp_path} --prompt" in summary

@@ -24,10 +24,13 @@ def collate(samples: Sequence[Dict]) -> Dict[str, Optional[torch.Tensor]]:
     """Stack Megatron sample dicts into a micro batch; extra keys (BlendedDataset's ``dataset_id``)
     are dropped. ``attention_mask`` is ``[mbs, 1, s, s]`` bool (True = masked) when the dataset makes
     one (``reset_attention_mask``, packed SFT rows), else ``None`` and the model applies its causal mask.
-    A packed SFT row also brings ``cu_seqlens`` and ``max_seqlen`` (its example boundaries)."""
+    A packed SFT row also brings ``cu_seqlens`` and ``max_seqlen`` (its example boundaries). SFT
+    rows bring ``real_tokens`` ([mbs] int64, each row's non-padding positions), counted by the step."""
     batch: Dict[str, Optional[torch.Tensor]] = {
         k: torch.stack([torch.as_tensor(s[k]) for s in samples]).to(dtype) for k, dtype in _KEYS.items()
     }
+    if samples[0].get("real_tokens") is not None:  # SFT rows: their non-padding positions (pretraining: all)
+        batch["real_tokens"] = torch.tensor([int(s["real_tokens"]) for s in samples], dtype=torch.int64)
     masks = [s.get("attention_mask") for s in samples]
     batch["attention_mask"] = None if masks[0] is None else torch.stack(masks).to(torch.bool)
     if len(samples) == 1 and samples[0].get("cu_seqlens") is not None:

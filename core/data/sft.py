@@ -48,7 +48,8 @@ def make_sample(examples, seq_length: int, eod: int, packed: bool):
         cu_seqlens.append(pos)
     position_ids[pos:] = numpy.arange(seq_length - pos)
     sample = {"tokens": torch.from_numpy(tokens), "labels": torch.from_numpy(labels),
-              "loss_mask": torch.from_numpy(loss_mask), "position_ids": torch.from_numpy(position_ids)}
+              "loss_mask": torch.from_numpy(loss_mask), "position_ids": torch.from_numpy(position_ids),
+              "real_tokens": pos}  # positions holding example tokens; the rest is padding ("tokens seen")
     if packed:
         seg = torch.from_numpy(segment)
         # Cost: s*s bytes per row (16 MiB at s=4096); only the CPU/local-spec path needs it.

@@ -23,6 +23,38 @@ class StepMetrics:
     lr: float
     skipped: bool
     num_zeros_in_grad: Optional[float] = None
+    # the global batch's non-padding positions (SFT: 0-d tensor on the device, last pipeline stage);
+    # None: every position is a token (pretraining), global_batch_size * seq_length
+    real_tokens: Any = None
+
+
+class TokenCount:
+    """Real (non-padding) tokens over a run of steps, summed on the device (no per-step sync):
+    steps without a count (pretraining) count global_batch_size * seq_length each."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.reset()
+
+    @property
+    def per_step(self) -> int:
+        """Positions of one global batch (read when counting: a bare config without them works until then)."""
+        return self.cfg.train.global_batch_size * self.cfg.model.seq_length
+
+    def reset(self) -> None:
+        self.device_sum, self.full_steps = None, 0
+
+    def add(self, metrics: StepMetrics) -> None:
+        if metrics.real_tokens is None:
+            self.full_steps += 1
+        else:
+            t = metrics.real_tokens.detach()
+            self.device_sum = t if self.device_sum is None else self.device_sum + t
+
+    def total(self) -> torch.Tensor:
+        """The count as a 1-element float64 CPU tensor (a sync point when some are on the device)."""
+        extra = 0.0 if self.device_sum is None else float(self.device_sum.double().cpu())
+        return torch.tensor([self.full_steps * self.per_step + extra], dtype=torch.float64)
 
 
 class LogWindow:
@@ -36,6 +68,7 @@ class LogWindow:
         self.loss_n = 0
         self.step_losses: List[torch.Tensor] = []  # each step's loss since the last flush (no sync until then)
         self.grad_norm = None
+        self.tokens = TokenCount(cfg)  # real tokens since the last flush
         self.lr: Optional[float] = None  # the rate the window's last step used
         # When the last ETA_WINDOW steps ended: the ETA is their mean step time, so one slow step
         # (a save, an eval, a GC pause) moves it by 1/ETA_WINDOW, and the start-up steps age out.
@@ -47,6 +80,7 @@ class LogWindow:
             self.loss_n += 1
             self.step_losses.append(metrics.loss.detach().reshape(()))
         self.grad_norm = metrics.grad_norm
+        self.tokens.add(metrics)
         self.lr = metrics.lr
         self.step_ends.append(self.clock())
 
@@ -78,22 +112,25 @@ class LogWindow:
         now = self.clock()
         steps = self.state.iteration - self.last_iter
         mean = (self.loss_sum / self.loss_n).float().cpu() if self.loss_n else torch.tensor(float("nan"))
-        # each step's loss rides along (one broadcast, steps + 1 numbers): the metrics file keeps them all
+        # the window's real tokens and each step's loss ride along (one broadcast, steps + 2 numbers):
+        # the metrics file keeps every loss
         per_step = torch.full((steps,), float("nan"), dtype=torch.float64)
         if self.step_losses:
             got = torch.stack(self.step_losses[-steps:]).double().cpu() if steps else per_step
             per_step[steps - got.numel():] = got
-        values = broadcast_from_last_stage(torch.cat([mean.reshape(1).double(), per_step]))  # sync point, log steps only
-        loss, step_losses = float(values[0]), values[1:].tolist()
+        values = broadcast_from_last_stage(torch.cat([mean.reshape(1).double(), self.tokens.total(), per_step]))  # sync point, log steps only
+        loss, tokens, step_losses = float(values[0]), int(values[1]), values[2:].tolist()
+        positions = steps * self.tokens.per_step
         step_time = (now - self.last) / max(steps, 1)
-        t = self.cfg.train
         rec = {
             "iteration": self.state.iteration,
             "loss": loss,
             # the rate the last step used (the scheduler has already moved on to the next step's)
             "lr": self.lr if self.lr is not None else self.state.step_lr(),
             "grad_norm": None if self.grad_norm is None else float(self.grad_norm),
-            "tokens_per_sec": t.global_batch_size * self.cfg.model.seq_length / step_time if steps else 0.0,
+            "tokens_per_sec": tokens / (now - self.last) if steps and now > self.last else 0.0,  # real tokens only
+            "tokens": tokens,  # real (non-padding) tokens of the window's steps
+            "padding_tokens": positions - tokens,
             "step_time_s": step_time,
             "elapsed_s": now - self.start,
             "eta_s": self.eta_s(),
@@ -102,19 +139,23 @@ class LogWindow:
         }
         self.last, self.last_iter, self.loss_sum, self.loss_n = now, self.state.iteration, None, 0
         self.step_losses = []
+        self.tokens.reset()
         return rec
 
 
 _LOOP_KEYS = frozenset(("iteration", "loss", "lr", "grad_norm", "tokens_per_sec", "step_time_s", "elapsed_s", "eta_s",
-                        "skipped_iters", "step_losses"))
+                        "skipped_iters", "step_losses", "tokens", "padding_tokens"))
 
 
 def format_log(rec: Dict[str, Any], train_iters: int) -> str:
     """The console line of a log record; plugins' metrics (``collect_metrics``) follow the loop's."""
     gn = "n/a" if rec["grad_norm"] is None else f"{rec['grad_norm']:.3f}"
+    padding = rec.get("padding_tokens") or 0
+    all_positions = (rec.get("tokens") or 0) + padding
+    excluded = f" ({100 * padding / all_positions:.0f}% padding excluded)" if padding > 0 and all_positions else ""
     extra = "".join(f" | {k} {v:.4g}" if isinstance(v, float) else f" | {k} {v}" for k, v in rec.items() if k not in _LOOP_KEYS)
     return (
         f"iter {rec['iteration']:>6}/{train_iters} | loss {rec['loss']:.4f} | lr {rec['lr']:.3e} | "
-        f"grad_norm {gn} | {rec['tokens_per_sec']:,.0f} tok/s | {rec['step_time_s'] * 1000:.0f} ms/step | "
+        f"grad_norm {gn} | {rec['tokens_per_sec']:,.0f} tok/s{excluded} | {rec['step_time_s'] * 1000:.0f} ms/step | "
         f"elapsed {rec['elapsed_s']:.0f}s | eta {rec['eta_s']:.0f}s" + extra
     )

@@ -70,7 +70,8 @@ class TrainState:
         step after the update moves it to the following step's)."""
         return self.scheduler.get_lr(self.optimizer.param_groups[0])
 
-    def record_step(self, loss, ok: bool, grad_norm, num_zeros, flops: float, *, lr: float) -> StepMetrics:
+    def record_step(self, loss, ok: bool, grad_norm, num_zeros, flops: float, *, lr: float,
+                    real_tokens=None) -> StepMetrics:
         """Advance the counters by one finished iteration and return its metrics (the loop and
         benchmarks/hook_overhead.py both call this, so they do the same per-step work). ``lr``: the
         rate the step used, from :meth:`step_lr` before it."""
@@ -86,6 +87,7 @@ class TrainState:
             lr=lr,
             skipped=not ok,
             num_zeros_in_grad=num_zeros,
+            real_tokens=real_tokens,
         )
 
     def counters(self) -> dict:

@@ -10,22 +10,33 @@ import torch.distributed as dist
 from plugtron.training.forward import forward_step, loss_func, loss_function, thd_packed_seq_params  # noqa: F401 (re-exported)
 
 
-def mean_loss(losses_reduced: List[Dict[str, torch.Tensor]]) -> Optional[torch.Tensor]:
+def mean_loss(losses_reduced: List[Dict[str, torch.Tensor]], with_tokens: bool = False):
     """The loss that was trained, over the data-parallel ranks (collective over the DP group, last
     pipeline stage only; None on other stages): per token (``[sum, tokens]`` reports), the token
-    mean over the global batch; otherwise the mean of the micro batches' means."""
+    mean over the global batch; otherwise the mean of the micro batches' means.
+
+    ``with_tokens``: returns ``(loss, real_tokens)``, ``real_tokens`` the global batch's non-padding
+    positions (a 0-d float64 tensor on the device, summed in the loss's own all-reduce: no extra
+    collective, no sync) when the batches report them (SFT), else None (every position is a token)."""
     from megatron.core import parallel_state as ps
 
     if not losses_reduced:
-        return None
+        return (None, None) if with_tokens else None
     reports = torch.stack([d["lm loss"].float() for d in losses_reduced])
     per_token = reports.dim() == 2  # one [sum, tokens] pair per micro batch
-    loss = reports.sum(0) if per_token else reports.mean()
-    if ps.get_data_parallel_world_size() > 1:
-        dist.all_reduce(loss, group=ps.get_data_parallel_group())
-        if not per_token:
-            loss /= ps.get_data_parallel_world_size()
-    return loss[0] / loss[1].clamp(min=1.0) if per_token else loss
+    values = reports.sum(0) if per_token else reports.mean().reshape(1)
+    counted = with_tokens and all("real tokens" in d for d in losses_reduced)
+    if counted:  # float64: token counts stay exact far beyond float32's 2**24
+        real = torch.stack([d["real tokens"] for d in losses_reduced]).sum().double().reshape(1)
+        values = torch.cat([values.double(), real])
+    dp = ps.get_data_parallel_world_size()
+    if dp > 1:
+        dist.all_reduce(values, group=ps.get_data_parallel_group())
+    loss = (values[0] / values[1].clamp(min=1.0)) if per_token else values[0] / dp
+    loss = loss.float()
+    if not with_tokens:
+        return loss
+    return loss, (values[-1] if counted else None)
 
 
 def _all_training(module: torch.nn.Module) -> bool:
@@ -64,11 +75,12 @@ def _schedule_args(cfg) -> Dict[str, Any]:
                 micro_batch_size=cfg.train.micro_batch_size, decoder_seq_length=dec_seq)
 
 
-def train_step(cfg, model, optimizer, scheduler, iterators, before_optimizer_step=None) -> Tuple[Optional[torch.Tensor], bool, Any, Any]:
+def train_step(cfg, model, optimizer, scheduler, iterators, before_optimizer_step=None) -> Tuple[Optional[torch.Tensor], bool, Any, Any, Any]:
     """forward/backward over ``num_microbatches``, ``before_optimizer_step()`` (the
     ``on_before_optimizer_step`` hook), optimizer step, scheduler step.
 
-    Returns ``(loss, update_successful, grad_norm, num_zeros)``."""
+    Returns ``(loss, update_successful, grad_norm, num_zeros, real_tokens)`` (``real_tokens``: see
+    ``mean_loss``; None when every position is a token)."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     for chunk in model:
@@ -87,7 +99,8 @@ def train_step(cfg, model, optimizer, scheduler, iterators, before_optimizer_ste
     update_successful, grad_norm, num_zeros = optimizer.step()
     if update_successful:
         scheduler.step(increment=cfg.train.global_batch_size)
-    return mean_loss(losses), bool(update_successful), grad_norm, num_zeros
+    loss, real_tokens = mean_loss(losses, with_tokens=True)
+    return loss, bool(update_successful), grad_norm, num_zeros, real_tokens
 
 
 @torch.no_grad()

@@ -145,10 +145,10 @@ class Trainer:
         state = self.state
         self.hooks.on_step_start(state)
         lr = state.step_lr()  # before the step: the scheduler step after the update moves it on
-        loss, ok, grad_norm, num_zeros = step.train_step(
+        loss, ok, grad_norm, num_zeros, real_tokens = step.train_step(
             self.cfg, state.model, state.optimizer, state.scheduler, self.data.train_iterators,
             self.before_optimizer_step)
-        metrics = state.record_step(loss, ok, grad_norm, num_zeros, self.flops_per_iter, lr=lr)
+        metrics = state.record_step(loss, ok, grad_norm, num_zeros, self.flops_per_iter, lr=lr, real_tokens=real_tokens)
         if loss is not None:
             self.losses.append(loss.detach())
         self.hooks.on_step(state, metrics)
