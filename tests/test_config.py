@@ -84,7 +84,7 @@ def test_error_snapshot_code_and_dtypes():
     assert text == (
         "recipe 'tiny' + command line: 5 errors\n"
         "  model.params_dtype: expected a dtype name (bfloat16, float16, float32), got str 'float8'\n"
-        "  model.activation_func: expected one of 'gelu', 'silu', 'relu', 'tanh', 'squared_relu', 'quick_gelu', "
+        "  model.activation_func: expected one of 'gelu', 'silu', 'relu', 'tanh', 'gelu_tanh', 'squared_relu', 'quick_gelu', "
         "'fast_gelu', got str 'os.system'\n"
         "  model.init_method: cannot be set from a config (it holds code or is derived)\n"
         "  mixed_precision.bf16: expected bool (true or false), got str 'yes'\n"
