@@ -46,7 +46,7 @@ def plugtron_run(args: Sequence[str], recipe: str = "tiny"):
     """``(losses, grad_norms, micro batches per step)`` of a plugtron run with ``args``."""
     from plugtron.config import load_config
     from plugtron.plugin_manager import PluginManager
-    from plugtron.training import step as step_module
+    from plugtron.training import forward as step_module  # where GPTKind looks forward_step up
     from plugtron.training import train
 
     batches: List[Dict[str, torch.Tensor]] = []
@@ -70,6 +70,7 @@ def plugtron_run(args: Sequence[str], recipe: str = "tiny"):
         train(cfg, plugin_manager=pm)
     finally:
         step_module.forward_step = original
+    assert batches and len(batches) % len(rec.losses) == 0, "no micro batch was recorded"  # the tap is in place
     per_step = len(batches) // len(rec.losses)
     steps = [batches[i * per_step:(i + 1) * per_step] for i in range(len(rec.losses))]
     return rec.losses, rec.grad_norms, steps
