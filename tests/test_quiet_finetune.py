@@ -35,8 +35,21 @@ def _run(cmd, cwd):
     return proc
 
 
+def _not_ours(stderr: str):
+    """Lines of standard error that are not plugtron's own log lines (``[plugtron] ...`` and the
+    indented lines of a multi-line one, e.g. the run summary): log lines go to stderr."""
+    out, ours = [], False
+    for ln in stderr.splitlines():
+        if ln.startswith("[plugtron]"):
+            ours = True
+        elif not (ours and ln.startswith((" ", "\t"))):
+            ours = False
+            out.append(ln)
+    return out
+
+
 def _assert_quiet(proc, allow=()):
-    leaked = [ln for ln in proc.stderr.splitlines() if ln.strip() and not any(a in ln for a in allow)]
+    leaked = [ln for ln in _not_ours(proc.stderr) if ln.strip() and not any(a in ln for a in allow)]
     assert not leaked, proc.stderr
     for noise in ("RerunStateMachine", "Rerun State Machine", "Warning:"):
         assert noise not in proc.stdout, proc.stdout
