@@ -97,6 +97,8 @@ class Gemma3TransformerLayer(TransformerLayer):
     def forward(self, *args, rotary_pos_emb=None, **kwargs):
         if self.local_rope is not None and rotary_pos_emb is not None:
             if isinstance(rotary_pos_emb, tuple):
+                # Megatron passes a (query, key) pair only for multi-latent attention, which no Gemma 3
+                # config builds (import refuses other attention variants); a guard, not a missing piece.
                 raise NotImplementedError("Gemma 3 local RoPE: separate query/key rotary embeddings are not supported")
             rotary_pos_emb = self.local_rope(rotary_pos_emb.shape[0])  # same positions, the local base
         return super().forward(*args, rotary_pos_emb=rotary_pos_emb, **kwargs)

@@ -29,7 +29,7 @@ def causal_conv1d_fn(x, weight, bias=None, seq_idx=None, initial_states=None, re
                      final_states_out=None, activation=None):
     """x ``[b, d, l]``, weight ``[d, w]``, bias ``[d]``, initial_states ``[b, d, w-1]`` -> ``[b, d, l]``
     (and the last ``w - 1`` inputs, the next call's initial states, with ``return_final_states``)."""
-    if seq_idx is not None:
+    if seq_idx is not None:  # packed rows: refused for Mamba without TE before the build (MambaKind)
         raise NotImplementedError("causal_conv1d_fn(seq_idx=...): packed sequences are not supported by "
                                   "plugtron's pure-PyTorch Mamba stand-in")
     width = weight.shape[-1]
@@ -50,7 +50,7 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None, cach
                          conv_state_indices=None):
     """x ``[b, d]`` or ``[b, d, l]``; conv_state ``[batch, d, state_len >= w - 1]`` is shifted left by ``l``
     and gets the new inputs at its end, in place (rows ``conv_state_indices`` when given)."""
-    if cache_seqlens is not None:
+    if cache_seqlens is not None:  # only Megatron's dynamic-batching inference engine passes it; plugtron's generate does not
         raise NotImplementedError("causal_conv1d_update(cache_seqlens=...): circular conv states are not "
                                   "supported by plugtron's pure-PyTorch Mamba stand-in")
     single = x.dim() == 2
