@@ -21,7 +21,8 @@ exec bash "$@"
 """,
     "scontrol": """#!/bin/bash
 [ "$1 $2" = "show hostnames" ] && [ "$3" = "gpu[017-018]" ] || { echo "scontrol stub: unexpected $*" >&2; exit 1; }
-printf 'gpu017\\ngpu018\\n'
+echo gpu017; sleep 0.2; echo gpu018   # two writes, as a real scontrol may: a reader that stops
+                                     # after line 1 (head -n 1) makes the second one SIGPIPE
 """,
     "srun": """#!/bin/bash
 printf '%s\\n' "$@" > "$LOG/srun_args"
