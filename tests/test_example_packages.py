@@ -5,7 +5,7 @@ pytest with that folder on ``PYTHONPATH``. Found through its installed metadata,
 
 - plugtron-stablelm: a model family (provider + Hugging Face mapping + recipe; logits vs transformers)
 - plugtron-lion: an optimizer (``optimizer.optimizer: lion`` with typed ``optimizer_options``)
-- plugtron-dolly: an SFT data format (``dataset.data_format: dolly`` with ``format_options``)
+- plugtron-dolly: an SFT and a pretraining data format (``dataset.data_format: dolly`` / ``dolly_text``)
 - plugtron-tokens: a command (``plugtron tokens FILE``)
 """
 
@@ -20,7 +20,7 @@ from test_example_plugin import _builds_offline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # package folder -> its tests' count (a test that silently stops being collected fails here)
-PACKAGES = {"plugtron-stablelm": 4, "plugtron-lion": 3, "plugtron-dolly": 3, "plugtron-tokens": 3}
+PACKAGES = {"plugtron-stablelm": 4, "plugtron-lion": 3, "plugtron-dolly": 4, "plugtron-tokens": 3}
 
 
 def install(package: Path, target: Path) -> dict:

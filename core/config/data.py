@@ -11,7 +11,10 @@ import attrs
 class GPTDatasetConfig:
     """Pretraining data, built with Megatron-Core's ``BlendedMegatronDatasetBuilder``.
 
-    ``blend``: dataset path prefixes (``.bin``/``.idx`` without suffix); with weights, Megatron-LM's
+    ``data_format`` (a registered pretraining format, ``plugtron registry list data_format``):
+    ``indexed`` (the default: Megatron ``.bin``/``.idx`` files, below), ``mock`` (synthetic data;
+    ``mock: true``, Megatron Bridge's switch, picks it too) or a package's, with its options in
+    ``format_options``. For ``indexed``, ``blend``: dataset path prefixes (``.bin``/``.idx`` without suffix); with weights, Megatron-LM's
     alternating form ``["0.3", "/a_text_document", "0.7", "/b_text_document"]``. ``None`` with
     ``mock=False`` uses the corpus bundled with plugtron. ``split`` is ``"train,valid,test"``
     proportions. ``sequence_length`` unset (``null``) follows ``model.seq_length`` (the one source
@@ -31,6 +34,10 @@ class GPTDatasetConfig:
     mmap_bin_files: bool = True
     num_dataset_builder_threads: int = 1
     dataloader_type: Literal["single", "cyclic"] = "single"
+    # a registered pretraining data format (entry-point group plugtron.data_formats)
+    data_format: str = "indexed"
+    # the format's own options (its ``Options`` attrs class; unknown keys refused)
+    format_options: Dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.define(kw_only=True)
