@@ -195,6 +195,10 @@ class Trainer:
         for policy in self.stop_policies:
             policy.check(state)
         state.should_stop, state.should_save = distributed.any_rank(state.should_stop, state.should_save)
+        if state.should_stop and state.stop_reason is None:  # another rank asked (a Ctrl-C may reach this
+            # rank just after its own check: then that is the reason here too)
+            own = self.interrupt.reason() if getattr(self, "interrupt", None) is not None else None
+            state.stop_reason = own or "another rank asked to stop"
         return state.should_stop
 
     def finish(self) -> None:
