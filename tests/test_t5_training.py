@@ -95,6 +95,8 @@ def test_span_corruption_is_right_and_deterministic_per_sample_index():
     assert batch["enc_mask"].shape == (2, 1, 64, 64) and batch["enc_dec_mask"].shape == (2, 1, 32, 64)
     assert not batch["enc_mask"][0].any()  # True = masked: only padded keys, in every query row
     assert batch["enc_mask"][1, 0, 5].tolist() == batch["enc_dec_mask"][1, 0, 7].tolist() == [False] * 36 + [True] * 28
+    short = int(ds[199]["loss_mask"].sum())
+    assert batch["real_tokens"].tolist() == [64 + 11 + 4 + 1, 36 + short]  # encoder + decoder (noise, sentinels, EOD)
 
 
 def test_plugtron_train_trains_t5_and_the_loss_falls(caplog):
@@ -110,6 +112,12 @@ def test_plugtron_train_trains_t5_and_the_loss_falls(caplog):
     # Uniform over the 264-id vocabulary is ln(264) = 5.6; 30 steps bring the 5-step mean clearly down.
     assert losses[0] > 5.0 and losses[-1] < 0.75 * losses[0], losses
     assert valid[1] < valid[0], valid
+    # tokens seen: the real encoder and decoder tokens; the decoder's padding (32 positions for 16
+    # targets: noise + sentinels + EOD of a 71-token text) is reported apart
+    noise, spans = span_counts(raw_length(64, 0.15, 3.0), 0.15, 3.0)
+    real, positions = 30 * 8 * (64 + noise + spans + 1), 30 * 8 * (64 + 32)
+    assert "seq length 64 (decoder 32), 768 positions per step (padding included" in text
+    assert f"tokens seen in this run: {real:,} (+ {positions - real:,} padding, not counted)" in text, text[-1500:]
 
 
 def test_t5_resume_is_bit_identical(tmp_path):
