@@ -184,3 +184,23 @@ def test_ctrl_c_to_a_torchrun_group_saves_after_the_step_and_the_resume_is_exact
         torch.set_num_threads(threads)
     resumed, reference = _losses(ck), _losses(tmp_path / "ref")
     assert [resumed[i] for i in range(1, end + 1)] == [reference[i] for i in range(1, end + 1)]
+
+
+def test_a_rank_stopped_by_another_ranks_request_names_a_reason():
+    """The stop is agreed across ranks after each rank checked its own policies: a rank whose own
+    check came just before its Ctrl-C arrived (or that got none) still says why it stops, never
+    "stopped at iteration N: None" (seen with two ranks)."""
+    from types import SimpleNamespace
+
+    from plugtron.config import load_config
+    from plugtron.training.trainer import Trainer
+
+    trainer = Trainer.__new__(Trainer)  # only the stop agreement: no model
+    trainer.stop_policies, trainer.interrupt = [], None
+    # what the agreement hands a rank that did not ask: stop (and save), no reason of its own
+    trainer.state = SimpleNamespace(should_stop=True, should_save=True, stop_reason=None)
+    assert trainer.agree_stop() and trainer.state.stop_reason == "another rank asked to stop"
+    trainer.interrupt = interrupt.InterruptStop(load_config(None, []), rank0=False)
+    trainer.interrupt.received = signal.SIGINT  # arrived after this rank's own check
+    trainer.state = SimpleNamespace(should_stop=True, should_save=True, stop_reason=None)
+    assert trainer.agree_stop() and trainer.state.stop_reason == "Ctrl-C (SIGINT) received"
