@@ -165,6 +165,29 @@ def test_packed_cache_key_follows_the_source(tmp_path):
     assert key() != first
 
 
+def test_a_saved_dataset_dict_keeps_its_packed_files_reused(tmp_path):
+    """Packed files go inside a saved DatasetDict (``packed/``): writing them must not change the key."""
+    from plugtron.config import ConfigContainer
+    from plugtron.data.sft import build_sft_datasets
+
+    root = tmp_path / "dd"
+    d = datasets.Dataset.from_list(records(6))
+    datasets.DatasetDict(train=d, validation=d.select([0, 1])).save_to_disk(str(root))
+
+    def cfg():
+        c = ConfigContainer(dataset=ds_cfg(root, do_test=False, packed_sequence_specs=PackedSequenceSpecs(
+            packed_sequence_size=256)))
+        c.train.micro_batch_size, c.train.global_batch_size, c.train.train_iters = 1, 2, 2
+        c.train.eval_interval, c.train.eval_iters = 2, 1
+        return c
+
+    build_sft_datasets(cfg(), BYTE)
+    files = sorted(p.name for p in (root / "packed").iterdir())
+    assert len(files) == 2 and files[0].startswith("training_") and files[1].startswith("validation_")
+    build_sft_datasets(cfg(), BYTE)
+    assert sorted(p.name for p in (root / "packed").iterdir()) == files  # reused, not packed again
+
+
 def test_data_inspect_reads_a_carved_split_of_a_parquet_file(tmp_path, capsys):
     from plugtron.cli.main import main
 

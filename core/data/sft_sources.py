@@ -130,8 +130,12 @@ class Source:
     def fingerprint(self) -> dict:
         """What identifies the records for a cache key: every file's size and mtime, the renaming and
         the carved rows."""
-        files = [self.path] if os.path.isfile(self.path) else sorted(
-            os.path.join(d, f) for d, _, fs in os.walk(self.path) for f in fs)
+        if os.path.isfile(self.path):
+            files = [self.path]
+        else:  # a saved DatasetDict: its split's directory and index only (packed files are written beside them)
+            top = os.path.join(self.path, self.dict_split) if self.dict_split else self.path
+            files = sorted(os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs)
+            files += [os.path.join(self.path, "dataset_dict.json")] if self.dict_split else []
         stats = [(os.path.relpath(f, self.path) if f != self.path else "", os.stat(f).st_size, os.stat(f).st_mtime_ns)
                  for f in files]
         return {"source": os.path.abspath(self.path), "kind": self.kind, "split": self.dict_split, "files": stats,
