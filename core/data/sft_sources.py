@@ -69,7 +69,9 @@ class Source:
         return f"{where} ({self.carved})" if self.carved else where
 
     def view(self, name: str, keep: List[int], carved: str) -> "Source":
-        return Source(self.path, self.kind, name, self.columns, self.dict_split, sorted(keep), carved)
+        out = Source(self.path, self.kind, name, self.columns, self.dict_split, sorted(keep), carved)
+        out._table = self._table  # read once (a Parquet file is loaded into memory)
+        return out
 
     # -- reading -------------------------------------------------------------------------------
     def _dataset(self):
