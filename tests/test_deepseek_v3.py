@@ -159,3 +159,24 @@ def test_expert_parallel_fine_tuning_equals_one_process_and_exports_exactly(tmp_
     a, b = load_file(tmp_path / "hf1" / "model.safetensors"), load_file(tmp_path / "hf2" / "model.safetensors")
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "hf1" / "config.json").read_text())["architectures"] == ["DeepseekV3ForCausalLM"]
+
+
+def test_lora_on_mla_projections_exports_to_peft_and_experts_are_refused(tmp_path):
+    """LoRA on MLA's down/up projections and the output projection, by DeepSeek's Hugging Face names
+    (q_a_proj, q_b_proj, kv_a_proj_with_mqa, kv_b_proj, o_proj): trains, and ``peft export-hf`` writes
+    adapters that ``peft.PeftModel`` loads onto the transformers base with the adapted model's logits.
+    The routed experts' linears are not adaptable: a target only they have is refused before a step."""
+    from _family_checks import lora_export_loads_in_peft
+    from _peft_fixtures import config, make_base
+    from plugtron.errors import PluginError
+    from plugtron.training import train
+
+    diff = lora_export_loads_in_peft("deepseek_v3", tmp_path / "base", tmp_path,
+                                     "[q_a_proj,q_b_proj,kv_a_proj_with_mqa,kv_b_proj,o_proj]")
+    print(f"deepseek_v3: PeftModel vs plugtron max |logit diff| = {diff:.2e}")
+    assert diff <= 1e-5
+    root = make_base(tmp_path / "base", "deepseek_v3")
+    with pytest.raises(PluginError, match=r"'\*\.layers\.2\.mlp\.experts\.\*' matches no adaptable module"):
+        train(config(root, ["train.train_iters=1", f"checkpoint.save={tmp_path / 'experts'}",
+                            "peft.target_modules=['*.layers.2.mlp.experts.*']"]))
+    assert not (tmp_path / "experts").exists() or not any((tmp_path / "experts").rglob("iter_*"))
