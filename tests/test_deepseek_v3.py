@@ -180,3 +180,38 @@ def test_lora_on_mla_projections_exports_to_peft_and_experts_are_refused(tmp_pat
         train(config(root, ["train.train_iters=1", f"checkpoint.save={tmp_path / 'experts'}",
                             "peft.target_modules=['*.layers.2.mlp.experts.*']"]))
     assert not (tmp_path / "experts").exists() or not any((tmp_path / "experts").rglob("iter_*"))
+
+
+def test_moe_token_drop_caps_the_grouped_sigmoid_router():
+    """The moe_token_drop plugin on tiny_deepseek_v3: with capacity 0.5 the routers (top-4 of 8 from 2 of
+    4 groups) keep at most about half of the (token, expert) pairs they pick, and the run trains."""
+    import math
+
+    from megatron.core.transformer.moe.router import TopKRouter
+
+    from plugtron.config import load_config
+    from plugtron.plugin_manager import PluginManager
+    from plugtron.training import train
+
+    seen = {"wanted": 0, "kept": 0}
+
+    class Count:
+        def on_train_start(self, state):
+            for chunk in state.model:
+                for module in chunk.modules():
+                    if isinstance(module, TopKRouter):
+                        module.register_forward_hook(self.count)
+
+        def count(self, module, args, output):
+            seen["wanted"] += output[1].shape[0] * module.topk
+            seen["kept"] += int(output[1].sum())
+
+    pm = PluginManager()
+    pm.register("count", Count())
+    cfg = load_config(None, ["train.train_iters=2", "train.eval_interval=null", "train.global_batch_size=2",
+                             "train.micro_batch_size=2", "model.seq_length=32", "logger.log_interval=1", "scheduler.lr_warmup_iters=1",
+                             "moe_token_drop.moe_expert_capacity_factor=0.5",
+                             "moe_token_drop.moe_pad_expert_input_to_capacity=false"], recipe="tiny_deepseek_v3")
+    losses = train(cfg, plugin_manager=pm)["losses"]
+    assert "moe_token_drop" in pm.loaded and len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert seen["wanted"] > 0 and seen["kept"] < 0.7 * seen["wanted"], seen
