@@ -121,6 +121,30 @@ COMMON = ["train.train_iters=3", "train.eval_interval=null", "train.global_batch
 
 
 @pytest.mark.slow
+def test_logits_at_expert_parallel_2_match_transformers(tmp_path):
+    """The import loaded at EP=2 (two processes, four routed experts each, tokens exchanged by the
+    alltoall dispatcher) computes transformers' logits within 1e-5."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    model, ckpt = _import(tmp_path)
+    with torch.no_grad():
+        ref = model(tokens()).logits
+    here = Path(__file__).parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(here) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(here / "_ep2_logits.py"), str(ckpt), str(tmp_path / "ep2.pt")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = torch.load(tmp_path / "ep2.pt")[..., :ref.shape[-1]]
+    diff = (got - ref).abs().max().item()
+    print(f"deepseek_v3 EP=2: max |logit diff| = {diff:.2e}")
+    assert diff <= TOL
+
+
+@pytest.mark.slow
 def test_expert_parallel_fine_tuning_equals_one_process_and_exports_exactly(tmp_path):
     """An imported DeepSeek-V3 fine-tuned for three steps at EP=2 (four routed experts per process, the
     correction bias updated from the token counts) loses what one process loses; the EP=2 checkpoint
