@@ -2,7 +2,8 @@
 greedy generation, first training step - all with YaRN, q LoRA rank and grouped routing): the
 V2-Lite-style variant without a query LoRA rank and plain RoPE, MLA's two core attentions (SDPA and
 Megatron's unfused) against each other, the CPU shim MLA needs, the config variants refused with the
-key named, and (slow, two processes) expert-parallel fine-tuning whose checkpoint exports exactly."""
+key named, LoRA on the MLA projections exported to ``peft``, ``moe_token_drop`` on the grouped router, and
+(slow, two processes) logits at EP=2 and expert-parallel fine-tuning whose checkpoint exports exactly."""
 
 import json
 
