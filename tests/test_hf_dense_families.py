@@ -1,4 +1,4 @@
-"""Qwen3, Qwen3-MoE and OLMo 2 against ``transformers`` (fp32): a tiny random model of each family (random
+"""Qwen3, Qwen3-MoE, OLMo 2 and DeepSeek-V3 (MLA, YaRN, dense + MoE layers, sigmoid grouped routing) against ``transformers`` (fp32): a tiny random model of each family (random
 norms, vocabulary not a multiple of the padding) imports with logits within 1e-5, exports back bit
 for bit, decodes greedily token for token like ``generate``, and a plugtron run from it takes the
 same first step (loss and gradient norm) as a plain transformers loop on the same batch; config
@@ -14,7 +14,7 @@ from _tokenizer_files import train_bpe
 
 import transformers  # noqa: F401  (the test extra installs it; these tests must run, never skip)
 
-FAMILIES = ("qwen3", "olmo2", "qwen3_moe")
+FAMILIES = ("qwen3", "olmo2", "qwen3_moe", "deepseek_v3")
 VOCAB = 301  # a byte-level BPE needs >= 257 ids; 301 is padded (to 304): padding rows are never compared
 TOL = 1e-5
 

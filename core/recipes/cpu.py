@@ -1,5 +1,5 @@
 """CPU-sized recipes: ``tiny`` (what ``plugtron train`` runs with no arguments), one small model per
-family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_qwen3_moe``, ``tiny_gpt2``, ``tiny_gemma3``,
+family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_qwen3_moe``, ``tiny_deepseek_v3``, ``tiny_gpt2``, ``tiny_gemma3``,
 ``tiny_phi3``, ``tiny_t5``, ``tiny_mamba``, ``tiny_hybrid``) and ``none``.
 
 Each trains on the byte-level corpus bundled with plugtron with the family's real architecture
@@ -129,6 +129,14 @@ def tiny_qwen3_moe():
                                        moe_router_topk=2, vocab_size=None, max_position_embeddings=None, **_CPU))
 
 
+def tiny_deepseek_v3():
+    """DeepSeek-V3 architecture (MLA with q/kv ranks and YaRN RoPE, 1 dense layer then MoE: 8 experts in 4
+    groups, top-4 from 2 groups by sigmoid scores with expert bias, a shared expert), 3 layers of 64."""
+    from plugtron.providers.deepseek_v3 import DeepSeekV3Tiny
+
+    return _container(DeepSeekV3Tiny(**{**_CPU, "max_position_embeddings": 256}))
+
+
 def tiny_gpt2():
     """GPT-2 architecture (learned positions, LayerNorm, tanh-GELU, biases, tied embeddings), 4 layers of 128."""
     from plugtron.providers.families import GPT2Provider
@@ -202,6 +210,7 @@ RECIPES = {
     "tiny_olmo2": ("tiny_olmo2", "OLMo 2 architecture (post-norms, QK norm), 4 layers of 128, 60 iterations on CPU"),
     "tiny_mixtral": ("tiny_mixtral", "Mixtral architecture (4 experts, top-2), 2 layers of 128, 60 iterations on CPU"),
     "tiny_qwen3_moe": ("tiny_qwen3_moe", "Qwen3-MoE architecture (4 experts, top-2, QK norm), 2 layers of 128, 60 iterations on CPU"),
+    "tiny_deepseek_v3": ("tiny_deepseek_v3", "DeepSeek-V3 architecture (MLA, YaRN, dense + MoE layers, grouped sigmoid routing), 3 layers of 64, 60 iterations on CPU"),
     "tiny_gpt2": ("tiny_gpt2", "GPT-2 architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_gemma3": ("tiny_gemma3", "Gemma 3 architecture (sliding/global layers), 4 layers of 128, 60 iterations on CPU"),
     "tiny_phi3": ("tiny_phi3", "Phi-3 (Phi-4-mini's shape), 4 layers of 128, bundled corpus, 60 iterations on CPU"),

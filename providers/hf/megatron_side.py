@@ -132,13 +132,23 @@ def _pad_vocab(t: torch.Tensor, rows: int) -> torch.Tensor:
 _VOCAB = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 
+def _weights(model):
+    """The model's parameters and the buffers that are part of the model's function: the MoE router's
+    ``expert_bias`` (DeepSeek-V3's ``e_score_correction_bias``; it picks experts, is never trained by
+    gradients, and is updated from the token counts during training)."""
+    yield from model.named_parameters()
+    for name, buf in model.named_buffers():
+        if name.endswith("router.expert_bias"):
+            yield name, buf
+
+
 def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
     """Copy each whole tensor's shard for this rank into ``model``; every tensor must be used."""
     from megatron.core import parallel_state as ps
 
     padded = provider.padded_vocab_size(provider.vocab_size)
     left = set(tensors)
-    for name, param in model.named_parameters():
+    for name, param in _weights(model):
         key = canonical_name(name, provider)
         if key not in tensors:
             raise ConversionError(f"no source tensor for Megatron parameter '{key}'")
@@ -170,7 +180,7 @@ def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
 def gather(model, provider) -> Dict[str, torch.Tensor]:
     """Whole tensors of a TP=1 model, vocabulary padding removed."""
     out = {}
-    for name, param in model.named_parameters():
+    for name, param in _weights(model):
         key = canonical_name(name, provider)
         t = param.detach()
         out[key] = t[: provider.vocab_size].clone() if key in _VOCAB else t.clone()
