@@ -132,13 +132,24 @@ def _pad_vocab(t: torch.Tensor, rows: int) -> torch.Tensor:
 _VOCAB = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 
+# Persistent buffers that are part of the model's function and of Hugging Face's weights: the sigmoid
+# router's per-expert score correction (``moe_router_enable_expert_bias``; HF's e_score_correction_bias).
+_WEIGHT_BUFFERS = (".router.expert_bias",)
+
+
+def _weights(model):
+    """``(name, tensor)`` of every parameter and weight buffer of ``model``."""
+    yield from model.named_parameters()
+    yield from ((n, b) for n, b in model.named_buffers() if n.endswith(_WEIGHT_BUFFERS))
+
+
 def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
     """Copy each whole tensor's shard for this rank into ``model``; every tensor must be used."""
     from megatron.core import parallel_state as ps
 
     padded = provider.padded_vocab_size(provider.vocab_size)
     left = set(tensors)
-    for name, param in model.named_parameters():
+    for name, param in _weights(model):
         key = canonical_name(name, provider)
         if key not in tensors:
             raise ConversionError(f"no source tensor for Megatron parameter '{key}'")
@@ -170,7 +181,7 @@ def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
 def gather(model, provider) -> Dict[str, torch.Tensor]:
     """Whole tensors of a TP=1 model, vocabulary padding removed."""
     out = {}
-    for name, param in model.named_parameters():
+    for name, param in _weights(model):
         key = canonical_name(name, provider)
         t = param.detach()
         out[key] = t[: provider.vocab_size].clone() if key in _VOCAB else t.clone()

@@ -215,7 +215,10 @@ def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Te
             parts.append(t)
         out[rule.mcore] = rule.fuse(*parts)
     tied = provider.share_embeddings_and_output_weights
-    extra = sorted(k for k in keys - used if not _ignorable(family, k, tied))
+    from plugtron.providers.hf.configs import family_named
+
+    dropped = family_named(family).dropped or (lambda _p, _name: False)
+    extra = sorted(k for k in keys - used if not _ignorable(family, k, tied) and not dropped(provider, k))
     if extra:
         more = f" (and {len(extra) - 5} more)" if len(extra) > 5 else ""
         raise ConversionError(f"{where}: tensor(s) {', '.join(extra[:5])}{more} have no place in a "
