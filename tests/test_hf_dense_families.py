@@ -240,17 +240,39 @@ def test_olmo2_layer_pieces_equal_the_hf_modules():
 
 
 @pytest.mark.slow
-def test_expert_parallel_fine_tuning_of_an_imported_qwen3_moe_equals_one_process(tmp_path):
-    """An imported Qwen3-MoE fine-tuned for three steps at EP=2 (two experts per process, tokens sent
-    to their experts' rank by the alltoall dispatcher) loses what one process loses."""
-    from _peft_fixtures import make_base
+@pytest.mark.parametrize("family", ["qwen3_moe", "glm4_moe"])
+def test_expert_parallel_fine_tuning_equals_one_process_and_exports_exactly(family, tmp_path):
+    """An imported MoE model fine-tuned for three steps at EP=2 (half of the experts per process, tokens
+    sent to their experts' rank by the alltoall dispatcher) loses what one process loses; its checkpoint
+    (experts saved sharded by rank) exports to Hugging Face and back bit for bit, and the export computes
+    the trained checkpoint's logits (Megatron Bridge's export of EP>1 checkpoints: its issue 1716)."""
+    import transformers as T
+
+    from _hf_parity import checkpoint_logits, held_out_logits
+    from _peft_fixtures import VOCAB, make_base
     from helpers import torchrun
     from plugtron.config import load_config
+    from plugtron.providers.hf import AutoBridge
+    from plugtron.providers.hf import megatron_side as ms
     from plugtron.training import train
 
-    root = make_base(tmp_path / "base", "qwen3_moe")
+    root = make_base(tmp_path / "base", family)
     common = COMMON + [f"checkpoint.pretrained_checkpoint={root / 'base'}", "model.seq_length=64"]
     ref = train(load_config(None, common))["losses"]
-    got = torchrun(tmp_path, "ep2", common + ["model.expert_model_parallel_size=2"])["losses"]
-    print(f"qwen3_moe: EP=1 {ref}, EP=2 {got}")
+    got = torchrun(tmp_path, "ep2", common + ["model.expert_model_parallel_size=2", f"checkpoint.save={tmp_path / 'ep2'}"])["losses"]
+    print(f"{family}: EP=1 {ref}, EP=2 {got}")
     assert len(got) == 3 and max(abs(a - b) for a, b in zip(got, ref)) <= 1e-4, (got, ref)
+
+    AutoBridge.export_ckpt(str(tmp_path / "ep2"), str(tmp_path / "hf"))
+    exported = T.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", attn_implementation="eager")
+    diff = (held_out_logits(exported, VOCAB) - checkpoint_logits(tmp_path / "ep2", VOCAB)).abs().max().item()
+    AutoBridge.import_ckpt(str(tmp_path / "hf"), str(tmp_path / "back"))
+    with ms.megatron_world(1):
+        provider, model = ms.load_model(tmp_path / "ep2")
+        trained = ms.gather(model, provider)
+        provider, model = ms.load_model(tmp_path / "back")
+        back = ms.gather(model, provider)
+    assert sorted(back) == sorted(trained)  # every expert of both ranks, the router's expert bias included
+    assert all(torch.equal(back[k], trained[k]) for k in trained), [k for k in trained if not torch.equal(back[k], trained[k])]
+    print(f"{family}: export of the EP=2 checkpoint vs its logits {diff:.2e}")
+    assert diff <= 1e-5
