@@ -211,6 +211,33 @@ def test_unsupported_variants_are_refused_naming_the_field(family, change, messa
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_glm4_moe_multi_token_prediction_layer_is_dropped_as_transformers_drops_it(tmp_path, caplog):
+    """GLM-4.5's released checkpoints carry an MTP layer after the decoder (``model.layers.<N>.*``,
+    ``num_nextn_predict_layers``) that ``Glm4MoeForCausalLM`` does not have: the import leaves it out
+    and says so; any other unknown tensor is still refused, naming it."""
+    import json
+    import logging
+
+    from safetensors.torch import load_file, save_file
+
+    from plugtron.providers.hf import AutoBridge
+    from plugtron.providers.hf.errors import ConversionError
+
+    hf_dir = save(build("glm4_moe"), tmp_path / "hf")
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    (hf_dir / "config.json").write_text(json.dumps({**cfg, "num_nextn_predict_layers": 1}))
+    tensors = load_file(hf_dir / "model.safetensors")
+    mtp = {"model.layers.3.eh_proj.weight": torch.ones(64, 128), "model.layers.3.enorm.weight": torch.ones(64)}
+    save_file({**tensors, **mtp}, hf_dir / "model.safetensors", metadata={"format": "pt"})
+    with caplog.at_level(logging.WARNING, logger="plugtron"):
+        AutoBridge.import_ckpt(str(hf_dir), str(tmp_path / "out"))
+    assert "num_nextn_predict_layers=1" in caplog.text and "not imported" in caplog.text
+    save_file({**tensors, **mtp, "model.layers.1.mlp.extra.weight": torch.ones(2)}, hf_dir / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(ConversionError, match=r"model\.layers\.1\.mlp\.extra\.weight have no place"):
+        AutoBridge.import_ckpt(str(hf_dir), str(tmp_path / "out2"))
+
+
 def test_olmo2_layer_pieces_equal_the_hf_modules():
     """The two modules plugtron adds for OLMo 2, each against transformers' ``Olmo2RMSNorm``: the
     QK norm over the whole projection (Megatron hands it ``[s, b, heads, head_dim]``) and the norm

@@ -226,6 +226,11 @@ def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Te
     return out
 
 
+# Written in float32 whatever the model's dtype: the sigmoid routers' score correction, a float32 buffer in
+# transformers and in Megatron (a bf16 copy would round the biases that decide the top-k).
+_FLOAT32 = (".e_score_correction_bias",)
+
+
 def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=None) -> Dict[str, torch.Tensor]:
     out: Dict[str, torch.Tensor] = {}
     for rule in rules_for(family, provider):
@@ -235,7 +240,7 @@ def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=N
             if tuple(t.shape) != tuple(shape):
                 raise ConversionError(f"Megatron checkpoint: '{rule.mcore}' gives '{name}' of shape "
                                       f"{tuple(t.shape)}, expected {tuple(shape)}")
-            out[name] = t.to(dtype) if dtype is not None else t
+            out[name] = t.to(torch.float32 if name.endswith(_FLOAT32) else dtype) if dtype is not None else t
     return out
 
 
