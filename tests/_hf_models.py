@@ -31,10 +31,10 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
     if family == "qwen3_moe":  # top-2 of 4 experts, renormalised (norm_topk_prob), head_dim 24, QK norm
         return T.Qwen3MoeConfig(**common, head_dim=24, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48,
                                 norm_topk_prob=True, router_aux_loss_coef=0.0, rms_norm_eps=1e-6, rope_theta=1e6)
-    if family == "glm4_moe":  # layer 0 dense, 1-2 MoE: 8 experts in 2 groups (1 kept), top-2 scaled x2.5, a shared
+    if family == "glm4_moe":  # layer 0 dense, 1-2 MoE: 4 experts in 2 groups (1 kept), top-2 scaled x2.5, a shared
         # expert; QK norm, q/k/v biases, RoPE on half of each 16-dim head
         return T.Glm4MoeConfig(**{**common, "num_hidden_layers": 3}, head_dim=16, partial_rotary_factor=0.5,
-                               attention_bias=True, use_qk_norm=True, n_routed_experts=8, num_experts_per_tok=2,
+                               attention_bias=True, use_qk_norm=True, n_routed_experts=4, num_experts_per_tok=2,
                                n_group=2, topk_group=1, moe_intermediate_size=48, n_shared_experts=1,
                                first_k_dense_replace=1, routed_scaling_factor=2.5, norm_topk_prob=True,
                                rms_norm_eps=1e-5, rope_theta=1e6)
