@@ -31,6 +31,13 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
     if family == "qwen3_moe":  # top-2 of 4 experts, renormalised (norm_topk_prob), head_dim 24, QK norm
         return T.Qwen3MoeConfig(**common, head_dim=24, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48,
                                 norm_topk_prob=True, router_aux_loss_coef=0.0, rms_norm_eps=1e-6, rope_theta=1e6)
+    if family == "glm4_moe":  # layer 0 dense, 1-2 MoE: 4 experts in 2 groups (1 kept), top-2 scaled x2.5, a shared
+        # expert; QK norm, q/k/v biases, RoPE on half of each 16-dim head
+        return T.Glm4MoeConfig(**{**common, "num_hidden_layers": 3}, head_dim=16, partial_rotary_factor=0.5,
+                               attention_bias=True, use_qk_norm=True, n_routed_experts=4, num_experts_per_tok=2,
+                               n_group=2, topk_group=1, moe_intermediate_size=48, n_shared_experts=1,
+                               first_k_dense_replace=1, routed_scaling_factor=2.5, norm_topk_prob=True,
+                               rms_norm_eps=1e-5, rope_theta=1e6)
     if family == "olmo2":  # post-sublayer norms, QK norm over the whole projections, untied
         return T.Olmo2Config(**common, rms_norm_eps=1e-6, rope_theta=5e5, pad_token_id=1, eos_token_id=vocab - 1)
     if family == "mixtral":
@@ -79,8 +86,8 @@ def build(family: str, seed: int = 0, **kwargs):
             else:
                 p.copy_(0.08 * torch.randn_like(p))
         for name, b in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):  # DeepSeek-V3's routing bias: steers the choice
-                b.copy_(0.1 * torch.randn_like(b))
+            if name.endswith("e_score_correction_bias"):  # a weight HF keeps as a buffer (sigmoid routers)
+                b.copy_((0.1 if family == "deepseek_v3" else 0.05) * torch.randn_like(b))
     return model
 
 

@@ -91,6 +91,20 @@ def test_qwen3_moe_recipes_carry_bridges_moe_settings():
     assert big.model.expert_model_parallel_size == 8 and big.model.account_for_loss_in_pipeline_split
 
 
+def test_glm45_recipes_carry_bridges_layouts():
+    pre, peft = get_recipe("glm45_355b_pretrain")(), get_recipe("glm45_air_106b_peft")()
+    m = pre.model
+    assert (m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.expert_model_parallel_size,
+            m.expert_tensor_parallel_size, m.sequence_parallel, pre.train.global_batch_size, pre.optimizer.lr) == \
+        (2, 8, 16, 1, True, 2048, 1e-4)
+    assert (m.num_layers_in_first_pipeline_stage, m.num_layers_in_last_pipeline_stage) == (10, 10)  # 10 + 6 x 12 + 10
+    assert m.moe_layer_freq == [0] * 3 + [1] * 89 and m.moe_router_topk_scaling_factor == 2.5 and m.qk_layernorm
+    assert world_size("glm45_355b_pretrain") == 256 and world_size("glm45_air_106b_peft") == 8
+    assert (peft.model.pipeline_model_parallel_size, peft.model.expert_model_parallel_size, peft.peft.dim,
+            peft.dataset.packed_sequence_specs, peft.optimizer.lr) == (2, 4, 32, None, 1e-4)
+    assert not peft.model.qk_layernorm and peft.model.moe_layer_freq == [0] + [1] * 45
+
+
 def test_modes_follow_bridge_bases():
     pre, sft, peft = (get_recipe(f"llama3_8b_{mode}")() for mode in ("pretrain", "sft", "peft"))
     assert (pre.optimizer.lr, pre.optimizer.min_lr, pre.scheduler.lr_warmup_iters, pre.train.train_iters) == (3e-4, 3e-5, 2000, 1168251)

@@ -132,14 +132,16 @@ def _pad_vocab(t: torch.Tensor, rows: int) -> torch.Tensor:
 _VOCAB = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 
+# Persistent buffers that are part of the model's function and of Hugging Face's weights: the sigmoid
+# router's per-expert score correction (``moe_router_enable_expert_bias``; HF's e_score_correction_bias).
+_WEIGHT_BUFFERS = (".router.expert_bias",)
+
+
 def _weights(model):
-    """The model's parameters and the buffers that are part of the model's function: the MoE router's
-    ``expert_bias`` (DeepSeek-V3's ``e_score_correction_bias``; it picks experts, is never trained by
-    gradients, and is updated from the token counts during training)."""
+    """``(name, tensor)`` of every parameter and weight buffer of ``model`` (the router's expert bias picks
+    experts, is never trained by gradients, and is updated from the token counts during training)."""
     yield from model.named_parameters()
-    for name, buf in model.named_buffers():
-        if name.endswith("router.expert_bias"):
-            yield name, buf
+    yield from ((n, b) for n, b in model.named_buffers() if n.endswith(_WEIGHT_BUFFERS))
 
 
 def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:

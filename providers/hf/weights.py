@@ -215,12 +215,20 @@ def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Te
             parts.append(t)
         out[rule.mcore] = rule.fuse(*parts)
     tied = provider.share_embeddings_and_output_weights
-    extra = sorted(k for k in keys - used if not _ignorable(family, k, tied))
+    from plugtron.providers.hf.configs import family_named
+
+    dropped = family_named(family).dropped or (lambda _p, _name: False)
+    extra = sorted(k for k in keys - used if not _ignorable(family, k, tied) and not dropped(provider, k))
     if extra:
         more = f" (and {len(extra) - 5} more)" if len(extra) > 5 else ""
         raise ConversionError(f"{where}: tensor(s) {', '.join(extra[:5])}{more} have no place in a "
                               f"{family} model of this config (unsupported variant?)")
     return out
+
+
+# Written in float32 whatever the model's dtype: the sigmoid routers' score correction, a float32 buffer in
+# transformers and in Megatron (a bf16 copy would round the biases that decide the top-k).
+_FLOAT32 = (".e_score_correction_bias",)
 
 
 def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=None) -> Dict[str, torch.Tensor]:
@@ -232,7 +240,7 @@ def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=N
             if tuple(t.shape) != tuple(shape):
                 raise ConversionError(f"Megatron checkpoint: '{rule.mcore}' gives '{name}' of shape "
                                       f"{tuple(t.shape)}, expected {tuple(shape)}")
-            out[name] = t.to(dtype) if dtype is not None else t
+            out[name] = t.to(torch.float32 if name.endswith(_FLOAT32) else dtype) if dtype is not None else t
     return out
 
 
