@@ -72,7 +72,8 @@ class Compile:
         self.compiled = [name for name, _ in self._parts]
         if distributed.is_rank0():
             kinds = sorted({type(p).__name__ for _, p in self._parts})
-            log.info(f"compile: {len(self._parts)} parts ({', '.join(kinds)}) with torch.compile backend={s.backend} "
+            n = len(self._parts)
+            log.info(f"compile: {n} {'part' if n == 1 else 'parts'} ({', '.join(kinds)}) with torch.compile backend={s.backend} "
                      f"mode={s.mode} scope={s.scope}; each compiles at its first call")
 
     def fall_back(self, part, exc: BaseException) -> None:
@@ -148,10 +149,12 @@ def _why_unavailable(backend: str) -> str:
 
 
 def _allow_warnings_in_graphs() -> None:
-    """Megatron's row-parallel linear calls ``warnings.warn`` (a deprecation notice) on every forward;
-    Dynamo would break the layer's graph there. Let it move such calls to after the graph instead."""
+    """Megatron's row-parallel linear calls ``warnings.warn`` (a ``DeprecationWarning``, hidden by
+    Python's default filters) on every forward; Dynamo would split each layer's graph there (twice per
+    layer). Inside compiled code Dynamo now skips ``warnings.warn`` calls instead (process-wide; code
+    that is not compiled warns as before)."""
     import warnings
 
     import torch._dynamo
 
-    torch._dynamo.config.reorderable_logging_functions.add(warnings.warn)
+    torch._dynamo.config.ignore_logging_functions.add(warnings.warn)

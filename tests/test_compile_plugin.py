@@ -122,3 +122,23 @@ def test_a_mode_for_another_backend_is_refused_by_config_show():
     from plugtron.cli.main import main
 
     assert main(["config", "show", "compile={backend: aot_eager, mode: max-autotune}"]) != 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["model.tensor_model_parallel_size=2", "model.pipeline_model_parallel_size=2"],
+                         ids=["tp2", "pp2"])
+def test_tensor_and_pipeline_parallel_runs_compile_and_match(tmp_path, layout):
+    """Two gloo processes: the layers compile (no fallback warning) and the losses stay within 1e-4."""
+    import json
+    import re
+
+    from helpers import torchrun
+
+    base = [*testing.TINY, "train.eval_interval=null", "train.train_iters=4", layout]
+    plain = torchrun(tmp_path, "plain", base)
+    output = torchrun(tmp_path, "compiled", base + ["compile={}"], env={"TORCH_LOGS": "dynamo"}, read=False)
+    assert re.search(r"torchdynamo start tracing forward .*transformer_layer.py", output), output[-3000:]
+    assert "calling compiler function inductor" in output and "could not compile" not in output, output[-3000:]
+    summaries = [json.loads((tmp_path / f"compiled.json.rank{r}").read_text()) for r in range(2)]
+    compiled = next(s for s in summaries if s["losses"])
+    assert len(plain["losses"]) == 4 and compiled["losses"] == pytest.approx(plain["losses"], abs=1e-4)
