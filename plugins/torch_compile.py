@@ -66,7 +66,8 @@ class Compile:
         _allow_warnings_in_graphs()
         for i, chunk in enumerate(model):
             for name, part in _parts(chunk, s.scope):
-                part.compile(**options)
+                part.compile(**options)  # sets part._compiled_call_impl, which nn.Module.__call__ runs instead
+                # torch has no public hook around that call: wrap it so a compile error falls back to eager
                 part._compiled_call_impl = _EagerOnFailure(self, part, part._compiled_call_impl)
                 self._parts.append((f"chunk{i}.{name}" if name else f"chunk{i}", part))
         self.compiled = [name for name, _ in self._parts]
