@@ -1,0 +1,111 @@
+"""gpt-oss: a tiny random GptOssForCausalLM (attention sinks large enough to matter, sliding layers with
+window 5 alternating with full ones, YaRN x4 with an untruncated ramp, biases on attention, router
+and experts, top-2 of 4 experts whose gate/up pre-activations pass the clamp limit 7, vocabulary 301)
+imports with logits equal to transformers' (fp32) on 16 tokens (past the window), exports bit for bit,
+trains (first step's loss and grad norm equal a plain transformers step; three steps), generates 24
+tokens greedily as transformers does; EP=2 training and export of its checkpoint are slow tests;
+unsupported variants are refused by name."""
+
+import pytest
+import torch
+
+import transformers  # noqa: F401  (the test extra installs it; these tests must run, never skip)
+
+from _family_checks import LOGIT_TOL, assert_export_exact, convert, first_step_parity, greedy_matches, logits_diff
+from _hf_models import hf_config
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    return convert("gpt_oss", tmp_path_factory.mktemp("gpt_oss"))
+
+
+def test_import_logits_match_transformers_and_export_is_exact(converted):
+    from plugtron.config import from_yaml
+
+    model, hf_dir, ckpt, out = converted
+    cfg = from_yaml((ckpt / "iter_0000000" / "run_config.yaml").read_text()).model
+    assert type(cfg).__name__ == "GptOssProvider"
+    assert (list(cfg.window_size), cfg.window_attn_skip_freq, cfg.position_embedding_type, cfg.softmax_type,
+            cfg.yarn_rotary_scaling_factor, cfg.yarn_correction_range_round_to_int) == ([4, 0], 2, "yarn", "learnable",
+                                                                                    4.0, False)
+    diff = logits_diff(model, ckpt)
+    print(f"gpt_oss: max |logit diff| = {diff:.3e}")
+    assert diff <= LOGIT_TOL, diff
+    assert_export_exact(model, hf_dir, out)
+
+
+def test_greedy_generation_past_the_window_equals_transformers(converted):
+    model, _, ckpt, _ = converted
+    prompt = [5, 17, 42, 99, 3, 300, 7, 64, 128, 11]  # 10 tokens > window 5; 34 in all
+    got, ref = greedy_matches(model, ckpt, prompt)
+    assert len(ref) == 24 and got == ref, (got, ref)
+
+
+def test_first_training_step_equals_a_transformers_step_and_three_steps_train(tmp_path):
+    loss, hf_loss, norm, hf_norm, later = first_step_parity("gpt_oss", tmp_path)
+    print(f"gpt_oss first step: loss {loss:.7f} vs {hf_loss:.7f}, grad norm {norm:.7f} vs {hf_norm:.7f}; then {later}")
+    assert abs(loss - hf_loss) <= 1e-5 and abs(norm - hf_norm) <= 1e-5 * max(1.0, hf_norm)
+    assert len(later) == 2 and later[-1] < loss
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "attention_factor": 1.2}}, "rope_scaling=.* is not supported"),
+    ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling=.* is not supported for gpt-oss"),
+    ({"quantization_config": {"quant_method": "mxfp4"}}, "quantization_config=.*Mxfp4Config\\(dequantize=True\\)"),
+    ({"layer_types": ["sliding_attention", "chunked_attention"]}, "layer_types=.*expected 4 entries"),
+    ({"hidden_act": "gelu"}, "hidden_act='gelu' is not supported"),
+])
+def test_unsupported_variants_are_refused_by_name(change, message):
+    from plugtron.providers.hf import configs
+    from plugtron.providers.hf.errors import UnsupportedArchitecture
+
+    cfg = {**hf_config("gpt_oss").to_dict(), "architectures": ["GptOssForCausalLM"], **change}
+    with pytest.raises(UnsupportedArchitecture, match=message):
+        configs.family_of_config(cfg).to_provider(cfg)
+
+
+def test_export_refuses_a_provider_gpt_oss_cannot_express():
+    from plugtron.providers.gpt_oss import GptOssProvider
+    from plugtron.providers.hf.errors import UnsupportedArchitecture
+    from plugtron.providers.hf.gpt_oss import gpt_oss_rules
+
+    p = GptOssProvider(num_layers=2, hidden_size=64, num_attention_heads=4, kv_channels=16, num_query_groups=2,
+                       num_moe_experts=4, moe_ffn_hidden_size=32, vocab_size=300, glu_linear_offset=0.0)
+    with pytest.raises(UnsupportedArchitecture, match="model.glu_linear_offset=0.0: GptOssForCausalLM has 1.0"):
+        gpt_oss_rules(p)
+
+
+def test_biased_expert_mlp_equals_megatrons_expert_forward():
+    """The out-of-place expert (providers/expert_bias.py) computes Megatron's routing-weighted expert
+    with biases (compared without autograd, where Megatron's in-place add runs) and has a backward."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.transformer.mlp import MLP
+
+    from plugtron.providers.expert_bias import BiasedExpertMLP
+    from plugtron.providers.gpt_oss import GptOssProvider
+    from plugtron.providers.hf import megatron_side as ms
+
+    cfg = GptOssProvider(num_layers=1, hidden_size=32, num_attention_heads=4, kv_channels=8, num_query_groups=2,
+                         num_moe_experts=2, moe_ffn_hidden_size=24, ffn_hidden_size=24, vocab_size=64,
+                         use_cpu_initialization=True)
+    cfg.finalize()
+    g = torch.Generator().manual_seed(0)
+    with ms.megatron_world(1):
+        spec = get_gpt_layer_local_spec(num_experts=2, moe_grouped_gemm=False).submodules.mlp.submodules.experts
+        subs = spec.submodules if hasattr(spec, "submodules") else spec
+        ref, ours = (MLP(cfg, subs, is_expert=True, ffn_hidden_size=24) for _ in range(2))
+        with torch.no_grad():
+            for p in ref.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+        ours.load_state_dict(ref.state_dict())
+        ours.__class__ = BiasedExpertMLP
+        x, scale = torch.randn(6, 32, generator=g), torch.rand(6, generator=g)
+        with torch.no_grad():
+            want, _ = ref(x, scale)
+        got, bias = ours(x, scale)
+        assert bias is None and torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+        got.sum().backward()
+        assert all(p.grad is not None for p in ours.parameters())
+        with pytest.raises(RuntimeError):  # why the stand-in exists: Megatron's in-place add has no backward
+            ref(x, scale)[0].sum().backward()
