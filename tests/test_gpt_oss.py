@@ -109,3 +109,87 @@ def test_biased_expert_mlp_equals_megatrons_expert_forward():
         assert all(p.grad is not None for p in ours.parameters())
         with pytest.raises(RuntimeError):  # why the stand-in exists: Megatron's in-place add has no backward
             ref(x, scale)[0].sum().backward()
+
+
+def _tensors(ckpt):
+    from plugtron.providers.hf import megatron_side as ms
+
+    with ms.megatron_world(1):
+        provider, model = ms.load_model(ckpt)
+        return ms.gather(model, provider)
+
+
+@pytest.mark.slow
+def test_expert_parallel_logits_training_and_export_of_its_checkpoint(tmp_path):
+    """EP=2 (two gloo processes, two experts each): the import's logits equal transformers'; three
+    fine-tuning steps lose what one process loses; the EP=2-trained checkpoint exports to HF with the
+    checkpoint's logits, and re-importing the export gives back every tensor bit for bit."""
+    import json
+    import subprocess
+    import sys
+
+    import transformers as T
+
+    from _hf_models import build, megatron_logits, save, tokens
+    from helpers import HERE, torchrun
+    from plugtron.config import load_config
+    from plugtron.providers.hf import AutoBridge
+    from plugtron.providers.hf import megatron_side as ms
+    from plugtron.training import train
+
+    hf = build("gpt_oss", vocab=256, positions=64)
+    AutoBridge.import_ckpt(str(save(hf, tmp_path / "hf")), str(tmp_path / "base"))
+    toks = tokens(vocab=256)
+    with torch.no_grad():
+        torch.save(hf(toks).logits, tmp_path / "ref.pt")
+    torch.save(toks, tmp_path / "tokens.pt")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(HERE / "_ep2_logits.py"), str(tmp_path), str(tmp_path / "base")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
+                                                                               "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ep2 = json.loads((tmp_path / "ep2.json").read_text())
+    print(f"gpt_oss EP=2 logits: {ep2}")
+    assert ep2["local_experts"] == 2 and ep2["diff"] <= LOGIT_TOL, ep2
+
+    common = [f"checkpoint.pretrained_checkpoint={tmp_path / 'base'}", "dataset.mock=true",
+              "tokenizer.tokenizer_type=NullTokenizer", "tokenizer.vocab_size=255", "model.seq_length=32",
+              "train.micro_batch_size=2", "train.global_batch_size=4", "train.train_iters=3", "train.eval_interval=null",
+              "optimizer.clip_grad=0.0", "optimizer.lr=1e-3", "scheduler.lr_warmup_iters=0", "logger.log_interval=1"]
+    ref = train(load_config(None, common))["losses"]
+    got = torchrun(tmp_path, "ep2", common + ["model.expert_model_parallel_size=2",
+                                             f"checkpoint.save={tmp_path / 'ep2-ckpt'}"])["losses"]
+    print(f"gpt_oss: EP=1 {ref}, EP=2 {got}")
+    assert len(got) == 3 and max(abs(a - b) for a, b in zip(got, ref)) <= 1e-5, (got, ref)
+
+    trained = tmp_path / "ep2-ckpt"
+    AutoBridge.export_ckpt(str(trained), str(tmp_path / "exported"))
+    exported = T.AutoModelForCausalLM.from_pretrained(tmp_path / "exported", attn_implementation="eager").eval()
+    with ms.megatron_world(1):
+        _, model = ms.load_model(trained)
+        ours = megatron_logits(model, toks)[..., :256]
+    with torch.no_grad():
+        assert (exported(toks).logits - ours).abs().max().item() <= LOGIT_TOL
+    AutoBridge.import_ckpt(str(tmp_path / "exported"), str(tmp_path / "reimported"))
+    before, after = _tensors(trained), _tensors(tmp_path / "reimported")
+    assert sorted(before) == sorted(after) and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_lora_on_attention_exports_to_peft_and_experts_are_refused(tmp_path_factory, tmp_path):
+    """LoRA on q/k/v/o (HF names; the projections keep their biases) trains, exports with ``peft
+    export-hf`` and loads in ``peft.PeftModel`` with equal logits; the experts' linears are refused
+    before the first step, naming what can be adapted."""
+    from _family_checks import lora_export_loads_in_peft
+    from _peft_fixtures import config
+    from plugtron.errors import PluginError
+    from plugtron.training import train
+
+    root = tmp_path_factory.getbasetemp() / "gpt_oss_peft"
+    diff = lora_export_loads_in_peft("gpt_oss", root, tmp_path, "[q_proj,k_proj,v_proj,o_proj]")
+    print(f"gpt_oss LoRA: PeftModel vs plugtron max |logit diff| = {diff:.2e}")
+    assert diff <= 1e-5, diff
+    with pytest.raises(PluginError, match="'linear_fc1' matches no adaptable module; the model's adaptable "
+                                          "modules are linear_proj, linear_qkv"):
+        train(config(root, ["train.train_iters=1", f"checkpoint.save={tmp_path / 'experts'}",
+                            "peft.target_modules=[linear_fc1]"]))
+    assert not (tmp_path / "experts").exists() or not any((tmp_path / "experts").rglob("iter_*"))

@@ -91,6 +91,18 @@ def test_qwen3_moe_recipes_carry_bridges_moe_settings():
     assert big.model.expert_model_parallel_size == 8 and big.model.account_for_loss_in_pipeline_split
 
 
+def test_gpt_oss_recipes_carry_bridges_settings():
+    pre, sft, peft = (get_recipe(f"gpt_oss_120b_{mode}")() for mode in ("pretrain", "sft", "peft"))
+    assert (pre.model.tensor_model_parallel_size, pre.model.pipeline_model_parallel_size, pre.model.expert_model_parallel_size,
+            pre.model.expert_tensor_parallel_size, pre.model.sequence_parallel, pre.model.calculate_per_token_loss,
+            pre.train.global_batch_size, pre.scheduler.lr_warmup_iters) == (2, 4, 16, 1, True, True, 512, 2000)
+    assert (sft.model.pipeline_model_parallel_size, sft.model.expert_model_parallel_size, sft.optimizer.lr,
+            sft.optimizer.adam_beta2, sft.train.global_batch_size, sft.model.seq_length) == (4, 8, 5e-6, 0.98, 128, 2048)
+    assert (peft.peft.dim, peft.peft.alpha, peft.peft.target_modules, peft.optimizer.lr) == (32, 32, ["linear_qkv", "linear_proj"], 1e-4)
+    assert get_recipe("gpt_oss_20b_pretrain")().model.expert_model_parallel_size == 4
+    assert world_size("gpt_oss_20b_sft") == 8 and world_size("gpt_oss_20b_peft") == 1
+
+
 def test_modes_follow_bridge_bases():
     pre, sft, peft = (get_recipe(f"llama3_8b_{mode}")() for mode in ("pretrain", "sft", "peft"))
     assert (pre.optimizer.lr, pre.optimizer.min_lr, pre.scheduler.lr_warmup_iters, pre.train.train_iters) == (3e-4, 3e-5, 2000, 1168251)
