@@ -46,9 +46,9 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
         return T.Phi3Config(**common, partial_rotary_factor=0.75, tie_word_embeddings=True, sliding_window=6,
                             rope_theta=10000.0, rms_norm_eps=1e-5, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                             original_max_position_embeddings=40, rope_scaling={"type": "longrope", **factors})
-    if family == "gpt_oss":  # sinks, layers 0/2 sliding (window 5 < SEQ), 1/3 full, YaRN x4 over 16 positions
+    if family == "gpt_oss":  # sinks, layer 0 sliding (window 5 < SEQ), layer 1 full, YaRN x4 over 16 positions
         # (untruncated ramp), biases everywhere, top-2 of 4 clamped-SwiGLU experts (limit 7 is reached)
-        return T.GptOssConfig(**{**common, "num_hidden_layers": 4}, head_dim=16, num_local_experts=4,
+        return T.GptOssConfig(**common, head_dim=16, num_local_experts=4,
                               num_experts_per_tok=2, sliding_window=5, rope_theta=1e4, router_aux_loss_coef=0.0,
                               rope_scaling={"rope_type": "yarn", "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0,
                                             "truncate": False, "original_max_position_embeddings": 16})
