@@ -86,8 +86,13 @@ class GptOssProvider(GPTModelProvider):
     moe_token_dispatcher_type: str = "alltoall"
     moe_grouped_gemm: bool = False
 
+    # Megatron-Core: "Bias in Moe is only supported when ETP==1" (Bridge sets it in every recipe too)
+    expert_tensor_parallel_size: Optional[int] = 1
+
     # Read by the build rules (core/config/megatron_build_rules.py): expert biases work here.
     OUT_OF_PLACE_EXPERT_BIAS = True
+    # Read by AutoBridge.import_ckpt: conversion's TP world has expert TP = TP (see the ETP note above).
+    IMPORTS_AT_TP1_ONLY = True
 
     def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: Optional[int] = None):
         from plugtron.providers.expert_bias import use_biased_expert_mlp

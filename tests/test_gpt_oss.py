@@ -194,3 +194,49 @@ def test_lora_on_attention_exports_to_peft_and_experts_are_refused(tmp_path_fact
         train(config(root, ["train.train_iters=1", f"checkpoint.save={tmp_path / 'experts'}",
                             "peft.target_modules=[linear_fc1]"]))
     assert not (tmp_path / "experts").exists() or not any((tmp_path / "experts").rglob("iter_*"))
+
+
+def test_tiny_gpt_oss_trains_with_moe_token_drop_padded_to_capacity():
+    """The ``moe_token_drop`` plugin on gpt-oss's biased experts: capacity 0.5, expert inputs padded to
+    capacity (padding rows carry routing weight 0, so the out-of-place bias adds nothing for them);
+    two steps with finite, not exploding losses."""
+    import math
+
+    from plugtron.config import load_config
+    from plugtron.plugin_manager import PluginManager
+    from plugtron.training import train
+
+    pm = PluginManager()
+    cfg = load_config(None, ["train.train_iters=2", "train.eval_interval=null", "train.global_batch_size=2",
+                             "train.micro_batch_size=2", "model.seq_length=64", "logger.log_interval=1",
+                             "scheduler.lr_warmup_iters=1",
+                             "moe_token_drop.moe_expert_capacity_factor=0.5",
+                             "moe_token_drop.moe_pad_expert_input_to_capacity=true"], recipe="tiny_gpt_oss")
+    losses = train(cfg, plugin_manager=pm)["losses"]
+    assert "moe_token_drop" in pm.loaded and cfg.model.moe_expert_capacity_factor == 0.5
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses) and losses[-1] < losses[0] + 0.5, losses
+
+
+def test_import_into_tp2_is_refused_before_any_work(tmp_path):
+    """gpt-oss imports at TP=1 only (the conversion's TP=2 world would give the biased experts two
+    expert-tensor ranks, which Megatron-Core refuses); the error says so and nothing is written."""
+    from _hf_models import build, save
+    from plugtron.providers.hf import AutoBridge
+    from plugtron.providers.hf.errors import ConversionError
+
+    hf_dir = save(build("gpt_oss"), tmp_path / "hf")
+    with pytest.raises(ConversionError, match="GptOssForCausalLM imports at TP=1 only"):
+        AutoBridge.import_ckpt(str(hf_dir), str(tmp_path / "out"), tensor_model_parallel_size=2)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_tensor_parallel_layouts_keep_one_expert_tensor_rank():
+    """The provider's expert_tensor_parallel_size 1 (Bridge's) validates at TP=2 with sequence
+    parallelism; asking for two expert-tensor ranks is refused by name before anything is built."""
+    from plugtron.config import load_config
+    from plugtron.errors import ConfigError
+
+    tp2 = ["model.tensor_model_parallel_size=2", "model.sequence_parallel=true"]
+    assert load_config(None, tp2, recipe="tiny_gpt_oss").validate(2).model.expert_tensor_parallel_size == 1
+    with pytest.raises(ConfigError, match="ETP==1"):
+        load_config(None, tp2 + ["model.expert_tensor_parallel_size=2"], recipe="tiny_gpt_oss").validate(2)

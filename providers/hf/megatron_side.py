@@ -156,10 +156,6 @@ def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
                 shard = torch.cat([half.chunk(n, dim)[r] for half in full.chunk(2, 0)], 0)
             else:
                 shard = full.chunk(n, dim)[r]
-        elif key.endswith("core_attention.softmax_offset"):
-            # attention sinks (gpt-oss): one per head, heads split over TP like the QKV rows; Megatron
-            # shards it in checkpoints but marks no partition attribute on the parameter
-            shard = full.chunk(ps.get_tensor_model_parallel_world_size(), 0)[ps.get_tensor_model_parallel_rank()]
         else:
             shard = full
         if tuple(shard.shape) != tuple(param.shape):
