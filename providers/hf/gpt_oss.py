@@ -17,7 +17,9 @@ import torch
 
 from plugtron.providers.hf.configs import Family, float_key, int_key, require
 from plugtron.providers.hf.errors import UnsupportedArchitecture
-from plugtron.providers.hf.gemma3_phi3 import _FULL, _SLIDING, _int_if_whole, _layer_pattern, _refuse, _skip_freq
+from plugtron.providers.hf.gemma3_phi3 import FULL as _FULL, SLIDING as _SLIDING
+from plugtron.providers.hf.gemma3_phi3 import int_if_whole as _int_if_whole, layer_pattern as _layer_pattern
+from plugtron.providers.hf.gemma3_phi3 import refuse as _refuse, skip_freq as _skip_freq
 
 _YARN_KEYS = {"rope_type", "type", "factor", "beta_fast", "beta_slow", "original_max_position_embeddings", "truncate"}
 
