@@ -62,6 +62,12 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
                                   rope_theta=10000.0, rope_scaling={"type": "yarn", "factor": 4.0, "beta_fast": 32,
                                   "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 0.8,
                                   "original_max_position_embeddings": 16})
+    if family == "gpt_oss":  # sinks, layer 0 sliding (window 5 < SEQ), layer 1 full, YaRN x4 over 16 positions
+        # (untruncated ramp), biases everywhere, top-2 of 4 clamped-SwiGLU experts (limit 7 is reached)
+        return T.GptOssConfig(**common, head_dim=16, num_local_experts=4,
+                              num_experts_per_tok=2, sliding_window=5, rope_theta=1e4, router_aux_loss_coef=0.0,
+                              rope_scaling={"rope_type": "yarn", "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                                            "truncate": False, "original_max_position_embeddings": 16})
     if family == "gpt2":
         return T.GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=positions,
                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
@@ -88,6 +94,10 @@ def build(family: str, seed: int = 0, **kwargs):
         for name, b in model.named_buffers():
             if name.endswith("e_score_correction_bias"):  # a weight HF keeps as a buffer (sigmoid routers)
                 b.copy_((0.1 if family == "deepseek_v3" else 0.05) * torch.randn_like(b))
+        if family == "gpt_oss":  # sinks that matter; gate/up pre-activations past the clamp limit 7
+            for layer in model.model.layers:
+                layer.self_attn.sinks.mul_(20.0)
+                layer.mlp.experts.gate_up_proj.mul_(12.0)
     return model
 
 

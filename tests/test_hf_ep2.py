@@ -14,7 +14,7 @@ import torch
 from _hf_models import build, save, tokens
 
 HERE = Path(__file__).parent
-FAMILIES = ("qwen3_moe", "glm4_moe")
+FAMILIES = ("qwen3_moe", "glm4_moe", "deepseek_v3", "gpt_oss")  # one launch for all: each costs a torchrun start
 
 
 @pytest.mark.slow
@@ -36,7 +36,7 @@ def test_expert_parallel_logits_match_transformers(tmp_path):
     assert set(result) == set(FAMILIES)
     for family, ranks in result.items():
         experts = build(family).config.to_dict()
-        total = experts.get("num_experts") or experts.get("n_routed_experts")
+        total = experts.get("num_experts") or experts.get("n_routed_experts") or experts.get("num_local_experts")
         # each rank holds half of every MoE layer's experts
         moe_layers = ranks[0][1] // (total // 2)
         assert moe_layers >= 1 and all(r[1] == moe_layers * total // 2 for r in ranks), (family, ranks)

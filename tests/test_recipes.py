@@ -103,6 +103,16 @@ def test_glm45_recipes_carry_bridges_layouts():
     assert (peft.model.pipeline_model_parallel_size, peft.model.expert_model_parallel_size, peft.peft.dim,
             peft.dataset.packed_sequence_specs, peft.optimizer.lr) == (2, 4, 32, None, 1e-4)
     assert not peft.model.qk_layernorm and peft.model.moe_layer_freq == [0] + [1] * 45
+def test_gpt_oss_recipes_carry_bridges_settings():
+    pre, sft, peft = (get_recipe(f"gpt_oss_120b_{mode}")() for mode in ("pretrain", "sft", "peft"))
+    assert (pre.model.tensor_model_parallel_size, pre.model.pipeline_model_parallel_size, pre.model.expert_model_parallel_size,
+            pre.model.expert_tensor_parallel_size, pre.model.sequence_parallel, pre.model.calculate_per_token_loss,
+            pre.train.global_batch_size, pre.scheduler.lr_warmup_iters) == (2, 4, 16, 1, True, True, 512, 2000)
+    assert (sft.model.pipeline_model_parallel_size, sft.model.expert_model_parallel_size, sft.optimizer.lr,
+            sft.optimizer.adam_beta2, sft.train.global_batch_size, sft.model.seq_length) == (4, 8, 5e-6, 0.98, 128, 2048)
+    assert (peft.peft.dim, peft.peft.alpha, peft.peft.target_modules, peft.optimizer.lr) == (32, 32, ["linear_qkv", "linear_proj"], 1e-4)
+    assert get_recipe("gpt_oss_20b_pretrain")().model.expert_model_parallel_size == 4
+    assert world_size("gpt_oss_20b_sft") == 8 and world_size("gpt_oss_20b_peft") == 1
 
 
 def test_modes_follow_bridge_bases():

@@ -28,6 +28,12 @@ class Rule:
     shapes: Tuple[Shape, ...]
     fuse: Callable[..., torch.Tensor]  # hf tensors -> mcore tensor
     split: Callable[[torch.Tensor], Sequence[torch.Tensor]]  # inverse
+    # Per HF tensor: None (the whole stored tensor), or i - the rule uses row i of a stored tensor
+    # that stacks one entry per expert (gpt-oss's ``experts.gate_up_proj``); ``shapes`` is the row's.
+    rows: Tuple = ()
+
+    def row(self, i: int):
+        return self.rows[i] if i < len(self.rows) else None
 
 
 def _copy(name: str, mcore: str, shape: Shape) -> Rule:
@@ -200,13 +206,27 @@ def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Te
     keys = set(reader.keys())
     alias = _aliases(family, keys)
     used, out = set(), {}
+    stacked: Dict[str, torch.Tensor] = {}  # the stacked tensor being read row by row (one at a time)
+    rows_used: Dict[str, Tuple[int, set]] = {}  # stacked tensor -> (its rows, the rows the rules read)
     for rule in rules_for(family, provider):
         parts = []
-        for name, shape in zip(rule.hf, rule.shapes):
+        for i, (name, shape) in enumerate(zip(rule.hf, rule.shapes)):
             stored = alias.get(name, name)
             if stored not in keys:
                 raise ConversionError(f"{where}: tensor '{stored}' is missing (needed for {rule.mcore})")
-            t = reader.get(stored)
+            row = rule.row(i)
+            if row is None:
+                t = reader.get(stored)
+            else:
+                if stored not in stacked:
+                    stacked.clear()
+                    stacked[stored] = reader.get(stored)
+                whole = stacked[stored]
+                if whole.dim() == 0 or whole.shape[0] <= row or tuple(whole.shape[1:]) != tuple(shape):
+                    raise ConversionError(f"{where}: tensor '{stored}' has shape {tuple(whole.shape)}, expected "
+                                          f"({row + 1} or more, {', '.join(map(str, shape))}) from config.json")
+                t = whole[row]
+                rows_used.setdefault(stored, (whole.shape[0], set()))[1].add(row)
             if tuple(t.shape) != tuple(shape):
                 raise ConversionError(
                     f"{where}: tensor '{stored}' has shape {tuple(t.shape)}, expected {tuple(shape)} from config.json"
@@ -214,6 +234,9 @@ def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Te
             used.add(stored)
             parts.append(t)
         out[rule.mcore] = rule.fuse(*parts)
+    for stored, (n, seen) in rows_used.items():
+        if seen != set(range(n)):
+            raise ConversionError(f"{where}: tensor '{stored}' has {n} rows (experts), config.json gives {len(seen)}")
     tied = provider.share_embeddings_and_output_weights
     from plugtron.providers.hf.configs import family_named
 
@@ -233,14 +256,23 @@ _FLOAT32 = (".e_score_correction_bias",)
 
 def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=None) -> Dict[str, torch.Tensor]:
     out: Dict[str, torch.Tensor] = {}
+    rows: Dict[str, Dict[int, torch.Tensor]] = {}  # stacked HF tensors, collected row by row
     for rule in rules_for(family, provider):
         if rule.mcore not in tensors:
             raise ConversionError(f"Megatron checkpoint: tensor '{rule.mcore}' is missing")
-        for name, shape, t in zip(rule.hf, rule.shapes, rule.split(tensors[rule.mcore])):
+        for i, (name, shape, t) in enumerate(zip(rule.hf, rule.shapes, rule.split(tensors[rule.mcore]))):
             if tuple(t.shape) != tuple(shape):
                 raise ConversionError(f"Megatron checkpoint: '{rule.mcore}' gives '{name}' of shape "
                                       f"{tuple(t.shape)}, expected {tuple(shape)}")
-            out[name] = t.to(torch.float32 if name.endswith(_FLOAT32) else dtype) if dtype is not None else t
+            t = t.to(torch.float32 if name.endswith(_FLOAT32) else dtype) if dtype is not None else t
+            if rule.row(i) is None:
+                out[name] = t
+            else:
+                rows.setdefault(name, {})[rule.row(i)] = t
+    for name, by_row in rows.items():
+        if sorted(by_row) != list(range(len(by_row))):
+            raise ConversionError(f"Megatron checkpoint: rows {sorted(by_row)} of '{name}' are not 0..{len(by_row) - 1}")
+        out[name] = torch.stack([by_row[r] for r in range(len(by_row))], 0)
     return out
 
 
