@@ -23,7 +23,11 @@ def _overrides(name):
 
 @pytest.mark.parametrize("name", [n for n in names() if n != "none"])
 def test_every_recipe_builds_and_validates_at_its_world_size(name):
+    from plugtron.plugin_checks import check_plugins
+    from plugtron.plugin_manager import discover
+
     cfg = load_config(None, _overrides(name), recipe=name).validate(world_size(name))
+    check_plugins(cfg, discover())  # the plugins it enables accept it too (peft with MoE's sequence parallelism)
     m = cfg.model
     assert cfg.world_size == world_size(name)
     assert cfg.world_size % (m.tensor_model_parallel_size * m.pipeline_model_parallel_size * m.context_parallel_size) == 0
