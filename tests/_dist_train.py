@@ -1,7 +1,14 @@
 """Run by torchrun in the multi-process tests: train with the given overrides and write each rank's
 summary (per-step losses where that rank has them, eval history, and with PLUGTRON_TEST_DIGEST=1
 the final weights' digest) to ``<argv[1]>.rank<R>``; ``helpers.torchrun`` picks one. The recipe is
-``tiny`` unless PLUGTRON_TEST_RECIPE names another."""
+``tiny`` unless PLUGTRON_TEST_RECIPE names another.
+
+Several runs in one launch (``helpers.torchrun_runs``): override lists separated by ``--then``, run
+one after another in the same two processes (torch and Megatron imported once: a launch costs
+seconds, a tiny run a fraction of one); run I writes ``<argv[1]>.run<I>.rank<R>``. Each run gets a
+fresh default process group on its own key prefix of torchrun's store (a second plain ``env://``
+init would read the first group's stale gloo addresses and fail); plugtron uses a group that is
+already up and tears it down when the run ends, as it does its own."""
 
 import json
 import os
@@ -15,9 +22,10 @@ from plugtron.config import load_config  # noqa: E402
 from plugtron.plugin_manager import PluginManager  # noqa: E402
 from plugtron.training import train  # noqa: E402
 
+THEN = "--then"
 
-def main() -> None:
-    out, overrides = sys.argv[1], sys.argv[2:]
+
+def run(overrides, out: str) -> None:
     pm = PluginManager()
     digest = WeightsDigest()
     if os.environ.get("PLUGTRON_TEST_DIGEST"):
@@ -33,6 +41,31 @@ def main() -> None:
     summary["digest"] = digest.value
     with open(f"{out}.rank{os.environ.get('RANK', '0')}", "w") as f:
         json.dump(summary, f)
+
+
+def split_runs(args):
+    runs = [[]]
+    for arg in args:
+        if arg == THEN:
+            runs.append([])
+        else:
+            runs[-1].append(arg)
+    return runs
+
+
+def main() -> None:
+    out, runs = sys.argv[1], split_runs(sys.argv[2:])
+    if len(runs) == 1:
+        run(runs[0], out)
+        return
+    import torch.distributed as dist
+
+    for i, overrides in enumerate(runs):
+        store, rank, world = next(dist.rendezvous("env://"))
+        dist.init_process_group("gloo", store=dist.PrefixStore(f"plugtron-test-run{i}", store), rank=rank,
+                                world_size=world)
+        run(overrides, f"{out}.run{i}")
+        assert not dist.is_initialized(), "the run left its process group up"
 
 
 if __name__ == "__main__":
