@@ -1,7 +1,7 @@
 """Run by torchrun in the multi-process tests: train with the given overrides and write each rank's
 summary (per-step losses where that rank has them, eval history, and with PLUGTRON_TEST_DIGEST=1
 the final weights' digest) to ``<argv[1]>.rank<R>``; ``helpers.torchrun`` picks one. The recipe is
-``tiny`` unless PLUGTRON_TEST_RECIPE names another.
+``tiny`` unless PLUGTRON_TEST_RECIPE names another, or an override list starts with ``--recipe=NAME``.
 
 Several runs in one launch (``helpers.torchrun_runs``): override lists separated by ``--then``, run
 one after another in the same two processes (torch and Megatron imported once: a launch costs
@@ -37,6 +37,8 @@ def run(overrides, out: str) -> None:
     if os.environ.get("PLUGTRON_TEST_PIDFILE"):
         pm.register("pidfile", PidFile(os.environ["PLUGTRON_TEST_PIDFILE"]))
     recipe = os.environ.get("PLUGTRON_TEST_RECIPE", "tiny")
+    if overrides and overrides[0].startswith("--recipe="):
+        recipe, overrides = overrides[0].split("=", 1)[1], overrides[1:]
     summary = train(load_config(None, overrides, recipe=recipe), plugin_manager=pm)
     summary["digest"] = digest.value
     with open(f"{out}.rank{os.environ.get('RANK', '0')}", "w") as f:
