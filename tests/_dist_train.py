@@ -10,6 +10,7 @@ fresh default process group on its own key prefix of torchrun's store (a second 
 init would read the first group's stale gloo addresses and fail); plugtron uses a group that is
 already up and tears it down when the run ends, as it does its own."""
 
+import contextlib
 import json
 import os
 import sys
@@ -60,14 +61,20 @@ def main() -> None:
     if len(runs) == 1:
         run(runs[0], out)
         return
+    for i, overrides in enumerate(runs):
+        with fresh_group(i):
+            run(overrides, f"{out}.run{i}")
+
+
+@contextlib.contextmanager
+def fresh_group(i: int):
+    """The default process group for run ``i`` of a launch (see the module docstring)."""
     import torch.distributed as dist
 
-    for i, overrides in enumerate(runs):
-        store, rank, world = next(dist.rendezvous("env://"))
-        dist.init_process_group("gloo", store=dist.PrefixStore(f"plugtron-test-run{i}", store), rank=rank,
-                                world_size=world)
-        run(overrides, f"{out}.run{i}")
-        assert not dist.is_initialized(), "the run left its process group up"
+    store, rank, world = next(dist.rendezvous("env://"))
+    dist.init_process_group("gloo", store=dist.PrefixStore(f"plugtron-test-run{i}", store), rank=rank, world_size=world)
+    yield
+    assert not dist.is_initialized(), "the run left its process group up"
 
 
 if __name__ == "__main__":
