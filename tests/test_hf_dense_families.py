@@ -146,20 +146,30 @@ COMMON = ["train.train_iters=3", "train.eval_interval=null", "train.global_batch
           "scheduler.lr_warmup_iters=1", "logger.log_interval=1"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["tiny_qwen3", "tiny_olmo2"])
-def test_tensor_parallel_training_equals_one_process(recipe, tmp_path):
-    """Three steps at TP=2 lose what one process loses: the backward through the QK norms (OLMo 2's
-    all-reduced sum of squares included) and the post-norms is the same sharded. Vocabulary padding
-    to a multiple of 192 gives both layouts the same 384 rows (so the same initial weights)."""
-    from helpers import torchrun
+TP_RECIPES = ["tiny_qwen3", "tiny_olmo2"]
+
+
+@pytest.fixture(scope="module")
+def tp2_runs(tmp_path_factory):
+    """recipe -> (TP=1 losses, TP=2 losses): both recipes' TP=2 runs in one two-process launch."""
+    from helpers import torchrun_runs
     from plugtron.config import load_config
     from plugtron.training import train
 
     common = COMMON + ["model.make_vocab_size_divisible_by=192"]
-    ref = train(load_config(None, common, recipe=recipe))["losses"]
-    got = torchrun(tmp_path, "tp2", common + ["model.tensor_model_parallel_size=2"],
-                   env={"PLUGTRON_TEST_RECIPE": recipe})["losses"]
+    refs = [train(load_config(None, common, recipe=recipe))["losses"] for recipe in TP_RECIPES]
+    got = torchrun_runs(tmp_path_factory.mktemp("tp2"), "tp2",
+                        [[f"--recipe={recipe}", *common, "model.tensor_model_parallel_size=2"] for recipe in TP_RECIPES])
+    return {recipe: (ref, summary["losses"]) for recipe, ref, summary in zip(TP_RECIPES, refs, got)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", TP_RECIPES)
+def test_tensor_parallel_training_equals_one_process(recipe, tp2_runs):
+    """Three steps at TP=2 lose what one process loses: the backward through the QK norms (OLMo 2's
+    all-reduced sum of squares included) and the post-norms is the same sharded. Vocabulary padding
+    to a multiple of 192 gives both layouts the same 384 rows (so the same initial weights)."""
+    ref, got = tp2_runs[recipe]
     print(f"{recipe}: TP=1 {ref}, TP=2 {got}")
     assert len(got) == 3 and max(abs(a - b) for a, b in zip(got, ref)) <= 1e-4, (got, ref)
 
