@@ -1,5 +1,5 @@
 """LoRA under model and data parallelism (2 gloo processes): TP=2 (adapters sharded like the
-layers they wrap), the distributed optimizer (DP=2) and pipeline parallelism (PP=2) follow the
+layers they wrap), TP=2 with sequence parallelism, the distributed optimizer (DP=2) and pipeline parallelism (PP=2) follow the
 one-process run's losses. The base is a two-step checkpoint of the small GPT these layouts are
 known to reproduce (``test_training``). (An imported tiny Llama's TP=2 loss used to differ from TP=1
 through its vocabulary padding; that is fixed and tested in test_hf_training_parity_tp2.py.)"""
@@ -21,7 +21,10 @@ def base(tmp_path_factory):
     return path
 
 
-LAYOUTS = {"tp2": ["model.tensor_model_parallel_size=2"], "dp2-distopt": ["optimizer.use_distributed_optimizer=true"],
+LAYOUTS = {"tp2": ["model.tensor_model_parallel_size=2"],
+           # sequence parallelism: column-parallel adapters gather the sequence, row-parallel ones keep their slice
+           "tp2-sp": ["model.tensor_model_parallel_size=2", "model.sequence_parallel=true"],
+           "dp2-distopt": ["optimizer.use_distributed_optimizer=true"],
            "pp2": ["model.pipeline_model_parallel_size=2"]}
 
 
