@@ -7,8 +7,8 @@ split by tensor parallelism (``expert_tensor_parallel_size`` 1).
 - 355B-A32B: pretraining TP 2 x PP 8, EP 16, sequence parallel, seq 4096, GBS 2048, MBS 1, 1,000,000
   iterations, lr 1e-4 -> 1e-5, 2000 warmup, selective recompute; SFT the same layout; PEFT TP 2 x PP 4,
   EP 4. Bridge turns sequence parallelism off for fine-tuning; Megatron-Core 0.16's MoE layer refuses to
-  train at TP > 1 without it, so it stays on here (as in the Qwen3-MoE recipes; note the LoRA plugin
-  does not take sequence parallelism yet, so the 355B PEFT recipe is refused by it until it does).
+  train at TP > 1 without it, so it stays on here (as in the Qwen3-MoE recipes; the LoRA adapters
+  follow the sequence split).
 - Air 106B-A12B: pretraining TP 1 x PP 4, EP 8; SFT the same; PEFT TP 1 x PP 2, EP 4. (Bridge also sets
   sequence parallelism for Air pretraining, which means nothing at TP 1: Megatron refuses it there.)
 - Bridge splits 92 layers over 8 stages and 46 over 4 without saying how; Megatron needs a whole number
