@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 
 from plugtron import distributed
-from plugtron.providers.hf import configs, files, megatron_side, weights
+from plugtron.providers.hf import configs, files, megatron_side, streaming, weights
 from plugtron.providers.hf.errors import ConversionError
 
 log = logging.getLogger("plugtron")
@@ -94,8 +94,12 @@ class AutoBridge:
         return None
 
     def megatron_tensors(self, provider):
+        return {name: read() for name, read in self.megatron_sources(provider).items()}
+
+    def megatron_sources(self, provider):
+        """Every Megatron tensor as a function reading it (names and shapes checked first)."""
         reader = files.SafetensorsReader(self.model_dir)
-        return weights.hf_to_mcore(self.family.name, provider, reader, where=str(self.model_dir))
+        return weights.hf_sources(self.family.name, provider, reader, where=str(self.model_dir))
 
     @classmethod
     def import_ckpt(cls, hf_model_id_or_path: str, megatron_path: str, tensor_model_parallel_size: int = 1,
@@ -108,12 +112,17 @@ class AutoBridge:
         bridge = cls.from_hf_pretrained(hf_model_id_or_path)
         tp = tensor_model_parallel_size
         provider = bridge.to_megatron_provider(tensor_model_parallel_size=tp, **provider_overrides)
-        tensors = bridge.megatron_tensors(provider)
+        sources = bridge.megatron_sources(provider)  # nothing read yet: tensor by tensor while writing
         with megatron_side.megatron_world(tp):
-            built, model = megatron_side.build_model(provider, tp)
-            megatron_side.fill(model, built, tensors)
+            built, model = megatron_side.build_meta_model(provider, tp)
+            megatron_side.check_sources(model, built, sources)
+
+            def shard_of(name, param):
+                key = megatron_side.canonical_name(name, built)
+                return megatron_side.local_shard(key, sources[key](), param, built)
+
             out = megatron_side.save(model, provider, Path(megatron_path), hf_config=bridge.hf_config, overwrite=overwrite,
-                                      tokenizer=bridge.tokenizer_config())
+                                      tokenizer=bridge.tokenizer_config(), source=streaming.ParameterSource(model, shard_of))
         log.info("imported %s (%s) into %s", bridge.model_dir, bridge.family.architecture, out)
         return Path(megatron_path)
 

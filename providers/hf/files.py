@@ -117,12 +117,24 @@ class SafetensorsReader:
     def keys(self) -> Iterable[str]:
         return self.where.keys()
 
-    def get(self, name: str) -> torch.Tensor:
+    def _handle(self, name: str):
         f = self.where[name]
         if f not in self._handles:
             self._handles[f] = _open_safetensors(f)
+        return f, self._handles[f]
+
+    def shape(self, name: str) -> Tuple[int, ...]:
+        """From the header: no data is read."""
+        f, h = self._handle(name)
         try:
-            return self._handles[f].get_tensor(name)
+            return tuple(h.get_slice(name).get_shape())
+        except Exception as exc:  # a name the index puts in the wrong shard
+            raise ConversionError(f"{f}: cannot read tensor '{name}' ({_first_line(exc)})") from None
+
+    def get(self, name: str) -> torch.Tensor:
+        f, h = self._handle(name)
+        try:
+            return h.get_tensor(name)
         except Exception as exc:  # a name the index puts in the wrong shard, or a corrupt tensor
             raise ConversionError(f"{f}: cannot read tensor '{name}' ({_first_line(exc)})") from None
 

@@ -98,6 +98,16 @@ def build_model(provider, tp: int):
     return p, p.provide()
 
 
+def build_meta_model(provider, tp: int):
+    """``build_model`` on the ``meta`` device: every shape, tensor-parallel attribute and sharded
+    state dict entry of the real model, no storage and no random init (``streaming``)."""
+    p = single_world_layout(provider, tp)
+    p.use_cpu_initialization = True  # sets the tensor-parallel attributes; init on meta costs nothing
+    p.finalize()
+    with torch.device("meta"):
+        return p, p.provide()
+
+
 # Transformer Engine's spec fuses the pre-attention/pre-MLP norms into the next linear layer.
 _TE_NORMS = {
     "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
@@ -132,39 +142,49 @@ def _pad_vocab(t: torch.Tensor, rows: int) -> torch.Tensor:
 _VOCAB = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 
-def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
-    """Copy each whole tensor's shard for this rank into ``model``; every tensor must be used."""
+def local_shard(key: str, full: torch.Tensor, param, provider) -> torch.Tensor:
+    """This rank's part of the whole tensor ``full`` for Megatron parameter ``param`` (canonical
+    name ``key``): in its dtype, vocabulary padded, sliced for tensor parallelism, contiguous."""
     from megatron.core import parallel_state as ps
 
-    padded = provider.padded_vocab_size(provider.vocab_size)
-    left = set(tensors)
-    for name, param in model.named_parameters():
-        key = canonical_name(name, provider)
-        if key not in tensors:
-            raise ConversionError(f"no source tensor for Megatron parameter '{key}'")
-        left.discard(key)
-        full = tensors[key].to(param.dtype)
-        if key in _VOCAB:
-            full = _pad_vocab(full, padded)
-        if getattr(param, "tensor_model_parallel", False):
-            expert = not getattr(param, "allreduce", True)
-            n = ps.get_expert_tensor_parallel_world_size() if expert else ps.get_tensor_model_parallel_world_size()
-            r = ps.get_expert_tensor_parallel_rank() if expert else ps.get_tensor_model_parallel_rank()
-            dim = param.partition_dim
-            if provider.gated_linear_unit and key.endswith(("linear_fc1.weight", "linear_fc1.bias")):
-                # each rank holds [gate_r; up_r], not rows r of [gate; up]
-                shard = torch.cat([half.chunk(n, dim)[r] for half in full.chunk(2, 0)], 0)
-            else:
-                shard = full.chunk(n, dim)[r]
+    full = full.to(param.dtype)
+    if key in _VOCAB:
+        full = _pad_vocab(full, provider.padded_vocab_size(provider.vocab_size))
+    if getattr(param, "tensor_model_parallel", False):
+        expert = not getattr(param, "allreduce", True)
+        n = ps.get_expert_tensor_parallel_world_size() if expert else ps.get_tensor_model_parallel_world_size()
+        r = ps.get_expert_tensor_parallel_rank() if expert else ps.get_tensor_model_parallel_rank()
+        dim = param.partition_dim
+        if provider.gated_linear_unit and key.endswith(("linear_fc1.weight", "linear_fc1.bias")):
+            # each rank holds [gate_r; up_r], not rows r of [gate; up]
+            shard = torch.cat([half.chunk(n, dim)[r] for half in full.chunk(2, 0)], 0)
         else:
-            shard = full
-        if tuple(shard.shape) != tuple(param.shape):
-            raise ConversionError(f"Megatron parameter '{key}': got shape {tuple(shard.shape)} for this rank, "
-                                  f"expected {tuple(param.shape)}")
-        with torch.no_grad():
-            param.copy_(shard)
+            shard = full.chunk(n, dim)[r]
+    else:
+        shard = full
+    if tuple(shard.shape) != tuple(param.shape):
+        raise ConversionError(f"Megatron parameter '{key}': got shape {tuple(shard.shape)} for this rank, "
+                              f"expected {tuple(param.shape)}")
+    return shard.contiguous()
+
+
+def check_sources(model, provider, keys) -> None:
+    """Every model parameter has a source tensor and every source tensor a parameter."""
+    names = {canonical_name(name, provider) for name, _ in model.named_parameters()}
+    for key in sorted(names - set(keys)):
+        raise ConversionError(f"no source tensor for Megatron parameter '{key}'")
+    left = set(keys) - names
     if left:
         raise ConversionError(f"tensor(s) with no Megatron parameter: {', '.join(sorted(left))}")
+
+
+def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
+    """Copy each whole tensor's shard for this rank into ``model``; every tensor must be used."""
+    check_sources(model, provider, tensors)
+    for name, param in model.named_parameters():
+        key = canonical_name(name, provider)
+        with torch.no_grad():
+            param.copy_(local_shard(key, tensors[key], param, provider))
 
 
 def gather(model, provider) -> Dict[str, torch.Tensor]:
@@ -202,12 +222,15 @@ def check_import_dir(out: Path, overwrite: bool) -> None:
                               "replaces those, even with --overwrite: choose a new directory")
 
 
-def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = False, tokenizer=None) -> Path:
+def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = False, tokenizer=None,
+         source=None) -> Path:
     """Write the layout above (collective: every rank calls it) through the publish sequence of
     training saves (``plugtron.checkpointing.publish``): staged, manifest, atomic rename, tracker -
     so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one.
     With ``overwrite`` a previous import's ``iter_0000000`` is replaced (atomically, by the publish).
-    ``tokenizer`` (a ``TokenizerConfig``) is recorded in run_config.yaml for ``plugtron generate``."""
+    ``tokenizer`` (a ``TokenizerConfig``) is recorded in run_config.yaml for ``plugtron generate``.
+    ``source`` (a ``streaming.ParameterSource``): ``model`` is on the meta device and each
+    parameter's data is produced from it while it is written (``streaming``)."""
     import json
 
     from megatron.core import dist_checkpointing
@@ -218,10 +241,15 @@ def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = F
     if final.exists() and any(final.iterdir()) and not overwrite:  # every rank checks: no rank is left in a barrier
         raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
     staging = Path(publish.open_staging(str(out), 0))  # also removes a killed conversion's staging
-    from plugtron.checkpointing import write_queue
+    if source is not None:
+        from plugtron.providers.hf import streaming
 
-    write_queue.start()  # before Megatron spawns its helper: a script needs no __main__ guard
-    dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
+        streaming.save(model, source, staging)
+    else:
+        from plugtron.checkpointing import write_queue
+
+        write_queue.start()  # before Megatron spawns its helper: a script needs no __main__ guard
+        dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
     if distributed.is_rank0():
         extra = {"tokenizer": tokenizer} if tokenizer is not None else {}
         publish.write_run_config(str(staging), ConfigContainer(model=provider, **extra))

@@ -194,26 +194,28 @@ def _aliases(family: str, keys) -> Dict[str, str]:
     return {}
 
 
-def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Tensor]:
-    """Every Megatron tensor from ``reader`` (``.keys()``, ``.get(name)``); missing, misshapen or
-    left-over HF tensors are errors naming the tensor."""
+def hf_sources(family: str, provider, reader, where: str) -> Dict[str, Callable[[], torch.Tensor]]:
+    """Every Megatron tensor of ``reader`` (``.keys()``, ``.shape(name)``, ``.get(name)``) as a
+    function that reads and fuses it when called: names and shapes are checked here, from the
+    safetensors headers, before any data is read; missing, misshapen or left-over HF tensors are
+    errors naming the tensor."""
     keys = set(reader.keys())
     alias = _aliases(family, keys)
     used, out = set(), {}
     for rule in rules_for(family, provider):
-        parts = []
+        stored_names = []
         for name, shape in zip(rule.hf, rule.shapes):
             stored = alias.get(name, name)
             if stored not in keys:
                 raise ConversionError(f"{where}: tensor '{stored}' is missing (needed for {rule.mcore})")
-            t = reader.get(stored)
-            if tuple(t.shape) != tuple(shape):
+            got = tuple(reader.shape(stored))
+            if got != tuple(shape):
                 raise ConversionError(
-                    f"{where}: tensor '{stored}' has shape {tuple(t.shape)}, expected {tuple(shape)} from config.json"
+                    f"{where}: tensor '{stored}' has shape {got}, expected {tuple(shape)} from config.json"
                 )
             used.add(stored)
-            parts.append(t)
-        out[rule.mcore] = rule.fuse(*parts)
+            stored_names.append(stored)
+        out[rule.mcore] = _reader_of(rule, stored_names, reader)
     tied = provider.share_embeddings_and_output_weights
     extra = sorted(k for k in keys - used if not _ignorable(family, k, tied))
     if extra:
@@ -221,6 +223,15 @@ def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Te
         raise ConversionError(f"{where}: tensor(s) {', '.join(extra[:5])}{more} have no place in a "
                               f"{family} model of this config (unsupported variant?)")
     return out
+
+
+def _reader_of(rule: Rule, names: List[str], reader) -> Callable[[], torch.Tensor]:
+    return lambda: rule.fuse(*(reader.get(n) for n in names))
+
+
+def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Tensor]:
+    """Every Megatron tensor from ``reader``, read whole (see ``hf_sources``)."""
+    return {name: read() for name, read in hf_sources(family, provider, reader, where).items()}
 
 
 def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=None) -> Dict[str, torch.Tensor]:
