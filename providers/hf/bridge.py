@@ -49,6 +49,17 @@ def _export_tokenizer(ckpt_dir: Path, hf_dir: Path) -> None:
         log.info("export-hf: %s records no tokenizer files (%s); none written", ckpt_dir, tok.tokenizer_type)
 
 
+def _streamed_pieces(model, provider, path: Path, rules, dtype):
+    """(HF name, tensor) pairs of the checkpoint at ``path``, one Megatron parameter loaded at a time."""
+    param_of = {megatron_side.canonical_name(name, provider): name for name, _ in model.named_parameters()}
+    for rule in rules:
+        if rule.mcore not in param_of:
+            raise ConversionError(f"Megatron checkpoint: tensor '{rule.mcore}' is missing")
+    loaded = streaming.load_parameters(model, path, [param_of[rule.mcore] for rule in rules])
+    for rule, (_, tensor) in zip(rules, loaded):
+        yield from weights.split_to_hf(rule, megatron_side.unpadded(rule.mcore, tensor, provider), dtype)
+
+
 class AutoBridge:
     """A local Hugging Face model directory and its plugtron family."""
 
@@ -134,24 +145,33 @@ class AutoBridge:
         a non-empty one (other files are kept; never a directory holding a plugtron checkpoint)."""
         files.check_export_dir(Path(hf_path), overwrite)  # before the work, not after
         root = Path(megatron_path)
-        with megatron_side.megatron_world(1):
-            provider, model = megatron_side.load_model(root, tp=1)
-            tensors = megatron_side.gather(model, provider)
-        fam = configs.family_of_provider(provider)
-        original = None
         from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
 
-        saved = None if is_nemo2_checkpoint(str(root)) else megatron_side.checkpoint_dir(root) / megatron_side.HF_CONFIG
-        if saved is not None and saved.is_file():
-            original = json.loads(saved.read_text(encoding="utf-8"))
-        config = configs.hf_config(provider, original)
-        # transformers >= 4.56 writes "dtype", older versions "torch_dtype"
-        dtype = _DTYPES.get(str(config.get("dtype", config.get("torch_dtype"))), torch.float32)
-        hf = weights.mcore_to_hf(fam.name, provider, tensors, dtype=dtype)
-        if distributed.is_rank0():  # under torchrun: one writer
-            files.remove_weights(Path(hf_path))  # empty unless overwrite: checked above
-            files.write_model_dir(Path(hf_path), hf, config, max_shard_bytes=max_shard_bytes)
-            if saved is not None:  # the checkpoint's tokenizer next to config.json: AutoTokenizer loads the export
-                _export_tokenizer(saved.parent, Path(hf_path))
+        nemo2 = is_nemo2_checkpoint(str(root))
+        path = None if nemo2 else megatron_side.checkpoint_dir(root)  # verified (manifest, .metadata) once, here
+        saved = None if nemo2 else path / megatron_side.HF_CONFIG
+        original = json.loads(saved.read_text(encoding="utf-8")) if saved is not None and saved.is_file() else None
+        provider = megatron_side.load_provider(root) if nemo2 else megatron_side.provider_of(path)
+        with megatron_side.megatron_world(1):
+            if nemo2:  # NeMo 2.0's own layout: loaded whole, as before
+                provider, model = megatron_side.load_model(root, tp=1)
+                tensors = megatron_side.gather(model, provider)
+            else:
+                provider, model = megatron_side.build_meta_model(provider, 1)
+            config = configs.hf_config(provider, original)
+            # transformers >= 4.56 writes "dtype", older versions "torch_dtype"
+            dtype = _DTYPES.get(str(config.get("dtype", config.get("torch_dtype"))), torch.float32)
+            fam = configs.family_of_provider(provider)
+            rules = weights.rules_for(fam.name, provider)
+            if nemo2:
+                pieces = (p for rule in rules for p in weights.split_to_hf(rule, tensors[rule.mcore], dtype))
+            else:  # one Megatron tensor at a time: read, split, written, released
+                pieces = _streamed_pieces(model, provider, path, rules, dtype)
+            if distributed.is_rank0():  # under torchrun: one writer
+                files.remove_weights(Path(hf_path))  # empty unless overwrite: checked above
+                files.write_model_dir_streaming(Path(hf_path), weights.hf_specs(fam.name, provider, dtype), pieces,
+                                                config, max_shard_bytes=max_shard_bytes)
+                if saved is not None:  # the checkpoint's tokenizer next to config.json: AutoTokenizer loads the export
+                    _export_tokenizer(saved.parent, Path(hf_path))
         log.info("exported %s to %s", root, hf_path)
         return Path(hf_path)

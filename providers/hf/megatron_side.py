@@ -187,13 +187,17 @@ def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
             param.copy_(local_shard(key, tensors[key], param, provider))
 
 
+def unpadded(key: str, t: torch.Tensor, provider) -> torch.Tensor:
+    """A whole tensor without the vocabulary padding rows ``local_shard`` added."""
+    return t[: provider.vocab_size] if key in _VOCAB else t
+
+
 def gather(model, provider) -> Dict[str, torch.Tensor]:
     """Whole tensors of a TP=1 model, vocabulary padding removed."""
     out = {}
     for name, param in model.named_parameters():
         key = canonical_name(name, provider)
-        t = param.detach()
-        out[key] = t[: provider.vocab_size].clone() if key in _VOCAB else t.clone()
+        out[key] = unpadded(key, param.detach(), provider).clone()
     return out
 
 
@@ -273,7 +277,7 @@ def checkpoint_dir(root: Path, key: str = "export-hf") -> Path:
     return path
 
 
-def _provider_of(path: Path):
+def provider_of(path: Path):
     from plugtron.config import from_yaml
 
     config = path / layout.RUN_CONFIG
@@ -285,7 +289,7 @@ def load_provider(root: Path):
 
     if nemo2.is_nemo2_checkpoint(str(root)):  # weights/ + context/: the model config is context/model.yaml
         return nemo2.provider_from_checkpoint(str(root))
-    return _provider_of(checkpoint_dir(root))
+    return provider_of(checkpoint_dir(root))
 
 
 def load_model(root: Path, tp: int = 1, key: str = "export-hf") -> Tuple[object, object]:
@@ -298,7 +302,7 @@ def load_model(root: Path, tp: int = 1, key: str = "export-hf") -> Tuple[object,
         nemo2.load_bare_model(model, str(root))
         return provider, model
     path = checkpoint_dir(root, key)  # verified once, here
-    return load_verified(path, _provider_of(path), tp)
+    return load_verified(path, provider_of(path), tp)
 
 
 def load_verified(path: Path, provider, tp: int = 1) -> Tuple[object, object]:

@@ -19,7 +19,7 @@ time (a sub-dict of the meta model's ``sharded_state_dict`` with real, empty ten
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import torch
 
@@ -100,34 +100,84 @@ def save(model, source: ParameterSource, checkpoint_dir: Path) -> None:
                             sharded_strategy=_strategy(source))
 
 
+def _boxes(model) -> Dict[int, List]:
+    """Parameter storage -> the ShardedTensors (factories applied) whose data are views of it."""
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor, apply_factories
+
+    sd = model.sharded_state_dict()
+    apply_factories(sd)
+    out: Dict[int, List] = {}
+    for st in nested_values(sd):
+        if isinstance(st, ShardedTensor) and isinstance(st.data, torch.Tensor) and st.data.is_meta:
+            out.setdefault(_storage_id(st.data), []).append(st)
+    return out
+
+
 def load_parameters(model, path: Path, names) -> Iterator[Tuple[str, torch.Tensor]]:
-    """(name, tensor) of each of ``names`` (parameters of the meta ``model``) read from the checkpoint
-    at ``path``, one at a time: only that parameter is ever in memory."""
-    from megatron.core import dist_checkpointing
+    """(name, tensor) of each of ``names`` (parameters of the meta ``model``, TP=1 so each is
+    whole) read from the checkpoint at ``path`` (any TP layout: boxes of the global tensors are read
+    from whichever saved chunks cover them), one at a time: only that parameter is in memory.
+
+    Megatron's own ``load`` insists on every layer of a layer-stacked tensor at once (its
+    conversion to torch's ShardedTensor wants them all), so the read goes through torch's
+    ``dcp.load`` with a planner asking for one box per ShardedTensor of the parameter."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint import load as dcp_load
+    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, TensorStorageMetadata
+    from torch.distributed.checkpoint.planner import LoadPlan
+    from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
 
     from plugtron.checkpointing.load_errors import describe
     from plugtron.checkpointing.safe_pickle import safe_loads
 
-    full = model.sharded_state_dict()
-    by_param = {}
-    for key, value in full.items():
-        data = getattr(value, "data", None)
-        if isinstance(data, torch.Tensor):
-            by_param[key] = value
+    with safe_loads():  # the index through the restricted unpickler; tensors weights-only
+        metadata = FileSystemReader(str(path)).read_metadata()
+
+    class Reader(FileSystemReader):
+        def read_metadata(self):  # read once above, not once per parameter
+            return metadata
+
+    class BoxPlanner(DefaultLoadPlanner):
+        def __init__(self, boxes):
+            super().__init__(flatten_state_dict=False)
+            self.boxes = boxes  # (key, offsets, real view of the parameter)
+
+        def create_local_plan(self):
+            items, self.dest = [], {}
+            for key, offsets, view in self.boxes:
+                md = metadata.state_dict_metadata.get(key)
+                if not isinstance(md, TensorStorageMetadata):
+                    raise CheckpointError(f"{path}: no tensor '{key}' in the checkpoint")
+                self.dest[(key, tuple(offsets))] = view
+                chunk = ChunkStorageMetadata(offsets=torch.Size(offsets), sizes=view.shape)
+                items += create_read_items_for_chunk_list(key, md, [chunk])
+            return LoadPlan(items)
+
+        def resolve_tensor(self, read_item):
+            view = self.dest[(read_item.dest_index.fqn, tuple(read_item.dest_index.offset))]
+            return self.transform_tensor(read_item, view)  # the part of the box this saved chunk fills
+
+    boxes = _boxes(model)
     params = dict(model.named_parameters())
     for name in names:
-        if name not in by_param:
-            raise CheckpointError(f"{path}: the model has no checkpoint entry for '{name}'")
-        entry = by_param[name]
-        entry.data = torch.empty(params[name].shape, dtype=params[name].dtype)
+        meta = params[name]
+        sts = boxes.get(_storage_id(meta), [])
+        if not sts or any(st.flattened_range is not None for st in sts):
+            raise CheckpointError(f"{path}: cannot read '{name}' tensor by tensor (no plain sharded tensor for it)")
+        real = torch.empty(meta.shape, dtype=meta.dtype)
+        plan = [(st.key, st.global_offset,
+                 real.as_strided(st.data.shape, st.data.stride(), st.data.storage_offset())
+                 .view((1,) * st.prepend_axis_num + tuple(st.local_shape)))
+                for st in sts]
         try:
-            with safe_loads():  # a checkpoint from elsewhere cannot run code while it is read
-                loaded = dist_checkpointing.load({"model": {name: entry}}, str(path))
+            with safe_loads():
+                dcp_load({}, storage_reader=Reader(str(path)), planner=BoxPlanner(plan))
+        except CheckpointError:
+            raise
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # torch's CheckpointException is a BaseException
             raise CheckpointError(f"{path}: cannot load '{name}': {describe(exc)}") from exc
-        finally:
-            entry.data = params[name]
-        yield name, loaded["model"][name]
-
+        yield name, real

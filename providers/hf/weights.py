@@ -234,16 +234,28 @@ def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Te
     return {name: read() for name, read in hf_sources(family, provider, reader, where).items()}
 
 
+def hf_specs(family: str, provider, dtype: torch.dtype) -> Dict[str, Tuple[Shape, torch.dtype]]:
+    """Name -> (shape, dtype) of every HF tensor an export writes, in the mapping's order."""
+    return {name: (shape, dtype) for rule in rules_for(family, provider) for name, shape in zip(rule.hf, rule.shapes)}
+
+
+def split_to_hf(rule: Rule, tensor: torch.Tensor, dtype=None) -> List[Tuple[str, torch.Tensor]]:
+    """The HF tensors of one Megatron tensor (whole, vocabulary padding removed)."""
+    out = []
+    for name, shape, t in zip(rule.hf, rule.shapes, rule.split(tensor)):
+        if tuple(t.shape) != tuple(shape):
+            raise ConversionError(f"Megatron checkpoint: '{rule.mcore}' gives '{name}' of shape "
+                                  f"{tuple(t.shape)}, expected {tuple(shape)}")
+        out.append((name, t.to(dtype) if dtype is not None else t))
+    return out
+
+
 def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=None) -> Dict[str, torch.Tensor]:
     out: Dict[str, torch.Tensor] = {}
     for rule in rules_for(family, provider):
         if rule.mcore not in tensors:
             raise ConversionError(f"Megatron checkpoint: tensor '{rule.mcore}' is missing")
-        for name, shape, t in zip(rule.hf, rule.shapes, rule.split(tensors[rule.mcore])):
-            if tuple(t.shape) != tuple(shape):
-                raise ConversionError(f"Megatron checkpoint: '{rule.mcore}' gives '{name}' of shape "
-                                      f"{tuple(t.shape)}, expected {tuple(shape)}")
-            out[name] = t.to(dtype) if dtype is not None else t
+        out.update(split_to_hf(rule, tensors[rule.mcore], dtype))
     return out
 
 
