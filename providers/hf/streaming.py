@@ -53,7 +53,8 @@ class ParameterSource:
                 raise ConversionError(f"Megatron parameter '{name}': produced {tuple(shard.shape)} {shard.dtype}, "
                                       f"expected {tuple(param.shape)} {param.dtype}")
             self._last = (name, shard)
-        return self._last[1].as_strided(meta.shape, meta.stride(), meta.storage_offset())
+        shard = self._last[1]  # may itself be a slice of a bigger tensor (a TP row block): offsets add up
+        return shard.as_strided(meta.shape, meta.stride(), shard.storage_offset() + meta.storage_offset())
 
 
 def _strategy(source: ParameterSource):
