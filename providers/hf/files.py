@@ -134,9 +134,14 @@ class SafetensorsReader:
             raise ConversionError(f"{f}: cannot read tensor '{name}' ({_first_line(exc)})") from None
 
     def get(self, name: str) -> torch.Tensor:
-        f, h = self._handle(name)
+        """A copy of the tensor. The file is mapped only while it is read: pages of a mapping that
+        stays open remain resident, and a streamed conversion would end up holding the whole model."""
+        f = self.where[name]
         try:
-            return h.get_tensor(name)
+            with _open_safetensors(f) as h:
+                return h.get_tensor(name)
+        except ConversionError:
+            raise
         except Exception as exc:  # a name the index puts in the wrong shard, or a corrupt tensor
             raise ConversionError(f"{f}: cannot read tensor '{name}' ({_first_line(exc)})") from None
 
