@@ -6,8 +6,14 @@ process and on the same files:
 
 - read:   every tensor of model.safetensors loaded with safetensors (the floor for import's input)
 - write:  the same tensors written with safetensors.save_file (the floor for export's output)
-- import: ``AutoBridge.import_ckpt`` (read, fuse QKV/fc1, build the Megatron model, torch_dist save)
-- export: ``AutoBridge.export_ckpt`` (torch_dist load into a model, split, write safetensors)
+- import: ``AutoBridge.import_ckpt`` (streamed: each tensor read, fused, written into the
+  torch_dist checkpoint; then the manifest's CRC32 pass and the atomic publish)
+- export: ``AutoBridge.export_ckpt`` (the manifest verified, then each tensor read from the
+  checkpoint, split and written into model.safetensors)
+
+Each step's peak resident memory above the process's size before it (VmHWM, reset through
+/proc/self/clear_refs on Linux) is printed too, with the machine's load average: timings on a
+shared machine are contended.
 
     python benchmarks/convert.py [--size-mb 500] [--workdir DIR]
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -61,10 +68,27 @@ def _write_model(path: Path, size_mb: float) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
+def _rss(field: str) -> int:
+    import re
+
+    try:
+        with open("/proc/self/status") as f:
+            return int(re.search(rf"{field}:\s+(\d+) kB", f.read()).group(1)) * 1024
+    except (OSError, AttributeError):
+        return 0
+
+
 def _timed(fn):
+    """(seconds, peak resident bytes above the start, result)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS
+    except OSError:
+        pass
+    base = _rss("VmRSS")
     t0 = time.perf_counter()
     out = fn()
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, max(0, _rss("VmHWM") - base), out
 
 
 def main() -> None:
@@ -87,17 +111,25 @@ def main() -> None:
             with safe_open(str(src), framework="pt") as f:
                 return {k: f.get_tensor(k).clone() for k in f.keys()}  # clone: touch every byte (mmap is lazy)
 
-        t_read, tensors = _timed(read_all)
-        t_write, _ = _timed(lambda: save_file(tensors, str(work / "direct.safetensors")))
+        # warm up on a small model first: the modules conversion imports are not its cost
+        _write_model(work / "warm", 20)
+        AutoBridge.import_ckpt(str(work / "warm"), str(work / "warm-mcore"))
+        AutoBridge.export_ckpt(str(work / "warm-mcore"), str(work / "warm-exported"))
+        t_read, m_read, tensors = _timed(read_all)
+        t_write, m_write, _ = _timed(lambda: save_file(tensors, str(work / "direct.safetensors")))
         del tensors
-        t_import, _ = _timed(lambda: AutoBridge.import_ckpt(str(work / "hf"), str(work / "mcore")))
-        t_export, _ = _timed(lambda: AutoBridge.export_ckpt(str(work / "mcore"), str(work / "exported")))
+        t_import, m_import, _ = _timed(lambda: AutoBridge.import_ckpt(str(work / "hf"), str(work / "mcore")))
+        t_export, m_export, _ = _timed(lambda: AutoBridge.export_ckpt(str(work / "mcore"), str(work / "exported")))
         mb = nbytes / 2**20
-        print(f"model: {mb:.0f} MiB of fp32 safetensors ({json.loads((work / 'hf' / 'config.json').read_text())['hidden_size']} hidden, 12 layers)")
-        print(f"{'step':<8}{'seconds':>10}{'MiB/s':>10}{'x direct':>10}")
-        for name, t, base in (("read", t_read, t_read), ("import", t_import, t_read),
-                              ("write", t_write, t_write), ("export", t_export, t_write)):
-            print(f"{name:<8}{t:>10.2f}{mb / t:>10.0f}{t / base:>10.1f}")
+        hidden = json.loads((work / "hf" / "config.json").read_text())["hidden_size"]
+        print(f"model: {mb:.0f} MiB of fp32 safetensors ({hidden} hidden, 12 layers)")
+        print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (1/5/15 min)")
+        print(f"{'step':<8}{'seconds':>10}{'MiB/s':>10}{'x direct':>10}{'peak MiB':>10}")
+        for name, t, base, m in (("read", t_read, t_read, m_read), ("import", t_import, t_read, m_import),
+                                 ("write", t_write, t_write, m_write), ("export", t_export, t_write, m_export)):
+            print(f"{name:<8}{t:>10.2f}{mb / t:>10.0f}{t / base:>10.1f}{m / 2**20:>10.0f}")
+        print(f"ratio: import {t_import / t_read:.2f}x raw read, export {t_export / t_write:.2f}x raw write "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
