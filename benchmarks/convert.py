@@ -4,8 +4,10 @@ Writes a random Llama-layout model of about ``--size-mb`` (fp32, 32000-token voc
 layers, hidden size chosen to hit the size) as config.json + model.safetensors, then times, in one
 process and on the same files:
 
-- read:   every tensor of model.safetensors loaded with safetensors (the floor for import's input)
-- write:  the same tensors written with safetensors.save_file (the floor for export's output)
+- read:   every tensor of model.safetensors loaded with safetensors, one at a time (the floor for
+  import's input)
+- write:  the same number of bytes written to one file with plain file I/O and fsynced (the floor
+  for export's output)
 - import: ``AutoBridge.import_ckpt`` (streamed: each tensor read, fused, written into the
   torch_dist checkpoint; then the manifest's CRC32 pass and the atomic publish)
 - export: ``AutoBridge.export_ckpt`` (the manifest verified, then each tensor read from the
@@ -50,22 +52,22 @@ def _hf_config(size_mb: float) -> dict:
 
 
 def _write_model(path: Path, size_mb: float) -> int:
+    """config.json + model.safetensors, generated and written one tensor at a time (a model bigger
+    than memory can be benchmarked); returns the weights' bytes."""
     import torch
-    from safetensors.torch import save_file
 
+    from plugtron.providers.hf import files
     from plugtron.providers.hf.configs import family_for
-    from plugtron.providers.hf.weights import llama_rules
+    from plugtron.providers.hf.weights import hf_specs
     from plugtron.providers.llama import LlamaProvider
 
     cfg = _hf_config(size_mb)
     provider = LlamaProvider(**family_for("LlamaForCausalLM").to_provider(cfg))
+    specs = hf_specs("llama", provider, torch.float32)
     g = torch.Generator().manual_seed(0)
-    tensors = {name: torch.randn(shape, generator=g) * 0.02
-               for rule in llama_rules(provider) for name, shape in zip(rule.hf, rule.shapes)}
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps(cfg))
-    save_file(tensors, str(path / "model.safetensors"))
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+    pieces = ((name, torch.randn(shape, generator=g) * 0.02) for name, (shape, _) in specs.items())
+    files.write_model_dir_streaming(path, specs, pieces, cfg)
+    return sum(4 * math.prod(shape) for shape, _ in specs.values())
 
 
 def _rss(field: str) -> int:
@@ -98,7 +100,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     from plugtron.providers.hf import AutoBridge
 
@@ -107,17 +108,25 @@ def main() -> None:
         nbytes = _write_model(work / "hf", args.size_mb)
         src = work / "hf" / "model.safetensors"
 
-        def read_all():
+        def read_all():  # every tensor read (a copy: every byte touched), then dropped, as import does
             with safe_open(str(src), framework="pt") as f:
-                return {k: f.get_tensor(k).clone() for k in f.keys()}  # clone: touch every byte (mmap is lazy)
+                for k in f.keys():
+                    f.get_tensor(k).clone()
+
+        def write_all():  # the same number of bytes written to one file and fsynced, as export does
+            block = os.urandom(1 << 24)
+            with open(work / "direct.bin", "wb") as f:
+                for start in range(0, nbytes, len(block)):
+                    f.write(block[: min(len(block), nbytes - start)])
+                f.flush()
+                os.fsync(f.fileno())
 
         # warm up on a small model first: the modules conversion imports are not its cost
         _write_model(work / "warm", 20)
         AutoBridge.import_ckpt(str(work / "warm"), str(work / "warm-mcore"))
         AutoBridge.export_ckpt(str(work / "warm-mcore"), str(work / "warm-exported"))
-        t_read, m_read, tensors = _timed(read_all)
-        t_write, m_write, _ = _timed(lambda: save_file(tensors, str(work / "direct.safetensors")))
-        del tensors
+        t_read, m_read, _ = _timed(read_all)
+        t_write, m_write, _ = _timed(write_all)
         t_import, m_import, _ = _timed(lambda: AutoBridge.import_ckpt(str(work / "hf"), str(work / "mcore")))
         t_export, m_export, _ = _timed(lambda: AutoBridge.export_ckpt(str(work / "mcore"), str(work / "exported")))
         mb = nbytes / 2**20
