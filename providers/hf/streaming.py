@@ -12,8 +12,8 @@ tensor is a view of its parameter's meta storage, so the real data is the same v
 (``as_strided``) of the produced shard; this covers Megatron's reshapes and factory splits without
 knowing them. Peak memory: one parameter's inputs plus its fused shard, independent of model size.
 
-Loading for export is the reverse: Megatron's ``dist_checkpointing.load`` of one parameter at a
-time (a sub-dict of the meta model's ``sharded_state_dict`` with real, empty tensors).
+Reading for export is the reverse (``load_parameters``): for one parameter at a time, the boxes
+of the global tensors its ShardedTensors describe are read from the saved chunks that cover them.
 """
 
 from __future__ import annotations
