@@ -141,3 +141,24 @@ def test_a_model_three_times_the_memory_bound_converts_within_it(tmp_path):
     assert max(used.values()) <= bound, (used, bound)
     # exact round trip: the same names, shapes and bytes, in the same file layout
     assert _sha256(tmp_path / "exported" / "model.safetensors") == _sha256(tmp_path / "hf" / "model.safetensors")
+
+
+def test_a_tensor_failing_while_written_is_one_clear_error(tmp_path, monkeypatch):
+    """The data is read inside torch's writer; an error there reaches the user as plugtron's own
+    message (not torch's wrapper), and nothing is published."""
+    from plugtron.providers.hf import AutoBridge, files
+    from plugtron.providers.hf.errors import ConversionError
+
+    hf_dir = save(build("llama"), tmp_path / "hf")
+    real_get = files.SafetensorsReader.get
+
+    def get(self, name):
+        if name == "model.layers.1.mlp.up_proj.weight":
+            raise ConversionError(f"{hf_dir}: cannot read tensor '{name}' (simulated)")
+        return real_get(self, name)
+
+    monkeypatch.setattr(files.SafetensorsReader, "get", get)
+    with pytest.raises(ConversionError, match="up_proj.weight' \\(simulated\\)"):
+        AutoBridge.import_ckpt(str(hf_dir), str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "iter_0000000").exists()
+    assert not (tmp_path / "out" / "latest_checkpointed_iteration.txt").exists()

@@ -97,8 +97,19 @@ def save(model, source: ParameterSource, checkpoint_dir: Path) -> None:
     """Collective: write ``model``'s sharded state dict (meta) with data from ``source``."""
     from megatron.core import dist_checkpointing
 
-    dist_checkpointing.save({"model": model.sharded_state_dict()}, str(checkpoint_dir),
-                            sharded_strategy=_strategy(source))
+    from plugtron.errors import PlugtronError
+
+    try:
+        dist_checkpointing.save({"model": model.sharded_state_dict()}, str(checkpoint_dir),
+                                sharded_strategy=_strategy(source))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # torch's CheckpointException wraps what a write raised: show ours plainly
+        for failure in (getattr(exc, "failures", None) or {}).values():
+            cause = failure[0] if isinstance(failure, tuple) else failure
+            if isinstance(cause, PlugtronError):
+                raise cause from None
+        raise
 
 
 def _boxes(model) -> Dict[int, List]:
