@@ -47,7 +47,16 @@ class ParameterSource:
             raise ConversionError(f"no parameter behind a checkpoint tensor of shape {tuple(meta.shape)}")
         name, param = entry
         if self._last[0] != name:
-            self._last = ("", None)  # release the previous shard before producing the next one
+            if self._last[1] is not None:
+                # Free the previous shard's memory now: torch's writer keeps a reference to the last
+                # tensor written under each key until the file is closed (for its safetensors format
+                # only; the torch_dist checkpoint is TORCH_SAVE), which would hold one parameter per
+                # key - the output layer while the embedding is produced. Its bytes are on disk.
+                # (A tensor safetensors returned as is has a fixed-size storage: it stays.)
+                storage = self._last[1].untyped_storage()
+                if storage.resizable():
+                    storage.resize_(0)
+            self._last = ("", None)
             shard = self._shard_of(name, param)
             if shard.dtype != param.dtype or tuple(shard.shape) != tuple(param.shape) or not shard.is_contiguous():
                 raise ConversionError(f"Megatron parameter '{name}': produced {tuple(shard.shape)} {shard.dtype}, "
