@@ -44,7 +44,7 @@ overhead that needs no two blocks to see the same load.
 Plugins: by default every built-in, enabled by name (``plugins.<name>.enabled``, each with its
 section's defaults), except the W&B and MLflow backends (they need a project or experiment and write
 to a service or database: their cost is that service's, not plugtron's), ``peft`` (it needs a
-pretrained checkpoint and changes the model, not the loop), without CUDA the CUDA-only
+pretrained checkpoint and changes the model, not the loop), ``compile`` (it changes the model's speed, not the loop's), without CUDA the CUDA-only
 profilers, and ``fault_tolerance`` unless started by ``ft_launcher`` (it needs its rank monitor); TensorBoard writes into a temporary directory. ``--loggers`` enables just the logging set of a
 typical run instead - metrics file, throughput and memory monitors, TensorBoard - at the config's
 ``logger.log_interval`` (``--log-interval`` to change it).
@@ -69,7 +69,7 @@ warnings.filterwarnings("ignore")
 
 # Logger backends that need a project/experiment and an external service or store (see the module doc).
 EXTERNAL_BACKENDS = ("wandb", "mlflow")
-NOT_TIMED = ("peft",)  # needs a pretrained checkpoint; it changes the model both variants train, not the loop
+NOT_TIMED = ("peft", "compile")  # they change the model both variants train, not the loop (peft also needs a pretrained checkpoint)
 CUDA_ONLY = ("nsys_profiler", "memory_profiler")  # a config error without CUDA (named; tested elsewhere)
 FT_LAUNCHER_ONLY = ("fault_tolerance",)  # needs the rank monitor of nvidia-resiliency-ext's ft_launcher
 # --smoke: a tiny model and few steps, so a test can run every mode's code path in seconds

@@ -25,6 +25,8 @@ the ratio of the two medians, with a paired bootstrap 95 % interval over rounds.
     python benchmarks/throughput_vs_hf.py --hidden 768 --ffn 2048 --heads 12   # a 4x larger model
     python benchmarks/throughput_vs_hf.py --profile 3          # where the time goes, per op family
     python benchmarks/throughput_vs_hf.py --megatron-rope-swiglu   # without the copy-free RoPE/SwiGLU
+    python benchmarks/throughput_vs_hf.py --compile            # plugtron with the compile plugin (compile={})
+    python benchmarks/throughput_vs_hf.py --compile --set compile.scope=model
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def _args():
                          "(providers/unfused_fast_paths.py; same results bit for bit), to measure them")
     ap.add_argument("--per-tensor-adam", action="store_true",
                     help="torch's per-tensor Adam loop instead of its fused kernel (plugtron/training/fused_adam.py)")
+    ap.add_argument("--compile", action="store_true",
+                    help="plugtron with the compile plugin (compile={}; its options through --set compile.KEY=VALUE); "
+                         "the warm-up steps compile, the timed ones do not")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra plugtron config override (e.g. model.apply_rope_fusion=true); repeatable")
     return ap.parse_args()
@@ -77,7 +82,7 @@ def plugtron_config(a):
         f"train.micro_batch_size={a.batch}", f"train.global_batch_size={a.batch}", "train.eval_interval=null",
         "train.train_iters=100000", "optimizer.clip_grad=0.0", "optimizer.lr=2e-3", "optimizer.weight_decay=0.1",
         "optimizer.adam_beta1=0.9", "optimizer.adam_beta2=0.95", "scheduler.lr_decay_style=constant",
-        "scheduler.lr_warmup_iters=0", *a.set,
+        "scheduler.lr_warmup_iters=0", *(["compile={}"] if a.compile else []), *a.set,
     ])
     cfg.validate()
     return cfg
@@ -156,7 +161,12 @@ def build(a):
         unfused_fast_paths.use_fast_mlp = lambda model: 0
     setup.init_distributed(cfg)
     setup.set_seeds(cfg)
-    model = setup.build_model(cfg)
+    chunks = setup.build_chunks(cfg)
+    if cfg.compile is not None:  # what plugtron train does with the section: the plugin's transform
+        from plugtron.plugins.torch_compile import Compile
+
+        Compile(cfg).transform_model(cfg, chunks)
+    model = setup.wrap_chunks(cfg, chunks)
     optimizer, scheduler = setup.build_optimizer(cfg, model)
     train_ds, _, _ = build_datasets(cfg, build_tokenizer(cfg.tokenizer))
     t = cfg.train
@@ -219,6 +229,9 @@ def report(a, cfg, wall, cpu, peak, flops, models):
     hf_params = sum(p.numel() for p in models[1].parameters())
     print(f"shape: hidden {a.hidden}, {a.layers} layers, FFN {a.ffn}, {a.heads} heads, vocab {a.vocab}, "
           f"batch {a.batch} x {a.seq} tokens; params plugtron {_fmt_params(plug_params)}, hf {_fmt_params(hf_params)}")
+    if cfg.compile is not None:
+        c = cfg.compile
+        print(f"plugtron compiled: torch.compile backend={c.backend} mode={c.mode} scope={c.scope} (compiled in the warm-up)")
     print(f"{a.rounds} rounds (ABBA), {a.warmup} warm-up steps each; torch threads {torch.get_num_threads()}; "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"matmul peak (fp32, best of the run) {peak / 1e9:.1f} GFLOP/s; model {flops / 1e9:.1f} GFLOP/step")

@@ -42,7 +42,7 @@ KINDS: Tuple[Kind, ...] = (
     Kind("hf", "plugtron.hf", "config.json architectures (convert import-hf / export-hf)",
          "a plugtron.providers.hf.configs.Family (config translation + weight mapping)"),
     Kind("recipe", "plugtron.recipes", "--recipe", "a function returning a ConfigContainer"),
-    Kind("data_format", "plugtron.data_formats", "dataset.data_format", "an SFT format (encode one JSONL record)"),
+    Kind("data_format", "plugtron.data_formats", "dataset.data_format", "an SFT format (encode one JSONL record) or a pretraining format (pretraining = True: build the splits)"),
     Kind("tokenizer", "plugtron.tokenizers", "tokenizer.tokenizer_type", "a function TokenizerConfig -> tokenizer"),
     Kind("optimizer", "plugtron.optimizers", "optimizer.optimizer", "an optimizer (Megatron's own, or a torch optimizer)"),
     Kind("command", "plugtron.commands", "plugtron NAME ...", "add_parser(subparsers): adds `plugtron NAME`"),

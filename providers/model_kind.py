@@ -7,7 +7,9 @@ the provider (its ``model_kind`` class attribute; decoder-only GPT by default) s
 - ``extra_vocab(model)``: ids the model needs above the tokenizer's vocabulary,
 - ``build_datasets(cfg, tokenizer)`` and ``collate``: the samples and how they become a micro batch,
 - ``forward_step``: Megatron's ``forward_step_func`` for its schedules,
-- ``seq_lengths(cfg)``: ``(seq_length, decoder_seq_length)`` for the schedules' tensor shapes.
+- ``seq_lengths(cfg)``: ``(seq_length, decoder_seq_length)`` for the schedules' tensor shapes,
+- ``positions(cfg)``: the token positions one sample feeds the model (real tokens + padding),
+  against which the real tokens a batch reports (``real_tokens``) are counted.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class GPTKind:
     def seq_lengths(self, cfg) -> Tuple[int, int]:
         return cfg.model.seq_length, cfg.model.seq_length
 
+    def positions(self, cfg) -> int:
+        return cfg.model.seq_length
+
 
 def _t5_forward_step(data_iterator, model):
     from plugtron.training.forward import loss_function
@@ -53,7 +58,7 @@ def _t5_forward_step(data_iterator, model):
     b = next(data_iterator)
     # The decoder self-attention mask is None: the decoder's causal mask type builds it.
     output = model(b["text_enc"], b["text_dec"], b["enc_mask"], None, b["enc_dec_mask"], lm_labels=b["labels"])
-    return output, loss_function(b["loss_mask"], model)
+    return output, loss_function(b["loss_mask"], model, b.get("real_tokens"))
 
 
 class T5Kind:
@@ -131,6 +136,11 @@ class T5Kind:
 
     def seq_lengths(self, cfg) -> Tuple[int, int]:
         return cfg.model.seq_length, cfg.model.seq_length_dec
+
+    def positions(self, cfg) -> int:
+        """Encoder input and decoder input: both are real tokens up to their padding (the decoder's
+        targets are about a quarter of the text, so most of a roomy ``seq_length_dec`` is padding)."""
+        return cfg.model.seq_length + cfg.model.seq_length_dec
 
 
 class MambaKind(GPTKind):

@@ -66,8 +66,8 @@ class SDPADotProductAttention(DotProductAttention):
             q, k, v, attn_mask=mask, is_causal=causal, scale=self.softmax_scale,
             enable_gqa=heads != k.size(1),
         )
-        # [b, heads, s, dim] -> [s, b, heads * dim]
-        return out.permute(2, 0, 1, 3).reshape(sq, b, heads * dim)
+        # [b, heads, s, v_dim] -> [s, b, heads * v_dim] (MLA's value heads differ in size from q/k's)
+        return out.permute(2, 0, 1, 3).reshape(sq, b, heads * out.size(-1))
 
 
 def _band(s: int, left: int, right: int, device) -> torch.Tensor:

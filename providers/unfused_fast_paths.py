@@ -18,7 +18,8 @@ results are bit-for-bit those of Megatron's code (``tests/test_cpu_fast_paths.py
 backward with ``torch.equal``). The one exception is the sign of an exact zero: Megatron's ``x_linear
 + 0.0`` turns ``-0.0`` into ``+0.0`` before the product. Cases they do not cover (interleaved or partial
 rotary dims, multi-latent attention, clamped or offset GLUs, biases, per-token scales) go to Megatron's
-own code unchanged.
+own code unchanged, and so does a compiled graph (the ``compile`` plugin): the ``out=`` writes into
+halves of a buffer would break it, and Inductor fuses Megatron's plain ops on its own.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def fast_rope_bshd(original):
 
     def apply(t, freqs, rotary_interleaved=False, multi_latent_attention=False, mscale=1.0):
         rot_dim = freqs.shape[-1]
-        if rotary_interleaved or multi_latent_attention or rot_dim != t.shape[-1] or rot_dim % 2:
+        if (rotary_interleaved or multi_latent_attention or rot_dim != t.shape[-1] or rot_dim % 2
+                or torch.compiler.is_compiling()):  # compiled (the compile plugin): Inductor fuses Megatron's code
             return original(t, freqs, rotary_interleaved=rotary_interleaved,
                             multi_latent_attention=multi_latent_attention, mscale=mscale)
         # cos/sin exactly as Megatron forms them (a [s, 1, 1, d] table: cheap)
@@ -131,7 +133,7 @@ class SwiGLUMLP(MLP):
         )
 
     def forward(self, hidden_states, per_token_scale=None, **kwargs):
-        if per_token_scale is not None or not self._plain_swiglu():
+        if per_token_scale is not None or not self._plain_swiglu() or torch.compiler.is_compiling():
             return super().forward(hidden_states, per_token_scale=per_token_scale, **kwargs)
         intermediate, _ = self.linear_fc1(hidden_states)  # no bias (add_bias_linear is off)
         return self.linear_fc2(SwiGLU.apply(intermediate))

@@ -8,7 +8,9 @@ another, all with the same overrides (so each resumes from what the previous one
 ``never`` | ``op:K`` (die at the K-th file-system operation performed while a save or publish is
 running: mkdir, open for writing, torch.save, fsync, rename, replace, rmtree) | ``publish:N`` (die on
 entering the N-th publish: an async write finished, not yet visible) | ``count`` (record the
-operation names). After each run this process checks that every checkpoint directory with a final
+operation names). A MODE may carry overrides of its own after ``+`` signs (``never+train.exit_interval=2``),
+added after the common ones (so one process can make the reference run, the checkpoint the others
+start from, and the counted run). After each run this process checks that every checkpoint directory with a final
 name verifies against its manifest. With PLUGTRON_VICTIM_RESET, every run but ``never`` first
 gets ``checkpoint.save`` replaced by a copy of DIR. OUT.json: one record per run (mode, how it ended, the newest
 checkpoint, the run's summary with losses, final weights digest and operation log if it finished).
@@ -115,8 +117,7 @@ def _check(root):
 
 
 def main():
-    out, modes, overrides = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
-    save_root = load_config(None, overrides).checkpoint.save
+    out, modes, common = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
     reset_from = os.environ.get("PLUGTRON_VICTIM_RESET")
     # Megatron's checkpoint writer reports through a queue served by a spawned manager process,
     # started on the first save of a process (~3 s: it re-imports this script). Start it here once;
@@ -126,7 +127,10 @@ def main():
     _get_write_results_queue()
     _instrument()
     records = []
-    for i, mode in enumerate(modes):
+    for i, spec in enumerate(modes):
+        mode, *extra = spec.split("+")
+        overrides = common + extra
+        save_root = load_config(None, overrides).checkpoint.save
         run_out = f"{out}.run{i}"
         if reset_from and mode != "never":  # each killed run starts from the same saved state
             shutil.rmtree(save_root, ignore_errors=True)

@@ -139,8 +139,8 @@ def lora_export_loads_in_peft(family: str, root: Path, tmp: Path, targets: str) 
 
 def parallel_losses(family: str, root: Path):
     """Two steps' losses from the family's imported tiny model in one process, at TP=2 and at PP=2
-    (two gloo processes each, ``tests/_dist_train.py``): ``{"one": [...], "tp": [...], "pp": [...]}``."""
-    from helpers import torchrun
+    (two gloo processes, both layouts in one launch of ``tests/_dist_train.py``): ``{"one": [...], "tp": [...], "pp": [...]}``."""
+    from helpers import torchrun_runs
     from plugtron.config import load_config
     from plugtron.providers.hf import AutoBridge
     from plugtron.training import train
@@ -152,6 +152,6 @@ def parallel_losses(family: str, root: Path):
               "train.micro_batch_size=2", "train.global_batch_size=4", "train.train_iters=2", "train.eval_interval=null",
               "optimizer.clip_grad=0.0", "optimizer.lr=1e-3", "scheduler.lr_warmup_iters=0", "logger.log_interval=1"]
     out = {"one": train(load_config(None, common))["losses"]}
-    for name, layout in (("tp", "model.tensor_model_parallel_size=2"), ("pp", "model.pipeline_model_parallel_size=2")):
-        out[name] = torchrun(root, name, common + [layout])["losses"]
-    return out
+    tp, pp = torchrun_runs(root, "layouts", [common + ["model.tensor_model_parallel_size=2"],
+                                             common + ["model.pipeline_model_parallel_size=2"]])  # one launch
+    return {**out, "tp": tp["losses"], "pp": pp["losses"]}

@@ -31,6 +31,13 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
     if family == "qwen3_moe":  # top-2 of 4 experts, renormalised (norm_topk_prob), head_dim 24, QK norm
         return T.Qwen3MoeConfig(**common, head_dim=24, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48,
                                 norm_topk_prob=True, router_aux_loss_coef=0.0, rms_norm_eps=1e-6, rope_theta=1e6)
+    if family == "glm4_moe":  # layer 0 dense, 1-2 MoE: 4 experts in 2 groups (1 kept), top-2 scaled x2.5, a shared
+        # expert; QK norm, q/k/v biases, RoPE on half of each 16-dim head
+        return T.Glm4MoeConfig(**{**common, "num_hidden_layers": 3}, head_dim=16, partial_rotary_factor=0.5,
+                               attention_bias=True, use_qk_norm=True, n_routed_experts=4, num_experts_per_tok=2,
+                               n_group=2, topk_group=1, moe_intermediate_size=48, n_shared_experts=1,
+                               first_k_dense_replace=1, routed_scaling_factor=2.5, norm_topk_prob=True,
+                               rms_norm_eps=1e-5, rope_theta=1e6)
     if family == "olmo2":  # post-sublayer norms, QK norm over the whole projections, untied
         return T.Olmo2Config(**common, rms_norm_eps=1e-6, rope_theta=5e5, pad_token_id=1, eos_token_id=vocab - 1)
     if family == "mixtral":
@@ -46,6 +53,21 @@ def hf_config(family: str, vocab: int = VOCAB, positions: int = 64):
         return T.Phi3Config(**common, partial_rotary_factor=0.75, tie_word_embeddings=True, sliding_window=6,
                             rope_theta=10000.0, rms_norm_eps=1e-5, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                             original_max_position_embeddings=40, rope_scaling={"type": "longrope", **factors})
+    if family == "deepseek_v3":  # MLA (q/kv ranks 32/24, rope part 8 of 24), YaRN x4 over 16 positions, layer 0
+        # dense, then 8 experts in 4 groups (top-4 from 2 groups, sigmoid + correction bias, x2.5) + a shared one
+        return T.DeepseekV3Config(**{**common, "num_key_value_heads": 4, "num_hidden_layers": 3}, moe_intermediate_size=32,
+                                  n_routed_experts=8, num_experts_per_tok=4, n_group=4, topk_group=2, n_shared_experts=1,
+                                  routed_scaling_factor=2.5, first_k_dense_replace=1, q_lora_rank=32, kv_lora_rank=24,
+                                  qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12, rms_norm_eps=1e-6,
+                                  rope_theta=10000.0, rope_scaling={"type": "yarn", "factor": 4.0, "beta_fast": 32,
+                                  "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 0.8,
+                                  "original_max_position_embeddings": 16})
+    if family == "gpt_oss":  # sinks, layer 0 sliding (window 5 < SEQ), layer 1 full, YaRN x4 over 16 positions
+        # (untruncated ramp), biases everywhere, top-2 of 4 clamped-SwiGLU experts (limit 7 is reached)
+        return T.GptOssConfig(**common, head_dim=16, num_local_experts=4,
+                              num_experts_per_tok=2, sliding_window=5, rope_theta=1e4, router_aux_loss_coef=0.0,
+                              rope_scaling={"rope_type": "yarn", "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                                            "truncate": False, "original_max_position_embeddings": 16})
     if family == "gpt2":
         return T.GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=positions,
                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
@@ -69,6 +91,13 @@ def build(family: str, seed: int = 0, **kwargs):
                 p.copy_(0.1 * torch.randn_like(p))
             else:
                 p.copy_(0.08 * torch.randn_like(p))
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):  # a weight HF keeps as a buffer (sigmoid routers)
+                b.copy_((0.1 if family == "deepseek_v3" else 0.05) * torch.randn_like(b))
+        if family == "gpt_oss":  # sinks that matter; gate/up pre-activations past the clamp limit 7
+            for layer in model.model.layers:
+                layer.self_attn.sinks.mul_(20.0)
+                layer.mlp.experts.gate_up_proj.mul_(12.0)
     return model
 
 

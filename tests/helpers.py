@@ -106,6 +106,7 @@ class Counter:
 
 
 HERE = Path(__file__).parent
+THEN = "--then"  # separates the runs of one launch (tests/_dist_train.py)
 # A small, fast model; vocab padded to 512 for every TP size so TP=1 and TP=2 have equal shapes.
 SMALL = ["model.num_layers=2", "model.hidden_size=64", "model.seq_length=64", "dataset.sequence_length=64",
          "model.make_vocab_size_divisible_by=256", "train.micro_batch_size=2", "train.global_batch_size=8",
@@ -125,6 +126,22 @@ def torchrun(tmp_path, name, overrides, env=None, expect_rc=0, read=True):
         return proc.stdout + proc.stderr
     summaries = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(2)]
     return next((s for s in summaries if s["losses"]), summaries[0])
+
+
+def torchrun_runs(tmp_path, name, runs, env=None):
+    """Several runs (one override list each) one after another in ONE two-process launch: each
+    launch imports torch and Megatron anew (seconds), a tiny run takes a fraction of that. Returns
+    one summary per run, picked as :func:`torchrun` picks one. A failing run fails the launch."""
+    if len(runs) == 1:
+        return [torchrun(tmp_path, name, runs[0], env=env)]
+    out = tmp_path / f"{name}.json"
+    args = [a for i, overrides in enumerate(runs) for a in ([THEN] if i else []) + list(overrides)]
+    torchrun(tmp_path, name, args, env=env, read=False)
+    found = []
+    for i in range(len(runs)):
+        summaries = [json.loads(Path(f"{out}.run{i}.rank{r}").read_text()) for r in range(2)]
+        found.append(next((s for s in summaries if s["losses"]), summaries[0]))
+    return found
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from plugtron.plugin_manager import PluginManager
 
 MOE = ["model.num_moe_experts=4", "model.moe_router_topk=2", "model.add_bias_linear=false"]
 NEEDS_A_VALUE = {"ddp_parity", "tensorboard", "wandb", "mlflow"}  # a directory, project, experiment, interval
-SECTIONS = {"comm_overlap", "moe_token_drop", "deepep", "peft"}
+SECTIONS = {"comm_overlap", "moe_token_drop", "deepep", "peft", "compile"}
 TOGGLES = dict((name, path) for path, name in builtin_toggles())
 
 

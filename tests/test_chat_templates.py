@@ -229,3 +229,26 @@ def test_input_output_full_learns_the_prompt_too():
     assert byte.detokenize(ids) == "2+2=4" and answer.tolist() == [False] * 4 + [True, True]
     ids, answer = Encoder(ds_cfg(data_format="input_output", loss_mode="full"), byte).encode(pair)
     assert answer.all()
+
+
+@pytest.mark.parametrize("style", ["llama3", "chatml", "mistral"])
+def test_generate_chat_prompt_is_apply_chat_templates(tmp_path, style):
+    """``plugtron generate --chat``: the prompt is what ``apply_chat_template(add_generation_prompt=True)``
+    renders with the tokenizer's template; a run's ``dataset.chat_template`` wins; no template:
+    plugtron's own format, as the run was trained on."""
+    from transformers import PreTrainedTokenizerFast
+
+    from plugtron.config import ConfigContainer
+    from plugtron.inference.generate import LoadedModel
+
+    directory = chat_tokenizer_dir(str(tmp_path / style), style)
+    tok = HuggingFaceTokenizer(directory)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    expected = PreTrainedTokenizerFast.from_pretrained(directory).apply_chat_template(
+        question, tokenize=False, add_generation_prompt=True)
+    if style == "mistral":  # its template writes no generation prompt: the prompt ends with [/INST]
+        assert expected.endswith("[/INST]")
+    assert LoadedModel("ckpt", None, None, ConfigContainer(), tok).chat_prompt(question[0]["content"]) == expected
+    run = ConfigContainer(dataset=ds_cfg(chat_template="chatml"))
+    assert LoadedModel("ckpt", None, None, run, tok).chat_prompt("hi") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert LoadedModel("ckpt", None, None, ConfigContainer(), ByteLevelTokenizer()).chat_prompt("hi") == "<user>\nhi\n<assistant>\n"

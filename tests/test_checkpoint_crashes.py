@@ -15,7 +15,7 @@ from plugtron.checkpointing import layout
 from plugtron.config import load_config
 from plugtron.training import train
 
-from helpers import HERE, SMALL, torchrun
+from helpers import HERE, SMALL, torchrun, torchrun_runs
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -44,13 +44,13 @@ def test_kill_9_at_20_points_of_a_save_then_resume(tmp_path):
     newest complete checkpoint and finishes with the uninterrupted run's final loss and weights."""
     crash = SMALL + ["train.eval_interval=null", "train.train_iters=4", "checkpoint.save_interval=1",
                      "checkpoint.most_recent_k=2"]
-    ref = finished(victims(tmp_path, "ref", ["never"], crash + [f"checkpoint.save={tmp_path / 'ref'}"])[0])
-    base = tmp_path / "base"
-    finished(victims(tmp_path, "base", ["never"], crash + [f"checkpoint.save={base}", "train.exit_interval=2"])[0])
-    root = tmp_path / "ckpt"
+    base, root = tmp_path / "base", tmp_path / "ckpt"
     ck = crash + [f"checkpoint.save={root}", f"checkpoint.load={root}"]
     reset = {"PLUGTRON_VICTIM_RESET": str(base)}
-    counted = finished(victims(tmp_path, "count", ["count"], ck, env=reset)[0])
+    # one process: the uninterrupted reference, the checkpoint of iteration 2, the counted save
+    ref, _, counted = map(finished, victims(tmp_path, "prepare", [
+        f"never+checkpoint.save={tmp_path / 'ref'}+checkpoint.load=null",
+        f"never+checkpoint.save={base}+checkpoint.load=null+train.exit_interval=2", "count"], ck, env=reset))
     starts = counted["save_starts"]
     per_save = starts[1] - starts[0]  # file-system operations of the save of iteration 3
     assert per_save >= 25, counted["ops"]
@@ -109,7 +109,6 @@ def test_dp2_distributed_optimizer_sigterm_on_one_rank_resume_and_relayout(tmp_p
     base = SMALL + ["optimizer.use_distributed_optimizer=true", "train.train_iters=16", "train.eval_interval=16",
                     "train.eval_iters=2", "train.exit_signal_handler=true"]
     digest = {"PLUGTRON_TEST_DIGEST": "1"}
-    ref = torchrun(tmp_path, "ref", base, env=digest)
     root = tmp_path / "ckpt"
     ck = [f"checkpoint.save={root}", f"checkpoint.load={root}"]
     out = tmp_path / "stopped.json"
@@ -127,21 +126,34 @@ def test_dp2_distributed_optimizer_sigterm_on_one_rank_resume_and_relayout(tmp_p
     assert proc.returncode == 0, log[-3000:]
     stopped = [json.load(open(f"{out}.rank{r}"))["iteration"] for r in range(2)]
     assert stopped[0] == stopped[1] < 16 and layout.read_tracker(str(root)) == stopped[0]
-    resumed = torchrun(tmp_path, "resumed", base + ck + ["checkpoint.fully_parallel_load=true"], env=digest)
+    # the resume and the uninterrupted reference: one launch
+    resumed, ref = torchrun_runs(tmp_path, "after", [base + ck + ["checkpoint.fully_parallel_load=true"], base], env=digest)
     assert resumed["losses"] == ref["losses"][stopped[0]:] and resumed["digest"] == ref["digest"]
     one = train(load_config(None, base + [f"checkpoint.load={root}", "train.skip_train=true"]))
     assert abs(one["eval"]["valid"][-1][1] - ref["eval"]["valid"][-1][1]) < 1e-5
 
 
-@pytest.mark.parametrize("precision", ["null", "bf16-mixed"])
-def test_dp2_distributed_optimizer_resume_is_bit_identical(tmp_path, precision):
-    base = SMALL + ["optimizer.use_distributed_optimizer=true", "train.train_iters=20", "train.eval_interval=null",
-                    f"mixed_precision={precision}"]
-    digest = {"PLUGTRON_TEST_DIGEST": "1"}
-    ref = torchrun(tmp_path, "ref", base, env=digest)
-    ck = [f"checkpoint.save={tmp_path / 'ckpt'}", f"checkpoint.load={tmp_path / 'ckpt'}"]
-    first = torchrun(tmp_path, "first", base + ck + ["train.exit_interval=10"], env=digest)
-    second = torchrun(tmp_path, "second", base + ck, env=digest)
+PRECISIONS = ["null", "bf16-mixed"]
+
+
+@pytest.fixture(scope="module")
+def dp2_resumes(tmp_path_factory):
+    """precision -> (uninterrupted, first half, resumed second half): all six runs in one launch,
+    one after another (each resume reads what the run before it saved)."""
+    tmp = tmp_path_factory.mktemp("dp2_resumes")
+    runs = []
+    for precision in PRECISIONS:
+        base = SMALL + ["optimizer.use_distributed_optimizer=true", "train.train_iters=20", "train.eval_interval=null",
+                        f"mixed_precision={precision}"]
+        ck = [f"checkpoint.save={tmp / precision}", f"checkpoint.load={tmp / precision}"]
+        runs += [base, base + ck + ["train.exit_interval=10"], base + ck]
+    got = torchrun_runs(tmp, "runs", runs, env={"PLUGTRON_TEST_DIGEST": "1"})
+    return {precision: got[3 * i:3 * i + 3] for i, precision in enumerate(PRECISIONS)}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_dp2_distributed_optimizer_resume_is_bit_identical(dp2_resumes, precision):
+    ref, first, second = dp2_resumes[precision]
     assert first["losses"] + second["losses"] == ref["losses"] and second["digest"] == ref["digest"]
 
 

@@ -8,7 +8,7 @@ import pytest
 from plugtron.config import load_config
 from plugtron.plugins.comm_overlap import BUCKET_SIZE, CommOverlap, plan
 
-from helpers import SMALL, torchrun
+from helpers import SMALL, torchrun_runs
 
 DIST_OPT = ["optimizer.use_distributed_optimizer=true"]
 
@@ -75,7 +75,6 @@ def test_param_gather_without_the_distributed_optimizer_is_named():
 def test_dp2_distributed_optimizer_same_losses_with_and_without_overlap(tmp_path):
     base = SMALL + DIST_OPT + ["train.eval_interval=2", "train.eval_iters=1", "train.train_iters=4",
                                f"checkpoint.save={tmp_path}/ckpt", "checkpoint.save_interval=2"]
-    plain = torchrun(tmp_path, "plain", base)
-    overlap = torchrun(tmp_path, "overlap", base + ["comm_overlap={}", f"checkpoint.save={tmp_path}/ckpt2"])
+    plain, overlap = torchrun_runs(tmp_path, "runs", [base, base + ["comm_overlap={}", f"checkpoint.save={tmp_path}/ckpt2"]])
     assert len(plain["losses"]) == 4
     assert plain["losses"] == pytest.approx(overlap["losses"], abs=1e-6)

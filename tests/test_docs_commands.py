@@ -26,6 +26,9 @@ def _docs_with_blocks():
 def test_the_marker_is_found_and_the_readme_walkthrough_is_marked():
     blocks = runnable_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
     assert any("plugtron train" in b and "plugtron generate" in b for b in blocks), blocks
+    # the chat fine-tuning walkthrough (issue 25): import an HF model with a chat template, inspect, LoRA, chat
+    assert any(all(step in b for step in ("chat_template=", "plugtron convert import-hf", "plugtron data inspect",
+                                          "peft.dim", "plugtron generate", "--chat")) for b in blocks), blocks
     assert runnable_blocks("```bash runnable\ntrue\n```\n    ```bash runnable\n    false\n    ```\n") == ["true\n"]
 
 

@@ -82,6 +82,32 @@ def test_streaming_safetensors_writer_is_save_file(tmp_path):
     assert not (tmp_path / "part.safetensors").exists()
 
 
+def test_stacked_tensor_written_row_by_row_is_save_file(tmp_path):
+    """gpt-oss stacks one row per expert in one HF tensor: the rows, written into place in any
+    order, give the file save_file writes for the stacked tensor; a missing row is refused."""
+    from safetensors.torch import save_file
+
+    from plugtron.providers.hf.errors import ConversionError
+    from plugtron.providers.hf.safetensors_out import SafetensorsWriter
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {"experts.gate_up_proj": torch.randn(4, 3, 6, generator=g).to(torch.bfloat16),
+               "router.bias": torch.randn(4, generator=g)}
+    save_file(tensors, str(tmp_path / "ref.safetensors"), metadata={"format": "pt"})
+    specs = {k: (tuple(v.shape), v.dtype) for k, v in tensors.items()}
+    with SafetensorsWriter(tmp_path / "s.safetensors", specs, {"format": "pt"}) as w:
+        for row in (2, 0, 3, 1):
+            w.write("experts.gate_up_proj", tensors["experts.gate_up_proj"][row], row)
+        w.write("router.bias", tensors["router.bias"])
+    assert (tmp_path / "s.safetensors").read_bytes() == (tmp_path / "ref.safetensors").read_bytes()
+    with pytest.raises(ConversionError, match="never written"):
+        with SafetensorsWriter(tmp_path / "part.safetensors", specs) as w:
+            for row in (0, 1, 3):
+                w.write("experts.gate_up_proj", tensors["experts.gate_up_proj"][row], row)
+            w.write("router.bias", tensors["router.bias"])
+    assert not (tmp_path / "part.safetensors").exists()
+
+
 # ---- the memory bound -----------------------------------------------------------------------------
 # A Llama layout whose largest single tensor (Megatron's fused [gate; up], 2 x 1408 x 512 fp32)
 # is 5.5 MiB, 24 layers: ~270 MiB of weights.

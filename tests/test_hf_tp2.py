@@ -19,9 +19,12 @@ HERE = Path(__file__).parent
 # per-head QK norm with head_dim != hidden/heads (Qwen3), post-sublayer norms and a QK norm over the
 # whole projections, its sum of squares all-reduced over the TP ranks (OLMo 2); post-norms + QK norms +
 # sliding/global layers + soft-capping (Gemma 3), fused qkv/gate_up + partial rotary (Phi-3); QK norm +
-# renormalised top-k experts (Qwen3-MoE).
-FAMILIES = ("llama", "mistral", "qwen2", "mixtral", "gpt2", "qwen3", "olmo2", "gemma3", "phi3", "qwen3_moe")
-STRICT = ("qwen3", "olmo2", "qwen3_moe")  # held to 1e-5
+# renormalised top-k experts (Qwen3-MoE); MLA's column-parallel down projections gathered, per-head up
+# projections split by heads, dense + MoE layers with a shared expert (DeepSeek-V3); partial rotary + q/k/v
+# biases + dense and MoE layers with sigmoid grouped routing and a shared expert (GLM-4.5).
+FAMILIES = ("llama", "mistral", "qwen2", "mixtral", "gpt2", "qwen3", "olmo2", "gemma3", "phi3", "qwen3_moe", "deepseek_v3",
+            "glm4_moe")
+STRICT = ("qwen3", "olmo2", "qwen3_moe", "deepseek_v3", "glm4_moe")  # held to 1e-5
 
 
 @pytest.mark.slow

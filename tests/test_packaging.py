@@ -1,7 +1,9 @@
 """plugtron as users install it: the wheel, not the editable checkout.
 
 - The hand-kept ``packages = [...]`` of pyproject.toml names every package folder of the source
-  tree (a folder with an ``__init__.py``), so no subpackage can be left out of the wheel.
+  tree (a folder with an ``__init__.py``), and every folder holding Python modules is such a package
+  (a folder of modules without ``__init__.py`` would be left out of the wheel silently), so no
+  subpackage can be left out of the wheel.
 - The wheel is built from a copy of the sources (the checkout stays clean), installed into a fresh
   target folder, and from there ``plugtron plugins list``, ``registry list`` and ``train`` (two
   iterations of a tiny model) run, with every module of the tree inside the wheel.
@@ -37,6 +39,10 @@ def source_packages():
 
 
 def test_the_packages_list_names_every_package_folder():
+    for folder in _setuptools()["package-dir"].values():
+        loose = sorted(str(py.parent.relative_to(ROOT)) for py in (ROOT / folder).rglob("*.py")
+                       if "__pycache__" not in py.parts and not (py.parent / "__init__.py").is_file())
+        assert not loose, f"folders of modules without __init__.py (the wheel would miss them): {sorted(set(loose))}"
     listed = set(_setuptools()["packages"])
     assert not source_packages() - listed, f"add to pyproject's packages: {sorted(source_packages() - listed)}"
     assert not listed - source_packages(), f"pyproject lists packages with no folder: {sorted(listed - source_packages())}"

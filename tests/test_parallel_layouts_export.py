@@ -1,5 +1,5 @@
 """Checkpoints from every parallel layout training accepts (TP=2 with sequence parallelism, PP=2,
-EP=2; 2 gloo processes each) export to Hugging Face, generate, and serve as the base of a LoRA run
+EP=2; 2 gloo processes, all three runs in one launch) export to Hugging Face, generate, and serve as the base of a LoRA run
 whose adapters ``peft merge`` folds in. The exported model computes what the checkpoint's model
 computes (logits compared with ``transformers``). The model is a tiny imported Mixtral: MoE, so the
 TP=2 run is also the MoE x TP x sequence-parallel combination ``validate()`` accepts, taking steps."""
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from _hf_models import build, save
-from helpers import torchrun
+from helpers import torchrun_runs
 from plugtron.config import load_config
 from plugtron.training import train
 
@@ -55,14 +55,22 @@ def _exported_matches(ckpt, out):
     assert len(text.encode("utf-8", "surrogateescape")) >= 1
 
 
+@pytest.fixture(scope="module")
+def parallel_runs(imported, tmp_path_factory):
+    """layout -> (its run's summary, its checkpoint): every layout's run in one two-process launch."""
+    root = tmp_path_factory.mktemp("parallel")
+    names = sorted(LAYOUTS)
+    got = torchrun_runs(root, "layouts", [RUN + LAYOUTS[name] + [f"checkpoint.pretrained_checkpoint={imported}",
+                                                                  f"checkpoint.save={root / name}"] for name in names])
+    return {name: (summary, root / name) for name, summary in zip(names, got)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_export_generate_and_peft_merge_from_a_parallel_checkpoint(imported, tmp_path, layout):
+def test_export_generate_and_peft_merge_from_a_parallel_checkpoint(parallel_runs, tmp_path, layout):
     from plugtron.providers.peft.merge import merge
 
-    ckpt = tmp_path / "ckpt"
-    summary = torchrun(tmp_path, layout, RUN + LAYOUTS[layout] + [f"checkpoint.pretrained_checkpoint={imported}",
-                                                                   f"checkpoint.save={ckpt}"])
+    summary, ckpt = parallel_runs[layout]
     assert len(summary["losses"]) == 2 and all(x == x for x in summary["losses"]), summary["losses"]
     _exported_matches(ckpt, tmp_path / "hf")
 

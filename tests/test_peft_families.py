@@ -1,4 +1,4 @@
-"""LoRA on Qwen3, OLMo 2 and Qwen3-MoE (attention only): targets named the Hugging Face way (``q_proj``, ``o_proj``,
+"""LoRA on Qwen3, OLMo 2, Qwen3-MoE (attention only) and GLM-4.5 (attention, dense MLP, shared expert): targets named the Hugging Face way (``q_proj``, ``o_proj``,
 ``gate_proj``, ``down_proj``) and the Megatron way (``linear_qkv``...) adapt the same layers and
 train; ``peft export-hf`` writes adapters that ``peft.PeftModel`` loads onto the Hugging Face base
 with the logits of the adapted plugtron model."""
@@ -77,3 +77,28 @@ def test_qwen3_moe_lora_on_attention_exports_to_peft_and_experts_are_refused(tmp
         train(config(root, ["train.train_iters=1", f"checkpoint.save={tmp_path / 'experts'}",
                             "peft.target_modules=[linear_fc1]"]))
     assert not (tmp_path / "experts").exists() or not any((tmp_path / "experts").rglob("iter_*"))
+
+
+def test_glm4_moe_lora_with_bridges_targets_exports_to_peft(tmp_path):
+    """Bridge's GLM-4.5 LoRA targets (all four linears): the attention of every layer, the dense first
+    layer's MLP and each MoE layer's shared expert are adapted, the routed experts never; the adapters
+    load into ``peft.PeftModel`` on the Hugging Face base with plugtron's logits."""
+    from peft import PeftModel
+
+    root = make_base(tmp_path / "base", "glm4_moe")
+    run = train(config(root, ["train.train_iters=3", f"checkpoint.save={tmp_path / 'lora'}", MEGATRON_NAMES,
+                              "model.moe_aux_loss_coeff=0.0"]))
+    assert run["losses"][-1] < run["losses"][0], run["losses"]
+    layers, logits = _adapted(tmp_path / "lora")
+    assert not any(".experts." in p for p in layers)
+    assert [p for p in layers if "shared_experts" in p] == [f"decoder.layers.{i}.mlp.shared_experts.{n}"
+                                                            for i in (1, 2) for n in ("linear_fc1", "linear_fc2")]
+    assert len(layers) == 3 * 2 + 2 + 2 * 2  # attention x 3 layers, dense MLP, shared expert x 2 MoE layers
+    assert plugtron_main(["peft", "export-hf", str(tmp_path / "lora"), str(tmp_path / "adapter"),
+                          "--base-model", str(root / "hf")]) == 0
+    base = T.AutoModelForCausalLM.from_pretrained(root / "hf", attn_implementation="eager")
+    with_adapter = PeftModel.from_pretrained(base, str(tmp_path / "adapter")).eval()
+    with torch.no_grad():
+        diff = (with_adapter(ids()).logits - logits).abs().max().item()
+    print(f"glm4_moe: PeftModel vs plugtron max |logit diff| = {diff:.2e}")
+    assert diff <= 1e-5

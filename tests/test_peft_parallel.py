@@ -6,7 +6,7 @@ through its vocabulary padding; that is fixed and tested in test_hf_training_par
 
 import pytest
 
-from helpers import SMALL, torchrun
+from helpers import SMALL, torchrun_runs
 from plugtron.config import load_config
 from plugtron.training import train
 
@@ -21,16 +21,25 @@ def base(tmp_path_factory):
     return path
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("layout", [
-    ["model.tensor_model_parallel_size=2"],
-    ["optimizer.use_distributed_optimizer=true"],
-    ["model.pipeline_model_parallel_size=2"],
-], ids=["tp2", "dp2-distopt", "pp2"])
-def test_two_processes_follow_one(base, tmp_path, layout):
+LAYOUTS = {"tp2": ["model.tensor_model_parallel_size=2"], "dp2-distopt": ["optimizer.use_distributed_optimizer=true"],
+           "pp2": ["model.pipeline_model_parallel_size=2"]}
+
+
+@pytest.fixture(scope="module")
+def runs(base, tmp_path_factory):
+    """The one-process reference, and every layout's run, all in one two-process launch."""
+    tmp = tmp_path_factory.mktemp("layouts")
     common = STEPS + [f"checkpoint.pretrained_checkpoint={base}"]
     ref = train(load_config(None, common))["losses"]
-    got = torchrun(tmp_path, "peft", common + layout + [f"checkpoint.save={tmp_path / 'ckpt'}"])["losses"]
+    got = torchrun_runs(tmp, "peft", [common + layout + [f"checkpoint.save={tmp / name}"]
+                                      for name, layout in LAYOUTS.items()])
+    return ref, {name: summary["losses"] for name, summary in zip(LAYOUTS, got)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_two_processes_follow_one(runs, layout):
+    ref, got = runs[0], runs[1][layout]
     assert len(got) == len(ref)
     assert max(abs(a - b) for a, b in zip(got, ref)) < 1e-4, (got, ref)
     assert abs(got[-1] - got[0]) > 1e-3, got  # the adapters do train (B starts at zero)

@@ -190,6 +190,7 @@ GPU_ONLY = {"nsys_profiler", "memory_profiler"}
 
 # Toggles that are not booleans: the value that switches each on.
 TOGGLE_VALUES = {"check_weight_hash_across_dp_replicas_interval": 1, "comm_overlap": "{}", "moe_token_drop": "{}", "deepep": "{}", "peft": "{}",
+                 "compile": "{}",
                  "tensorboard_dir": "/tmp/plugtron-conformance-tb", "wandb_project": "conformance",
                  "mlflow_experiment": "conformance"}
 

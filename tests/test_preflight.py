@@ -46,7 +46,8 @@ def test_validation_and_test_splits_are_optional_training_is_not(tmp_path, capsy
     assert main(["config", "show", *RUN, f"dataset.dataset_root={root}"]) == 0
     only_valid = _data(tmp_path / "v", QA, splits=("validation",))
     _same_verdict(capsys, RUN + [f"dataset.dataset_root={only_valid}"],
-                  f"dataset.dataset_root: {only_valid / 'training.jsonl'} not found (the training split is required)")
+                  f"dataset.dataset_root: {only_valid / 'training.jsonl'} not found (the training split is required; "
+                  "also read: training.jsonl, .json, .parquet, .arrow or a training/ directory")
 
 
 def test_wrong_dataset_root(tmp_path, capsys):

@@ -23,7 +23,11 @@ def _overrides(name):
 
 @pytest.mark.parametrize("name", [n for n in names() if n != "none"])
 def test_every_recipe_builds_and_validates_at_its_world_size(name):
+    from plugtron.plugin_checks import check_plugins
+    from plugtron.plugin_manager import discover
+
     cfg = load_config(None, _overrides(name), recipe=name).validate(world_size(name))
+    check_plugins(cfg, discover())  # the plugins it enables accept it too (peft with MoE's sequence parallelism)
     m = cfg.model
     assert cfg.world_size == world_size(name)
     assert cfg.world_size % (m.tensor_model_parallel_size * m.pipeline_model_parallel_size * m.context_parallel_size) == 0
@@ -89,6 +93,30 @@ def test_qwen3_moe_recipes_carry_bridges_moe_settings():
     assert (peft.peft.dim, peft.peft.alpha, peft.peft.target_modules) == (8, 16, ["linear_qkv", "linear_proj"])
     big = get_recipe("qwen3_235b_a22b_pretrain")()
     assert big.model.expert_model_parallel_size == 8 and big.model.account_for_loss_in_pipeline_split
+
+
+def test_glm45_recipes_carry_bridges_layouts():
+    pre, peft = get_recipe("glm45_355b_pretrain")(), get_recipe("glm45_air_106b_peft")()
+    m = pre.model
+    assert (m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.expert_model_parallel_size,
+            m.expert_tensor_parallel_size, m.sequence_parallel, pre.train.global_batch_size, pre.optimizer.lr) == \
+        (2, 8, 16, 1, True, 2048, 1e-4)
+    assert (m.num_layers_in_first_pipeline_stage, m.num_layers_in_last_pipeline_stage) == (10, 10)  # 10 + 6 x 12 + 10
+    assert m.moe_layer_freq == [0] * 3 + [1] * 89 and m.moe_router_topk_scaling_factor == 2.5 and m.qk_layernorm
+    assert world_size("glm45_355b_pretrain") == 256 and world_size("glm45_air_106b_peft") == 8
+    assert (peft.model.pipeline_model_parallel_size, peft.model.expert_model_parallel_size, peft.peft.dim,
+            peft.dataset.packed_sequence_specs, peft.optimizer.lr) == (2, 4, 32, None, 1e-4)
+    assert not peft.model.qk_layernorm and peft.model.moe_layer_freq == [0] + [1] * 45
+def test_gpt_oss_recipes_carry_bridges_settings():
+    pre, sft, peft = (get_recipe(f"gpt_oss_120b_{mode}")() for mode in ("pretrain", "sft", "peft"))
+    assert (pre.model.tensor_model_parallel_size, pre.model.pipeline_model_parallel_size, pre.model.expert_model_parallel_size,
+            pre.model.expert_tensor_parallel_size, pre.model.sequence_parallel, pre.model.calculate_per_token_loss,
+            pre.train.global_batch_size, pre.scheduler.lr_warmup_iters) == (2, 4, 16, 1, True, True, 512, 2000)
+    assert (sft.model.pipeline_model_parallel_size, sft.model.expert_model_parallel_size, sft.optimizer.lr,
+            sft.optimizer.adam_beta2, sft.train.global_batch_size, sft.model.seq_length) == (4, 8, 5e-6, 0.98, 128, 2048)
+    assert (peft.peft.dim, peft.peft.alpha, peft.peft.target_modules, peft.optimizer.lr) == (32, 32, ["linear_qkv", "linear_proj"], 1e-4)
+    assert get_recipe("gpt_oss_20b_pretrain")().model.expert_model_parallel_size == 4
+    assert world_size("gpt_oss_20b_sft") == 8 and world_size("gpt_oss_20b_peft") == 1
 
 
 def test_modes_follow_bridge_bases():

@@ -62,7 +62,7 @@ def test_an_entry_deleted_from_the_groups_disappears_everywhere(monkeypatch, cap
     from plugtron.config import load_config
 
     _without(monkeypatch, {"plugtron.providers": {"mamba2_130m"}, "plugtron.recipes": {"tiny_gpt2"},
-                           "plugtron.optimizers": {"sgd"}, "plugtron.data_formats": {"chat"},
+                           "plugtron.optimizers": {"sgd"}, "plugtron.data_formats": {"chat", "mock"},
                            "plugtron.commands": {"plot"}, "plugtron.tokenizers": {"NullTokenizer"}})
     assert "mamba2_130m" not in registry.names("provider") and "sgd" not in registry.names("optimizer")
     with pytest.raises(ConfigError, match=r"model.provider: unknown provider 'mamba2_130m'"):
@@ -73,6 +73,10 @@ def test_an_entry_deleted_from_the_groups_disappears_everywhere(monkeypatch, cap
         load_config(None, ["tokenizer.tokenizer_type=NullTokenizer", "tokenizer.vocab_size=300"]).validate()
     with pytest.raises(ConfigError, match=r"unknown recipe 'tiny_gpt2'"):
         load_config(None, [], recipe="tiny_gpt2")
+    with pytest.raises(ConfigError, match=r"dataset.data_format: expected a registered data_format .*got str 'mock'"):
+        load_config(None, ["dataset.data_format=mock"]).validate()  # a pretraining format, like the SFT ones
+    with pytest.raises(ConfigError, match=r"dataset.mock: true picks the data format 'mock', which is not registered"):
+        load_config(None, ["dataset.mock=true"]).validate()
     assert main(["recipes", "list"]) == 0
     assert "tiny_gpt2" not in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -80,7 +84,7 @@ def test_an_entry_deleted_from_the_groups_disappears_everywhere(monkeypatch, cap
     assert "invalid choice: 'plot'" in capsys.readouterr().err
     assert main(["registry", "list"]) == 0
     out = capsys.readouterr().out
-    assert not re.search(r"^(mamba2_130m|tiny_gpt2|sgd|chat|plot|NullTokenizer) ", out, re.M)
+    assert not re.search(r"^(mamba2_130m|tiny_gpt2|sgd|chat|mock|plot|NullTokenizer) ", out, re.M)
     assert re.search(r"^adam +optimizer +plugtron ", out, re.M)
 
 

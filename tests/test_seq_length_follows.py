@@ -66,4 +66,4 @@ def test_start_line_shows_seq_length_and_tokens_per_step(tmp_path, caplog):
 
     with caplog.at_level(logging.INFO, logger="plugtron"):
         train(load_config(None, SMALL + ["train.train_iters=2", "train.eval_interval=null", "checkpoint.save=null"]))
-    assert "| seq length 64, 512 tokens per step" in caplog.text  # global batch 8 x 64
+    assert "| seq length 64, 512 tokens per step" in caplog.text  # global batch 8 x 64, nothing padded

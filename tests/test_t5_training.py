@@ -14,7 +14,7 @@ from plugtron.errors import ConfigError
 from plugtron.plugin_manager import PluginManager
 from plugtron.training import train
 
-from helpers import WeightsDigest, torchrun
+from helpers import WeightsDigest, torchrun_runs
 
 T5 = ["model.provider=t5", "model.num_layers=2", "model.hidden_size=64", "model.num_attention_heads=4",
       "model.ffn_hidden_size=128", "model.seq_length=64", "dataset.sequence_length=64", "model.seq_length_dec=32",
@@ -95,6 +95,8 @@ def test_span_corruption_is_right_and_deterministic_per_sample_index():
     assert batch["enc_mask"].shape == (2, 1, 64, 64) and batch["enc_dec_mask"].shape == (2, 1, 32, 64)
     assert not batch["enc_mask"][0].any()  # True = masked: only padded keys, in every query row
     assert batch["enc_mask"][1, 0, 5].tolist() == batch["enc_dec_mask"][1, 0, 7].tolist() == [False] * 36 + [True] * 28
+    short = int(ds[199]["loss_mask"].sum())
+    assert batch["real_tokens"].tolist() == [64 + 11 + 4 + 1, 36 + short]  # encoder + decoder (noise, sentinels, EOD)
 
 
 def test_plugtron_train_trains_t5_and_the_loss_falls(caplog):
@@ -110,6 +112,12 @@ def test_plugtron_train_trains_t5_and_the_loss_falls(caplog):
     # Uniform over the 264-id vocabulary is ln(264) = 5.6; 30 steps bring the 5-step mean clearly down.
     assert losses[0] > 5.0 and losses[-1] < 0.75 * losses[0], losses
     assert valid[1] < valid[0], valid
+    # tokens seen: the real encoder and decoder tokens; the decoder's padding (32 positions for 16
+    # targets: noise + sentinels + EOD of a 71-token text) is reported apart
+    noise, spans = span_counts(raw_length(64, 0.15, 3.0), 0.15, 3.0)
+    real, positions = 30 * 8 * (64 + noise + spans + 1), 30 * 8 * (64 + 32)
+    assert "seq length 64 (decoder 32), 768 positions per step (padding included" in text
+    assert f"tokens seen in this run: {real:,} (+ {positions - real:,} padding, not counted)" in text, text[-1500:]
 
 
 def test_t5_resume_is_bit_identical(tmp_path):
@@ -157,17 +165,24 @@ def test_t5_explicit_vocab_without_room_for_sentinels_is_a_clear_error():
         train(cfg)
 
 
+T5_TWO = T5 + ["train.train_iters=4", "train.eval_interval=null", "model.use_cpu_initialization=true"]
+T5_LAYOUTS = {"tp2": ["model.tensor_model_parallel_size=2"],  # vocab padded to a multiple of 8 x 2
+              "dp2": ["model.make_vocab_size_divisible_by=16"]}
+
+
+@pytest.fixture(scope="module")
+def t5_two_process(tmp_path_factory):
+    """The single-process run, and both layouts' runs in one two-process launch."""
+    ref = train(load_config(None, T5_TWO + ["model.make_vocab_size_divisible_by=16"]))
+    got = torchrun_runs(tmp_path_factory.mktemp("t5"), "t5", [T5_TWO + two for two in T5_LAYOUTS.values()])
+    return ref, dict(zip(T5_LAYOUTS, got))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["tp2", "dp2"])
-def test_t5_two_process_layouts_follow_the_single_process_run(tmp_path, layout):
+@pytest.mark.parametrize("layout", list(T5_LAYOUTS))
+def test_t5_two_process_layouts_follow_the_single_process_run(t5_two_process, layout):
     """TP=2 or DP=2 on two gloo processes: the same global batches and the same initial weights
     (CPU initialization draws full tensors, then shards; the padded vocabulary is the same 368
     rows), so the per-step losses follow the single-process run."""
-    base = T5 + ["train.train_iters=4", "train.eval_interval=null", "model.use_cpu_initialization=true"]
-    if layout == "tp2":
-        two = ["model.tensor_model_parallel_size=2"]  # vocab padded to a multiple of 8 x 2
-    else:
-        two = ["model.make_vocab_size_divisible_by=16"]
-    ref = train(load_config(None, base + ["model.make_vocab_size_divisible_by=16"]))
-    summary = torchrun(tmp_path, f"t5_{layout}", base + two)
+    ref, summary = t5_two_process[0], t5_two_process[1][layout]
     assert summary["losses"] == pytest.approx(ref["losses"], rel=1e-4), (summary["losses"], ref["losses"])

@@ -61,3 +61,5 @@ def test_tokens_seen_counts_real_tokens_and_padding_apart(tmp_path, caplog, pack
     for r, steps in zip(train_recs, (2, 1)):  # tokens/s: the window's real tokens over its time
         assert r["tokens_per_sec"] == pytest.approx(r["tokens"] / (r["step_time_s"] * steps), rel=1e-6)
     assert "% padding excluded)" in caplog.text
+    # the start line cannot know the real tokens yet: it says positions
+    assert f"seq length {SEQ}, {GBS * SEQ:,} positions per step (padding included" in caplog.text

@@ -7,7 +7,7 @@ from plugtron.config import load_config
 from plugtron.plugin_manager import PluginManager, hook_names
 from plugtron.training import train
 
-from helpers import SMALL, torchrun
+from helpers import SMALL, torchrun_runs
 
 
 class Transcript:
@@ -173,30 +173,41 @@ def test_manual_gc_plugin_in_a_real_run():
     assert gc.isenabled()
 
 
-def _torchrun(tmp_path, name, overrides):
-    return torchrun(tmp_path, name, overrides)
-
-
 def _single(overrides):
     return train(load_config(None, overrides))
 
 
+FIRST_STEP = SMALL + ["train.train_iters=2", "train.eval_interval=null"]
+LEARNS = SMALL + ["model.num_layers=4", "train.train_iters=30", "train.eval_interval=null", "optimizer.lr=3e-3"]
+TWO_PROCESS = {  # name -> (one-process overrides, the two-process layout)
+    "tp2": (FIRST_STEP, ["model.tensor_model_parallel_size=2"]),
+    "dp2": (FIRST_STEP, []),
+    "pp2": (LEARNS, ["model.pipeline_model_parallel_size=2"]),
+    "pp2-vpp2": (LEARNS, ["model.pipeline_model_parallel_size=2", "model.virtual_pipeline_model_parallel_size=2"]),
+}
+
+
+@pytest.fixture(scope="module")
+def two_process(tmp_path_factory):
+    """name -> (one-process losses, two-process losses): each reference run once, every layout in
+    one two-process launch."""
+    refs = {id(common): _single(common)["losses"] for common, _ in TWO_PROCESS.values()}
+    got = torchrun_runs(tmp_path_factory.mktemp("two_process"), "run",
+                        [common + layout for common, layout in TWO_PROCESS.values()])
+    return {name: (refs[id(common)], summary["losses"]) for (name, (common, _)), summary in zip(TWO_PROCESS.items(), got)}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", [["model.tensor_model_parallel_size=2"], []], ids=["tp2", "dp2"])
-def test_two_process_first_step_matches_one_process(tmp_path, layout):
-    common = SMALL + ["train.train_iters=2", "train.eval_interval=null"]
-    ref = _single(common)["losses"]
-    got = _torchrun(tmp_path, "run", common + layout)["losses"]
+@pytest.mark.parametrize("layout", ["tp2", "dp2"])
+def test_two_process_first_step_matches_one_process(two_process, layout):
+    ref, got = two_process[layout]
     assert abs(got[0] - ref[0]) < 1e-5, (got, ref)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("vpp", [None, 2], ids=["pp2", "pp2-vpp2"])
-def test_pipeline_parallel_learns(tmp_path, vpp):
-    common = SMALL + ["model.num_layers=4", "train.train_iters=30", "train.eval_interval=null", "optimizer.lr=3e-3"]
-    ref = _single(common)["losses"]
-    layout = ["model.pipeline_model_parallel_size=2"] + ([f"model.virtual_pipeline_model_parallel_size={vpp}"] if vpp else [])
-    got = _torchrun(tmp_path, "pp", common + layout)["losses"]
+@pytest.mark.parametrize("layout", ["pp2", "pp2-vpp2"])
+def test_pipeline_parallel_learns(two_process, layout):
+    ref, got = two_process[layout]
     assert len(got) == 30
     drop_ref, drop = ref[0] - min(ref[-5:]), got[0] - min(got[-5:])
     assert drop > 1.0 and drop > 0.7 * drop_ref, (got, ref)

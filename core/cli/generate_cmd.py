@@ -15,6 +15,11 @@ def add_parser(sub) -> None:
     gen.add_argument("checkpoint", metavar="CKPT",
                      help="a save directory (its newest checkpoint is used) or one iter_XXXXXXX directory")
     gen.add_argument("--prompt", required=True, help="the text to continue")
+    gen.add_argument("--chat", action="store_true",
+                     help="PROMPT is a user message: render it with the chat template the model was fine-tuned with "
+                          "(the run's dataset.chat_template, else the tokenizer's own) plus the assistant's generation "
+                          "prompt, as apply_chat_template(add_generation_prompt=True) does; print the rendered prompt "
+                          "and the reply")
     gen.add_argument("--max-new-tokens", type=int, default=64, metavar="N", help="tokens to generate at most (default 64)")
     gen.add_argument("--temperature", type=float, default=0.0, metavar="T",
                      help="0 (default): greedy, the most likely token each step; > 0: sample from softmax(logits / T)")
@@ -28,6 +33,7 @@ def run(ns) -> int:
     settings = GenerationSettings(max_new_tokens=ns.max_new_tokens, temperature=ns.temperature, top_k=ns.top_k,
                                   seed=ns.seed).check()  # bad numbers fail before the (slow) load
     with open_checkpoint(ns.checkpoint) as loaded:
-        text = loaded.generate(ns.prompt, settings)
-    sys.stdout.write(ns.prompt + text + "\n")
+        prompt = loaded.chat_prompt(ns.prompt) if ns.chat else ns.prompt
+        text = loaded.generate(prompt, settings)
+    sys.stdout.write(prompt + text + "\n")
     return 0

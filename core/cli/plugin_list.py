@@ -6,6 +6,7 @@ view of the config (:class:`ConfigView`)."""
 from __future__ import annotations
 
 import inspect
+import typing
 from types import SimpleNamespace
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -21,7 +22,9 @@ def _default_at(path: str) -> Any:
     for part in path.split("."):
         field = attrs.fields_dict(cls)[part]
         value = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
-        cls = field.type if isinstance(field.type, type) else None
+        kind = field.type  # a section, or an optional one (``Optional[CompileConfig]``: its defaults when given as {})
+        sections = [a for a in (typing.get_args(kind) or (kind,)) if isinstance(a, type) and attrs.has(a)]
+        cls = sections[0] if sections else None
         if cls is None:
             break
     return value

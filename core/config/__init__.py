@@ -7,7 +7,7 @@ Torch-free sections are imported eagerly; Megatron-Core's own dataclasses (``Opt
 
 from plugtron.config.container import ConfigContainer, builtin_toggles
 from plugtron.config.data import FinetuningDatasetConfig, GPTDatasetConfig, PackedSequenceSpecs, TokenizerConfig
-from plugtron.config.extras import (CommOverlapConfig, DeepEPConfig, LoraConfig, MoETokenDropConfig, PluginSettings,
+from plugtron.config.extras import (CommOverlapConfig, CompileConfig, DeepEPConfig, LoraConfig, MoETokenDropConfig, PluginSettings,
                                     ProfilingConfig)
 from plugtron.config.loader import from_yaml, load_config, parse_overrides, to_yaml
 from plugtron.config.precision import PRESETS as MIXED_PRECISION_PRESETS
@@ -38,7 +38,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "CheckpointConfig", "CommOverlapConfig", "ConfigContainer", "DistributedDataParallelConfig",
+    "CheckpointConfig", "CommOverlapConfig", "CompileConfig", "ConfigContainer", "DistributedDataParallelConfig",
     "DistributedInitConfig", "FinetuningDatasetConfig", "GPTDatasetConfig", "PackedSequenceSpecs", "GPTModelProvider", "LoggerConfig", "LoraConfig",
     "DeepEPConfig", "MIXED_PRECISION_PRESETS", "MixedPrecisionConfig", "MoETokenDropConfig", "OptimizerConfig", "PluginSettings",
     "ProfilingConfig", "RNGConfig", "SchedulerConfig", "TokenizerConfig", "TrainingConfig",

@@ -13,6 +13,7 @@ from plugtron.config._fields import iter_toggles, toggle
 from plugtron.config.data import FinetuningDatasetConfig, GPTDatasetConfig, TokenizerConfig
 from plugtron.config.extras import (
     CommOverlapConfig,
+    CompileConfig,
     DeepEPConfig,
     FaultToleranceConfig,
     LoraConfig,
@@ -79,6 +80,7 @@ class ConfigContainer:
     moe_token_drop: Optional[MoETokenDropConfig] = toggle("moe_token_drop", default=None)
     deepep: Optional[DeepEPConfig] = toggle("deepep", default=None)
     peft: Optional[LoraConfig] = toggle("peft", default=None)
+    compile: Optional[CompileConfig] = toggle("compile", default=None)
     straggler: StragglerDetectionConfig = attrs.field(factory=StragglerDetectionConfig)
     ft: FaultToleranceConfig = attrs.field(factory=FaultToleranceConfig)
     rng: RNGConfig = attrs.field(factory=RNGConfig)

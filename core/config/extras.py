@@ -1,4 +1,4 @@
-"""Feature sections whose fields switch built-in plugins on: profiling, comm overlap, PEFT, and
+"""Feature sections whose fields switch built-in plugins on: profiling, comm overlap, compile, PEFT, and
 third-party plugin settings (torch-free)."""
 
 from __future__ import annotations
@@ -40,6 +40,23 @@ class DeepEPConfig:
 
     backend: str = "deepep"  # or "hybridep"
     fallback_to_alltoall: bool = False  # on a GPU (or machine) that cannot run it: alltoall + one warning
+
+
+@attrs.define(kw_only=True)
+class CompileConfig:
+    """``torch.compile`` on the model chunks (former NeMo ``JitTransform`` with ``JitConfig(use_torch=True)``).
+    Present = the compile plugin is on. ``scope``: ``layers`` compiles each transformer (or Mamba)
+    layer on its own - one graph reused by every layer of the same kind, so the compile time does not
+    grow with depth - ``model`` the whole chunk (embedding, output layer and loss included, but
+    Megatron's code there breaks the graph in several places). ``mode`` and ``dynamic`` are
+    ``torch.compile``'s; ``backend`` any registered ``torch._dynamo`` backend (``inductor``, the only
+    one that speeds anything up; ``aot_eager`` / ``eager`` to debug). A part that cannot be compiled
+    runs uncompiled after one warning. Checkpoints keep the same keys either way."""
+
+    scope: Literal["layers", "model"] = "layers"
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    backend: str = "inductor"
+    dynamic: Optional[bool] = None  # None: torch's choice (static shapes first, dynamic after a recompile)
 
 
 @attrs.define(kw_only=True)

@@ -35,6 +35,14 @@ ARCHITECTURE = frozenset({
     "mamba_num_groups", "mamba_num_heads", "window_attn_skip_freq", "softmax_scale", "seq_len_interpolation_factor",
     "rotary_base_local", "query_pre_attn_scalar", "final_logit_softcapping", "rope_short_factor", "rope_long_factor",
     "rope_original_max_position_embeddings", "rope_attention_factor",
+    # multi-latent attention (DeepSeek-V3) and its routing: grouped top-k, scaling of the kept scores
+    "multi_latent_attention", "q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim",
+    "rope_type", "rotary_scaling_factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale",
+    "mscale_all_dim", "moe_router_num_groups", "moe_router_group_topk", "moe_router_topk_scaling_factor",
+    # gpt-oss: attention sinks, the clamped SwiGLU, YaRN
+    "softmax_type", "glu_linear_offset", "activation_func_clamp_value", "yarn_rotary_scaling_factor",
+    "yarn_original_max_position_embeddings", "yarn_beta_fast", "yarn_beta_slow", "yarn_mscale", "yarn_mscale_all_dim",
+    "yarn_correction_range_round_to_int",
 })
 # Not the weights' shape or meaning, but how they were trained: kept from the checkpoint by default.
 TRAINING = ("hidden_dropout", "attention_dropout", "moe_aux_loss_coeff", "moe_z_loss_coeff",

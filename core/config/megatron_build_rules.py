@@ -39,7 +39,8 @@ RULES = (
          "refuses to train without it at the first forward, transformer/moe/moe_layer.py); set "
          "model.sequence_parallel=true"),
     Rule("model.add_bias_linear",
-         lambda m: _moe(m) and m.add_bias_linear and _local_layers(m),
+         lambda m: (_moe(m) and m.add_bias_linear and _local_layers(m)
+                    and not getattr(type(m), "OUT_OF_PLACE_EXPERT_BIAS", False)),  # gpt-oss: providers/expert_bias.py
          "MoE experts with biases fail at the first forward with Megatron-Core's local layer spec (the expert "
          "MLP adds its bias in place to a view: an autograd error, transformer/mlp.py); set model.add_bias_linear=false"),
     Rule("model.moe_aux_loss_coeff",

@@ -1,6 +1,7 @@
 """What ``train`` would refuse once it reads files, checked before anything is built: the tokenizer's
 files, the SFT data files of every split the run reads (and the format of their first line), and
-the checkpoint ``checkpoint.pretrained_checkpoint`` names. ``config show`` and ``train`` run the same
+the checkpoint ``checkpoint.pretrained_checkpoint`` names (and that ``datasets`` is installed where a split
+needs it). ``config show`` and ``train`` run the same
 checks (after ``validate()``), so they give the same verdict, and ``train`` gives it before it loads a
 base model. Read-only and cheap: a first line per file, the tokenizer's files, a directory listing.
 Each message names the field that fixes it.
@@ -8,7 +9,6 @@ Each message names the field that fixes it.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import List
 
@@ -26,14 +26,9 @@ def _tokenizer(cfg, problems: List[str]) -> None:
         problems.append(str(err))
 
 
-def _first_line(path: str):
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    return json.loads(line)
-                except ValueError:
-                    return None  # the loader names file:line when it reads it
+def _first_record(source):
+    for _, obj in source.records():
+        return obj  # the loader names file:line of any bad record when it reads them all
     return None
 
 
@@ -42,29 +37,26 @@ def _sft_data(cfg, problems: List[str]) -> None:
     if not hasattr(ds, "dataset_root") or not ds.dataset_root:
         return  # pretraining data, or validate() already named the missing root
     from plugtron.data.gpt import sample_counts
-    from plugtron.data.sft_examples import SPLIT_FILES, format_hint
+    from plugtron.data.sft_examples import format_hint
+    from plugtron.data.sft_sources import resolve_splits
 
-    root = os.path.abspath(os.path.expanduser(ds.dataset_root))
-    if not os.path.isdir(root):
-        problems.append(f"dataset.dataset_root: {root} is not a directory (expected one holding "
-                        f"{', '.join(SPLIT_FILES.values())})")
-        return
     _, valid_n, test_n = sample_counts(train)
     needed = {"train": True, "valid": ds.do_validation and valid_n > 0, "test": ds.do_test and train.eval_iters > 0}
     specs = ds.packed_sequence_specs
     prepacked = {"train": specs.packed_train_data_path if specs else None,
                  "valid": specs.packed_val_data_path if specs else None, "test": None}
-    for split, name in SPLIT_FILES.items():
-        path = os.path.join(root, name)
-        if not needed[split] or (prepacked[split] and os.path.isfile(os.path.expanduser(prepacked[split]))):
-            continue
-        if not os.path.isfile(path):
-            if split == "train":  # validation and test are optional: the run goes on without them
-                problems.append(f"dataset.dataset_root: {path} not found (the training split is required)")
-            continue
-        hint = format_hint(_first_line(path), ds)
-        if hint:
-            problems.append(f"{path}:1: does not match dataset.data_format {ds.data_format!r}{hint}")
+    reused = {split: bool(p and os.path.isfile(os.path.expanduser(p))) for split, p in prepacked.items()}
+    try:
+        found = resolve_splits(ds, require_train=not reused["train"])
+        for split, source in found.items():
+            if not needed[split] or reused[split] or source is None:
+                continue  # validation and test are optional: the run goes on without them
+            source.check_readable()
+            hint = format_hint(_first_record(source), ds)
+            if hint:
+                problems.append(f"{source}: the first record does not match dataset.data_format {ds.data_format!r}{hint}")
+    except (DataError, OSError) as err:
+        problems.append(str(err))
 
 
 def _checkpoint(cfg, problems: List[str]) -> None:

@@ -56,11 +56,18 @@ def check_registered_options(cfg: Any, problems: List[str]) -> None:
         except PlugtronError as exc:
             problems.extend(_problems_of(exc))
     ds = cfg.dataset
-    if hasattr(ds, "format_options") and isinstance(ds.data_format, str) and ds.data_format in registry.entries("data_format"):
+    from plugtron.data.pretraining_formats import format_name, section_problem
+
+    name = format_name(ds) if hasattr(ds, "format_options") else None
+    if isinstance(name, str) and name in registry.entries("data_format"):
         from plugtron.data.sft_examples import format_options
 
         try:
-            cls = registry.load("data_format", ds.data_format, "dataset.data_format")
+            cls = registry.load("data_format", name, "dataset.data_format")
+            wrong = section_problem(ds, cls)  # an SFT format on a pretraining section, or the reverse
+            if wrong:
+                problems.append(wrong)
+                return
             options = format_options(cls, ds.format_options)
             problems.extend(rule_problems(options, "dataset.format_options"))
             ds.format_options = _unstructured(options)

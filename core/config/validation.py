@@ -199,29 +199,36 @@ def _derive_vocab(cfg, problems: List[str]) -> None:
 
 
 def _check_data(cfg, problems: List[str]) -> None:
-    """What the pretraining data builder would refuse, without touching files: blend weights and
-    ``split`` (so ``config show`` rejects what ``train`` rejects)."""
+    """What the pretraining data format would refuse, without touching files (so ``config show``
+    rejects what ``train`` rejects): its own ``problems(ds)``, e.g. ``indexed``'s blend weights and
+    ``split``. The format's name, sort and options are checked with the registered entries."""
     ds = cfg.dataset
-    if not hasattr(ds, "blend") or ds.mock:
+    if not hasattr(ds, "blend"):
         return
-    from plugtron.data.gpt import parse_blend, parse_split
-    from plugtron.errors import DataError
+    from plugtron import registry
+    from plugtron.data.pretraining_formats import format_name
 
-    per_split = ds.blend_per_split is not None and any(b is not None for b in ds.blend_per_split)
-    checks = [(lambda: parse_blend(ds.blend, "dataset.blend"))] if ds.blend is not None else []
-    if per_split:
-        if ds.blend is not None:
-            problems.append("dataset.blend and dataset.blend_per_split are exclusive; set one of them")
-        if len(ds.blend_per_split) != 3:
-            problems.append(f"dataset.blend_per_split: expected 3 entries (train, valid, test), got {len(ds.blend_per_split)}")
-        checks += [(lambda i=i, b=b: parse_blend(b, f"dataset.blend_per_split[{i}]")) for i, b in enumerate(ds.blend_per_split)]
-    else:
-        checks.append(lambda: parse_split(ds.split))
-    for run in checks:
-        try:
-            run()
-        except DataError as err:
-            problems.append(str(err))
+    name = format_name(ds)
+    if ds.mock and ds.data_format not in ("indexed", "mock"):
+        problems.append(f"dataset.mock: true picks the data format 'mock', but dataset.data_format is "
+                        f"{ds.data_format!r}; set only one of them")
+    if name not in registry.entries("data_format"):
+        if ds.mock:  # dataset.data_format itself is checked by the rule table
+            problems.append("dataset.mock: true picks the data format 'mock', which is not registered"
+                            f"{registry.suggestion('mock', 'data_format')} (plugtron registry list data_format)")
+        return
+    from plugtron.data.pretraining_formats import pretraining_format
+    from plugtron.errors import PlugtronError
+
+    try:
+        fmt = pretraining_format(ds)
+    except PlugtronError:  # wrong sort, bad options, broken entry: reported by check_registered_options
+        return
+    except Exception as exc:  # a package's constructor
+        problems.append(f"dataset.data_format: {name!r} failed to start: {type(exc).__name__}: {exc}")
+        return
+    own = getattr(fmt, "problems", None)
+    problems.extend(own(ds) if own is not None else [])
 
 
 def _derive_loss_averaging(cfg, problems: List[str]) -> None:

@@ -10,7 +10,7 @@ from plugtron.data.make_corpus import bundled_corpus_prefix
 from plugtron.data.tokenizers import ByteLevelTokenizer, NullTokenizer, build_tokenizer
 
 _LAZY = {
-    "build_datasets": "plugtron.data.gpt",
+    "build_datasets": "plugtron.data.datasets",
     "sample_counts": "plugtron.data.gpt",
     "default_cache_dir": "plugtron.data.gpt",
     "MicroBatchIterator": "plugtron.data.batches",

@@ -198,25 +198,9 @@ def _builder_class():
     return Builder
 
 
-def build_datasets(cfg, tokenizer) -> Tuple[Optional[object], Optional[object], Optional[object]]:
-    """(train, valid, test) Megatron datasets for ``cfg`` (a ``ConfigContainer``); a split that is
-    asked for 0 samples, or the test split when ``dataset.split`` gives it nothing, is ``None``.
-    Call on every rank: with torch.distributed up, rank 0 builds the index cache first."""
-    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
-
-    ds = cfg.dataset
-    model_vocab = getattr(cfg.model, "vocab_size", None)
-    if model_vocab is not None and model_vocab < tokenizer.vocab_size:
-        raise DataError(f"model.vocab_size: {model_vocab} is smaller than the tokenizer's {tokenizer.vocab_size} "
-                        f"({tokenizer.unique_identifiers['class']}); leave it unset to take the tokenizer's")
-    if not hasattr(ds, "blend"):  # FinetuningDatasetConfig
-        from plugtron.data.sft import build_sft_datasets
-
-        return build_sft_datasets(cfg, tokenizer)
-    sizes = sample_counts(cfg.train)
-    if not any(sizes):
-        return None, None, None  # nothing to draw; Megatron would also turn "no blend" into mock
-    common = dict(
+def _common(ds, tokenizer) -> dict:
+    """Megatron ``GPTDatasetConfig`` fields every pretraining build shares."""
+    return dict(
         random_seed=ds.random_seed, sequence_length=ds.sequence_length, tokenizer=tokenizer,
         reset_position_ids=ds.reset_position_ids, reset_attention_mask=ds.reset_attention_mask,
         eod_mask_loss=ds.eod_mask_loss,
@@ -225,12 +209,28 @@ def build_datasets(cfg, tokenizer) -> Tuple[Optional[object], Optional[object], 
         create_attention_mask=ds.reset_attention_mask,
         mmap_bin_files=ds.mmap_bin_files, num_dataset_builder_threads=ds.num_dataset_builder_threads,
     )
-    if ds.mock:
-        mcfg, cls = GPTDatasetConfig(**common), MockGPTDataset  # no cache: every rank builds alike
-        for i, size in enumerate(sizes):
-            if size == 0:
-                mcfg.split_matrix[i] = None
-    elif ds.blend_per_split is not None and any(b is not None for b in ds.blend_per_split):
+
+
+def build_mock(cfg, tokenizer, sizes: Sequence[int]) -> Tuple:
+    """Megatron's ``MockGPTDataset`` splits (the ``mock`` data format): synthetic documents, no files."""
+    from megatron.core.datasets.gpt_dataset import GPTDatasetConfig, MockGPTDataset
+
+    mcfg = GPTDatasetConfig(**_common(cfg.dataset, tokenizer))  # no cache: every rank builds alike
+    for i, size in enumerate(sizes):
+        if size == 0:
+            mcfg.split_matrix[i] = None
+    return _build(MockGPTDataset, sizes, mcfg)
+
+
+def build_indexed(cfg, tokenizer, sizes: Sequence[int]) -> Tuple:
+    """``GPTDataset`` splits over Megatron ``.bin``/``.idx`` files (the ``indexed`` data format):
+    ``dataset.blend`` (split by ``dataset.split``), ``dataset.blend_per_split``, or the bundled
+    corpus when neither is set."""
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+    ds = cfg.dataset
+    common = _common(ds, tokenizer)
+    if ds.blend_per_split is not None and any(b is not None for b in ds.blend_per_split):
         if ds.blend is not None:
             raise DataError("dataset.blend and dataset.blend_per_split are exclusive; set one of them")
         if len(ds.blend_per_split) != 3:
@@ -247,38 +247,34 @@ def build_datasets(cfg, tokenizer) -> Tuple[Optional[object], Optional[object], 
             blends.append(blend if sizes[i] > 0 else None)
         cache = _writable_cache(ds.path_to_cache, [p for b in blends if b is not None for p in b[0]])
         mcfg = GPTDatasetConfig(**common, blend_per_split=blends, split=None, path_to_cache=cache)
-        cls = GPTDataset
-    else:
-        key = "dataset.blend"
-        if ds.blend is None and tokenizer.unique_identifiers.get("class") != "ByteLevelTokenizer":
-            raise DataError("dataset.blend: unset, so the bundled corpus is used, but it is tokenized with "
-                            "ByteLevelTokenizer; set tokenizer.tokenizer_type: ByteLevelTokenizer or give a blend")
-        blend = parse_blend(ds.blend, key) if ds.blend is not None else ([bundled_corpus_prefix()], None)
-        weights = parse_split(ds.split)
-        all_lengths = [read_sequence_lengths(p, key) for p in blend[0]]
-        mcfg = GPTDatasetConfig(**common, blend=blend, split=ds.split,
-                                path_to_cache=_writable_cache(ds.path_to_cache, blend[0]))
-        for i, name in enumerate(SPLITS):
-            if sizes[i] == 0 or weights[i] == 0:
-                if sizes[i] > 0:
-                    _missing_split(name, f"dataset.split={ds.split!r} gives the {name} split no share")
-                mcfg.split_matrix[i] = None  # not built at all: an empty split would loop forever
-                continue
-            for prefix, lengths in zip(blend[0], all_lengths):
-                _check_split_range(lengths, mcfg.split_matrix[i], prefix, key, f"dataset.split={ds.split!r}", name)
-        cls = GPTDataset
+        return _build(GPTDataset, sizes, mcfg)
+    key = "dataset.blend"
+    if ds.blend is None and tokenizer.unique_identifiers.get("class") != "ByteLevelTokenizer":
+        raise DataError("dataset.blend: unset, so the bundled corpus is used, but it is tokenized with "
+                        "ByteLevelTokenizer; set tokenizer.tokenizer_type: ByteLevelTokenizer or give a blend")
+    blend = parse_blend(ds.blend, key) if ds.blend is not None else ([bundled_corpus_prefix()], None)
+    weights = parse_split(ds.split)
+    all_lengths = [read_sequence_lengths(p, key) for p in blend[0]]
+    mcfg = GPTDatasetConfig(**common, blend=blend, split=ds.split,
+                            path_to_cache=_writable_cache(ds.path_to_cache, blend[0]))
+    for i, name in enumerate(SPLITS):
+        if sizes[i] == 0 or weights[i] == 0:
+            if sizes[i] > 0:
+                _missing_split(name, f"dataset.split={ds.split!r} gives the {name} split no share")
+            mcfg.split_matrix[i] = None  # not built at all: an empty split would loop forever
+            continue
+        for prefix, lengths in zip(blend[0], all_lengths):
+            _check_split_range(lengths, mcfg.split_matrix[i], prefix, key, f"dataset.split={ds.split!r}", name)
+    return _build(GPTDataset, sizes, mcfg)
 
+
+def _build(cls, sizes: Sequence[int], mcfg) -> Tuple:
     from plugtron.data.index_cache import writer_lock
 
     try:
         with writer_lock(getattr(mcfg, "path_to_cache", None)):  # rank 0 builds, the others wait in build()
-            out = _builder_class()(cls, sizes, lambda: True, mcfg).build()
+            return tuple(_builder_class()(cls, list(sizes), lambda: True, mcfg).build())
     except DataError:
         raise
     except Exception as err:  # Megatron reports with asserts; keep the message, drop the traceback
         raise DataError(f"building {cls.__name__} splits failed: {type(err).__name__}: {err}") from err
-    for name, dset in zip(SPLITS, out):
-        if dset is not None and len(dset) == 0:
-            raise DataError(f"the {name} split has no complete sample of sequence_length "
-                            f"{ds.sequence_length} (+1 label token); use more data or a shorter sequence")
-    return tuple(out)

@@ -5,7 +5,7 @@ Rows are filled best-fit-decreasing: longest example first, into the fullest row
 (as tight as first-fit-decreasing, but O(n log n) with a sorted list instead of O(n x rows)).
 
 A packed split is one ``.npz`` next to the data, ``<dataset_root>/packed/<split>_<hash>.npz``, where
-the hash covers the source file (size, mtime), the tokenizer and every setting that changes the
+the hash covers the source (each file's size and mtime, the column renaming, carved rows), the tokenizer and every setting that changes the
 tokens; an existing file with that name is reused instead of re-tokenizing and re-packing.
 Layout (ragged, no padding stored): ``tokens``/``answer`` = all examples' tokens in row order,
 ``lengths`` = tokens per example, ``row_offsets`` = first example of each row (+ the end).
@@ -23,7 +23,7 @@ import numpy
 
 from plugtron.errors import DataError
 
-FORMAT = 2  # 2: chat templates, formats and loss modes are part of the key
+FORMAT = 3  # 2: chat templates, formats and loss modes; 3: sources (datasets, columns, carved splits)
 
 
 def pack_rows(sizes: Sequence[int], capacity: int) -> List[List[int]]:
@@ -47,22 +47,24 @@ def pack_rows(sizes: Sequence[int], capacity: int) -> List[List[int]]:
     return rows
 
 
-def packed_path(source: str, ds, tokenizer) -> str:
-    """A content-keyed name for the packed split, next to the data."""
+def packed_path(source, ds, tokenizer) -> str:
+    """A content-keyed name for the packed split, next to the data. ``source``: a split's path or
+    ``sft_sources.Source`` (its files' sizes and mtimes, column renaming and carved rows are keyed)."""
     from plugtron.data.chat_template import resolve
+    from plugtron.data.sft_sources import as_source
 
-    st = os.stat(source)
+    src = as_source(source, getattr(ds, "columns", None))
     template = resolve(ds.chat_template, tokenizer) if ds.data_format != "input_output" else None
-    key = json.dumps({"format": FORMAT, "source": os.path.abspath(source), "size": st.st_size,
-                      "mtime_ns": st.st_mtime_ns, "tokenizer": dict(tokenizer.unique_identifiers),
+    key = json.dumps({"format": FORMAT, "source": src.fingerprint(), "tokenizer": dict(tokenizer.unique_identifiers),
                       "size_per_row": ds.packed_sequence_specs.packed_sequence_size, "seq_length": ds.seq_length,
                       "format_keys": [ds.data_format, ds.input_key, ds.output_key, ds.messages_key,
                                       ds.conversations_key, ds.instruction_key, ds.role_map, ds.loss_mode,
-                                      ds.truncation_field, ds.truncation_method],
-                      "chat_template": template.text if template else None}, sort_keys=True)
+                                      ds.truncation_field, ds.truncation_method, ds.format_options],
+                      "chat_template": template.text if template else None}, sort_keys=True, default=str)
     digest = hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()[:12]
-    name = os.path.splitext(os.path.basename(source))[0]
-    return os.path.join(os.path.dirname(os.path.abspath(source)), "packed", f"{name}_{digest}.npz")
+    path = os.path.abspath(os.path.normpath(src.path))
+    beside = path if src.dict_split else os.path.dirname(path)  # a saved DatasetDict: inside it
+    return os.path.join(beside, "packed", f"{src.name}_{digest}.npz")
 
 
 def write_packed(path: str, examples, capacity: int) -> None:

@@ -22,10 +22,12 @@ import numpy
 import torch
 
 from plugtron.data.packing import PackedRows, packed_path, write_packed
-from plugtron.data.sft_examples import SPLIT_FILES, check_file, load_examples
+from plugtron.data.sft_examples import check_file, load_examples
+from plugtron.data.sft_sources import SPLIT_NAMES, resolve_splits
 from plugtron.errors import DataError
 
 log = logging.getLogger("plugtron")
+SPLITS = ("train", "valid", "test")
 
 
 def make_sample(examples, seq_length: int, eod: int, packed: bool):
@@ -99,29 +101,30 @@ class SFTDataset:
         return make_sample(self.get_row(self.row_index(idx)), self.seq_length, self.eod, self.packed)
 
 
-def _split(path: str, ds, tokenizer, num_samples: int, seed: int, explicit_packed: Optional[str]) -> SFTDataset:
+def _split(source, ds, tokenizer, num_samples: int, seed: int, explicit_packed: Optional[str]) -> SFTDataset:
+    """One split's dataset; ``source`` is an ``sft_sources.Source`` or ``None`` (only a prepacked file)."""
     if ds.packing:
         size = ds.packed_sequence_specs.packed_sequence_size
-        if explicit_packed:  # used as is once it exists (the JSONL may then be absent)
+        if explicit_packed:  # used as is once it exists (the source may then be absent)
             target = os.path.abspath(os.path.expanduser(explicit_packed))
-        elif not os.path.isfile(path):
-            raise DataError(f"dataset.dataset_root: {path} not found")
         else:
-            target = packed_path(path, ds, tokenizer)
+            target = packed_path(source, ds, tokenizer)
 
         def pack() -> None:
             if os.path.isfile(target):
                 return  # reuse
-            examples, dropped = load_examples(path, ds, tokenizer)
-            _report_dropped(path, dropped)
+            if source is None:
+                raise DataError(f"dataset.packed_sequence_specs: {target} not found and no source to pack it from")
+            examples, dropped = load_examples(source, ds, tokenizer)
+            _report_dropped(source, dropped)
             write_packed(target, examples, size)
-            log.info(f"packed {len(examples)} examples of {path} into {target}")
+            log.info(f"packed {len(examples)} examples of {source} into {target}")
 
         _rank0_first(pack, target)  # every rank calls it: whether to pack is rank 0's decision alone
         rows = PackedRows(target, size)
         return SFTDataset(rows.row, len(rows), num_samples, seed, ds.seq_length, tokenizer.eod, packed=True)
-    examples, dropped = load_examples(path, ds, tokenizer)
-    _report_dropped(path, dropped)
+    examples, dropped = load_examples(source, ds, tokenizer)
+    _report_dropped(source, dropped)
     return SFTDataset(lambda i: [examples[i]], len(examples), num_samples, seed, ds.seq_length, tokenizer.eod,
                       packed=False)
 
@@ -150,7 +153,7 @@ def _rank0_first(fn: Callable[[], None], what: str) -> None:
         raise DataError(f"rank 0 failed to write {what}; its error message says why")
 
 
-def _report_dropped(path: str, dropped: int) -> None:
+def _report_dropped(path, dropped: int) -> None:
     if dropped:
         log.warning(f"{path}: {dropped} example(s) skipped: seq_length left no answer token to learn")
 
@@ -169,49 +172,44 @@ def build_sft_datasets(cfg, tokenizer):
     problems = ds.problems(cfg.train)
     if problems:
         raise DataError("; ".join(problems))
-    root = os.path.abspath(os.path.expanduser(ds.dataset_root))
-    if not os.path.isdir(root):
-        raise DataError(f"dataset.dataset_root: {root} is not a directory "
-                        f"(expected one holding {', '.join(SPLIT_FILES.values())})")
     specs = ds.packed_sequence_specs
     explicit = {"train": specs.packed_train_data_path if specs else None,
                 "valid": specs.packed_val_data_path if specs else None, "test": None}
-    wanted = _present_splits(root, cfg.train, ds, explicit)
+    sources = checked_sources(cfg.train, ds, explicit)
     out = []
-    for (split, name), n in zip(SPLIT_FILES.items(), sft_sample_counts(cfg.train, ds)):
-        if n == 0 or split not in wanted:
+    for split, n in zip(SPLITS, sft_sample_counts(cfg.train, ds)):
+        if n == 0 or split not in sources:
             out.append(None)
             continue
         seed = ds.seed + {"train": 0, "valid": 1, "test": 2}[split]  # independent orders per split
         if split == "test" and ds.packing:
-            ds_unpacked = _unpacked_view(ds)
-            out.append(_split(os.path.join(root, name), ds_unpacked, tokenizer, n, seed, None))
+            out.append(_split(sources[split], _unpacked_view(ds), tokenizer, n, seed, None))
         else:
-            out.append(_split(os.path.join(root, name), ds, tokenizer, n, seed, explicit[split]))
+            out.append(_split(sources[split], ds, tokenizer, n, seed, explicit[split]))
     return tuple(out)
 
 
-def _present_splits(root: str, train, ds, explicit) -> set:
-    """The splits to build, every file checked (exists, every line of the expected shape) before any
-    tokenizing or packing. ``training.jsonl`` is required; an absent validation or test file skips
-    that split (stated in the log)."""
-    present = set()
-    for (split, name), n in zip(SPLIT_FILES.items(), sft_sample_counts(train, ds)):
-        path = os.path.join(root, name)
+def checked_sources(train, ds, explicit) -> dict:
+    """The sources of the splits to build (``None`` for one served from an existing prepacked file
+    alone), every one checked (readable, every record of the expected shape) before any tokenizing
+    or packing. The training split is required; an absent validation or test split is skipped
+    (stated in the log) unless carved out of the training records (``dataset.val_proportion``, ...)."""
+    found = resolve_splits(ds, require_train=not (explicit.get("train") and
+                                                  os.path.isfile(os.path.expanduser(explicit["train"]))))
+    out = {}
+    for split, n in zip(SPLITS, sft_sample_counts(train, ds)):
         if n == 0:
             continue
         reuse = explicit.get(split) and os.path.isfile(os.path.expanduser(explicit[split]))
-        if not os.path.isfile(path):
+        if found[split] is None:
             if reuse:
-                present.add(split)
-            elif split == "train":
-                raise DataError(f"dataset.dataset_root: {path} not found (the training split is required)")
+                out[split] = None
             else:
-                log.info(f"{path} not found: training without a {'validation' if split == 'valid' else 'test'} split")
+                log.info(f"{ds.dataset_root}: no {SPLIT_NAMES[split]} split: training without it")
             continue
-        check_file(path, ds)
-        present.add(split)
-    return present
+        check_file(found[split], ds)
+        out[split] = found[split]
+    return out
 
 
 def _unpacked_view(ds):

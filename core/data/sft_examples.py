@@ -1,4 +1,4 @@
-"""SFT JSONL -> tokenized examples: token ids plus which of them are answer tokens (torch-free).
+"""SFT records -> tokenized examples: token ids plus which of them are answer tokens (torch-free).
 
 An example is ``ids`` (prompt, answer, EOD) and ``answer`` (same length, True where the token belongs
 to the answer, EOD included). Training on it feeds ``ids[:-1]`` and predicts ``ids[1:]``; the loss
@@ -29,8 +29,6 @@ Without a template, plugtron's own format renders each message as ``<role>\\n`` 
 
 from __future__ import annotations
 
-import json
-import os
 import logging
 from typing import Iterator, List, Optional, Tuple
 
@@ -242,56 +240,49 @@ def format_options(cls, given):
     return structure(dict(given or {}), options_cls, source="dataset.format_options")
 
 
-def read_lines(path: str) -> Iterator[Tuple[int, object]]:
-    """(line number, parsed JSON) of every non-blank line; a line that is no JSON names file:line."""
-    if not os.path.isfile(path):
-        raise DataError(f"dataset.dataset_root: {path} not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except ValueError as err:
-                raise DataError(f"{path}:{lineno}: not JSON ({err})") from None
+def _source(path_or_source, ds):
+    from plugtron.data.sft_sources import as_source
+
+    return as_source(path_or_source, getattr(ds, "columns", None))
 
 
-def check_file(path: str, ds) -> int:
-    """Read every record of a split file without tokenizing (the shape errors come before any packing);
-    returns the number of records."""
+def check_file(path_or_source, ds) -> int:
+    """Read every record of a split (a path or an ``sft_sources.Source``) without tokenizing (the shape
+    errors come before any packing); returns the number of records."""
+    source = _source(path_or_source, ds)
     fmt = data_format(ds)
     check = getattr(fmt, "check", None)  # a package's format may have no shape check of its own
     n = 0
-    for lineno, obj in read_lines(path):
+    for where, obj in source.records():
         try:
             if check is not None:
                 check(obj, ds)
         except ValueError as err:
-            raise DataError(f"{path}:{lineno}: expected a JSON object with {fmt.expects(ds)} ({err})"
+            raise DataError(f"{where}: expected a JSON object with {fmt.expects(ds)} ({err})"
                             f"{_hint(obj, ds)}") from None
         n += 1
     if n == 0:
-        raise DataError(f"{path}: empty (no examples)")
+        raise DataError(f"{source}: empty (no examples)")
     return n
 
 
-def iter_examples(path: str, ds, tokenizer, fmt=None) -> Iterator[Tuple[int, Example]]:
-    """(line number, example) for every record of ``path`` in format ``fmt`` (``dataset.data_format``'s
-    by default); errors name ``file:line``."""
+def iter_examples(path_or_source, ds, tokenizer, fmt=None) -> Iterator[Tuple[str, Example]]:
+    """(where, example) for every record of a split in format ``fmt`` (``dataset.data_format``'s by
+    default); ``where`` and the errors name ``file:line`` (or ``file row I``)."""
     fmt = fmt if fmt is not None else data_format(ds)
     limit = ds.seq_length + 1
-    for lineno, obj in read_lines(path):
+    for where, obj in _source(path_or_source, ds).records():
         try:
             if not isinstance(obj, dict):
                 raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-            yield lineno, fmt.encode(obj, ds, tokenizer, limit)
+            yield where, fmt.encode(obj, ds, tokenizer, limit)
         except AmbiguousBoundary as err:
-            raise DataError(f"{path}:{lineno}: {err}; not trained on (the prompt could leak into the loss): "
+            raise DataError(f"{where}: {err}; not trained on (the prompt could leak into the loss): "
                             "fix the example, or set dataset.loss_mode: full to learn every token") from None
         except templates.TemplateError as err:
-            raise DataError(f"{path}:{lineno}: {err}") from None
+            raise DataError(f"{where}: {err}") from None
         except ValueError as err:
-            raise DataError(f"{path}:{lineno}: expected a JSON object with {fmt.expects(ds)} ({err})"
+            raise DataError(f"{where}: expected a JSON object with {fmt.expects(ds)} ({err})"
                             f"{_hint(obj, ds)}") from None
 
 
@@ -300,20 +291,21 @@ def _hint(obj, ds) -> str:
     return format_hint(obj if isinstance(obj, dict) else None, ds)
 
 
-def load_examples(path: str, ds, tokenizer) -> Tuple[List[Example], int]:
-    """Examples of one split file, fit to ``seq_length + 1`` tokens; returns (examples, dropped),
+def load_examples(path_or_source, ds, tokenizer) -> Tuple[List[Example], int]:
+    """Examples of one split (a path or an ``sft_sources.Source``), fit to ``seq_length + 1`` tokens; returns (examples, dropped),
     ``dropped`` counting examples whose answer was cut away entirely. A malformed line is an error
     naming ``file:line``: SFT sets are small and every example is meant to be learned."""
+    source = _source(path_or_source, ds)
     fmt = data_format(ds)
     describe = getattr(fmt, "describe", None)
-    log.info(f"{path}: " + (describe(ds, tokenizer) if describe is not None else f"format {ds.data_format}"))
+    log.info(f"{source}: " + (describe(ds, tokenizer) if describe is not None else f"format {ds.data_format}"))
     examples, dropped = [], 0
-    for _, (ids, answer) in iter_examples(path, ds, tokenizer, fmt):
+    for _, (ids, answer) in iter_examples(source, ds, tokenizer, fmt):
         if answer[1:].any():  # the first token is never predicted
             examples.append((ids, answer))
         else:
             dropped += 1
     if not examples:
-        raise DataError(f"{path}: no usable examples ({dropped} lost their whole answer to seq_length "
-                        f"{ds.seq_length})" if dropped else f"{path}: empty (no examples)")
+        raise DataError(f"{source}: no usable examples ({dropped} lost their whole answer to seq_length "
+                        f"{ds.seq_length})" if dropped else f"{source}: empty (no examples)")
     return examples, dropped

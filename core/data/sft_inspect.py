@@ -15,7 +15,7 @@ from typing import List
 
 from plugtron.errors import DataError
 
-SPLITS = {"train": "training.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"}
+SPLITS = {"train": "train", "validation": "valid", "test": "test"}  # --split -> sft_sources' split
 GREEN, RESET = "\033[32m", "\033[0m"
 
 
@@ -57,21 +57,25 @@ def render(tokenizer, ids, answer, color: bool) -> str:
 def inspect(cfg, split: str, n: int, color: bool, write=print) -> dict:
     from plugtron.data.packing import pack_rows
     from plugtron.data.sft_examples import data_format, iter_examples
+    from plugtron.data.sft_sources import SPLIT_NAMES, resolve_splits
     from plugtron.data.tokenizers import build_tokenizer
 
     ds = cfg.dataset
     if not hasattr(ds, "data_format"):
         raise DataError("data inspect: the config's dataset is not an SFT dataset (FinetuningDatasetConfig)")
-    path = os.path.join(os.path.abspath(os.path.expanduser(ds.dataset_root)), SPLITS[split])
+    source = resolve_splits(ds)[SPLITS[split]]
+    if source is None:
+        raise DataError(f"data inspect: {ds.dataset_root} has no {SPLIT_NAMES[SPLITS[split]]} split "
+                        "(no file, and not carved out with dataset.val_proportion/test_proportion)")
     tokenizer = build_tokenizer(cfg.tokenizer)
     fmt = data_format(ds)
     describe = getattr(fmt, "describe", None)
-    write(f"{path}: " + (describe(ds, tokenizer) if describe is not None else f"format {ds.data_format}"))
+    write(f"{source}: " + (describe(ds, tokenizer) if describe is not None else f"format {ds.data_format}"))
     sizes, learned, total = [], 0, 0
-    for shown, (lineno, (ids, answer)) in enumerate(iter_examples(path, ds, tokenizer, fmt)):
+    for shown, (where, (ids, answer)) in enumerate(iter_examples(source, ds, tokenizer, fmt)):
         n_learned = int(answer[1:].sum())
         if shown < n:
-            write(f"--- {os.path.basename(path)}:{lineno}  {len(ids)} tokens, {n_learned} learned, "
+            write(f"--- {_short(where)}  {len(ids)} tokens, {n_learned} learned, "
                   f"{len(ids) - n_learned} masked")
             write(render(tokenizer, ids.tolist(), answer, color))
         sizes.append(len(ids) - 1)
@@ -90,6 +94,11 @@ def inspect(cfg, split: str, n: int, color: bool, write=print) -> dict:
         stats["padding_efficiency"] = total / (len(sizes) * ds.seq_length)
         write(f"no packing: one example per row of {ds.seq_length}, efficiency {stats['padding_efficiency']:.1%}")
     return stats
+
+
+def _short(where: str) -> str:
+    """``/data/sft/training.jsonl:3`` -> ``training.jsonl:3`` (the full path is in the first line)."""
+    return os.path.basename(where)
 
 
 def run(ns, split_args) -> int:

@@ -136,9 +136,13 @@ def collate_t5(samples: Sequence[Dict]) -> Dict[str, torch.Tensor]:
     """Stack T5 samples into a micro batch with the masks ``T5Model.forward`` takes
     ([b, 1, q, k] bool, True = masked out): the encoder's self-attention and the decoder's
     cross-attention both hide padded encoder positions. The decoder's self-attention mask is
-    left to the model (causal)."""
+    left to the model (causal). ``real_tokens`` [b]: each row's non-padding encoder and decoder
+    positions, counted by the step as "tokens seen" (``T5Kind.positions`` is their sum with padding)."""
     batch = {k: torch.as_tensor(numpy.stack([s[k] for s in samples])) for k in samples[0]}
-    pad = ~batch.pop("enc_valid")  # [b, se]
+    valid = batch.pop("enc_valid")  # [b, se]
+    # each row's real tokens: encoder input + decoder input (as long as the targets), padding apart
+    batch["real_tokens"] = valid.sum(1) + (batch["loss_mask"] > 0).sum(1)
+    pad = ~valid
     b, se = pad.shape
     sd = batch["text_dec"].shape[1]
     batch["enc_mask"] = pad[:, None, None, :].expand(b, 1, se, se).contiguous()

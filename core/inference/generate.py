@@ -101,6 +101,18 @@ class LoadedModel:
                            stop_id=self.tokenizer.eod)
         return self.tokenizer.detokenize(new)
 
+    def chat_prompt(self, user_text: str) -> str:
+        """``user_text`` as one user message in the chat format the model was fine-tuned with: the run's
+        ``dataset.chat_template`` if it set one, else the tokenizer's own template (plugtron's own
+        per-message format when it has none), followed by the generation prompt, as
+        ``apply_chat_template(..., add_generation_prompt=True)`` renders it at inference."""
+        from plugtron.data import chat_template
+
+        template = chat_template.resolve(getattr(self.run_config.dataset, "chat_template", None), self.tokenizer)
+        if template is None:  # plugtron's own format: "<role>\n" + content + "\n" per message
+            return f"<user>\n{user_text}\n<assistant>\n"
+        return template.render([{"role": "user", "content": user_text}], add_generation_prompt=True)
+
 
 def _run_config(ckpt_dir: Path):
     from plugtron.checkpointing import layout

@@ -32,6 +32,7 @@ from torch.overrides import (
 )
 
 from plugtron.platform import cpu_shims_mamba as _mamba
+from plugtron.platform import cpu_shims_mla as _mla
 from plugtron.platform import cpu_shims_moe as _moe
 
 __all__ = ["SHIMS", "apply", "is_active"]
@@ -264,6 +265,13 @@ _shim("mamba_kernels", "MambaMixer needs the mamba_ssm/causal_conv1d CUDA kernel
 
 _shim("mamba_final_norm", "MambaStack builds its final norm with TENorm whatever the spec; without "
       "Transformer Engine use Megatron's torch LayerNorm/RMSNorm")(_mamba.patch_mamba_final_norm)
+
+
+# --------------------------------------------------------------------------- multi-latent attention
+
+_shim("mla_te_flag", "multi_latent_attention sets HAVE_TE from an import that succeeds with MagicMock "
+      "stand-ins when TE is absent, then isinstance(..., TELinear) raises; give it HAVE_TE=False")(
+    _mla.patch_mla_te_flag)
 
 
 # --------------------------------------------------------------------------- sequence parallel

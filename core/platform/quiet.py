@@ -8,7 +8,8 @@ for what is emitted after the config is read) shows them all again.
 
 Torch-free: the CLI installs the table before anything imports torch or Megatron (several of these
 are emitted at import time). ``PYTHONWARNINGS`` carries the same filters into the helper processes
-Megatron's checkpointing starts, which import Megatron again.
+Megatron's checkpointing starts, which import Megatron again. One process it cannot reach: torchrun's
+launcher, which imports torch (and so pynvml) before any plugtron code runs (docs/launching.md).
 """
 
 from __future__ import annotations

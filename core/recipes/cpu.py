@@ -1,5 +1,5 @@
 """CPU-sized recipes: ``tiny`` (what ``plugtron train`` runs with no arguments), one small model per
-family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_qwen3_moe``, ``tiny_gpt2``, ``tiny_gemma3``,
+family (``tiny_llama``, ``tiny_qwen2``, ``tiny_qwen3``, ``tiny_olmo2``, ``tiny_mixtral``, ``tiny_qwen3_moe``, ``tiny_gpt_oss``, ``tiny_deepseek_v3``, ``tiny_glm4_moe``, ``tiny_gpt2``, ``tiny_gemma3``,
 ``tiny_phi3``, ``tiny_t5``, ``tiny_mamba``, ``tiny_hybrid``) and ``none``.
 
 Each trains on the byte-level corpus bundled with plugtron with the family's real architecture
@@ -129,6 +129,40 @@ def tiny_qwen3_moe():
                                        moe_router_topk=2, vocab_size=None, max_position_embeddings=None, **_CPU))
 
 
+def tiny_deepseek_v3():
+    """DeepSeek-V3 architecture (MLA with q/kv ranks and YaRN RoPE, 1 dense layer then MoE: 8 experts in 4
+    groups, top-4 from 2 groups by sigmoid scores with expert bias, a shared expert), 3 layers of 64."""
+    from plugtron.providers.deepseek_v3 import DeepSeekV3Tiny
+
+    return _container(DeepSeekV3Tiny(**{**_CPU, "max_position_embeddings": 256}))
+
+
+def tiny_glm4_moe():
+    """GLM-4.5 MoE architecture: a dense first layer, then MoE layers of 8 experts (sigmoid routing with expert
+    bias in 2 groups, top-2 scaled x2.5) plus a shared expert; RoPE on half of each head, q/k/v biases,
+    QK norm; 3 layers of 128."""
+    from plugtron.providers.glm4_moe import GLM45Provider, dense_then_moe
+
+    return _container(GLM45Provider(num_layers=3, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                    kv_channels=32, ffn_hidden_size=352, num_moe_experts=8, moe_router_topk=2,
+                                    moe_ffn_hidden_size=96, moe_shared_expert_intermediate_size=96,
+                                    moe_layer_freq=dense_then_moe(1, 3), moe_router_num_groups=2, moe_router_group_topk=1,
+                                    moe_router_topk_scaling_factor=2.5, qk_layernorm=True, vocab_size=None,
+                                    max_position_embeddings=None, **_CPU))
+
+
+def tiny_gpt_oss():
+    """gpt-oss architecture (attention sinks, window-32 layers alternating with full ones, YaRN x4 over 32
+    positions, biases, top-2 of 4 clamped-SwiGLU experts), 2 layers of 128."""
+    from plugtron.providers.gpt_oss import GptOssProvider
+
+    return _container(GptOssProvider(num_layers=2, hidden_size=128, num_attention_heads=4, num_query_groups=2,
+                                     kv_channels=32, ffn_hidden_size=128, moe_ffn_hidden_size=128, num_moe_experts=4,
+                                     moe_router_topk=2, window_size=(31, 0), yarn_rotary_scaling_factor=4.0,
+                                     yarn_original_max_position_embeddings=32, vocab_size=None,
+                                     max_position_embeddings=None, **_CPU))
+
+
 def tiny_gpt2():
     """GPT-2 architecture (learned positions, LayerNorm, tanh-GELU, biases, tied embeddings), 4 layers of 128."""
     from plugtron.providers.families import GPT2Provider
@@ -202,6 +236,9 @@ RECIPES = {
     "tiny_olmo2": ("tiny_olmo2", "OLMo 2 architecture (post-norms, QK norm), 4 layers of 128, 60 iterations on CPU"),
     "tiny_mixtral": ("tiny_mixtral", "Mixtral architecture (4 experts, top-2), 2 layers of 128, 60 iterations on CPU"),
     "tiny_qwen3_moe": ("tiny_qwen3_moe", "Qwen3-MoE architecture (4 experts, top-2, QK norm), 2 layers of 128, 60 iterations on CPU"),
+    "tiny_deepseek_v3": ("tiny_deepseek_v3", "DeepSeek-V3 architecture (MLA, YaRN, dense + MoE layers, grouped sigmoid routing), 3 layers of 64, 60 iterations on CPU"),
+    "tiny_glm4_moe": ("tiny_glm4_moe", "GLM-4.5 MoE architecture (dense layer, then 8 sigmoid-routed experts + a shared one), 3 layers of 128, 60 iterations on CPU"),
+    "tiny_gpt_oss": ("tiny_gpt_oss", "gpt-oss architecture (sinks, sliding/full layers, YaRN, biased clamped-SwiGLU experts), 2 layers of 128, 60 iterations on CPU"),
     "tiny_gpt2": ("tiny_gpt2", "GPT-2 architecture, 4 layers of 128, bundled corpus, 60 iterations on CPU"),
     "tiny_gemma3": ("tiny_gemma3", "Gemma 3 architecture (sliding/global layers), 4 layers of 128, 60 iterations on CPU"),
     "tiny_phi3": ("tiny_phi3", "Phi-3 (Phi-4-mini's shape), 4 layers of 128, bundled corpus, 60 iterations on CPU"),

@@ -23,14 +23,35 @@ class StepMetrics:
     lr: float
     skipped: bool
     num_zeros_in_grad: Optional[float] = None
-    # the global batch's non-padding positions (SFT: 0-d tensor on the device, last pipeline stage);
-    # None: every position is a token (pretraining), global_batch_size * seq_length
+    # the global batch's non-padding positions (SFT, T5: 0-d tensor on the device, last pipeline
+    # stage); None: every position is a token (GPT pretraining), see positions_per_step
     real_tokens: Any = None
+
+
+def positions_per_step(cfg) -> int:
+    """Token positions of one global batch, padding included (T5: encoder + decoder)."""
+    from plugtron.providers.model_kind import kind_for
+
+    return cfg.train.global_batch_size * kind_for(cfg.model).positions(cfg)
+
+
+def step_size(cfg) -> str:
+    """The start line's size of a step, saying what it counts: before a step runs, its real tokens
+    are known only where nothing is padded (GPT pretraining); SFT rows and T5 samples are padded,
+    so there it is positions, and the log lines count the real tokens."""
+    from plugtron.providers.model_kind import kind_for
+
+    kind = kind_for(cfg.model)
+    seq = f"seq length {cfg.model.seq_length}" + (f" (decoder {cfg.model.seq_length_dec})" if kind.name == "t5" else "")
+    n = positions_per_step(cfg)
+    if kind.name == "t5" or hasattr(cfg.dataset, "dataset_root"):
+        return f"{seq}, {n:,} positions per step (padding included; real tokens are counted as they train)"
+    return f"{seq}, {n:,} tokens per step"
 
 
 class TokenCount:
     """Real (non-padding) tokens over a run of steps, summed on the device (no per-step sync):
-    steps without a count (pretraining) count global_batch_size * seq_length each."""
+    steps without a count (GPT pretraining: nothing padded) count all their positions."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -39,7 +60,7 @@ class TokenCount:
     @property
     def per_step(self) -> int:
         """Positions of one global batch (read when counting: a bare config without them works until then)."""
-        return self.cfg.train.global_batch_size * self.cfg.model.seq_length
+        return positions_per_step(self.cfg)
 
     def reset(self) -> None:
         self.device_sum, self.full_steps = None, 0

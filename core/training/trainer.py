@@ -21,7 +21,7 @@ from plugtron.config import preflight
 from plugtron.training import setup
 from plugtron.training.flops import num_floating_point_operations
 from plugtron.training.interrupt import InterruptStop
-from plugtron.training.metrics import LogWindow, StepMetrics, format_log
+from plugtron.training.metrics import LogWindow, StepMetrics, format_log, step_size
 from plugtron.training.run_data import build_run_data
 from plugtron.training.state import TrainState
 from plugtron.training.stop import stop_policies
@@ -87,8 +87,7 @@ class Trainer:
                 f"model: {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, {n / 1e6:.2f}M params on rank 0 | "
                 f"world {cfg.world_size} = TP {cfg.model.tensor_model_parallel_size} x PP "
                 f"{cfg.model.pipeline_model_parallel_size} x DP {cfg.data_parallel_size} | "
-                f"{cfg.num_microbatches} microbatches of {cfg.train.micro_batch_size} | seq length "
-                f"{cfg.model.seq_length}, {cfg.train.global_batch_size * cfg.model.seq_length:,} tokens per step"
+                f"{cfg.num_microbatches} microbatches of {cfg.train.micro_batch_size} | {step_size(cfg)}"
             )
 
     def _load_checkpoint(self) -> None:
@@ -195,6 +194,10 @@ class Trainer:
         for policy in self.stop_policies:
             policy.check(state)
         state.should_stop, state.should_save = distributed.any_rank(state.should_stop, state.should_save)
+        if state.should_stop and state.stop_reason is None:  # another rank asked (a Ctrl-C may reach this
+            # rank just after its own check: then that is the reason here too)
+            own = self.interrupt.reason() if getattr(self, "interrupt", None) is not None else None
+            state.stop_reason = own or "another rank asked to stop"
         return state.should_stop
 
     def finish(self) -> None:

@@ -50,8 +50,9 @@ def _export_tokenizer(ckpt_dir: Path, hf_dir: Path) -> None:
 
 
 def _streamed_pieces(model, provider, path: Path, rules, dtype):
-    """(HF name, tensor) pairs of the checkpoint at ``path``, one Megatron parameter loaded at a time."""
-    param_of = {megatron_side.canonical_name(name, provider): name for name, _ in model.named_parameters()}
+    """(HF name, tensor[, row]) of the checkpoint at ``path`` (``weights.split_to_hf``), one Megatron
+    parameter (or weight buffer: the router's expert bias) loaded at a time."""
+    param_of = {megatron_side.canonical_name(name, provider): (name, t) for name, t in megatron_side.named_weights(model)}
     for rule in rules:
         if rule.mcore not in param_of:
             raise ConversionError(f"Megatron checkpoint: tensor '{rule.mcore}' is missing")
@@ -123,6 +124,10 @@ class AutoBridge:
         bridge = cls.from_hf_pretrained(hf_model_id_or_path)
         tp = tensor_model_parallel_size
         provider = bridge.to_megatron_provider(tensor_model_parallel_size=tp, **provider_overrides)
+        if tp > 1 and getattr(type(provider), "IMPORTS_AT_TP1_ONLY", False):
+            raise ConversionError(f"{bridge.model_dir}: {bridge.family.architecture} imports at TP=1 only (its expert "
+                                  "biases need expert_tensor_parallel_size 1, which the conversion's TP world does not set "
+                                  "up); import without --tp: a training run at any TP reshards the checkpoint on load")
         sources = bridge.megatron_sources(provider)  # nothing read yet: tensor by tensor while writing
         with megatron_side.megatron_world(tp):
             built, model = megatron_side.build_meta_model(provider, tp)
@@ -133,7 +138,8 @@ class AutoBridge:
                 return megatron_side.local_shard(key, sources[key](), param, built)
 
             out = megatron_side.save(model, provider, Path(megatron_path), hf_config=bridge.hf_config, overwrite=overwrite,
-                                      tokenizer=bridge.tokenizer_config(), source=streaming.ParameterSource(model, shard_of))
+                                      tokenizer=bridge.tokenizer_config(),
+                                      source=streaming.ParameterSource(megatron_side.named_weights(model), shard_of))
         log.info("imported %s (%s) into %s", bridge.model_dir, bridge.family.architecture, out)
         return Path(megatron_path)
 

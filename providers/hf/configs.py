@@ -24,6 +24,9 @@ class Family:
     to_hf: Callable[[Any], Dict[str, Any]]
     # provider -> the weight mapping (``weights.Rule`` list); None: plugtron's Llama or GPT-2 layout
     weights: Optional[Callable[[Any], List[Any]]] = None
+    # (provider, HF tensor name) -> True for tensors the HF model class itself drops on load (e.g. the
+    # multi-token-prediction layers GLM-4.5 checkpoints carry); None: every tensor must be mapped
+    dropped: Optional[Callable[[Any, str], bool]] = None
 
 
 def _get(cfg: dict, key: str, default: Any = ..., where: str = "config.json") -> Any:

@@ -146,6 +146,18 @@ class SafetensorsReader:
             raise ConversionError(f"{f}: cannot read tensor '{name}' ({_first_line(exc)})") from None
 
 
+    def get_row(self, name: str, row: int) -> torch.Tensor:
+        """Row ``row`` of a tensor stacking one entry per expert: only that row's bytes are read."""
+        f = self.where[name]
+        try:
+            with _open_safetensors(f) as h:
+                return h.get_slice(name)[row : row + 1][0].clone()
+        except ConversionError:
+            raise
+        except Exception as exc:
+            raise ConversionError(f"{f}: cannot read row {row} of tensor '{name}' ({_first_line(exc)})") from None
+
+
 def _holds_plugtron_checkpoint(path: Path) -> bool:
     from plugtron.checkpointing import layout
 
@@ -201,7 +213,9 @@ def write_model_dir_streaming(out_dir: Path, specs: Dict[str, Tuple[Tuple[int, .
                               tensors: Iterable[Tuple[str, torch.Tensor]], config: dict,
                               max_shard_bytes: Optional[int] = None) -> List[Path]:
     """``write_model_dir`` from ``(name, tensor)`` pairs produced one at a time (any order; each of
-    ``specs``, name -> (shape, dtype), exactly once): each is written into its place and dropped."""
+    ``specs``, name -> (shape, dtype), exactly once): each is written into its place and dropped.
+    ``(name, tensor, row)`` is row ``row`` of a stacked tensor (``weights.Rule.rows``): written into
+    its place too, so the stacked tensor is never in memory whole."""
     from plugtron.providers.hf.safetensors_out import SafetensorsWriter
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,10 +229,10 @@ def write_model_dir_streaming(out_dir: Path, specs: Dict[str, Tuple[Tuple[int, .
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(SafetensorsWriter(path, {n: specs[n] for n in names}, {"format": "pt"}))
                    for path, names in zip(paths, shards)]
-        for name, t in tensors:
+        for name, t, *row in tensors:
             if name not in shard_of:
                 raise ConversionError(f"tensor '{name}' is not one of the model's tensors")
-            writers[shard_of[name]].write(name, t)
+            writers[shard_of[name]].write(name, t, *row)
     if len(shards) > 1:
         total = sum(dtype.itemsize * math.prod(shape) for shape, dtype in specs.values())
         weight_map = {name: paths[shard_of[name]].name for name in specs}

@@ -143,6 +143,11 @@ def gemma3_rules(p) -> list:
     return rules
 
 
+# The layer-pattern readers above, public for other families with sliding/full layers (hf.gpt_oss).
+SLIDING, FULL = _SLIDING, _FULL
+refuse, layer_pattern, skip_freq, int_if_whole = _refuse, _layer_pattern, _skip_freq, _int_if_whole
+
+
 # ---- Phi-3 ------------------------------------------------------------------------------------
 
 

@@ -105,7 +105,28 @@ def build_meta_model(provider, tp: int):
     p.use_cpu_initialization = True  # sets the tensor-parallel attributes; init on meta costs nothing
     p.finalize()
     with torch.device("meta"):
-        return p, p.provide()
+        model = p.provide()
+    _to_meta(model)
+    return p, model
+
+
+def _to_meta(model) -> None:
+    """Megatron allocates some tensors on an explicit device, which the meta context does not override
+    (the router's expert bias, the attention's learnable softmax offset): a real tensor would be saved
+    with its initial values, not the source's. Each becomes a meta tensor, its attributes (the
+    tensor-parallel ones) kept, so its data comes from the source and an export reads it like the rest."""
+    for name, t in list(named_weights(model)):
+        if t.is_meta:
+            continue
+        owner, _, attr = name.rpartition(".")
+        module = model.get_submodule(owner)
+        meta = torch.empty_like(t, device="meta")
+        if isinstance(t, torch.nn.Parameter):
+            meta = torch.nn.Parameter(meta, requires_grad=t.requires_grad)
+            meta.__dict__.update(t.__dict__)
+            module._parameters[attr] = meta
+        else:
+            module._buffers[attr] = meta
 
 
 # Transformer Engine's spec fuses the pre-attention/pre-MLP norms into the next linear layer.
@@ -142,6 +163,18 @@ def _pad_vocab(t: torch.Tensor, rows: int) -> torch.Tensor:
 _VOCAB = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 
+# Persistent buffers that are part of the model's function and of Hugging Face's weights: the sigmoid
+# router's per-expert score correction (``moe_router_enable_expert_bias``; HF's e_score_correction_bias).
+_WEIGHT_BUFFERS = (".router.expert_bias",)
+
+
+def named_weights(model):
+    """``(name, tensor)`` of every parameter and weight buffer of ``model`` (the router's expert bias picks
+    experts, is never trained by gradients, and is updated from the token counts during training)."""
+    yield from model.named_parameters()
+    yield from ((n, b) for n, b in model.named_buffers() if n.endswith(_WEIGHT_BUFFERS))
+
+
 def local_shard(key: str, full: torch.Tensor, param, provider) -> torch.Tensor:
     """This rank's part of the whole tensor ``full`` for Megatron parameter ``param`` (canonical
     name ``key``): in its dtype, vocabulary padded, sliced for tensor parallelism, contiguous."""
@@ -169,8 +202,8 @@ def local_shard(key: str, full: torch.Tensor, param, provider) -> torch.Tensor:
 
 
 def check_sources(model, provider, keys) -> None:
-    """Every model parameter has a source tensor and every source tensor a parameter."""
-    names = {canonical_name(name, provider) for name, _ in model.named_parameters()}
+    """Every model parameter (and weight buffer) has a source tensor and every source tensor one of them."""
+    names = {canonical_name(name, provider) for name, _ in named_weights(model)}
     for key in sorted(names - set(keys)):
         raise ConversionError(f"no source tensor for Megatron parameter '{key}'")
     left = set(keys) - names
@@ -181,7 +214,7 @@ def check_sources(model, provider, keys) -> None:
 def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
     """Copy each whole tensor's shard for this rank into ``model``; every tensor must be used."""
     check_sources(model, provider, tensors)
-    for name, param in model.named_parameters():
+    for name, param in named_weights(model):
         key = canonical_name(name, provider)
         with torch.no_grad():
             param.copy_(local_shard(key, tensors[key], param, provider))
@@ -195,7 +228,7 @@ def unpadded(key: str, t: torch.Tensor, provider) -> torch.Tensor:
 def gather(model, provider) -> Dict[str, torch.Tensor]:
     """Whole tensors of a TP=1 model, vocabulary padding removed."""
     out = {}
-    for name, param in model.named_parameters():
+    for name, param in named_weights(model):
         key = canonical_name(name, provider)
         out[key] = unpadded(key, param.detach(), provider).clone()
     return out

@@ -59,6 +59,7 @@ class SafetensorsWriter:
         self._prefix = struct.pack("<Q", len(text)) + text
         self._size = len(self._prefix) + offset
         self._written = set()
+        self._rows: Dict[str, set] = {}  # stacked tensors written row by row: the rows so far
         self._file = None
 
     def __enter__(self) -> "SafetensorsWriter":
@@ -67,17 +68,30 @@ class SafetensorsWriter:
         self._file.truncate(self._size)
         return self
 
-    def write(self, name: str, tensor: torch.Tensor) -> None:
+    def write(self, name: str, tensor: torch.Tensor, row: Optional[int] = None) -> None:
+        """The whole tensor ``name``, or (``row`` given) row ``row`` of it: ``tensor`` is then
+        ``name[row]``, and ``name`` counts as written once all its rows are."""
         shape, dtype = self.specs[name]
-        if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
-            raise ConversionError(f"tensor '{name}': got {tuple(tensor.shape)} {tensor.dtype}, "
-                                  f"expected {tuple(shape)} {dtype}")
-        start, _ = self.ranges[name]
+        expected = tuple(shape) if row is None else tuple(shape[1:])
+        if tuple(tensor.shape) != expected or tensor.dtype != dtype:
+            what = f"tensor '{name}'" if row is None else f"row {row} of tensor '{name}'"
+            raise ConversionError(f"{what}: got {tuple(tensor.shape)} {tensor.dtype}, expected {expected} {dtype}")
+        start, end = self.ranges[name]
+        if row is not None:
+            if not shape or not 0 <= row < shape[0]:
+                raise ConversionError(f"tensor '{name}' of shape {tuple(shape)} has no row {row}")
+            start += row * ((end - start) // shape[0])
         self._file.seek(len(self._prefix) + start)
         if tensor.numel():
             # raw bytes without a copy (numpy has no bfloat16: view the bytes as uint8 first)
             self._file.write(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().data)
-        self._written.add(name)
+        if row is None:
+            self._written.add(name)
+            return
+        rows = self._rows.setdefault(name, set())
+        rows.add(row)
+        if len(rows) == shape[0]:
+            self._written.add(name)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         missing = sorted(set(self.specs) - self._written)

@@ -34,10 +34,12 @@ def _storage_id(t: torch.Tensor) -> int:
 class ParameterSource:
     """Real data for the meta model's parameters: ``shard_of(name)`` returns this rank's shard of
     parameter ``name``; the last one is kept, so the two halves of a SwiGLU ``linear_fc1`` (two
-    write items of one parameter) are produced once when written one after the other."""
+    write items of one parameter) are produced once when written one after the other.
+    ``named``: ``(name, meta tensor)`` of the parameters and of the weight buffers (the router's
+    expert bias) - every meta tensor of the model that its checkpoint holds."""
 
-    def __init__(self, model, shard_of: Callable[[str, torch.Tensor], torch.Tensor]):
-        self._params = {_storage_id(p): (name, p) for name, p in model.named_parameters()}
+    def __init__(self, named, shard_of: Callable[[str, torch.Tensor], torch.Tensor]):
+        self._params = {_storage_id(p): (name, p) for name, p in named}
         self._shard_of = shard_of
         self._last: Tuple[str, torch.Tensor] = ("", None)
 
@@ -135,9 +137,9 @@ def _boxes(model) -> Dict[int, List]:
     return out
 
 
-def load_parameters(model, path: Path, names) -> Iterator[Tuple[str, torch.Tensor]]:
-    """(name, tensor) of each of ``names`` (parameters of the meta ``model``, TP=1 so each is
-    whole) read from the checkpoint at ``path`` (any TP layout: boxes of the global tensors are read
+def load_parameters(model, path: Path, named) -> Iterator[Tuple[str, torch.Tensor]]:
+    """(name, tensor) of each of ``named`` (``(name, meta tensor)`` of parameters or weight buffers
+    of the meta ``model``, TP=1 so each is whole) read from the checkpoint at ``path`` (any TP layout: boxes of the global tensors are read
     from whichever saved chunks cover them), one at a time: only that parameter is in memory.
 
     Megatron's own ``load`` insists on every layer of a layer-stacked tensor at once (its
@@ -181,9 +183,7 @@ def load_parameters(model, path: Path, names) -> Iterator[Tuple[str, torch.Tenso
             return self.transform_tensor(read_item, view)  # the part of the box this saved chunk fills
 
     boxes = _boxes(model)
-    params = dict(model.named_parameters())
-    for name in names:
-        meta = params[name]
+    for name, meta in named:
         sts = boxes.get(_storage_id(meta), [])
         if not sts or any(st.flattened_range is not None for st in sts):
             raise CheckpointError(f"{path}: cannot read '{name}' tensor by tensor (no plain sharded tensor for it)")

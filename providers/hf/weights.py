@@ -12,7 +12,7 @@ into TP parts therefore gives every rank whole groups. The gated MLP's ``linear_
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -28,6 +28,12 @@ class Rule:
     shapes: Tuple[Shape, ...]
     fuse: Callable[..., torch.Tensor]  # hf tensors -> mcore tensor
     split: Callable[[torch.Tensor], Sequence[torch.Tensor]]  # inverse
+    # Per HF tensor: None (the whole stored tensor), or i - the rule uses row i of a stored tensor
+    # that stacks one entry per expert (gpt-oss's ``experts.gate_up_proj``); ``shapes`` is the row's.
+    rows: Tuple = ()
+
+    def row(self, i: int):
+        return self.rows[i] if i < len(self.rows) else None
 
 
 def _copy(name: str, mcore: str, shape: Shape) -> Rule:
@@ -195,29 +201,42 @@ def _aliases(family: str, keys) -> Dict[str, str]:
 
 
 def hf_sources(family: str, provider, reader, where: str) -> Dict[str, Callable[[], torch.Tensor]]:
-    """Every Megatron tensor of ``reader`` (``.keys()``, ``.shape(name)``, ``.get(name)``) as a
-    function that reads and fuses it when called: names and shapes are checked here, from the
-    safetensors headers, before any data is read; missing, misshapen or left-over HF tensors are
-    errors naming the tensor."""
+    """Every Megatron tensor of ``reader`` (``.keys()``, ``.shape(name)``, ``.get(name)``,
+    ``.get_row(name, i)``) as a function that reads and fuses it when called: names and shapes
+    (rows of stacked expert tensors included) are checked here, from the safetensors headers, before
+    any data is read; missing, misshapen or left-over HF tensors are errors naming the tensor."""
     keys = set(reader.keys())
     alias = _aliases(family, keys)
     used, out = set(), {}
+    rows_used: Dict[str, Tuple[int, set]] = {}  # stacked tensor -> (its rows, the rows the rules read)
     for rule in rules_for(family, provider):
-        stored_names = []
-        for name, shape in zip(rule.hf, rule.shapes):
+        parts = []  # (stored name, row or None)
+        for i, (name, shape) in enumerate(zip(rule.hf, rule.shapes)):
             stored = alias.get(name, name)
             if stored not in keys:
                 raise ConversionError(f"{where}: tensor '{stored}' is missing (needed for {rule.mcore})")
             got = tuple(reader.shape(stored))
-            if got != tuple(shape):
+            row = rule.row(i)
+            if row is not None:  # one row of a tensor stacking one entry per expert
+                if not got or got[0] <= row or got[1:] != tuple(shape):
+                    raise ConversionError(f"{where}: tensor '{stored}' has shape {got}, expected "
+                                          f"({row + 1} or more, {', '.join(map(str, shape))}) from config.json")
+                rows_used.setdefault(stored, (got[0], set()))[1].add(row)
+            elif got != tuple(shape):
                 raise ConversionError(
                     f"{where}: tensor '{stored}' has shape {got}, expected {tuple(shape)} from config.json"
                 )
             used.add(stored)
-            stored_names.append(stored)
-        out[rule.mcore] = _reader_of(rule, stored_names, reader)
+            parts.append((stored, row))
+        out[rule.mcore] = _reader_of(rule, parts, reader)
+    for stored, (n, seen) in rows_used.items():
+        if seen != set(range(n)):
+            raise ConversionError(f"{where}: tensor '{stored}' has {n} rows (experts), config.json gives {len(seen)}")
     tied = provider.share_embeddings_and_output_weights
-    extra = sorted(k for k in keys - used if not _ignorable(family, k, tied))
+    from plugtron.providers.hf.configs import family_named
+
+    dropped = family_named(family).dropped or (lambda _p, _name: False)
+    extra = sorted(k for k in keys - used if not _ignorable(family, k, tied) and not dropped(provider, k))
     if extra:
         more = f" (and {len(extra) - 5} more)" if len(extra) > 5 else ""
         raise ConversionError(f"{where}: tensor(s) {', '.join(extra[:5])}{more} have no place in a "
@@ -225,8 +244,9 @@ def hf_sources(family: str, provider, reader, where: str) -> Dict[str, Callable[
     return out
 
 
-def _reader_of(rule: Rule, names: List[str], reader) -> Callable[[], torch.Tensor]:
-    return lambda: rule.fuse(*(reader.get(n) for n in names))
+def _reader_of(rule: Rule, parts: List[Tuple[str, Optional[int]]], reader) -> Callable[[], torch.Tensor]:
+    # a row alone is read, not the stacked tensor: reading it whole once per expert would cost E times
+    return lambda: rule.fuse(*(reader.get(n) if row is None else reader.get_row(n, row) for n, row in parts))
 
 
 def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Tensor]:
@@ -234,28 +254,62 @@ def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Te
     return {name: read() for name, read in hf_sources(family, provider, reader, where).items()}
 
 
+# Written in float32 whatever the model's dtype: the sigmoid routers' score correction, a float32 buffer in
+# transformers and in Megatron (a bf16 copy would round the biases that decide the top-k).
+_FLOAT32 = (".e_score_correction_bias",)
+
+
+def _export_dtype(name: str, dtype):
+    return torch.float32 if dtype is not None and name.endswith(_FLOAT32) else dtype
+
+
 def hf_specs(family: str, provider, dtype: torch.dtype) -> Dict[str, Tuple[Shape, torch.dtype]]:
-    """Name -> (shape, dtype) of every HF tensor an export writes, in the mapping's order."""
-    return {name: (shape, dtype) for rule in rules_for(family, provider) for name, shape in zip(rule.hf, rule.shapes)}
+    """Name -> (shape, dtype) of every HF tensor an export writes, in the mapping's order; a tensor
+    stacking one row per expert (``Rule.rows``) has the rows' count as its first dimension."""
+    specs: Dict[str, Tuple[Shape, torch.dtype]] = {}
+    rows: Dict[str, set] = {}
+    for rule in rules_for(family, provider):
+        for i, (name, shape) in enumerate(zip(rule.hf, rule.shapes)):
+            row = rule.row(i)
+            if row is None:
+                specs[name] = (tuple(shape), _export_dtype(name, dtype))
+            else:
+                rows.setdefault(name, set()).add(row)
+                specs[name] = ((len(rows[name]), *shape), _export_dtype(name, dtype))
+    for name, seen in rows.items():
+        if seen != set(range(len(seen))):
+            raise ConversionError(f"Megatron checkpoint: rows {sorted(seen)} of '{name}' are not 0..{len(seen) - 1}")
+    return specs
 
 
-def split_to_hf(rule: Rule, tensor: torch.Tensor, dtype=None) -> List[Tuple[str, torch.Tensor]]:
-    """The HF tensors of one Megatron tensor (whole, vocabulary padding removed)."""
+def split_to_hf(rule: Rule, tensor: torch.Tensor, dtype=None) -> List[Tuple]:
+    """The HF tensors of one Megatron tensor (whole, vocabulary padding removed): ``(name, tensor)``,
+    or ``(name, tensor, row)`` for row ``row`` of a stacked HF tensor (``Rule.rows``)."""
     out = []
-    for name, shape, t in zip(rule.hf, rule.shapes, rule.split(tensor)):
+    for i, (name, shape, t) in enumerate(zip(rule.hf, rule.shapes, rule.split(tensor))):
         if tuple(t.shape) != tuple(shape):
             raise ConversionError(f"Megatron checkpoint: '{rule.mcore}' gives '{name}' of shape "
                                   f"{tuple(t.shape)}, expected {tuple(shape)}")
-        out.append((name, t.to(dtype) if dtype is not None else t))
+        t = t.to(_export_dtype(name, dtype)) if dtype is not None else t
+        out.append((name, t) if rule.row(i) is None else (name, t, rule.row(i)))
     return out
 
 
 def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=None) -> Dict[str, torch.Tensor]:
     out: Dict[str, torch.Tensor] = {}
+    rows: Dict[str, Dict[int, torch.Tensor]] = {}  # stacked HF tensors, collected row by row
     for rule in rules_for(family, provider):
         if rule.mcore not in tensors:
             raise ConversionError(f"Megatron checkpoint: tensor '{rule.mcore}' is missing")
-        out.update(split_to_hf(rule, tensors[rule.mcore], dtype))
+        for name, t, *row in split_to_hf(rule, tensors[rule.mcore], dtype):
+            if row:
+                rows.setdefault(name, {})[row[0]] = t
+            else:
+                out[name] = t
+    for name, by_row in rows.items():
+        if sorted(by_row) != list(range(len(by_row))):
+            raise ConversionError(f"Megatron checkpoint: rows {sorted(by_row)} of '{name}' are not 0..{len(by_row) - 1}")
+        out[name] = torch.stack([by_row[r] for r in range(len(by_row))], 0)
     return out
 
 

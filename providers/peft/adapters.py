@@ -10,6 +10,12 @@ whole): A is column-parallel with its output gathered (``dim`` split), B column-
 base, so each rank adds its own output rows. Row-parallel base (input split, output reduced): A is
 row-parallel (its output all-reduced: one extra all-reduce of ``[tokens, dim]`` per layer), B
 column-parallel with its output gathered. Megatron's own layers carry the autograd collectives.
+
+Sequence parallelism (``model.sequence_parallel``): a column-parallel base receives this rank's slice of
+the sequence and gathers it inside; the adapter gathers it too (one extra all-gather of ``[s, b, h]`` per
+adapted layer), and since its A layer already all-reduces the input gradient over TP, the gather's
+backward only keeps this rank's slice. A row-parallel base reduce-scatters its output to a sequence
+slice; the adapter's output (whole on every rank) is cut to the same slice (backward: all-gather).
 """
 
 from __future__ import annotations
@@ -87,17 +93,25 @@ class Adapter(torch.nn.Module):
         super().__init__()
         self.blocks = torch.nn.ModuleDict(blocks)
         self.combine, self.scale, self.row_parallel = combine, scale, row_parallel
+        self.sequence_parallel = False  # set by ``adapt`` from the wrapped layer
         self.dropout = torch.nn.Dropout(dropout) if dropout > 0 else torch.nn.Identity()
         self.dropout_position = dropout_position
         self.magnitude: Optional[torch.nn.Parameter] = None
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """``scale * B A x`` in the layer's output layout."""
+        from megatron.core.tensor_parallel import gather_from_sequence_parallel_region, scatter_to_sequence_parallel_region
+
+        if self.sequence_parallel and not self.row_parallel:  # collective over TP: the whole sequence
+            x = gather_from_sequence_parallel_region(x, tensor_parallel_output_grad=False)
         if self.dropout_position == "pre":
             x = self.dropout(x)
         out = self.combine({name: block(x) for name, block in self.blocks.items()})
         out = out * self.scale
-        return self.dropout(out) if self.dropout_position == "post" else out
+        out = self.dropout(out) if self.dropout_position == "post" else out
+        if self.sequence_parallel and self.row_parallel:  # this rank's slice, as the layer's reduce-scatter gives
+            out = scatter_to_sequence_parallel_region(out)
+        return out
 
     def delta_weight(self) -> torch.Tensor:
         """``scale * B A`` as this rank's shard of the layer's weight (same shape)."""
@@ -157,6 +171,8 @@ def adapt(layer, adapter: Adapter, dora: bool) -> None:
     for p in layer.parameters():
         p.requires_grad_(False)
     layer.add_module(ADAPTER, adapter)
+    adapter.sequence_parallel = bool(getattr(layer, "sequence_parallel", False)) and \
+        ps.get_tensor_model_parallel_world_size() > 1
     if dora:
         from megatron.core.tensor_parallel.layers import set_tensor_model_parallel_attributes
 

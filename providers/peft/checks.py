@@ -35,9 +35,6 @@ def config_problems(cfg) -> List[str]:
     if tp > 1 and peft.dim % tp:
         problems.append(f"peft.dim: must be a multiple of model.tensor_model_parallel_size={tp} (the adapters' "
                         f"rank is split over TP like the layers), got {peft.dim}")
-    if tp > 1 and getattr(m, "sequence_parallel", False):
-        problems.append("peft: model.sequence_parallel is not supported with adapters yet (the adapters would see "
-                        "the sequence-split input); set model.sequence_parallel: false")
     if peft.a2a_experimental:
         problems.append("peft.a2a_experimental: adapters on MoE experts are not implemented; plugtron's adapters "
                         "wrap the dense layers only (set it to false)")

@@ -22,7 +22,7 @@ from plugtron.errors import CheckpointError
 from plugtron.providers.peft.adapters import adapted_layers
 
 log = logging.getLogger("plugtron")
-LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3_moe", "gemma3", "phi3")
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3_moe", "glm4_moe", "gemma3", "phi3", "deepseek_v3", "gpt_oss")
 
 
 def _split_rows(t: torch.Tensor, n_parts: int, provider) -> List[torch.Tensor]:

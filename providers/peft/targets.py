@@ -14,7 +14,9 @@ import fnmatch
 from typing import Dict, FrozenSet, List, Tuple
 
 # Megatron's linear layers of a GPT block (local and Transformer Engine specs name them alike).
-MEGATRON = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
+MEGATRON = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2",
+            # multi-latent attention (DeepSeek-V3): the query and key/value down and up projections
+            "linear_q_proj", "linear_q_down_proj", "linear_q_up_proj", "linear_kv_down_proj", "linear_kv_up_proj")
 # Name -> (Megatron layer, the part of its output; None: the whole layer).
 _PARTS = {
     "linear_qkv": ("linear_qkv", None), "qkv_proj": ("linear_qkv", None),
@@ -27,6 +29,12 @@ _PARTS = {
     "linear_fc1_up": ("linear_fc1", "up"), "up_proj": ("linear_fc1", "up"),
     "linear_fc2": ("linear_fc2", None), "down_proj": ("linear_fc2", None),
     "gate_up_proj": ("linear_fc1", None),  # Phi-3's fused gate/up
+    # MLA by Megatron's and DeepSeek's Hugging Face names (q_proj stays Llama's: DeepSeek's is linear_q_proj)
+    "linear_q_proj": ("linear_q_proj", None), "linear_q_down_proj": ("linear_q_down_proj", None),
+    "q_a_proj": ("linear_q_down_proj", None), "linear_q_up_proj": ("linear_q_up_proj", None),
+    "q_b_proj": ("linear_q_up_proj", None), "linear_kv_down_proj": ("linear_kv_down_proj", None),
+    "kv_a_proj_with_mqa": ("linear_kv_down_proj", None), "linear_kv_up_proj": ("linear_kv_up_proj", None),
+    "kv_b_proj": ("linear_kv_up_proj", None),
 }
 KNOWN_NAMES = tuple(_PARTS)
 ALL_PARTS = {"linear_qkv": frozenset({"q", "k", "v"}), "linear_fc1": frozenset({"gate", "up"})}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from plugtron_dolly import Dolly
+from plugtron_dolly import Dolly, DollyText
 
 RECORDS = [{"instruction": "Add the numbers.", "context": "2 and 3", "response": "5"},
            {"instruction": "Say hi.", "response": "hi"}] * 8
@@ -61,3 +61,24 @@ def test_options_are_typed_and_checked(tmp_path):
     cfg = load_config(None, base + [f"dataset.dataset_root={bad}"]).validate()
     with pytest.raises(DataError, match=r"training.jsonl:1: expected a JSON object with 'instruction' and 'response' strings"):
         load_examples(str(bad / "training.jsonl"), cfg.dataset, _tokenizer())
+
+
+def test_plugtron_pretrains_on_dolly_text(tmp_path, plugtron_run):
+    from plugtron.config import load_config
+    from plugtron.errors import ConfigError
+    from plugtron.testing import TINY
+
+    path = tmp_path / "dolly.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS * 4))
+    picked = ["dataset.data_format=dolly_text", f"dataset.format_options.path={path}"]
+    run = plugtron_run([*picked, "dataset.format_options.valid_every=4", "train.train_iters=3"])
+    assert len(run.losses) == 3 and run.eval["valid"]
+    cfg = load_config(None, TINY + picked).validate()
+    train = DollyText(DollyText.Options(path=str(path))).build(cfg, _tokenizer(), [1, 0, 0])[0]
+    first, second = train[0], train[1]
+    assert _tokenizer().detokenize(first["tokens"][:15].tolist()) == "Add the numbers"
+    assert (first["labels"][:-1] == first["tokens"][1:]).all() and first["labels"][-1] == second["tokens"][0]
+    with pytest.raises(ConfigError, match=r"dataset.format_options.path: required"):
+        load_config(None, TINY + ["dataset.data_format=dolly_text"]).validate()
+    with pytest.raises(ConfigError, match=r"dataset.data_format: 'dolly' is an SFT format .* takes a pretraining format: .*dolly_text"):
+        load_config(None, TINY + ["dataset.data_format=dolly"]).validate()

@@ -1,4 +1,5 @@
-"""Dolly-style SFT records for plugtron: ``dataset.data_format: dolly``.
+"""Dolly-style records for plugtron: SFT (``dataset.data_format: dolly``) and pretraining text
+(``dataset.data_format: dolly_text``).
 
 A line is ``{"instruction": str, "context": str (may be empty or absent), "response": str}``. The prompt
 is the instruction (and the context, when there is one) in a template; the answer is the response and
@@ -6,10 +7,12 @@ the end-of-document token. Only answer tokens are learned (the loss mask), as fo
 formats.
 """
 
+import json
+
 import attrs
 import numpy
 
-from plugtron.config.rules import OneOf
+from plugtron.config.rules import OneOf, Range
 
 PLUGTRON_API = ">=1,<2"
 
@@ -58,3 +61,61 @@ class Dolly:
             answer, prompt = answer[: len(answer) - cut], prompt[excess - cut:]
         return (numpy.asarray(prompt + answer, dtype=numpy.int32),
                 numpy.asarray([False] * len(prompt) + [True] * len(answer), dtype=bool))
+
+
+class DollyText:
+    """Dolly records as pretraining text: each record one document, packed into full sequences.
+
+    A pretraining format (``pretraining = True``): ``dataset.data_format: dolly_text`` on a
+    pretraining dataset section, ``dataset.format_options.path`` the JSONL file. A record's text is
+    its instruction, context and response, one paragraph each; documents are tokenized, joined with
+    the end-of-document token and cut into ``sequence_length + 1`` token windows. Every
+    ``valid_every``-th record goes to the validation split; there is no test split.
+    """
+
+    pretraining = True
+
+    @attrs.define(kw_only=True)
+    class Options:
+        path: str = attrs.field(default="", metadata={"help": "a JSONL file of Dolly records"})
+        valid_every: int = attrs.field(default=10, metadata={"help": "every Nth record is validation data"})
+
+        RULES = {"valid_every": Range(lo=2)}
+
+    def __init__(self, options: "DollyText.Options"):
+        self.options = options
+
+    def problems(self, ds) -> list:
+        if not self.options.path:
+            return ["dataset.format_options.path: required (a JSONL file of Dolly records)"]
+        return []
+
+    def documents(self):
+        with open(self.options.path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    record = json.loads(line)
+                    yield n, "\n\n".join(record.get(k) or "" for k in ("instruction", "context", "response")).strip()
+
+    def build(self, cfg, tokenizer, sizes):
+        length = cfg.dataset.sequence_length
+        splits = ([], [])
+        for n, text in self.documents():
+            splits[n % self.options.valid_every == 0].extend(tokenizer.tokenize(text) + [tokenizer.eod])
+        return (Windows(splits[0], length) if sizes[0] else None,
+                Windows(splits[1], length) if sizes[1] else None, None)
+
+
+class Windows:
+    """``sequence_length`` windows of a token stream, as the samples of Megatron's ``GPTDataset``."""
+
+    def __init__(self, tokens, length: int):
+        self.tokens, self.length = numpy.asarray(tokens, dtype=numpy.int64), length
+
+    def __len__(self) -> int:
+        return max(len(self.tokens) - 1, 0) // self.length
+
+    def __getitem__(self, i: int) -> dict:
+        window = self.tokens[i * self.length: (i + 1) * self.length + 1]
+        return {"tokens": window[:-1], "labels": window[1:], "loss_mask": numpy.ones(self.length, numpy.float32),
+                "position_ids": numpy.arange(self.length, dtype=numpy.int64)}
