@@ -109,6 +109,8 @@ def main() -> None:
               f"median of {args.rounds} rounds")
         print(f"save  {save:7.2f} s  ({mb / save:7.0f} MB/s) | raw write+fsync {raw_w:6.2f} s ({mb / raw_w:7.0f} MB/s) | ratio {save / raw_w:5.2f}")
         print(f"load  {load:7.2f} s  ({mb / load:7.0f} MB/s) | raw read        {raw_r:6.2f} s ({mb / raw_r:7.0f} MB/s) | ratio {load / raw_r:5.2f}")
+        print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+              "(1/5/15 min); the load includes verifying every file's CRC32 against the manifest")
     finally:
         setup.destroy_distributed()
         if args.dir is None:

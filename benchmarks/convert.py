@@ -4,10 +4,18 @@ Writes a random Llama-layout model of about ``--size-mb`` (fp32, 32000-token voc
 layers, hidden size chosen to hit the size) as config.json + model.safetensors, then times, in one
 process and on the same files:
 
-- read:   every tensor of model.safetensors loaded with safetensors (the floor for import's input)
-- write:  the same tensors written with safetensors.save_file (the floor for export's output)
-- import: ``AutoBridge.import_ckpt`` (read, fuse QKV/fc1, build the Megatron model, torch_dist save)
-- export: ``AutoBridge.export_ckpt`` (torch_dist load into a model, split, write safetensors)
+- read:   every tensor of model.safetensors loaded with safetensors, one at a time (the floor for
+  import's input)
+- write:  the same number of bytes written to one file with plain file I/O and fsynced (the floor
+  for export's output)
+- import: ``AutoBridge.import_ckpt`` (streamed: each tensor read, fused, written into the
+  torch_dist checkpoint; then the manifest's CRC32 pass and the atomic publish)
+- export: ``AutoBridge.export_ckpt`` (the manifest verified, then each tensor read from the
+  checkpoint, split and written into model.safetensors)
+
+Each step's peak resident memory above the process's size before it (VmHWM, reset through
+/proc/self/clear_refs on Linux) is printed too, with the machine's load average: timings on a
+shared machine are contended.
 
     python benchmarks/convert.py [--size-mb 500] [--workdir DIR]
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -43,28 +52,45 @@ def _hf_config(size_mb: float) -> dict:
 
 
 def _write_model(path: Path, size_mb: float) -> int:
+    """config.json + model.safetensors, generated and written one tensor at a time (a model bigger
+    than memory can be benchmarked); returns the weights' bytes."""
     import torch
-    from safetensors.torch import save_file
 
+    from plugtron.providers.hf import files
     from plugtron.providers.hf.configs import family_for
-    from plugtron.providers.hf.weights import llama_rules
+    from plugtron.providers.hf.weights import hf_specs
     from plugtron.providers.llama import LlamaProvider
 
     cfg = _hf_config(size_mb)
     provider = LlamaProvider(**family_for("LlamaForCausalLM").to_provider(cfg))
+    specs = hf_specs("llama", provider, torch.float32)
     g = torch.Generator().manual_seed(0)
-    tensors = {name: torch.randn(shape, generator=g) * 0.02
-               for rule in llama_rules(provider) for name, shape in zip(rule.hf, rule.shapes)}
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps(cfg))
-    save_file(tensors, str(path / "model.safetensors"))
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+    pieces = ((name, torch.randn(shape, generator=g) * 0.02) for name, (shape, _) in specs.items())
+    files.write_model_dir_streaming(path, specs, pieces, cfg)
+    return sum(4 * math.prod(shape) for shape, _ in specs.values())
+
+
+def _rss(field: str) -> int:
+    import re
+
+    try:
+        with open("/proc/self/status") as f:
+            return int(re.search(rf"{field}:\s+(\d+) kB", f.read()).group(1)) * 1024
+    except (OSError, AttributeError):
+        return 0
 
 
 def _timed(fn):
+    """(seconds, peak resident bytes above the start, result)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS
+    except OSError:
+        pass
+    base = _rss("VmRSS")
     t0 = time.perf_counter()
     out = fn()
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, max(0, _rss("VmHWM") - base), out
 
 
 def main() -> None:
@@ -74,7 +100,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     from plugtron.providers.hf import AutoBridge
 
@@ -83,21 +108,37 @@ def main() -> None:
         nbytes = _write_model(work / "hf", args.size_mb)
         src = work / "hf" / "model.safetensors"
 
-        def read_all():
+        def read_all():  # every tensor read (a copy: every byte touched), then dropped, as import does
             with safe_open(str(src), framework="pt") as f:
-                return {k: f.get_tensor(k).clone() for k in f.keys()}  # clone: touch every byte (mmap is lazy)
+                for k in f.keys():
+                    f.get_tensor(k).clone()
 
-        t_read, tensors = _timed(read_all)
-        t_write, _ = _timed(lambda: save_file(tensors, str(work / "direct.safetensors")))
-        del tensors
-        t_import, _ = _timed(lambda: AutoBridge.import_ckpt(str(work / "hf"), str(work / "mcore")))
-        t_export, _ = _timed(lambda: AutoBridge.export_ckpt(str(work / "mcore"), str(work / "exported")))
+        def write_all():  # the same number of bytes written to one file and fsynced, as export does
+            block = os.urandom(1 << 24)
+            with open(work / "direct.bin", "wb") as f:
+                for start in range(0, nbytes, len(block)):
+                    f.write(block[: min(len(block), nbytes - start)])
+                f.flush()
+                os.fsync(f.fileno())
+
+        # warm up on a small model first: the modules conversion imports are not its cost
+        _write_model(work / "warm", 20)
+        AutoBridge.import_ckpt(str(work / "warm"), str(work / "warm-mcore"))
+        AutoBridge.export_ckpt(str(work / "warm-mcore"), str(work / "warm-exported"))
+        t_read, m_read, _ = _timed(read_all)
+        t_write, m_write, _ = _timed(write_all)
+        t_import, m_import, _ = _timed(lambda: AutoBridge.import_ckpt(str(work / "hf"), str(work / "mcore")))
+        t_export, m_export, _ = _timed(lambda: AutoBridge.export_ckpt(str(work / "mcore"), str(work / "exported")))
         mb = nbytes / 2**20
-        print(f"model: {mb:.0f} MiB of fp32 safetensors ({json.loads((work / 'hf' / 'config.json').read_text())['hidden_size']} hidden, 12 layers)")
-        print(f"{'step':<8}{'seconds':>10}{'MiB/s':>10}{'x direct':>10}")
-        for name, t, base in (("read", t_read, t_read), ("import", t_import, t_read),
-                              ("write", t_write, t_write), ("export", t_export, t_write)):
-            print(f"{name:<8}{t:>10.2f}{mb / t:>10.0f}{t / base:>10.1f}")
+        hidden = json.loads((work / "hf" / "config.json").read_text())["hidden_size"]
+        print(f"model: {mb:.0f} MiB of fp32 safetensors ({hidden} hidden, 12 layers)")
+        print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (1/5/15 min)")
+        print(f"{'step':<8}{'seconds':>10}{'MiB/s':>10}{'x direct':>10}{'peak MiB':>10}")
+        for name, t, base, m in (("read", t_read, t_read, m_read), ("import", t_import, t_read, m_import),
+                                 ("write", t_write, t_write, m_write), ("export", t_export, t_write, m_export)):
+            print(f"{name:<8}{t:>10.2f}{mb / t:>10.0f}{t / base:>10.1f}{m / 2**20:>10.0f}")
+        print(f"ratio: import {t_import / t_read:.2f}x raw read, export {t_export / t_write:.2f}x raw write "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

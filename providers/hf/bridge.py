@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 
 from plugtron import distributed
-from plugtron.providers.hf import configs, files, megatron_side, weights
+from plugtron.providers.hf import configs, files, megatron_side, streaming, weights
 from plugtron.providers.hf.errors import ConversionError
 
 log = logging.getLogger("plugtron")
@@ -47,6 +47,18 @@ def _export_tokenizer(ckpt_dir: Path, hf_dir: Path) -> None:
     tok = from_yaml(run_config.read_text(encoding="utf-8"), source=str(run_config)).tokenizer
     if tokenizer_files.copy_hf_files(tokenizer_files.resolve(tok, str(ckpt_dir)), str(hf_dir)) == 0:
         log.info("export-hf: %s records no tokenizer files (%s); none written", ckpt_dir, tok.tokenizer_type)
+
+
+def _streamed_pieces(model, provider, path: Path, rules, dtype):
+    """(HF name, tensor[, row]) of the checkpoint at ``path`` (``weights.split_to_hf``), one Megatron
+    parameter (or weight buffer: the router's expert bias) loaded at a time."""
+    param_of = {megatron_side.canonical_name(name, provider): (name, t) for name, t in megatron_side.named_weights(model)}
+    for rule in rules:
+        if rule.mcore not in param_of:
+            raise ConversionError(f"Megatron checkpoint: tensor '{rule.mcore}' is missing")
+    loaded = streaming.load_parameters(model, path, [param_of[rule.mcore] for rule in rules])
+    for rule, (_, tensor) in zip(rules, loaded):
+        yield from weights.split_to_hf(rule, megatron_side.unpadded(rule.mcore, tensor, provider), dtype)
 
 
 class AutoBridge:
@@ -94,8 +106,12 @@ class AutoBridge:
         return None
 
     def megatron_tensors(self, provider):
+        return {name: read() for name, read in self.megatron_sources(provider).items()}
+
+    def megatron_sources(self, provider):
+        """Every Megatron tensor as a function reading it (names and shapes checked first)."""
         reader = files.SafetensorsReader(self.model_dir)
-        return weights.hf_to_mcore(self.family.name, provider, reader, where=str(self.model_dir))
+        return weights.hf_sources(self.family.name, provider, reader, where=str(self.model_dir))
 
     @classmethod
     def import_ckpt(cls, hf_model_id_or_path: str, megatron_path: str, tensor_model_parallel_size: int = 1,
@@ -112,12 +128,18 @@ class AutoBridge:
             raise ConversionError(f"{bridge.model_dir}: {bridge.family.architecture} imports at TP=1 only (its expert "
                                   "biases need expert_tensor_parallel_size 1, which the conversion's TP world does not set "
                                   "up); import without --tp: a training run at any TP reshards the checkpoint on load")
-        tensors = bridge.megatron_tensors(provider)
+        sources = bridge.megatron_sources(provider)  # nothing read yet: tensor by tensor while writing
         with megatron_side.megatron_world(tp):
-            built, model = megatron_side.build_model(provider, tp)
-            megatron_side.fill(model, built, tensors)
+            built, model = megatron_side.build_meta_model(provider, tp)
+            megatron_side.check_sources(model, built, sources)
+
+            def shard_of(name, param):
+                key = megatron_side.canonical_name(name, built)
+                return megatron_side.local_shard(key, sources[key](), param, built)
+
             out = megatron_side.save(model, provider, Path(megatron_path), hf_config=bridge.hf_config, overwrite=overwrite,
-                                      tokenizer=bridge.tokenizer_config())
+                                      tokenizer=bridge.tokenizer_config(),
+                                      source=streaming.ParameterSource(megatron_side.named_weights(model), shard_of))
         log.info("imported %s (%s) into %s", bridge.model_dir, bridge.family.architecture, out)
         return Path(megatron_path)
 
@@ -129,24 +151,33 @@ class AutoBridge:
         a non-empty one (other files are kept; never a directory holding a plugtron checkpoint)."""
         files.check_export_dir(Path(hf_path), overwrite)  # before the work, not after
         root = Path(megatron_path)
-        with megatron_side.megatron_world(1):
-            provider, model = megatron_side.load_model(root, tp=1)
-            tensors = megatron_side.gather(model, provider)
-        fam = configs.family_of_provider(provider)
-        original = None
         from plugtron.migrate.nemo2_checkpoint import is_nemo2_checkpoint
 
-        saved = None if is_nemo2_checkpoint(str(root)) else megatron_side.checkpoint_dir(root) / megatron_side.HF_CONFIG
-        if saved is not None and saved.is_file():
-            original = json.loads(saved.read_text(encoding="utf-8"))
-        config = configs.hf_config(provider, original)
-        # transformers >= 4.56 writes "dtype", older versions "torch_dtype"
-        dtype = _DTYPES.get(str(config.get("dtype", config.get("torch_dtype"))), torch.float32)
-        hf = weights.mcore_to_hf(fam.name, provider, tensors, dtype=dtype)
-        if distributed.is_rank0():  # under torchrun: one writer
-            files.remove_weights(Path(hf_path))  # empty unless overwrite: checked above
-            files.write_model_dir(Path(hf_path), hf, config, max_shard_bytes=max_shard_bytes)
-            if saved is not None:  # the checkpoint's tokenizer next to config.json: AutoTokenizer loads the export
-                _export_tokenizer(saved.parent, Path(hf_path))
+        nemo2 = is_nemo2_checkpoint(str(root))
+        path = None if nemo2 else megatron_side.checkpoint_dir(root)  # verified (manifest, .metadata) once, here
+        saved = None if nemo2 else path / megatron_side.HF_CONFIG
+        original = json.loads(saved.read_text(encoding="utf-8")) if saved is not None and saved.is_file() else None
+        provider = megatron_side.load_provider(root) if nemo2 else megatron_side.provider_of(path)
+        with megatron_side.megatron_world(1):
+            if nemo2:  # NeMo 2.0's own layout: loaded whole, as before
+                provider, model = megatron_side.load_model(root, tp=1)
+                tensors = megatron_side.gather(model, provider)
+            else:
+                provider, model = megatron_side.build_meta_model(provider, 1)
+            config = configs.hf_config(provider, original)
+            # transformers >= 4.56 writes "dtype", older versions "torch_dtype"
+            dtype = _DTYPES.get(str(config.get("dtype", config.get("torch_dtype"))), torch.float32)
+            fam = configs.family_of_provider(provider)
+            rules = weights.rules_for(fam.name, provider)
+            if nemo2:
+                pieces = (p for rule in rules for p in weights.split_to_hf(rule, tensors[rule.mcore], dtype))
+            else:  # one Megatron tensor at a time: read, split, written, released
+                pieces = _streamed_pieces(model, provider, path, rules, dtype)
+            if distributed.is_rank0():  # under torchrun: one writer
+                files.remove_weights(Path(hf_path))  # empty unless overwrite: checked above
+                files.write_model_dir_streaming(Path(hf_path), weights.hf_specs(fam.name, provider, dtype), pieces,
+                                                config, max_shard_bytes=max_shard_bytes)
+                if saved is not None:  # the checkpoint's tokenizer next to config.json: AutoTokenizer loads the export
+                    _export_tokenizer(saved.parent, Path(hf_path))
         log.info("exported %s to %s", root, hf_path)
         return Path(hf_path)

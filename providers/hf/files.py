@@ -4,7 +4,9 @@ Hugging Face cache if it is there, never downloaded."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -117,14 +119,43 @@ class SafetensorsReader:
     def keys(self) -> Iterable[str]:
         return self.where.keys()
 
-    def get(self, name: str) -> torch.Tensor:
+    def _handle(self, name: str):
         f = self.where[name]
         if f not in self._handles:
             self._handles[f] = _open_safetensors(f)
+        return f, self._handles[f]
+
+    def shape(self, name: str) -> Tuple[int, ...]:
+        """From the header: no data is read."""
+        f, h = self._handle(name)
         try:
-            return self._handles[f].get_tensor(name)
+            return tuple(h.get_slice(name).get_shape())
+        except Exception as exc:  # a name the index puts in the wrong shard
+            raise ConversionError(f"{f}: cannot read tensor '{name}' ({_first_line(exc)})") from None
+
+    def get(self, name: str) -> torch.Tensor:
+        """A copy of the tensor. The file is mapped only while it is read: pages of a mapping that
+        stays open remain resident, and a streamed conversion would end up holding the whole model."""
+        f = self.where[name]
+        try:
+            with _open_safetensors(f) as h:
+                return h.get_tensor(name)
+        except ConversionError:
+            raise
         except Exception as exc:  # a name the index puts in the wrong shard, or a corrupt tensor
             raise ConversionError(f"{f}: cannot read tensor '{name}' ({_first_line(exc)})") from None
+
+
+    def get_row(self, name: str, row: int) -> torch.Tensor:
+        """Row ``row`` of a tensor stacking one entry per expert: only that row's bytes are read."""
+        f = self.where[name]
+        try:
+            with _open_safetensors(f) as h:
+                return h.get_slice(name)[row : row + 1][0].clone()
+        except ConversionError:
+            raise
+        except Exception as exc:
+            raise ConversionError(f"{f}: cannot read row {row} of tensor '{name}' ({_first_line(exc)})") from None
 
 
 def _holds_plugtron_checkpoint(path: Path) -> bool:
@@ -160,33 +191,51 @@ def remove_weights(out_dir: Path) -> None:
 def write_model_dir(out_dir: Path, tensors: Dict[str, torch.Tensor], config: dict,
                     max_shard_bytes: Optional[int] = None) -> List[Path]:
     """config.json + model.safetensors, or numbered shards and an index past ``max_shard_bytes``."""
-    require_safetensors()
-    from safetensors.torch import save_file
+    specs = {name: (tuple(t.shape), t.dtype) for name, t in tensors.items()}
+    return write_model_dir_streaming(out_dir, specs, tensors.items(), config, max_shard_bytes)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    shards: List[List[Tuple[str, torch.Tensor]]] = [[]]
+
+def _shards(specs: Dict[str, Tuple[Tuple[int, ...], torch.dtype]], max_shard_bytes: Optional[int]) -> List[List[str]]:
+    """Tensor names per shard, in ``specs`` order: a new shard when the next tensor would pass the size."""
+    shards: List[List[str]] = [[]]
     size = 0
-    for name, t in tensors.items():
-        nbytes = t.numel() * t.element_size()
+    for name, (shape, dtype) in specs.items():
+        nbytes = dtype.itemsize * math.prod(shape)
         if max_shard_bytes and shards[-1] and size + nbytes > max_shard_bytes:
             shards.append([])
             size = 0
-        shards[-1].append((name, t.contiguous()))
+        shards[-1].append(name)
         size += nbytes
-    meta = {"format": "pt"}
+    return shards
+
+
+def write_model_dir_streaming(out_dir: Path, specs: Dict[str, Tuple[Tuple[int, ...], torch.dtype]],
+                              tensors: Iterable[Tuple[str, torch.Tensor]], config: dict,
+                              max_shard_bytes: Optional[int] = None) -> List[Path]:
+    """``write_model_dir`` from ``(name, tensor)`` pairs produced one at a time (any order; each of
+    ``specs``, name -> (shape, dtype), exactly once): each is written into its place and dropped.
+    ``(name, tensor, row)`` is row ``row`` of a stacked tensor (``weights.Rule.rows``): written into
+    its place too, so the stacked tensor is never in memory whole."""
+    from plugtron.providers.hf.safetensors_out import SafetensorsWriter
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    shards = _shards(specs, max_shard_bytes)
     if len(shards) == 1:
-        path = out_dir / SINGLE
-        save_file(dict(shards[0]), str(path), metadata=meta)
-        return [path]
-    paths, weight_map, total = [], {}, 0
-    for i, shard in enumerate(shards, 1):
-        path = out_dir / f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(dict(shard), str(path), metadata=meta)
-        paths.append(path)
-        for name, t in shard:
-            weight_map[name] = path.name
-            total += t.numel() * t.element_size()
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (out_dir / INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+        paths = [out_dir / SINGLE]
+    else:
+        paths = [out_dir / f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+    shard_of = {name: i for i, names in enumerate(shards) for name in names}
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(SafetensorsWriter(path, {n: specs[n] for n in names}, {"format": "pt"}))
+                   for path, names in zip(paths, shards)]
+        for name, t, *row in tensors:
+            if name not in shard_of:
+                raise ConversionError(f"tensor '{name}' is not one of the model's tensors")
+            writers[shard_of[name]].write(name, t, *row)
+    if len(shards) > 1:
+        total = sum(dtype.itemsize * math.prod(shape) for shape, dtype in specs.values())
+        weight_map = {name: paths[shard_of[name]].name for name in specs}
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (out_dir / INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     return paths

@@ -98,6 +98,37 @@ def build_model(provider, tp: int):
     return p, p.provide()
 
 
+def build_meta_model(provider, tp: int):
+    """``build_model`` on the ``meta`` device: every shape, tensor-parallel attribute and sharded
+    state dict entry of the real model, no storage and no random init (``streaming``)."""
+    p = single_world_layout(provider, tp)
+    p.use_cpu_initialization = True  # sets the tensor-parallel attributes; init on meta costs nothing
+    p.finalize()
+    with torch.device("meta"):
+        model = p.provide()
+    _to_meta(model)
+    return p, model
+
+
+def _to_meta(model) -> None:
+    """Megatron allocates some tensors on an explicit device, which the meta context does not override
+    (the router's expert bias, the attention's learnable softmax offset): a real tensor would be saved
+    with its initial values, not the source's. Each becomes a meta tensor, its attributes (the
+    tensor-parallel ones) kept, so its data comes from the source and an export reads it like the rest."""
+    for name, t in list(named_weights(model)):
+        if t.is_meta:
+            continue
+        owner, _, attr = name.rpartition(".")
+        module = model.get_submodule(owner)
+        meta = torch.empty_like(t, device="meta")
+        if isinstance(t, torch.nn.Parameter):
+            meta = torch.nn.Parameter(meta, requires_grad=t.requires_grad)
+            meta.__dict__.update(t.__dict__)
+            module._parameters[attr] = meta
+        else:
+            module._buffers[attr] = meta
+
+
 # Transformer Engine's spec fuses the pre-attention/pre-MLP norms into the next linear layer.
 _TE_NORMS = {
     "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
@@ -137,55 +168,69 @@ _VOCAB = ("embedding.word_embeddings.weight", "output_layer.weight")
 _WEIGHT_BUFFERS = (".router.expert_bias",)
 
 
-def _weights(model):
+def named_weights(model):
     """``(name, tensor)`` of every parameter and weight buffer of ``model`` (the router's expert bias picks
     experts, is never trained by gradients, and is updated from the token counts during training)."""
     yield from model.named_parameters()
     yield from ((n, b) for n, b in model.named_buffers() if n.endswith(_WEIGHT_BUFFERS))
 
 
-def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
-    """Copy each whole tensor's shard for this rank into ``model``; every tensor must be used."""
+def local_shard(key: str, full: torch.Tensor, param, provider) -> torch.Tensor:
+    """This rank's part of the whole tensor ``full`` for Megatron parameter ``param`` (canonical
+    name ``key``): in its dtype, vocabulary padded, sliced for tensor parallelism, contiguous."""
     from megatron.core import parallel_state as ps
 
-    padded = provider.padded_vocab_size(provider.vocab_size)
-    left = set(tensors)
-    for name, param in _weights(model):
-        key = canonical_name(name, provider)
-        if key not in tensors:
-            raise ConversionError(f"no source tensor for Megatron parameter '{key}'")
-        left.discard(key)
-        full = tensors[key].to(param.dtype)
-        if key in _VOCAB:
-            full = _pad_vocab(full, padded)
-        if getattr(param, "tensor_model_parallel", False):
-            expert = not getattr(param, "allreduce", True)
-            n = ps.get_expert_tensor_parallel_world_size() if expert else ps.get_tensor_model_parallel_world_size()
-            r = ps.get_expert_tensor_parallel_rank() if expert else ps.get_tensor_model_parallel_rank()
-            dim = param.partition_dim
-            if provider.gated_linear_unit and key.endswith(("linear_fc1.weight", "linear_fc1.bias")):
-                # each rank holds [gate_r; up_r], not rows r of [gate; up]
-                shard = torch.cat([half.chunk(n, dim)[r] for half in full.chunk(2, 0)], 0)
-            else:
-                shard = full.chunk(n, dim)[r]
+    full = full.to(param.dtype)
+    if key in _VOCAB:
+        full = _pad_vocab(full, provider.padded_vocab_size(provider.vocab_size))
+    if getattr(param, "tensor_model_parallel", False):
+        expert = not getattr(param, "allreduce", True)
+        n = ps.get_expert_tensor_parallel_world_size() if expert else ps.get_tensor_model_parallel_world_size()
+        r = ps.get_expert_tensor_parallel_rank() if expert else ps.get_tensor_model_parallel_rank()
+        dim = param.partition_dim
+        if provider.gated_linear_unit and key.endswith(("linear_fc1.weight", "linear_fc1.bias")):
+            # each rank holds [gate_r; up_r], not rows r of [gate; up]
+            shard = torch.cat([half.chunk(n, dim)[r] for half in full.chunk(2, 0)], 0)
         else:
-            shard = full
-        if tuple(shard.shape) != tuple(param.shape):
-            raise ConversionError(f"Megatron parameter '{key}': got shape {tuple(shard.shape)} for this rank, "
-                                  f"expected {tuple(param.shape)}")
-        with torch.no_grad():
-            param.copy_(shard)
+            shard = full.chunk(n, dim)[r]
+    else:
+        shard = full
+    if tuple(shard.shape) != tuple(param.shape):
+        raise ConversionError(f"Megatron parameter '{key}': got shape {tuple(shard.shape)} for this rank, "
+                              f"expected {tuple(param.shape)}")
+    return shard.contiguous()
+
+
+def check_sources(model, provider, keys) -> None:
+    """Every model parameter (and weight buffer) has a source tensor and every source tensor one of them."""
+    names = {canonical_name(name, provider) for name, _ in named_weights(model)}
+    for key in sorted(names - set(keys)):
+        raise ConversionError(f"no source tensor for Megatron parameter '{key}'")
+    left = set(keys) - names
     if left:
         raise ConversionError(f"tensor(s) with no Megatron parameter: {', '.join(sorted(left))}")
+
+
+def fill(model, provider, tensors: Dict[str, torch.Tensor]) -> None:
+    """Copy each whole tensor's shard for this rank into ``model``; every tensor must be used."""
+    check_sources(model, provider, tensors)
+    for name, param in named_weights(model):
+        key = canonical_name(name, provider)
+        with torch.no_grad():
+            param.copy_(local_shard(key, tensors[key], param, provider))
+
+
+def unpadded(key: str, t: torch.Tensor, provider) -> torch.Tensor:
+    """A whole tensor without the vocabulary padding rows ``local_shard`` added."""
+    return t[: provider.vocab_size] if key in _VOCAB else t
 
 
 def gather(model, provider) -> Dict[str, torch.Tensor]:
     """Whole tensors of a TP=1 model, vocabulary padding removed."""
     out = {}
-    for name, param in _weights(model):
+    for name, param in named_weights(model):
         key = canonical_name(name, provider)
-        t = param.detach()
-        out[key] = t[: provider.vocab_size].clone() if key in _VOCAB else t.clone()
+        out[key] = unpadded(key, param.detach(), provider).clone()
     return out
 
 
@@ -214,12 +259,15 @@ def check_import_dir(out: Path, overwrite: bool) -> None:
                               "replaces those, even with --overwrite: choose a new directory")
 
 
-def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = False, tokenizer=None) -> Path:
+def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = False, tokenizer=None,
+         source=None) -> Path:
     """Write the layout above (collective: every rank calls it) through the publish sequence of
     training saves (``plugtron.checkpointing.publish``): staged, manifest, atomic rename, tracker -
     so ``pretrained_checkpoint`` verifies a converted checkpoint like a saved one.
     With ``overwrite`` a previous import's ``iter_0000000`` is replaced (atomically, by the publish).
-    ``tokenizer`` (a ``TokenizerConfig``) is recorded in run_config.yaml for ``plugtron generate``."""
+    ``tokenizer`` (a ``TokenizerConfig``) is recorded in run_config.yaml for ``plugtron generate``.
+    ``source`` (a ``streaming.ParameterSource``): ``model`` is on the meta device and each
+    parameter's data is produced from it while it is written (``streaming``)."""
     import json
 
     from megatron.core import dist_checkpointing
@@ -230,10 +278,15 @@ def save(model, provider, out: Path, hf_config: dict = None, overwrite: bool = F
     if final.exists() and any(final.iterdir()) and not overwrite:  # every rank checks: no rank is left in a barrier
         raise ConversionError(f"{final}: already exists and is not empty; choose a new output directory")
     staging = Path(publish.open_staging(str(out), 0))  # also removes a killed conversion's staging
-    from plugtron.checkpointing import write_queue
+    if source is not None:
+        from plugtron.providers.hf import streaming
 
-    write_queue.start()  # before Megatron spawns its helper: a script needs no __main__ guard
-    dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
+        streaming.save(model, source, staging)
+    else:
+        from plugtron.checkpointing import write_queue
+
+        write_queue.start()  # before Megatron spawns its helper: a script needs no __main__ guard
+        dist_checkpointing.save({"model": model.sharded_state_dict()}, str(staging))
     if distributed.is_rank0():
         extra = {"tokenizer": tokenizer} if tokenizer is not None else {}
         publish.write_run_config(str(staging), ConfigContainer(model=provider, **extra))
@@ -257,7 +310,7 @@ def checkpoint_dir(root: Path, key: str = "export-hf") -> Path:
     return path
 
 
-def _provider_of(path: Path):
+def provider_of(path: Path):
     from plugtron.config import from_yaml
 
     config = path / layout.RUN_CONFIG
@@ -269,7 +322,7 @@ def load_provider(root: Path):
 
     if nemo2.is_nemo2_checkpoint(str(root)):  # weights/ + context/: the model config is context/model.yaml
         return nemo2.provider_from_checkpoint(str(root))
-    return _provider_of(checkpoint_dir(root))
+    return provider_of(checkpoint_dir(root))
 
 
 def load_model(root: Path, tp: int = 1, key: str = "export-hf") -> Tuple[object, object]:
@@ -282,7 +335,7 @@ def load_model(root: Path, tp: int = 1, key: str = "export-hf") -> Tuple[object,
         nemo2.load_bare_model(model, str(root))
         return provider, model
     path = checkpoint_dir(root, key)  # verified once, here
-    return load_verified(path, _provider_of(path), tp)
+    return load_verified(path, provider_of(path), tp)
 
 
 def load_verified(path: Path, provider, tp: int = 1) -> Tuple[object, object]:

@@ -12,7 +12,7 @@ into TP parts therefore gives every rank whole groups. The gated MLP's ``linear_
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -200,40 +200,35 @@ def _aliases(family: str, keys) -> Dict[str, str]:
     return {}
 
 
-def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Tensor]:
-    """Every Megatron tensor from ``reader`` (``.keys()``, ``.get(name)``); missing, misshapen or
-    left-over HF tensors are errors naming the tensor."""
+def hf_sources(family: str, provider, reader, where: str) -> Dict[str, Callable[[], torch.Tensor]]:
+    """Every Megatron tensor of ``reader`` (``.keys()``, ``.shape(name)``, ``.get(name)``,
+    ``.get_row(name, i)``) as a function that reads and fuses it when called: names and shapes
+    (rows of stacked expert tensors included) are checked here, from the safetensors headers, before
+    any data is read; missing, misshapen or left-over HF tensors are errors naming the tensor."""
     keys = set(reader.keys())
     alias = _aliases(family, keys)
     used, out = set(), {}
-    stacked: Dict[str, torch.Tensor] = {}  # the stacked tensor being read row by row (one at a time)
     rows_used: Dict[str, Tuple[int, set]] = {}  # stacked tensor -> (its rows, the rows the rules read)
     for rule in rules_for(family, provider):
-        parts = []
+        parts = []  # (stored name, row or None)
         for i, (name, shape) in enumerate(zip(rule.hf, rule.shapes)):
             stored = alias.get(name, name)
             if stored not in keys:
                 raise ConversionError(f"{where}: tensor '{stored}' is missing (needed for {rule.mcore})")
+            got = tuple(reader.shape(stored))
             row = rule.row(i)
-            if row is None:
-                t = reader.get(stored)
-            else:
-                if stored not in stacked:
-                    stacked.clear()
-                    stacked[stored] = reader.get(stored)
-                whole = stacked[stored]
-                if whole.dim() == 0 or whole.shape[0] <= row or tuple(whole.shape[1:]) != tuple(shape):
-                    raise ConversionError(f"{where}: tensor '{stored}' has shape {tuple(whole.shape)}, expected "
+            if row is not None:  # one row of a tensor stacking one entry per expert
+                if not got or got[0] <= row or got[1:] != tuple(shape):
+                    raise ConversionError(f"{where}: tensor '{stored}' has shape {got}, expected "
                                           f"({row + 1} or more, {', '.join(map(str, shape))}) from config.json")
-                t = whole[row]
-                rows_used.setdefault(stored, (whole.shape[0], set()))[1].add(row)
-            if tuple(t.shape) != tuple(shape):
+                rows_used.setdefault(stored, (got[0], set()))[1].add(row)
+            elif got != tuple(shape):
                 raise ConversionError(
-                    f"{where}: tensor '{stored}' has shape {tuple(t.shape)}, expected {tuple(shape)} from config.json"
+                    f"{where}: tensor '{stored}' has shape {got}, expected {tuple(shape)} from config.json"
                 )
             used.add(stored)
-            parts.append(t)
-        out[rule.mcore] = rule.fuse(*parts)
+            parts.append((stored, row))
+        out[rule.mcore] = _reader_of(rule, parts, reader)
     for stored, (n, seen) in rows_used.items():
         if seen != set(range(n)):
             raise ConversionError(f"{where}: tensor '{stored}' has {n} rows (experts), config.json gives {len(seen)}")
@@ -249,9 +244,55 @@ def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Te
     return out
 
 
+def _reader_of(rule: Rule, parts: List[Tuple[str, Optional[int]]], reader) -> Callable[[], torch.Tensor]:
+    # a row alone is read, not the stacked tensor: reading it whole once per expert would cost E times
+    return lambda: rule.fuse(*(reader.get(n) if row is None else reader.get_row(n, row) for n, row in parts))
+
+
+def hf_to_mcore(family: str, provider, reader, where: str) -> Dict[str, torch.Tensor]:
+    """Every Megatron tensor from ``reader``, read whole (see ``hf_sources``)."""
+    return {name: read() for name, read in hf_sources(family, provider, reader, where).items()}
+
+
 # Written in float32 whatever the model's dtype: the sigmoid routers' score correction, a float32 buffer in
 # transformers and in Megatron (a bf16 copy would round the biases that decide the top-k).
 _FLOAT32 = (".e_score_correction_bias",)
+
+
+def _export_dtype(name: str, dtype):
+    return torch.float32 if dtype is not None and name.endswith(_FLOAT32) else dtype
+
+
+def hf_specs(family: str, provider, dtype: torch.dtype) -> Dict[str, Tuple[Shape, torch.dtype]]:
+    """Name -> (shape, dtype) of every HF tensor an export writes, in the mapping's order; a tensor
+    stacking one row per expert (``Rule.rows``) has the rows' count as its first dimension."""
+    specs: Dict[str, Tuple[Shape, torch.dtype]] = {}
+    rows: Dict[str, set] = {}
+    for rule in rules_for(family, provider):
+        for i, (name, shape) in enumerate(zip(rule.hf, rule.shapes)):
+            row = rule.row(i)
+            if row is None:
+                specs[name] = (tuple(shape), _export_dtype(name, dtype))
+            else:
+                rows.setdefault(name, set()).add(row)
+                specs[name] = ((len(rows[name]), *shape), _export_dtype(name, dtype))
+    for name, seen in rows.items():
+        if seen != set(range(len(seen))):
+            raise ConversionError(f"Megatron checkpoint: rows {sorted(seen)} of '{name}' are not 0..{len(seen) - 1}")
+    return specs
+
+
+def split_to_hf(rule: Rule, tensor: torch.Tensor, dtype=None) -> List[Tuple]:
+    """The HF tensors of one Megatron tensor (whole, vocabulary padding removed): ``(name, tensor)``,
+    or ``(name, tensor, row)`` for row ``row`` of a stacked HF tensor (``Rule.rows``)."""
+    out = []
+    for i, (name, shape, t) in enumerate(zip(rule.hf, rule.shapes, rule.split(tensor))):
+        if tuple(t.shape) != tuple(shape):
+            raise ConversionError(f"Megatron checkpoint: '{rule.mcore}' gives '{name}' of shape "
+                                  f"{tuple(t.shape)}, expected {tuple(shape)}")
+        t = t.to(_export_dtype(name, dtype)) if dtype is not None else t
+        out.append((name, t) if rule.row(i) is None else (name, t, rule.row(i)))
+    return out
 
 
 def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=None) -> Dict[str, torch.Tensor]:
@@ -260,15 +301,11 @@ def mcore_to_hf(family: str, provider, tensors: Dict[str, torch.Tensor], dtype=N
     for rule in rules_for(family, provider):
         if rule.mcore not in tensors:
             raise ConversionError(f"Megatron checkpoint: tensor '{rule.mcore}' is missing")
-        for i, (name, shape, t) in enumerate(zip(rule.hf, rule.shapes, rule.split(tensors[rule.mcore]))):
-            if tuple(t.shape) != tuple(shape):
-                raise ConversionError(f"Megatron checkpoint: '{rule.mcore}' gives '{name}' of shape "
-                                      f"{tuple(t.shape)}, expected {tuple(shape)}")
-            t = t.to(torch.float32 if name.endswith(_FLOAT32) else dtype) if dtype is not None else t
-            if rule.row(i) is None:
-                out[name] = t
+        for name, t, *row in split_to_hf(rule, tensors[rule.mcore], dtype):
+            if row:
+                rows.setdefault(name, {})[row[0]] = t
             else:
-                rows.setdefault(name, {})[rule.row(i)] = t
+                out[name] = t
     for name, by_row in rows.items():
         if sorted(by_row) != list(range(len(by_row))):
             raise ConversionError(f"Megatron checkpoint: rows {sorted(by_row)} of '{name}' are not 0..{len(by_row) - 1}")
