@@ -53,6 +53,18 @@ def test_import_records_the_model_directory_tokenizer(imported):
     assert os.path.isfile(ckpt / "iter_0000000" / "tokenizer" / "tokenizer.json")
 
 
+def test_a_run_from_the_import_takes_its_tokenizer_and_another_is_named_beside_it(imported):
+    """No need to repeat the tokenizer; setting another one is allowed but never silent."""
+    from plugtron.config import load_config
+
+    _, _, ckpt = imported
+    cfg = load_config(None, [f"checkpoint.pretrained_checkpoint={ckpt}"])
+    assert cfg.tokenizer.tokenizer_type == "HuggingFaceTokenizer" and not [n for n in cfg.notes if n.startswith("tokenizer")]
+    cfg = load_config(None, [f"checkpoint.pretrained_checkpoint={ckpt}", "tokenizer.tokenizer_type=ByteLevelTokenizer"])
+    [note] = [n for n in cfg.notes if n.startswith("tokenizer")]
+    assert "ByteLevelTokenizer (yours) replaces HuggingFaceTokenizer" in note and "checkpoint.pretrained_checkpoint" in note
+
+
 def test_greedy_equals_transformers_generate_token_for_token(imported):
     from plugtron.inference.generate import GenerationSettings, generate_ids, open_checkpoint
 

@@ -115,22 +115,34 @@ def _recorded_tokenizer(path: str) -> Optional[Dict[str, Any]]:
     return out
 
 
-def apply_tokenizer(data: Dict[str, Any], user_set: Dict[str, str]) -> None:
+def _tokenizer_label(tok: Dict[str, Any]) -> str:
+    model = tok.get("tokenizer_model") or tok.get("vocab_file")
+    return f"{tok.get('tokenizer_type', 'ByteLevelTokenizer')}" + (f" {model}" if model else "")
+
+
+def apply_tokenizer(data: Dict[str, Any], user_set: Dict[str, str]) -> List[str]:
     """A run from a checkpoint uses the tokenizer that checkpoint recorded (``import-hf`` records
     the model's own) unless the user set a ``tokenizer.*`` field: a fine-tuning run need not repeat
-    it. In place on the merged config ``data``."""
-    if any(k.startswith("tokenizer.") or k == "tokenizer" for k in user_set):
-        return
+    it. In place on the merged config ``data``; returns a note naming both when the user's tokenizer
+    replaces a different recorded one (never silent: the model was trained on the recorded ids)."""
     ck = data.get("checkpoint") if isinstance(data, dict) else None
     if not isinstance(ck, dict):
-        return
+        return []
     for key in KEYS:
         path = ck.get(key)
         if isinstance(path, str) and path.strip() and not _is_nemo2(path):
             tok = _recorded_tokenizer(path)
-            if tok is not None:
+            if tok is None:
+                continue
+            if not any(k.startswith("tokenizer.") or k == "tokenizer" for k in user_set):
                 data["tokenizer"] = tok
-                return
+                return []
+            mine = data.get("tokenizer") if isinstance(data.get("tokenizer"), dict) else {}
+            if _tokenizer_label(mine) != _tokenizer_label(tok):
+                return [f"tokenizer: {_tokenizer_label(mine)} (yours) replaces {_tokenizer_label(tok)}, the tokenizer "
+                        f"checkpoint.{key} recorded; the model learned that tokenizer's ids"]
+            return []
+    return []
 
 
 def _is_nemo2(path: str) -> bool:

@@ -126,14 +126,14 @@ def load_config(
     contradictions = from_checkpoint.apply(data, user_model, user_set, recipe)  # the checkpoint's architecture, if one is named
     if contradictions:
         raise ConfigError(contradictions, source=" + ".join(sources))
-    from_checkpoint.apply_tokenizer(data, user_set)  # the checkpoint's recorded tokenizer, unless the user set one
+    tokenizer_notes = from_checkpoint.apply_tokenizer(data, user_set)  # the checkpoint's recorded tokenizer, unless the user set one
     too_long, notes = from_checkpoint.apply_seq_length(data, user_set)  # one sequence length, within the model's
     if too_long:
         raise ConfigError(too_long, source=" + ".join(sources))
     cfg = structure(data, ConfigContainer, source=" + ".join(sources))
     cfg.user_set = user_set
     cfg.source = " + ".join(sources)
-    cfg.notes = notes  # logged by the run (config show's stdout stays YAML)
+    cfg.notes = tokenizer_notes + notes  # logged by the run (config show's stdout stays YAML)
     return cfg
 
 
