@@ -61,7 +61,7 @@ def inspect(cfg, split: str, n: int, color: bool, write=print) -> dict:
     from plugtron.data.tokenizers import build_tokenizer
 
     ds = cfg.dataset
-    if not hasattr(ds, "data_format"):
+    if not hasattr(ds, "dataset_root"):  # pretraining sections have a data_format too
         raise DataError("data inspect: the config's dataset is not an SFT dataset (FinetuningDatasetConfig)")
     source = resolve_splits(ds)[SPLITS[split]]
     if source is None:
