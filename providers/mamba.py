@@ -50,6 +50,9 @@ def mamba_kernels_missing() -> Optional[str]:
 class MambaProvider(TransformerConfig):
     _plugtron_provider = True  # selectable as `model.provider: mamba`
     model_kind = "mamba"  # GPT batches, plus its own config checks (plugtron.providers.model_kind)
+    # HF import (plugtron.providers.hf.mamba2) fills whole tensors: in_proj's TP split is per part, not by rows
+    IMPORTS_AT_TP1_ONLY = True
+    TP1_IMPORT_REASON = "Megatron splits a Mamba layer's in_proj per part [z, x, B, C, dt], not by contiguous rows"
 
     seq_length: int = 2048
     vocab_size: Optional[int] = None
