@@ -104,3 +104,14 @@ def test_hybrid_models_are_not_exported_as_mamba2():
     p = NemotronH_4B()
     with pytest.raises(UnsupportedArchitecture, match=r"has attention/MLP layers; Mamba2ForCausalLM holds Mamba layers only"):
         hf_config(p)
+
+
+def test_import_into_tp2_is_refused_before_any_work(imported, tmp_path):
+    from plugtron.providers.hf import AutoBridge
+    from plugtron.providers.hf.errors import ConversionError
+
+    _, hf_dir, _, _ = imported
+    with pytest.raises(ConversionError, match=r"Mamba2ForCausalLM imports at TP=1 only \(Megatron splits a Mamba layer's "
+                                              r"in_proj per part"):
+        AutoBridge.import_ckpt(str(hf_dir), str(tmp_path / "out"), tensor_model_parallel_size=2)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
