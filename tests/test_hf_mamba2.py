@@ -115,3 +115,38 @@ def test_import_into_tp2_is_refused_before_any_work(imported, tmp_path):
                                               r"in_proj per part"):
         AutoBridge.import_ckpt(str(hf_dir), str(tmp_path / "out"), tensor_model_parallel_size=2)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_first_step_equals_a_transformers_loop(tmp_path):
+    """Loss and gradient norm of plugtron's first step from the import equal a plain transformers step on the
+    same batch (vocabulary 256: no padded logits; Megatron's backward through plugtron's CPU Mamba kernels)."""
+    import yaml
+
+    from plugtron.config import load_config
+    from plugtron.plugin_manager import PluginManager
+    from plugtron.providers.hf import AutoBridge
+    from plugtron.training import train
+    from test_hf_dense_families import FirstBatch
+
+    vocab = 256
+    model = _mamba2(vocab_size=vocab).train()
+    model.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    AutoBridge.import_ckpt(str(tmp_path / "hf"), str(tmp_path / "base"))
+    run_model = yaml.safe_load((tmp_path / "base" / "iter_0000000" / "run_config.yaml").read_text())["model"]
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump({"model": run_model}))
+    pm, first = PluginManager(), FirstBatch()
+    pm.register("first_batch", first)
+    train(load_config(str(tmp_path / "model.yaml"), [
+        "dataset.mock=true", "tokenizer.tokenizer_type=NullTokenizer", f"tokenizer.vocab_size={vocab - 1}",
+        "model.seq_length=32", "train.train_iters=1", "train.global_batch_size=2", "train.micro_batch_size=2",
+        "train.eval_interval=null", "scheduler.lr_warmup_iters=0", "optimizer.clip_grad=1000.0", "logger.log_interval=1",
+        f"checkpoint.pretrained_checkpoint={tmp_path / 'base'}"]), plugin_manager=pm)
+    toks, labels = first.inputs
+    logits = model(toks).logits  # Megatron's labels are the next tokens: no shift here
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab).float(), labels.reshape(-1))
+    loss.backward()
+    grad_norm = torch.norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+    got_loss, got_norm = first.metrics
+    print(f"mamba2: loss {got_loss:.6f} vs {loss.item():.6f}; grad norm {got_norm:.6f} vs {grad_norm.item():.6f}")
+    assert abs(got_loss - loss.item()) <= 1e-5
+    assert abs(got_norm - grad_norm.item()) <= 1e-5 * max(1.0, grad_norm.item())
