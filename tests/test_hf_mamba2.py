@@ -1,7 +1,8 @@
 """Mamba-2 against ``transformers`` (fp32): a tiny random ``Mamba2ForCausalLM`` (random norms, A, D, dt
 bias; vocabulary not a multiple of the padding; untied output layer, as ``Mamba2ForCausalLM`` saves only
 that) imports with logits
-within 1e-5, exports back bit for bit; variants Megatron-Core would compute differently are refused
+within 1e-5, exports back bit for bit, decodes greedily like ``generate``, takes the same first training
+step as a transformers loop; variants Megatron-Core would compute differently are refused
 naming the key. The forward runs plugtron's pure-PyTorch Mamba kernels on CPU."""
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 import transformers  # noqa: F401  (the test extra installs it; these tests must run, never skip)
 
 from _hf_models import megatron_logits, tokens
+from _tokenizer_files import train_bpe
 
 VOCAB = 301  # padded to 304 on import: padding rows are never compared
 TOL = 1e-5
@@ -40,6 +42,7 @@ def imported(tmp_path_factory):
     root = tmp_path_factory.mktemp("mamba2")
     model = _mamba2()
     model.save_pretrained(root / "hf", safe_serialization=True)
+    train_bpe(str(root / "hf"), vocab_size=VOCAB)  # recorded by the import: generate reads it
     AutoBridge.import_ckpt(str(root / "hf"), str(root / "mcore"))
     AutoBridge.export_ckpt(str(root / "mcore"), str(root / "exported"))
     return model, root / "hf", root / "mcore", root / "exported"
@@ -77,6 +80,25 @@ def test_export_round_trip_is_exact(imported):
     toks = tokens(vocab=VOCAB, seq=40)
     with torch.no_grad():
         assert torch.equal(reloaded(toks).logits, model(toks).logits)
+
+
+def test_greedy_generation_equals_transformers(imported):
+    """plugtron's greedy decoding (the whole prefix through Megatron each step) equals transformers'
+    ``generate`` (its recurrent cache) for 24 tokens."""
+    from plugtron.inference.generate import GenerationSettings, generate_ids, open_checkpoint
+
+    model, _, ckpt, _ = imported
+    n, text = 24, "the cat sat on the mat and"
+    with open_checkpoint(str(ckpt)) as loaded:
+        tok = loaded.tokenizer
+        prompt = tok.tokenize(text)
+        with torch.no_grad():
+            ref = model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False, eos_token_id=tok.eod,
+                                 pad_token_id=tok.eod)[0, len(prompt):].tolist()
+        got = generate_ids(loaded.model, prompt, GenerationSettings(max_new_tokens=n), loaded.provider.vocab_size,
+                           loaded.provider.seq_length, stop_id=tok.eod)
+    assert len(ref) >= 8, ref  # enough tokens to compare
+    assert got == ref
 
 
 @pytest.mark.parametrize("change, message", [
