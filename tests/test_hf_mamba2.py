@@ -1,9 +1,8 @@
 """Mamba-2 against ``transformers`` (fp32): a tiny random ``Mamba2ForCausalLM`` (random norms, A, D, dt
-bias; vocabulary not a multiple of the padding; untied output layer, as ``Mamba2ForCausalLM`` saves only
-that) imports with logits
-within 1e-5, exports back bit for bit, decodes greedily like ``generate``, takes the same first training
-step as a transformers loop; variants Megatron-Core would compute differently are refused
-naming the key. The forward runs plugtron's pure-PyTorch Mamba kernels on CPU."""
+bias; vocabulary not a multiple of the padding; untied output layer, the only one transformers 4.57 saves
+as safetensors) imports with logits within 1e-5, exports back bit for bit, decodes greedily like
+``generate`` and takes the same first training step as a transformers loop; variants Megatron-Core would
+compute differently are refused naming the key. The forward runs plugtron's pure-PyTorch Mamba kernels."""
 
 import pytest
 import torch
