@@ -50,6 +50,9 @@ def mamba_kernels_missing() -> Optional[str]:
 class MambaProvider(TransformerConfig):
     _plugtron_provider = True  # selectable as `model.provider: mamba`
     model_kind = "mamba"  # GPT batches, plus its own config checks (plugtron.providers.model_kind)
+    # HF import (plugtron.providers.hf.mamba2) fills whole tensors: in_proj's TP split is per part, not by rows
+    IMPORTS_AT_TP1_ONLY = True
+    TP1_IMPORT_REASON = "Megatron splits a Mamba layer's in_proj per part [z, x, B, C, dt], not by contiguous rows"
 
     seq_length: int = 2048
     vocab_size: Optional[int] = None
@@ -138,13 +141,81 @@ class MambaProvider(TransformerConfig):
         return model
 
 
+# Size presets: Megatron Bridge's ``models/mamba/mamba_provider.py`` (``MambaModelProvider130M`` ...
+# ``NVIDIAMambaHybridModelProvider8B``, the file next to ``recipes/mamba/mamba2.py`` at abdddc32b). The
+# state-spaces sizes use the GPT-NeoX-20B tokenizer (50,277 ids, padded to a multiple of 16 as their
+# checkpoints are) and tie the output layer to the embedding as those checkpoints do; NVIDIA's 8B models
+# train on Bridge's NullTokenizer, so their vocabulary comes from the tokenizer.
+
+
 @dataclasses.dataclass
 class Mamba2_130M(MambaProvider):
     """Mamba-2 130M (pure Mamba, GPT-NeoX vocabulary)."""
 
     num_layers: int = 24
     hidden_size: int = 768
+    ffn_hidden_size: int = 768
     num_attention_heads: int = 1  # unused by Mamba layers; TransformerConfig requires it
+    mamba_num_groups: int = 1
     mamba_state_dim: int = 128
-    vocab_size: Optional[int] = 50280
+    seq_length: int = 2048
+    vocab_size: Optional[int] = 50277
+    make_vocab_size_divisible_by: int = 16
     share_embeddings_and_output_weights: bool = True
+
+
+@dataclasses.dataclass
+class Mamba2_370M(Mamba2_130M):
+    """Mamba-2 370M: 48 layers of 1024."""
+
+    num_layers: int = 48
+    hidden_size: int = 1024
+    ffn_hidden_size: int = 1024
+
+
+@dataclasses.dataclass
+class Mamba2_780M(Mamba2_130M):
+    """Mamba-2 780M: 48 layers of 1536."""
+
+    num_layers: int = 48
+    hidden_size: int = 1536
+    ffn_hidden_size: int = 1536
+
+
+@dataclasses.dataclass
+class Mamba2_1_3B(Mamba2_130M):
+    """Mamba-2 1.3B: 48 layers of 2048."""
+
+    num_layers: int = 48
+    hidden_size: int = 2048
+    ffn_hidden_size: int = 2048
+
+
+@dataclasses.dataclass
+class Mamba2_2_7B(Mamba2_130M):
+    """Mamba-2 2.7B: 64 layers of 2560."""
+
+    num_layers: int = 64
+    hidden_size: int = 2560
+    ffn_hidden_size: int = 2560
+
+
+@dataclasses.dataclass
+class Mamba2_8B(MambaProvider):
+    """NVIDIA's Mamba-2 8B research model: 56 Mamba layers of 4096, 8 groups."""
+
+    num_layers: int = 56
+    hidden_size: int = 4096
+    ffn_hidden_size: int = 4096
+    num_attention_heads: int = 32
+    mamba_num_groups: int = 8
+    seq_length: int = 4096
+
+
+@dataclasses.dataclass
+class Mamba2_Hybrid_8B(Mamba2_8B):
+    """NVIDIA's Mamba-2-Hybrid 8B: 24 Mamba, 4 attention (GQA 32/8) and 28 MLP layers of 4096."""
+
+    hybrid_override_pattern: Optional[str] = "M-M-M--M-M*-M-M-M-M--M*-M-M-M-M-M*--M-M-M-M-M*-M--M-M-M-"
+    ffn_hidden_size: int = 16384
+    num_query_groups: Optional[int] = 8

@@ -10,7 +10,7 @@ from typing import List
 
 from plugtron.migrate.callback_docs import render_callback_section
 from plugtron.migrate.table import (
-    MODEL_CONFIGS, MODELS, PATHS, PLUGTRON_RECIPES, RECIPES, TABLE, Drop, Rule, Unsupported,
+    MODEL_CONFIGS, MODELS, PATHS, PLUGTRON_RECIPES, PRETRAIN_ONLY, RECIPES, TABLE, Drop, Rule, Unsupported,
 )
 
 _INTRO = """\
@@ -133,11 +133,11 @@ def render() -> str:
     out += ["", "### NeMo recipes (`llm.<name>`) -> `model.provider`", "",
             "The migrated YAML names the provider; the recipe's own settings (parallelism, batch sizes, schedule, "
             "as Megatron Bridge has them) are plugtron's recipe of that model: `--recipe <name>_pretrain`, `_sft` "
-            "(`finetune_recipe(peft_scheme=None)`) or `_peft` (`peft_scheme='lora'`; T5: pretraining only). See "
+            "(`finetune_recipe(peft_scheme=None)`) or `_peft` (`peft_scheme='lora'`; T5 and Mamba-2: pretraining only). See "
             "[recipes.md](recipes.md).", "",
             "| NeMo recipe | provider | plugtron recipes |", "|---|---|---|"]
     out += [f"| `{k}` | `{v}` | " + (f"`{PLUGTRON_RECIPES[k]}_pretrain`" + (
-        ", `_sft`, `_peft`" if PLUGTRON_RECIPES[k] != "t5_220m" else "") if PLUGTRON_RECIPES[k] else "none") + " |"
+        ", `_sft`, `_peft`" if PLUGTRON_RECIPES[k] not in PRETRAIN_ONLY else "") if PLUGTRON_RECIPES[k] else "none") + " |"
             for k, v in RECIPES.items()]
     out += ["", "### NeMo-Run paths (`migrate nemo2-overrides`)", "", "| path | construct |", "|---|---|"]
     out += [f"| `{p}.<argument>` | " + ", ".join(f"`{c}`" for c in cs) + " |" for p, cs in PATHS.items()]

@@ -383,15 +383,25 @@ RECIPES: Dict[str, str] = {
     "qwen3_600m": "qwen3_0_6b", "qwen3_1p7b": "qwen3_1_7b", "qwen3_4b": "qwen3_4b", "qwen3_8b": "qwen3_8b",
     "qwen3_14b": "qwen3_14b", "qwen3_32b": "qwen3_32b",
     "gemma3_1b": "gemma3_1b",
+    "mamba2_370m": "mamba2_370m", "mamba2_780m": "mamba2_780m", "mamba2_1_3b": "mamba2_1_3b",
+    "mamba2_2_7b": "mamba2_2_7b", "mamba2_8b": "mamba2_8b", "mamba2_hybrid_8b": "mamba2_hybrid_8b",
+    "nemotronh_4b": "nemotronh_4b", "nemotronh_8b": "nemotronh_8b",
 }
+# Where plugtron's recipe is named as Bridge names it rather than as the provider.
+_RECIPE_NAMES = {"mamba2_1_3b": "mamba2_1p3b", "mamba2_2_7b": "mamba2_2p7b"}
 # NeMo recipe modules -> plugtron recipes (``pretrain_recipe`` -> ``_pretrain``; ``finetune_recipe``
 # -> ``_sft`` with peft_scheme=None, ``_peft`` with 'lora'); None where plugtron has no recipe.
 PLUGTRON_RECIPES: Dict[str, Optional[str]] = {
-    k: (v if v in ("llama3_8b", "llama3_70b", "llama31_8b", "llama31_70b", "llama31_405b", "llama32_1b", "llama32_3b",
-                   "qwen25_0_5b", "qwen25_7b", "qwen25_72b", "mixtral_8x7b", "t5_220m", "qwen3_0_6b", "qwen3_1_7b",
-                   "qwen3_4b", "qwen3_8b", "qwen3_14b", "qwen3_32b", "gemma3_1b") else None)
+    k: (_RECIPE_NAMES.get(v, v) if v in (
+        "llama3_8b", "llama3_70b", "llama31_8b", "llama31_70b", "llama31_405b", "llama32_1b", "llama32_3b",
+        "qwen25_0_5b", "qwen25_7b", "qwen25_72b", "mixtral_8x7b", "t5_220m", "qwen3_0_6b", "qwen3_1_7b", "qwen3_4b",
+        "qwen3_8b", "qwen3_14b", "qwen3_32b", "gemma3_1b", "mamba2_130m", "mamba2_370m", "mamba2_780m", "mamba2_1_3b",
+        "mamba2_2_7b", "mamba2_8b", "mamba2_hybrid_8b", "nemotronh_4b", "nemotronh_8b") else None)
     for k, v in RECIPES.items()
 }
+# Recipes with pretraining only (Bridge has no fine-tuning recipe for these models).
+PRETRAIN_ONLY = ("t5_220m", "mamba2_130m", "mamba2_370m", "mamba2_780m", "mamba2_1p3b", "mamba2_2p7b", "mamba2_8b",
+                 "mamba2_hybrid_8b")
 ENTRY_POINTS = ("pretrain", "finetune")
 RECIPE_FACTORIES = ("pretrain_recipe", "finetune_recipe")
 # Tokenizer names NeMo's get_nmt_tokenizer(library="megatron", model_name=...) accepts and plugtron has.

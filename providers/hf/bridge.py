@@ -125,9 +125,10 @@ class AutoBridge:
         tp = tensor_model_parallel_size
         provider = bridge.to_megatron_provider(tensor_model_parallel_size=tp, **provider_overrides)
         if tp > 1 and getattr(type(provider), "IMPORTS_AT_TP1_ONLY", False):
-            raise ConversionError(f"{bridge.model_dir}: {bridge.family.architecture} imports at TP=1 only (its expert "
-                                  "biases need expert_tensor_parallel_size 1, which the conversion's TP world does not set "
-                                  "up); import without --tp: a training run at any TP reshards the checkpoint on load")
+            why = getattr(type(provider), "TP1_IMPORT_REASON", "its expert biases need expert_tensor_parallel_size 1, "
+                          "which the conversion's TP world does not set up")
+            raise ConversionError(f"{bridge.model_dir}: {bridge.family.architecture} imports at TP=1 only ({why}); "
+                                  "import without --tp: a training run at any TP reshards the checkpoint on load")
         sources = bridge.megatron_sources(provider)  # nothing read yet: tensor by tensor while writing
         with megatron_side.megatron_world(tp):
             built, model = megatron_side.build_meta_model(provider, tp)

@@ -187,7 +187,7 @@ def local_shard(key: str, full: torch.Tensor, param, provider) -> torch.Tensor:
         expert = not getattr(param, "allreduce", True)
         n = ps.get_expert_tensor_parallel_world_size() if expert else ps.get_tensor_model_parallel_world_size()
         r = ps.get_expert_tensor_parallel_rank() if expert else ps.get_tensor_model_parallel_rank()
-        dim = param.partition_dim
+        dim = getattr(param, "partition_dim", 0)  # Mamba's per-head dt_bias/A_log/D carry none
         if provider.gated_linear_unit and key.endswith(("linear_fc1.weight", "linear_fc1.bias")):
             # each rank holds [gate_r; up_r], not rows r of [gate; up]
             shard = torch.cat([half.chunk(n, dim)[r] for half in full.chunk(2, 0)], 0)

@@ -28,8 +28,10 @@ def config_problems(cfg) -> List[str]:
     problems += targets.name_problems(list(peft.exclude_modules), "peft.exclude_modules")
     if not peft.target_modules:
         problems.append("peft.target_modules: empty; name at least one module (e.g. linear_qkv)")
+    # Mamba/hybrid models are decoders with GPT batches: their attention and MLP layers take adapters (the
+    # Mamba mixers' in_proj/out_proj are not among the adaptable names). T5 is refused.
     kind = type(kind_for(m)).__name__ if getattr(m, "model_kind", None) else "GPTKind"  # unset in plugins list
-    if kind != "GPTKind":
+    if kind not in ("GPTKind", "MambaKind"):
         problems.append(f"peft: adapters are implemented for GPT-style decoder models; model is a {kind[:-4]} model")
     tp = getattr(m, "tensor_model_parallel_size", 1) or 1
     if tp > 1 and peft.dim % tp:
