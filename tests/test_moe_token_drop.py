@@ -33,7 +33,7 @@ class RoutedTokens:
 
     def _count(self, module, args, output):
         probs, routing_map = output
-        self.wanted += routing_map.shape[0] * TOPK
+        self.wanted += routing_map.shape[0] * module.topk  # the router's own k (DeepSeek-V3: 4)
         self.kept += int(routing_map.sum())
 
 
