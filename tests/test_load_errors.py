@@ -45,8 +45,11 @@ def broken(tmp_path_factory):
     from plugtron.checkpointing import layout
     from plugtron.providers.hf import AutoBridge
 
+    from _tokenizer_files import train_bpe
+
     root = tmp_path_factory.mktemp("loaderr")
-    save(build("llama"), root / "hf")
+    save(build("llama", vocab=300), root / "hf")
+    train_bpe(str(root / "hf"), vocab_size=300)  # generate needs one
     AutoBridge.import_ckpt(str(root / "hf"), str(root / "ckpt"))
     it = root / "ckpt" / "iter_0000000"
     cfg = yaml.safe_load((it / "run_config.yaml").read_text())
@@ -64,7 +67,7 @@ def _cli(*args, cwd):
 
 
 def test_load_failure_is_one_whole_line_and_traceback_shows_the_chain(broken):
-    proc = _cli("convert", "export-hf", str(broken / "ckpt"), str(broken / "out"), cwd=broken)
+    proc = _cli("generate", str(broken / "ckpt"), "--prompt", "hi", "--max-new-tokens", "2", cwd=broken)
     assert proc.returncode == 2, proc.stderr
     err = [ln for ln in proc.stderr.splitlines() if ln.startswith("plugtron: error")]
     assert len(err) == 1 and "Traceback" not in proc.stderr and "RANK 0" not in proc.stderr, proc.stderr
@@ -73,6 +76,17 @@ def test_load_failure_is_one_whole_line_and_traceback_shows_the_chain(broken):
     # the real cause: the stacked layers' tensors hold 2 layers, the model wants 3
     assert "CheckpointingException: Global shape mismatch" in line and "(3, 64)" in line, line
 
-    proc = _cli("--traceback", "convert", "export-hf", str(broken / "ckpt"), str(broken / "out2"), cwd=broken)
+    proc = _cli("--traceback", "generate", str(broken / "ckpt"), "--prompt", "hi", "--max-new-tokens", "2", cwd=broken)
     assert proc.returncode == 2
     assert "CheckpointException" in proc.stderr and "The above exception was the direct cause" in proc.stderr
+
+
+def test_streamed_export_refuses_weights_that_do_not_match_the_config(broken):
+    """The export reads tensor by tensor; a layer the weights do not hold is an error, never whatever
+    memory the read left (before the check, this export succeeded with an uninitialised third layer)."""
+    proc = _cli("convert", "export-hf", str(broken / "ckpt"), str(broken / "out"), cwd=broken)
+    assert proc.returncode == 2, proc.stderr
+    err = [ln for ln in proc.stderr.splitlines() if ln.startswith("plugtron: error")]
+    assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is saved with shape (2, 64)" in err[0] and "has (3, 64)" in err[0], err[0]
+    assert not list((broken / "out").glob("*.safetensors"))  # no weights written (config.json is, first)

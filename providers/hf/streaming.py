@@ -187,6 +187,12 @@ def load_parameters(model, path: Path, named) -> Iterator[Tuple[str, torch.Tenso
         sts = boxes.get(_storage_id(meta), [])
         if not sts or any(st.flattened_range is not None for st in sts):
             raise CheckpointError(f"{path}: cannot read '{name}' tensor by tensor (no plain sharded tensor for it)")
+        for st in sts:  # a box outside the saved tensor would read nothing and leave the memory as it was
+            md = metadata.state_dict_metadata.get(st.key)
+            if isinstance(md, TensorStorageMetadata) and tuple(md.size) != tuple(st.global_shape):
+                raise CheckpointError(f"{path}: '{st.key}' is saved with shape {tuple(md.size)}, but the model its "
+                                      f"run_config.yaml describes has {tuple(st.global_shape)} (a config that does not "
+                                      "match its weights)")
         real = torch.empty(meta.shape, dtype=meta.dtype)
         plan = [(st.key, st.global_offset,
                  real.as_strided(st.data.shape, st.data.stride(), st.data.storage_offset())
