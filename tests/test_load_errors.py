@@ -90,3 +90,25 @@ def test_streamed_export_refuses_weights_that_do_not_match_the_config(broken):
     assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "is saved with shape (2, 64)" in err[0] and "has (3, 64)" in err[0], err[0]
     assert not list((broken / "out").glob("*.safetensors"))  # no weights written (config.json is, first)
+
+
+def test_streamed_export_reads_the_real_rows_of_a_differently_padded_vocabulary(tmp_path):
+    """The shape check spares the vocabulary's padding rows: a checkpoint saved with more of them than
+    the export's TP=1 model pads to (saved at a larger TP) still exports the original weights exactly."""
+    import torch
+    from safetensors.torch import load_file
+
+    from plugtron.checkpointing import layout
+    from plugtron.providers.hf import AutoBridge
+
+    save(build("llama", vocab=301), tmp_path / "hf")
+    AutoBridge.import_ckpt(str(tmp_path / "hf"), str(tmp_path / "ckpt"))
+    it = tmp_path / "ckpt" / "iter_0000000"
+    cfg = yaml.safe_load((it / "run_config.yaml").read_text())
+    cfg["model"]["make_vocab_size_divisible_by"] = 1  # the export pads to 301 rows; 304 are saved
+    (it / "run_config.yaml").write_text(yaml.safe_dump(cfg))
+    os.remove(it / layout.MANIFEST)
+    layout.write_manifest(str(it))
+    AutoBridge.export_ckpt(str(tmp_path / "ckpt"), str(tmp_path / "out"))
+    before, after = load_file(str(tmp_path / "hf" / "model.safetensors")), load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert sorted(before) == sorted(after) and all(torch.equal(before[k], after[k]) for k in before)
