@@ -67,11 +67,13 @@ def _dist_load(ck, sharded_sd: Dict[str, Any], ckpt_dir: str, what: str, hint: s
     from megatron.core.dist_checkpointing.serialization import get_default_load_sharded_strategy
     from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelLoadStrategyWrapper
 
+    from plugtron.checkpointing import fast_reader
+
     strategy = get_default_load_sharded_strategy(ckpt_dir)
     if ck.fully_parallel_load and ps.get_data_parallel_world_size() > 1:
         strategy = FullyParallelLoadStrategyWrapper(strategy, ps.get_data_parallel_group(with_context_parallel=True))
     try:
-        with safe_pickle.safe_loads():
+        with safe_pickle.safe_loads(), fast_reader.patched():
             return dist_checkpointing.load(sharded_sd, ckpt_dir, sharded_strategy=strategy, strict=ck.dist_ckpt_strictness)
     except (KeyboardInterrupt, SystemExit):
         raise

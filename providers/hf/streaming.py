@@ -155,13 +155,14 @@ def load_parameters(model, path: Path, named) -> Iterator[Tuple[str, torch.Tenso
     from torch.distributed.checkpoint.planner import LoadPlan
     from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
 
+    from plugtron.checkpointing.fast_reader import FastReader
     from plugtron.checkpointing.load_errors import describe
     from plugtron.checkpointing.safe_pickle import safe_loads
 
     with safe_loads():  # the index through the restricted unpickler; tensors weights-only
         metadata = FileSystemReader(str(path)).read_metadata()
 
-    class Reader(FileSystemReader):
+    class Reader(FastReader):  # saved tensors memory-mapped, one copy into the parameter
         def read_metadata(self):  # read once above, not once per parameter
             return metadata
 
