@@ -8,6 +8,9 @@ with plain file I/O (+ fsync) and reads them back, in the same directory.
 
     python benchmarks/checkpoint_io.py [--dir /tmp/plugtron-bench] [--rounds 3] [--layers 8 --hidden 512]
 
+The load is also timed with torch's own ``FileSystemReader`` in place of plugtron's memory-mapped
+reader (``plugtron.checkpointing.fast_reader``), in the same rounds, to show what that reader saves.
+
 Reads usually come from the page cache for both the checkpoint and the baseline (the files were
 just written); the ratios compare like with like.
 """
@@ -15,6 +18,7 @@ just written); the ratios compare like with like.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -57,7 +61,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=512)
     args = ap.parse_args()
 
-    from plugtron.checkpointing import layout
+    from plugtron.checkpointing import fast_reader, layout
     from plugtron.checkpointing.loading import load_into
     from plugtron.checkpointing.manager import Checkpointer
     from plugtron.config import load_config
@@ -88,7 +92,8 @@ def main() -> None:
         state.iteration = 1
         n_params = sum(p.numel() for c in state.model for p in c.parameters())
         ckptr = Checkpointer(cfg, hooks)
-        saves, loads, raws_w, raws_r = [], [], [], []
+        saves, loads, torch_loads, raws_w, raws_r = [], [], [], [], []
+        fast_patch = fast_reader.patched
         for r in range(args.rounds):
             shutil.rmtree(root, ignore_errors=True)
             t0 = time.perf_counter()
@@ -99,16 +104,24 @@ def main() -> None:
             t0 = time.perf_counter()
             load_into(ckptr, state, ckpt_dir)
             loads.append(time.perf_counter() - t0)
+            fast_reader.patched = contextlib.nullcontext  # torch's FileSystemReader, for comparison
+            try:
+                t0 = time.perf_counter()
+                load_into(ckptr, state, ckpt_dir)
+                torch_loads.append(time.perf_counter() - t0)
+            finally:
+                fast_reader.patched = fast_patch
             w, rd = raw_io(os.path.join(work, "raw.bin"), nbytes)
             raws_w.append(w)
             raws_r.append(rd)
-        save, load = statistics.median(saves), statistics.median(loads)
+        save, load, torch_load = statistics.median(saves), statistics.median(loads), statistics.median(torch_loads)
         raw_w, raw_r = statistics.median(raws_w), statistics.median(raws_r)
         mb = nbytes / 1e6
         print(f"model: {n_params / 1e6:.1f}M params ({n_params * 4 / 1e6:.0f} MB fp32); checkpoint {mb:.0f} MB on disk; "
               f"median of {args.rounds} rounds")
         print(f"save  {save:7.2f} s  ({mb / save:7.0f} MB/s) | raw write+fsync {raw_w:6.2f} s ({mb / raw_w:7.0f} MB/s) | ratio {save / raw_w:5.2f}")
         print(f"load  {load:7.2f} s  ({mb / load:7.0f} MB/s) | raw read        {raw_r:6.2f} s ({mb / raw_r:7.0f} MB/s) | ratio {load / raw_r:5.2f}")
+        print(f"load with torch's FileSystemReader {torch_load:6.2f} s ({mb / torch_load:7.0f} MB/s) | ratio {torch_load / raw_r:5.2f}")
         print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
               "(1/5/15 min); the load includes verifying every file's CRC32 against the manifest")
     finally:
