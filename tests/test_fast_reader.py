@@ -36,11 +36,28 @@ def test_an_item_is_the_tensor_torch_load_reads(tmp_path):
                torch.randn(4, 4).to(torch.bfloat16), torch.randn(5, 3).t(), torch.zeros(0), torch.tensor(2.5)]
     path = tmp_path / "items.bin"
     spans = _saved_items(path, tensors)
+    fast_reader._RECIPES.clear()
     with open(path, "rb") as f:
-        for want, (offset, length) in zip(tensors, spans):
-            got = fast_reader._load_item(f, f.fileno(), offset, length)
-            assert got.dtype == want.dtype and got.shape == want.shape and got.stride() == want.stride()
-            assert torch.equal(got, want)
+        for round in ("unpickled", "from the recipe of the same pickle"):
+            for want, (offset, length) in zip(tensors, spans):
+                got = fast_reader._load_item(f, f.fileno(), offset, length)
+                assert (got.dtype, got.shape, got.stride()) == (want.dtype, want.shape, want.stride()), round
+                assert torch.equal(got, want), round
+    assert len(fast_reader._RECIPES) == len(tensors)
+
+
+def test_same_shape_items_reuse_one_unpickling(tmp_path, monkeypatch):
+    tensors = [torch.randn(3, 4) for _ in range(5)]
+    spans = _saved_items(tmp_path / "same.bin", tensors)
+    fast_reader._RECIPES.clear()
+    unpickled = []
+    real = torch.serialization._load
+    monkeypatch.setattr(torch.serialization, "_load", lambda *a, **k: (unpickled.append(1), real(*a, **k))[1])
+    with open(tmp_path / "same.bin", "rb") as f:
+        got = [fast_reader._load_item(f, f.fileno(), o, n) for o, n in spans]
+    assert len(unpickled) == 1
+    assert all(torch.equal(g, w) for g, w in zip(got, tensors))
+    assert len({g.data_ptr() for g in got}) == 5  # each its own bytes
 
 
 def test_an_item_is_unpickled_weights_only(tmp_path):
