@@ -137,7 +137,7 @@ def suggestion(name: str, kind: str) -> str:
         if other.name != kind and name in entries(other.name):
             return f" ('{name}' is a registered {other.name}, not a {kind})"
     every = {n: k.name for k in KINDS if k.name != kind for n in entries(k.name)}
-    near = difflib.get_close_matches(str(name), list(every), n=1, cutoff=0.75)
+    near = difflib.get_close_matches(str(name), list(every), n=1, cutoff=0.8)  # across kinds: only near-certain ones
     return f" (did you mean the {every[near[0]]} {near[0]!r}?)" if near else ""
 
 

@@ -101,6 +101,8 @@ def test_did_you_mean_spans_the_kinds():
     assert registry.suggestion("lama3_8b", "provider") == " (did you mean 'llama3_8b'?)"
     assert registry.suggestion("adam", "provider") == " ('adam' is a registered optimizer, not a provider)"
     assert registry.suggestion("tiny_mixtrall", "optimizer") == " (did you mean the recipe 'tiny_mixtral'?)"
+    # a loose likeness across kinds is noise ('nope' is 0.75 like the recipe 'none'): no suggestion
+    assert registry.suggestion("nope", "data_format") == ""
 
 
 FAKE_MODULE = '''"""A third party's entries."""
