@@ -47,6 +47,26 @@ def assert_same_checkpoint(streamed: Path, whole: Path) -> None:
         assert (streamed / name).read_bytes() == (whole / name).read_bytes()
 
 
+def _a_failed_read_publishes_nothing(run: Path, out: Path) -> None:
+    """A base weight that cannot be read while the merge writes: plugtron's own error, nothing published."""
+    from plugtron.providers.hf import streaming
+
+    real_read = streaming.CheckpointReader.read
+
+    def read(self, name, meta):
+        if name == "decoder.layers.1.mlp.linear_fc1.weight":
+            raise CheckpointError(f"{self.path}: cannot load '{name}' (simulated)")
+        return real_read(self, name, meta)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(streaming.CheckpointReader, "read", read)
+        with pytest.raises(CheckpointError, match="linear_fc1.weight' \\(simulated\\)"):
+            from plugtron.providers.peft.merge import merge
+
+            merge(str(run), str(out))
+    assert not (out / "iter_0000000").exists() and not (out / "latest_checkpointed_iteration.txt").exists()
+
+
 def hf_logits(model, toks):
     with torch.no_grad():
         return model(toks).logits
@@ -71,6 +91,8 @@ def test_train_merge_and_export(root, tmp_path, method):
 
     assert plugtron_main(["peft", "merge", str(tmp_path / "run"), str(tmp_path / "merged")]) == 0
     assert_same_checkpoint(tmp_path / "merged" / "iter_0000000", tmp_path / "whole" / "iter_0000000")
+    if method == "lora":
+        _a_failed_read_publishes_nothing(tmp_path / "run", tmp_path / "failed")
     assert plugtron_main(["convert", "export-hf", str(tmp_path / "merged"), str(tmp_path / "merged_hf")]) == 0
     exported = T.AutoModelForCausalLM.from_pretrained(tmp_path / "merged_hf", attn_implementation="eager").eval()
     assert (hf_logits(exported, toks) - adapted).abs().max() <= 1e-4

@@ -12,8 +12,10 @@ tensor is a view of its parameter's meta storage, so the real data is the same v
 (``as_strided``) of the produced shard; this covers Megatron's reshapes and factory splits without
 knowing them. Peak memory: one parameter's inputs plus its fused shard, independent of model size.
 
-Reading for export is the reverse (``load_parameters``): for one parameter at a time, the boxes
-of the global tensors its ShardedTensors describe are read from the saved chunks that cover them.
+Reading for export is the reverse (``CheckpointReader``, ``load_parameters``): for one parameter at
+a time, the boxes of the global tensors its ShardedTensors describe are read from the saved chunks
+that cover them. ``plugtron peft merge`` does both: each base weight read, its adapter folded in,
+written.
 """
 
 from __future__ import annotations
