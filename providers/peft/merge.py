@@ -28,7 +28,7 @@ def read_adapter_checkpoint(root: str) -> Tuple[Path, object]:
     from plugtron.config import from_yaml
     from plugtron.providers.hf import megatron_side
 
-    path = megatron_side.checkpoint_dir(Path(root))  # resolves, verifies the manifest, restricted .metadata
+    path = megatron_side.checkpoint_dir(Path(root), "peft")  # resolves, verifies the manifest, restricted .metadata
     ts_path = path / layout.TRAIN_STATE  # an import has none: no run saved it
     ts = contents.load_weights_only(str(ts_path)) if ts_path.is_file() else {}
     if not ts.get("adapter_only"):
@@ -140,7 +140,8 @@ def merge(adapter_ckpt: str, out_dir: str) -> Path:
     out = Path(out_dir)
     check_new_dir(out)
     path, cfg = read_adapter_checkpoint(adapter_ckpt)
-    base_dir = megatron_side.checkpoint_dir(Path(cfg.checkpoint.pretrained_checkpoint))  # verified once, here
+    base_dir = megatron_side.checkpoint_dir(Path(cfg.checkpoint.pretrained_checkpoint),  # verified once, here
+                                            "checkpoint.pretrained_checkpoint")
     hf_config = None
     if (base_dir / megatron_side.HF_CONFIG).is_file():  # an imported base: export-hf keeps its config.json
         hf_config = json.loads((base_dir / megatron_side.HF_CONFIG).read_text(encoding="utf-8"))
