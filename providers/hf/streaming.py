@@ -12,8 +12,10 @@ tensor is a view of its parameter's meta storage, so the real data is the same v
 (``as_strided``) of the produced shard; this covers Megatron's reshapes and factory splits without
 knowing them. Peak memory: one parameter's inputs plus its fused shard, independent of model size.
 
-Reading for export is the reverse (``load_parameters``): for one parameter at a time, the boxes
-of the global tensors its ShardedTensors describe are read from the saved chunks that cover them.
+Reading for export is the reverse (``CheckpointReader``, ``load_parameters``): for one parameter at
+a time, the boxes of the global tensors its ShardedTensors describe are read from the saved chunks
+that cover them. ``plugtron peft merge`` does both: each base weight read, its adapter folded in,
+written.
 """
 
 from __future__ import annotations
@@ -140,55 +142,65 @@ def _boxes(model) -> Dict[int, List]:
 _VOCAB_KEYS = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 
-def load_parameters(model, path: Path, named) -> Iterator[Tuple[str, torch.Tensor]]:
-    """(name, tensor) of each of ``named`` (``(name, meta tensor)`` of parameters or weight buffers
-    of the meta ``model``, TP=1 so each is whole) read from the checkpoint at ``path`` (any TP layout: boxes of the global tensors are read
-    from whichever saved chunks cover them), one at a time: only that parameter is in memory.
+class CheckpointReader:
+    """Reads parameters of the meta ``model`` (TP=1, so each is whole) from the checkpoint at ``path``
+    (any TP/EP layout: boxes of the global tensors are read from whichever saved chunks cover them),
+    one at a time (``read``): only that parameter is in memory. The index is read once, through the
+    restricted unpickler.
 
     Megatron's own ``load`` insists on every layer of a layer-stacked tensor at once (its
     conversion to torch's ShardedTensor wants them all), so the read goes through torch's
     ``dcp.load`` with a planner asking for one box per ShardedTensor of the parameter."""
-    from torch.distributed.checkpoint import FileSystemReader
-    from torch.distributed.checkpoint import load as dcp_load
-    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
-    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, TensorStorageMetadata
-    from torch.distributed.checkpoint.planner import LoadPlan
-    from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
 
-    from plugtron.checkpointing.fast_reader import FastReader
-    from plugtron.checkpointing.load_errors import describe
-    from plugtron.checkpointing.safe_pickle import safe_loads
+    def __init__(self, model, path: Path):
+        from torch.distributed.checkpoint import FileSystemReader
 
-    with safe_loads():  # the index through the restricted unpickler; tensors weights-only
-        metadata = FileSystemReader(str(path)).read_metadata()
+        from plugtron.checkpointing.safe_pickle import safe_loads
 
-    class Reader(FastReader):  # saved tensors memory-mapped, one copy into the parameter
-        def read_metadata(self):  # read once above, not once per parameter
-            return metadata
+        self.path = path
+        with safe_loads():  # the index through the restricted unpickler; tensors weights-only
+            self.metadata = FileSystemReader(str(path)).read_metadata()
+        self.boxes = _boxes(model)
 
-    class BoxPlanner(DefaultLoadPlanner):
-        def __init__(self, boxes):
-            super().__init__(flatten_state_dict=False)
-            self.boxes = boxes  # (key, offsets, real view of the parameter)
+    def read(self, name: str, meta: torch.Tensor) -> torch.Tensor:
+        """Parameter (or weight buffer) ``name`` of the model, ``meta`` its meta tensor: a new tensor."""
+        from torch.distributed.checkpoint import load as dcp_load
+        from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+        from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, TensorStorageMetadata
+        from torch.distributed.checkpoint.planner import LoadPlan
+        from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
 
-        def create_local_plan(self):
-            items, self.dest = [], {}
-            for key, offsets, view in self.boxes:
-                md = metadata.state_dict_metadata.get(key)
-                if not isinstance(md, TensorStorageMetadata):
-                    raise CheckpointError(f"{path}: no tensor '{key}' in the checkpoint")
-                self.dest[(key, tuple(offsets))] = view
-                chunk = ChunkStorageMetadata(offsets=torch.Size(offsets), sizes=view.shape)
-                items += create_read_items_for_chunk_list(key, md, [chunk])
-            return LoadPlan(items)
+        from plugtron.checkpointing.fast_reader import FastReader
+        from plugtron.checkpointing.load_errors import describe
+        from plugtron.checkpointing.safe_pickle import safe_loads
 
-        def resolve_tensor(self, read_item):
-            view = self.dest[(read_item.dest_index.fqn, tuple(read_item.dest_index.offset))]
-            return self.transform_tensor(read_item, view)  # the part of the box this saved chunk fills
+        path, metadata = self.path, self.metadata
 
-    boxes = _boxes(model)
-    for name, meta in named:
-        sts = boxes.get(_storage_id(meta), [])
+        class Reader(FastReader):  # saved tensors memory-mapped, one copy into the parameter
+            def read_metadata(self):  # read once, not once per parameter
+                return metadata
+
+        class BoxPlanner(DefaultLoadPlanner):
+            def __init__(self, boxes):
+                super().__init__(flatten_state_dict=False)
+                self.boxes = boxes  # (key, offsets, real view of the parameter)
+
+            def create_local_plan(self):
+                items, self.dest = [], {}
+                for key, offsets, view in self.boxes:
+                    md = metadata.state_dict_metadata.get(key)
+                    if not isinstance(md, TensorStorageMetadata):
+                        raise CheckpointError(f"{path}: no tensor '{key}' in the checkpoint")
+                    self.dest[(key, tuple(offsets))] = view
+                    chunk = ChunkStorageMetadata(offsets=torch.Size(offsets), sizes=view.shape)
+                    items += create_read_items_for_chunk_list(key, md, [chunk])
+                return LoadPlan(items)
+
+            def resolve_tensor(self, read_item):
+                view = self.dest[(read_item.dest_index.fqn, tuple(read_item.dest_index.offset))]
+                return self.transform_tensor(read_item, view)  # the part of the box this saved chunk fills
+
+        sts = self.boxes.get(_storage_id(meta), [])
         if not sts or any(st.flattened_range is not None for st in sts):
             raise CheckpointError(f"{path}: cannot read '{name}' tensor by tensor (no plain sharded tensor for it)")
         for st in sts:  # a box outside the saved tensor would read nothing and leave the memory as it was
@@ -217,4 +229,12 @@ def load_parameters(model, path: Path, named) -> Iterator[Tuple[str, torch.Tenso
             raise
         except BaseException as exc:  # torch's CheckpointException is a BaseException
             raise CheckpointError(f"{path}: cannot load '{name}': {describe(exc)}") from exc
-        yield name, real
+        return real
+
+
+def load_parameters(model, path: Path, named) -> Iterator[Tuple[str, torch.Tensor]]:
+    """(name, tensor) of each of ``named`` (``(name, meta tensor)`` of parameters or weight buffers
+    of the meta ``model``) read from the checkpoint at ``path`` one at a time (``CheckpointReader``)."""
+    reader = CheckpointReader(model, path)
+    for name, meta in named:
+        yield name, reader.read(name, meta)

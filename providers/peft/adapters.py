@@ -121,13 +121,15 @@ class Adapter(torch.nn.Module):
 
         out = self.combine({name: (full_b(b) @ (b.linear_in.weight if self.row_parallel else _gather_rows(b.linear_in.weight))).t()
                             for name, b in self.blocks.items()}).t()
-        return out * self.scale
+        return out.mul_(self.scale)  # a new tensor: scaled in place, so a merge holds one weight-sized delta
 
     def weight_norm(self, weight: torch.Tensor) -> torch.Tensor:
         """DoRA: the norm of each output row of ``W + scale B A`` over the whole input (a TP
         all-reduce for a row-parallel layer). Detached, as the DoRA paper (sec. 4.3) and HF PEFT do."""
         with torch.no_grad():
-            sq = (weight.float() + self.delta_weight().float()).pow(2).sum(1)
+            # the same sums as (W + sBA)^2, built in the delta's own (new) tensor: one weight-sized
+            # temporary besides W, which a streamed merge's memory bound counts on
+            sq = self.delta_weight().float().add_(weight.float()).pow_(2).sum(1)
             if self.row_parallel and ps.get_tensor_model_parallel_world_size() > 1:
                 torch.distributed.all_reduce(sq, group=ps.get_tensor_model_parallel_group())
             return sq.sqrt().to(weight.dtype)
@@ -176,8 +178,11 @@ def adapt(layer, adapter: Adapter, dora: bool) -> None:
     if dora:
         from megatron.core.tensor_parallel.layers import set_tensor_model_parallel_attributes
 
-        with torch.no_grad():
-            norm = adapter.weight_norm(layer.weight)
+        if layer.weight.is_meta:  # a model built on the meta device (a streamed merge) loads m from its checkpoint
+            norm = torch.empty(layer.weight.shape[0], dtype=layer.weight.dtype)
+        else:
+            with torch.no_grad():
+                norm = adapter.weight_norm(layer.weight)
         adapter.magnitude = torch.nn.Parameter(norm.clone())  # B = 0 at the start: m = |W|, the output unchanged
         set_tensor_model_parallel_attributes(adapter.magnitude, is_parallel=not adapter.row_parallel, dim=0, stride=1)
     base = type(layer)

@@ -7,7 +7,8 @@ from __future__ import annotations
 def add_parser(sub) -> None:
     peft = sub.add_parser("peft", help="adapter checkpoints of peft runs: merge, Hugging Face PEFT export")
     acts = peft.add_subparsers(dest="action", metavar="ACTION")
-    merge = acts.add_parser("merge", help="fold the adapters into their base: a normal plugtron checkpoint "
+    merge = acts.add_parser("merge", help="fold the adapters into their base, one weight at a time (memory: about "
+                                          "twice the largest weight): a normal plugtron checkpoint "
                                           "(then: plugtron convert export-hf OUT_DIR HF_DIR)")
     merge.add_argument("adapter_ckpt", metavar="ADAPTER_CKPT", help="a peft run's checkpoint (save dir or iter_XXXXXXX)")
     merge.add_argument("out_dir", metavar="OUT_DIR", help="new directory for the merged checkpoint")

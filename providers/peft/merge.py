@@ -1,7 +1,8 @@
 """An adapter checkpoint back into a model: rebuild the base with the run's adapters and load them
 (``adapted_model``), fold them into the base weights (``fold``), and write a normal plugtron
-checkpoint (``merge``: what ``plugtron peft merge`` runs). One process, tensor parallel size 1; the
-checkpoints reshard on load, so adapters trained at any TP/PP merge the same way."""
+checkpoint tensor by tensor (``merge``: what ``plugtron peft merge`` runs; the base is never whole in
+memory). One process, tensor parallel size 1; the checkpoints reshard on load, so adapters trained at
+any TP/PP, over a base saved at any TP/PP/EP, merge the same way."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def read_adapter_checkpoint(root: str) -> Tuple[Path, object]:
     from plugtron.config import from_yaml
     from plugtron.providers.hf import megatron_side
 
-    path = megatron_side.checkpoint_dir(Path(root))  # resolves, verifies the manifest, restricted .metadata
+    path = megatron_side.checkpoint_dir(Path(root), "peft")  # resolves, verifies the manifest, restricted .metadata
     ts_path = path / layout.TRAIN_STATE  # an import has none: no run saved it
     ts = contents.load_weights_only(str(ts_path)) if ts_path.is_file() else {}
     if not ts.get("adapter_only"):
@@ -46,9 +47,6 @@ def read_adapter_checkpoint(root: str) -> Tuple[Path, object]:
 def adapted_model(root: str) -> Iterator[Tuple[object, object, torch.nn.Module, Path]]:
     """``(run config, provider, model, checkpoint dir)``: the base model with the checkpoint's
     adapters loaded, inside a one-process Megatron world (torn down on exit)."""
-    from megatron.core import dist_checkpointing
-
-    from plugtron.checkpointing.safe_pickle import safe_loads
     from plugtron.providers.hf import megatron_side
     from plugtron.providers.peft.transform import apply_peft
 
@@ -56,20 +54,30 @@ def adapted_model(root: str) -> Iterator[Tuple[object, object, torch.nn.Module, 
     with megatron_side.megatron_world(1):
         provider, model = megatron_side.load_model(Path(cfg.checkpoint.pretrained_checkpoint), tp=1)
         apply_peft(cfg.peft, provider, [model])
-        keep = contents.trainable_names(model)
-        sd = {k: v for k, v in model.sharded_state_dict(metadata=dict(contents.SHARDED_METADATA)).items() if k in keep}
-        try:
-            with safe_loads():
-                loaded = dist_checkpointing.load({"model": sd}, str(path))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # torch's CheckpointException is a BaseException
-            from plugtron.checkpointing.load_errors import describe
-
-            raise CheckpointError(f"{path}: cannot load the adapters: {describe(exc)}") from exc
-        contents.restore_model([model], loaded, trainable_only=True)
+        load_adapters(model, path)
         model.eval()
         yield cfg, provider, model, path
+
+
+def load_adapters(model, path: Path) -> None:
+    """The adapter checkpoint's tensors into ``model``'s adapters (``apply_peft`` attached them);
+    the base parameters are left as they are (loaded, or on the meta device)."""
+    from megatron.core import dist_checkpointing
+
+    from plugtron.checkpointing.safe_pickle import safe_loads
+
+    keep = contents.trainable_names(model)
+    sd = {k: v for k, v in model.sharded_state_dict(metadata=dict(contents.SHARDED_METADATA)).items() if k in keep}
+    try:
+        with safe_loads():
+            loaded = dist_checkpointing.load({"model": sd}, str(path))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # torch's CheckpointException is a BaseException
+        from plugtron.checkpointing.load_errors import describe
+
+        raise CheckpointError(f"{path}: cannot load the adapters: {describe(exc)}") from exc
+    contents.restore_model([model], loaded, trainable_only=True)
 
 
 def recorded_tokenizer(cfg, ckpt_dir: Path):
@@ -79,14 +87,24 @@ def recorded_tokenizer(cfg, ckpt_dir: Path):
     return tokenizer_files.resolve(cfg.tokenizer, str(ckpt_dir))
 
 
+def merge_into(adapter, weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (this rank's shard of the adapted layer's base weight, a tensor the caller owns)
+    turned in place into the weight that computes what the adapted layer computes. In place, so a
+    merge holds the weight and one weight-sized delta at a time (the streamed merge's memory bound);
+    the same float operations, in the same order, as ``W + sBA`` computed out of place."""
+    with torch.no_grad():
+        rescale = None
+        if adapter.magnitude is not None:  # DoRA: m / |W + sBA| per output row, the norm of the base W
+            rescale = (adapter.magnitude / adapter.weight_norm(weight)).unsqueeze(1)
+        weight.add_(adapter.delta_weight().to(weight.dtype))
+        if rescale is not None:
+            weight.mul_(rescale)
+    return weight
+
+
 def merged_weight(layer) -> torch.Tensor:
     """The weight that computes what the adapted layer computes (this rank's shard)."""
-    adapter = layer.peft_adapter
-    with torch.no_grad():
-        w = layer.weight + adapter.delta_weight().to(layer.weight.dtype)
-        if adapter.magnitude is not None:  # DoRA: m / |W + sBA| per output row
-            w = w * (adapter.magnitude / adapter.weight_norm(layer.weight)).unsqueeze(1)
-    return w
+    return merge_into(layer.peft_adapter, layer.weight.detach().clone())
 
 
 def fold(model) -> int:
@@ -109,19 +127,39 @@ def check_new_dir(out: Path) -> None:
 
 def merge(adapter_ckpt: str, out_dir: str) -> Path:
     """Write ``out_dir`` (a plugtron checkpoint like an import: ``iter_0000000``) with the adapters
-    of ``adapter_ckpt`` folded into its base; ``plugtron convert export-hf`` reads it."""
-    from plugtron.providers.hf import megatron_side
+    of ``adapter_ckpt`` folded into its base; ``plugtron convert export-hf`` reads it.
+
+    Streamed, as ``convert import-hf``/``export-hf`` (``plugtron.providers.hf.streaming``): the model
+    is built on the meta device with the run's adapters (real: they are small) and its checkpoint
+    loaded into them; then each base weight is read from the base checkpoint (any TP/PP/EP layout)
+    while the output is written, the adapter's delta folded in (``merge_into``), written and released.
+    Peak memory: about twice the largest weight plus a fixed overhead, whatever the model's size."""
+    from plugtron.providers.hf import megatron_side, streaming
+    from plugtron.providers.peft.transform import apply_peft
 
     out = Path(out_dir)
     check_new_dir(out)
-    with adapted_model(adapter_ckpt) as (cfg, provider, model, path):
-        n = fold(model)
-        base_dir = megatron_side.checkpoint_dir(Path(cfg.checkpoint.pretrained_checkpoint))
-        hf_config = None
-        if (base_dir / megatron_side.HF_CONFIG).is_file():  # an imported base: export-hf keeps its config.json
-            hf_config = json.loads((base_dir / megatron_side.HF_CONFIG).read_text(encoding="utf-8"))
-        megatron_side.save(model, provider, out, hf_config=hf_config, tokenizer=recorded_tokenizer(cfg, path))
-    log.info(f"peft merge: folded {n} adapters of {path} into {base_dir}; wrote {out}")
+    path, cfg = read_adapter_checkpoint(adapter_ckpt)
+    base_dir = megatron_side.checkpoint_dir(Path(cfg.checkpoint.pretrained_checkpoint),  # verified once, here
+                                            "checkpoint.pretrained_checkpoint")
+    hf_config = None
+    if (base_dir / megatron_side.HF_CONFIG).is_file():  # an imported base: export-hf keeps its config.json
+        hf_config = json.loads((base_dir / megatron_side.HF_CONFIG).read_text(encoding="utf-8"))
+    with megatron_side.megatron_world(1):
+        provider, model = megatron_side.build_meta_model(megatron_side.provider_of(base_dir), 1)
+        apply_peft(cfg.peft, provider, [model])
+        load_adapters(model, path)
+        adapters = {}  # base weight name -> its adapter; the layers become plain again (the output's keys)
+        for name, layer in adapted_layers(model):
+            adapters[f"{name}.weight"] = layer.peft_adapter
+            unadapt(layer)
+        reader = streaming.CheckpointReader(model, base_dir)
+
+        def merged(name, param):
+            weight = reader.read(name, param)
+            return merge_into(adapters[name], weight) if name in adapters else weight
+
+        megatron_side.save(model, provider, out, hf_config=hf_config, tokenizer=recorded_tokenizer(cfg, path),
+                           source=streaming.ParameterSource(megatron_side.named_weights(model), merged))
+    log.info(f"peft merge: folded {len(adapters)} adapters of {path} into {base_dir}; wrote {out}")
     return out
-
-
