@@ -104,6 +104,10 @@ def main() -> None:
 
     from safetensors import safe_open
 
+    from plugtron.platform.freed_memory import release_freed_memory
+
+    release_freed_memory()  # as `plugtron convert` does
+
     from plugtron.providers.hf import AutoBridge
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="plugtron-convert-bench-"))

@@ -25,6 +25,9 @@ def _reset_peak() -> None:
 
 def main() -> None:
     warnings.filterwarnings("ignore")
+    from plugtron.platform.freed_memory import release_freed_memory
+
+    assert release_freed_memory()  # as the conversion commands do (their process is their own)
     warm, hf_dir, work, out = sys.argv[1:5]
     from plugtron.providers.hf import AutoBridge
 

@@ -16,6 +16,9 @@ from _convert_memory import _reset_peak, _status
 
 def main() -> None:
     warnings.filterwarnings("ignore")
+    from plugtron.platform.freed_memory import release_freed_memory
+
+    assert release_freed_memory()  # as the conversion commands do (their process is their own)
     warm, adapters, work, out = sys.argv[1:5]
     from plugtron.providers.peft.merge import merge
 

@@ -25,7 +25,10 @@ def add_parser(sub) -> None:
 
 
 def cmd_import_hf(ns) -> int:
+    from plugtron.platform.freed_memory import release_freed_memory
     from plugtron.providers.hf import AutoBridge
+
+    release_freed_memory()  # a process of its own: freed tensors go back to the OS at once
 
     AutoBridge.import_ckpt(ns.hf_dir, ns.out_dir, tensor_model_parallel_size=ns.tp, overwrite=ns.overwrite)
     print(f"wrote {ns.out_dir} (use it as checkpoint.pretrained_checkpoint)")
@@ -33,7 +36,10 @@ def cmd_import_hf(ns) -> int:
 
 
 def cmd_export_hf(ns) -> int:
+    from plugtron.platform.freed_memory import release_freed_memory
     from plugtron.providers.hf import AutoBridge
+
+    release_freed_memory()  # a process of its own: freed tensors go back to the OS at once
 
     shard = int(ns.max_shard_gb * 2**30) if ns.max_shard_gb else None
     AutoBridge.export_ckpt(ns.ckpt_dir, ns.hf_dir, max_shard_bytes=shard, overwrite=ns.overwrite)

@@ -21,7 +21,10 @@ def add_parser(sub) -> None:
 
 
 def cmd_merge(ns) -> int:
+    from plugtron.platform.freed_memory import release_freed_memory
     from plugtron.providers.peft.merge import merge
+
+    release_freed_memory()  # a process of its own: freed tensors go back to the OS at once
 
     merge(ns.adapter_ckpt, ns.out_dir)
     print(f"wrote {ns.out_dir} (a plugtron checkpoint; plugtron convert export-hf {ns.out_dir} HF_DIR makes it a "
