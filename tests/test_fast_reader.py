@@ -127,3 +127,25 @@ def test_plugtrons_loads_go_through_it(saved_checkpoint, tmp_path, monkeypatch):
     train(load_config(None, SMALL + ["train.eval_interval=null", "train.train_iters=2",
                                      f"checkpoint.pretrained_checkpoint={saved_checkpoint}"]))
     assert used and all(os.path.samefile(p, saved_checkpoint) for p in used)
+
+
+def test_a_truncated_file_without_a_manifest_is_named(saved_checkpoint, tmp_path):
+    """Another tool's checkpoint may have no manifest, so nothing checks sizes before the read: the
+    reader names the file rather than mmap's 'mmap length is greater than file size'."""
+    import shutil
+
+    from helpers import SMALL
+
+    from plugtron.config import load_config
+    from plugtron.errors import CheckpointError
+    from plugtron.training import train
+
+    copy = tmp_path / "iter"
+    shutil.copytree(saved_checkpoint, copy)
+    (copy / "manifest.json").unlink()
+    victim = sorted(copy.glob("*.distcp"))[0]
+    os.truncate(victim, 100_000)
+    with pytest.raises(CheckpointError, match=rf"{victim.name}: 100000 bytes, but the checkpoint index places a saved "
+                                              r"tensor at bytes \d+\.\.\d+; the file is truncated$"):
+        train(load_config(None, SMALL + ["train.eval_interval=null", "train.train_iters=2",
+                                         f"checkpoint.pretrained_checkpoint={copy}"]))

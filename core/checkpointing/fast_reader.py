@@ -33,14 +33,27 @@ from torch.distributed.checkpoint.filesystem import FileSystemReader, _create_fi
 from torch.distributed.checkpoint.planner import LoadItemType
 from torch.distributed._shard._utils import narrow_tensor_by_index
 
+from plugtron.errors import CheckpointError
+
 _GRANULE = mmap.ALLOCATIONGRANULARITY
 _AHEAD = 4  # saved tensors parsed ahead of the copy (each only a mapping until copied: no memory)
+
+
+def _name(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return f"file descriptor {fd}"
 
 
 def _mapped_item(fd: int, offset: int, length: int) -> torch.UntypedStorage:
     """The bytes [offset, offset+length) of the open file ``fd`` as a storage over a private mapping
     (pages come from the page cache on first touch; unmapped when the last view is freed)."""
     start = offset - offset % _GRANULE
+    size = os.fstat(fd).st_size
+    if offset + length > size:  # mmap would refuse it with "mmap length is greater than file size"
+        raise CheckpointError(f"{_name(fd)}: {size} bytes, but the checkpoint index places a saved tensor at bytes "
+                              f"{offset}..{offset + length}; the file is truncated")
     m = mmap.mmap(fd, offset + length - start, access=mmap.ACCESS_COPY, offset=start)
     whole = torch.frombuffer(m, dtype=torch.uint8).untyped_storage()
     return whole[offset - start:]

@@ -11,7 +11,7 @@ from plugtron import distributed
 from plugtron.checkpointing import contents as ckstate
 from plugtron.checkpointing import layout, manifest, safe_pickle, schedule_check
 from plugtron.checkpointing import plugin_states as plugin_state_files
-from plugtron.checkpointing.load_errors import describe
+from plugtron.checkpointing.load_errors import describe, root_causes
 from plugtron.errors import CheckpointError
 
 log = logging.getLogger("plugtron")
@@ -78,6 +78,8 @@ def _dist_load(ck, sharded_sd: Dict[str, Any], ckpt_dir: str, what: str, hint: s
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # torch's CheckpointException is a BaseException; all mean "does not fit"
+        if all(isinstance(c, CheckpointError) for c in root_causes(exc)):  # plugtron's reader named the file
+            raise CheckpointError(f"{ckpt_dir}: cannot load {what}: " + "; ".join(dict.fromkeys(map(str, root_causes(exc))))) from exc
         raise CheckpointError(f"{ckpt_dir}: cannot load {what}: {describe(exc)}{hint}") from exc
 
 
