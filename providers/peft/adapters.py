@@ -161,10 +161,15 @@ class AdaptedLinear:
             for side in ("linear_in", "linear_out"):
                 sd.update(sharded_state_dict_default(getattr(block, side), f"{prefix}{ADAPTER}.blocks.{name}.{side}.",
                                                      sharded_offsets, metadata))
-        if adapter.magnitude is not None:  # split over TP like the layer's output rows
+        if adapter.magnitude is not None:
+            # one value per output row: split over TP like a column-parallel layer's rows; a TP replica
+            # on a row-parallel layer (its output is whole). The TP group must be passed with the DP
+            # group: Megatron falls back to its own groups only when both are missing, and without
+            # it every TP rank would claim TP rank 0's shard or the main replica (a failed save).
             sd.update(make_sharded_tensors_for_checkpoint({"magnitude": adapter.magnitude}, f"{prefix}{ADAPTER}.",
                                                           {} if adapter.row_parallel else {"magnitude": 0},
-                                                          sharded_offsets, dp_cp_group=(metadata or {}).get("dp_cp_group")))
+                                                          sharded_offsets, tp_group=self.tp_group,
+                                                          dp_cp_group=(metadata or {}).get("dp_cp_group")))
         return sd
 
 
@@ -185,6 +190,9 @@ def adapt(layer, adapter: Adapter, dora: bool) -> None:
                 norm = adapter.weight_norm(layer.weight)
         adapter.magnitude = torch.nn.Parameter(norm.clone())  # B = 0 at the start: m = |W|, the output unchanged
         set_tensor_model_parallel_attributes(adapter.magnitude, is_parallel=not adapter.row_parallel, dim=0, stride=1)
+        # a row-parallel layer's m is a TP replica; with sequence parallelism it scales this rank's slice
+        # of the sequence only, so its gradient is partial: finalize_model_grads sums it over TP
+        adapter.magnitude.sequence_parallel = adapter.row_parallel and adapter.sequence_parallel
     base = type(layer)
     if base not in _ADAPTED_CLASSES:
         _ADAPTED_CLASSES[base] = type(f"Adapted{base.__name__}", (AdaptedLinear, base), {})
