@@ -1,6 +1,6 @@
 """``python -m plugtron`` (what torchrun runs: ``torchrun ... -m plugtron train ...``)."""
 
-from plugtron.cli import main
+from plugtron.cli.entry import console
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console())

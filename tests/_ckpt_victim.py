@@ -120,11 +120,11 @@ def main():
     out, modes, common = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
     reset_from = os.environ.get("PLUGTRON_VICTIM_RESET")
     # Megatron's checkpoint writer reports through a queue served by a spawned manager process,
-    # started on the first save of a process (~3 s: it re-imports this script). Start it here once;
+    # started on the first save of a process. Start it here once (plugtron's, as a save would);
     # the forked runs share it (it lives in this process group, so a run's SIGKILL spares it).
-    from megatron.core.dist_checkpointing.strategies.filesystem_async import _get_write_results_queue
+    from plugtron.checkpointing import write_queue
 
-    _get_write_results_queue()
+    write_queue.start()
     _instrument()
     records = []
     for i, spec in enumerate(modes):
@@ -169,3 +169,6 @@ def main():
 
 if __name__ == "__main__":
     main()
+    from plugtron.cli.entry import collect_then_freeze
+
+    collect_then_freeze()  # as the plugtron command does: no long interpreter shutdown

@@ -79,3 +79,6 @@ def fresh_group(i: int):
 
 if __name__ == "__main__":
     main()
+    from plugtron.cli.entry import collect_then_freeze
+
+    collect_then_freeze()  # as the plugtron command does: no long interpreter shutdown

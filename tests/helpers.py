@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -113,18 +114,26 @@ SMALL = ["model.num_layers=2", "model.hidden_size=64", "model.seq_length=64", "d
          "scheduler.lr_warmup_iters=1", "logger.log_interval=1"]
 
 
-def torchrun(tmp_path, name, overrides, env=None, expect_rc=0, read=True):
+def torchrun(tmp_path, name, overrides, env=None, expect_rc=0, read=True, exit_within=None):
     """Two gloo processes on ``tests/_dist_train.py``; returns the summary of a rank that has the
-    losses (the last pipeline stage), else rank 0's (``read=False``: the processes' output)."""
+    losses (the last pipeline stage), else rank 0's (``read=False``: the processes' output).
+
+    ``exit_within`` (seconds): the launch must end that soon after the last rank wrote its summary
+    (the processes' shutdown plus torchrun's; see plugtron.cli.entry)."""
     out = tmp_path / f"{name}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(HERE / "_dist_train.py"), str(out), *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    ended = time.time()
     assert proc.returncode == expect_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
     if not read:
         return proc.stdout + proc.stderr
-    summaries = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(2)]
+    files = [Path(f"{out}.rank{r}") for r in range(2)]
+    if exit_within is not None:
+        linger = ended - max(f.stat().st_mtime for f in files)
+        assert linger < exit_within, f"the processes took {linger:.1f}s to exit after their summaries"
+    summaries = [json.loads(f.read_text()) for f in files]
     return next((s for s in summaries if s["losses"]), summaries[0])
 
 

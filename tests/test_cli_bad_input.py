@@ -93,3 +93,19 @@ def test_torch_free_refusals_do_not_import_torch(tmp_path):
             "assert rc == 2 and 'torch' not in sys.modules, (rc, 'torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_console_keeps_the_status_and_freezes_the_heap_for_a_quick_exit(capsys):
+    """The plugtron command's entry (plugtron.cli.entry.console): main's exit status unchanged, then
+    the heap collected and frozen, so the interpreter's shutdown does not walk it (it took seconds
+    per process after every run)."""
+    import gc
+
+    from plugtron.cli.entry import console
+
+    try:
+        assert console(["train", "optimizer.lr=1e-3", "optimizer.lr=3e-4"]) == 2
+        assert "given twice" in capsys.readouterr().err
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # this test process lives on
